@@ -1,0 +1,6 @@
+"""
+logio: a self-hosted log plexer.
+
+Importing this package has no side effects. C{import logio.auto} attaches a
+L{LogioHandler} to the root logger when C{LOGIO_URL} is set.
+"""

@@ -1,0 +1,233 @@
+"""
+The Broker: the one central service.  Publisher protocols hand it batches of
+records; it formats each record once and fans the bytes out to every
+subscriber whose filters match.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Optional, Sequence
+
+import re2
+from attrs import define, field, frozen
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from logio.interfaces import IBroker, ISubscriber
+from logio.topic import Record, Topic
+
+Search = Callable[[str], object]
+
+FILTER_FIELDS = ("app", "proc", "host", "log")
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False
+
+
+class BadFilter(ValueError):
+    """
+    A filter parameter is not a valid RE2 regular expression.
+    """
+
+    def __init__(self, name: str, pattern: str, reason: str) -> None:
+        super().__init__(f"bad regular expression for {name!r}: {pattern!r}: {reason}")
+        self.name = name
+
+
+def compileFilter(name: str, pattern: str) -> Optional[Search]:
+    """
+    Compile one filter pattern into an unanchored search, or L{None} if the
+    pattern is empty (which matches everything).
+
+    @raise BadFilter: If C{pattern} is not valid RE2 syntax.
+    """
+    if not pattern:
+        return None
+    try:
+        compiled = re2.compile(pattern, _OPTIONS)
+    except re2.error as e:
+        reason = e.args[0] if e.args else "invalid pattern"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise BadFilter(name, pattern, str(reason)) from None
+    return compiled.search
+
+
+@frozen
+class Filters:
+    """
+    What one subscriber asked for: an unanchored RE2 search per field, or
+    L{None} for a field that matches everything.
+    """
+
+    app: Optional[Search] = None
+    proc: Optional[Search] = None
+    host: Optional[Search] = None
+    log: Optional[Search] = None
+
+    @classmethod
+    def fromQuery(cls, query: Mapping[str, str]) -> "Filters":
+        """
+        Build filters from query parameters already reduced to one string
+        each.
+
+        @raise BadFilter: If a pattern does not compile.
+        """
+        return cls(**{name: compileFilter(name, query.get(name, "")) for name in FILTER_FIELDS})
+
+    def matchesTopic(self, topic: Topic) -> bool:
+        """
+        Whether records from C{topic} can reach this subscriber (the C{log}
+        filter is applied per record, not here).
+        """
+        return all(
+            search is None or search(value) is not None
+            for search, value in (
+                (self.app, topic.app),
+                (self.proc, topic.proc),
+                (self.host, topic.host),
+            )
+        )
+
+
+@define
+class _Route:
+    """
+    The subscribers of one topic, cached: filters are evaluated once per
+    (subscriber, topic), not per record.
+    """
+
+    prefix: str
+    plain: list[ISubscriber] = field(factory=list)
+    filtered: list[tuple[ISubscriber, Search]] = field(factory=list)
+
+    def add(self, subscriber: ISubscriber) -> None:
+        search = subscriber.filters.log
+        if search is None:
+            self.plain.append(subscriber)
+        else:
+            self.filtered.append((subscriber, search))
+
+    def remove(self, subscriber: ISubscriber) -> None:
+        if subscriber in self.plain:
+            self.plain.remove(subscriber)
+        self.filtered = [(s, search) for s, search in self.filtered if s is not subscriber]
+
+
+#: A piece of output for L{ISubscriber.deliver}: data, line count, whole.
+Segment = tuple[bytes, int, bool]
+
+
+def pack(lines: Sequence[str]) -> list[Segment]:
+    """
+    Encode formatted output lines into as few segments as possible.
+
+    Each line is C{<ts><prefix><text>\\n}.  Usually every text is one
+    physical line and the result is one segment.  A multi-line text gets
+    the timestamp and prefix repeated on each of its physical lines and
+    becomes a segment of its own, so a subscriber's queue can drop it whole.
+    """
+    text = "".join(lines)
+    count = text.count("\n")
+    if count == len(lines):
+        return [(text.encode("utf-8", "replace"), count, True)]
+    segments: list[Segment] = []
+    run: list[str] = []
+    for line in lines:
+        physical = line.count("\n")
+        if physical == 1:
+            run.append(line)
+            continue
+        if run:
+            segments.append(("".join(run).encode("utf-8", "replace"), len(run), True))
+            run = []
+        head = line[: line.index(": ") + 2]
+        line = line.replace("\n", "\n" + head, physical - 1)
+        segments.append((line.encode("utf-8", "replace"), physical, False))
+    if run:
+        segments.append(("".join(run).encode("utf-8", "replace"), len(run), True))
+    return segments
+
+
+@implementer(IBroker)
+class Broker(Service):
+    """
+    Fan records out from publishers to subscribers.
+
+    @ivar published: Records published since start-up.
+    @ivar delivered: Output lines handed to subscribers since start-up.
+    """
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self._subscribers: list[ISubscriber] = []
+        self._routes: dict[Topic, _Route] = {}
+        self.published = 0
+        self.delivered = 0
+
+    @property
+    def subscribers(self) -> Sequence[ISubscriber]:
+        """
+        The current subscribers, oldest first.
+        """
+        return tuple(self._subscribers)
+
+    def subscribe(self, subscriber: ISubscriber) -> None:
+        self._subscribers.append(subscriber)
+        for topic, route in self._routes.items():
+            if subscriber.filters.matchesTopic(topic):
+                route.add(subscriber)
+
+    def unsubscribe(self, subscriber: ISubscriber) -> None:
+        if subscriber not in self._subscribers:
+            return
+        self._subscribers.remove(subscriber)
+        for route in self._routes.values():
+            route.remove(subscriber)
+
+    def _route(self, topic: Topic) -> _Route:
+        route = _Route(topic.prefix())
+        for subscriber in self._subscribers:
+            if subscriber.filters.matchesTopic(topic):
+                route.add(subscriber)
+        self._routes[topic] = route
+        return route
+
+    def forget(self, topic: Topic) -> None:
+        """
+        Drop the cached route of a topic whose last publisher went away.
+        """
+        self._routes.pop(topic, None)
+
+    def publish(self, topic: Topic, records: list[Record]) -> None:
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        self.published += len(records)
+        if not (route.plain or route.filtered):
+            return
+        lines = [f"{ts}{route.prefix}{text}\n" for ts, text in records]
+        if route.plain:
+            segments = pack(lines)
+            for subscriber in route.plain:
+                for data, count, whole in segments:
+                    subscriber.deliver(data, count, whole)
+            self.delivered += len(route.plain) * sum(s[1] for s in segments)
+        for subscriber, search in route.filtered:
+            chosen = [line for line, record in zip(lines, records) if search(record[1]) is not None]
+            if chosen:
+                for data, count, whole in pack(chosen):
+                    subscriber.deliver(data, count, whole)
+                    self.delivered += count
+
+    def stopService(self) -> Deferred[object]:
+        """
+        End every subscription cleanly and wait (a few seconds at most) for
+        their connections to flush and close.
+        """
+        super().stopService()
+        closing = [subscriber.close() for subscriber in self._subscribers]
+        return DeferredList(closing, consumeErrors=True)

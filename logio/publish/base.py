@@ -1,0 +1,85 @@
+"""
+What every publisher wire protocol shares: topic validation, the error
+path, and socket options.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime, ITCPTransport, ITransport
+
+from logio.interfaces import IBroker
+from logio.topic import Topic, formatEpoch
+
+class PublisherError(Exception):
+    """
+    The publisher sent something we cannot accept; the message is written
+    back to it before the connection is closed.
+    """
+
+
+def makeTopic(app: object, proc: object, host: object, peer: str) -> Topic:
+    """
+    Validate a topic: C{app} is required, a missing C{proc} becomes C{-}
+    and a missing C{host} becomes the publisher's address.
+
+    @raise PublisherError: If a field is missing or not a string.
+    """
+    for name, value in (("app", app), ("proc", proc), ("host", host)):
+        if value is not None and not isinstance(value, str):
+            raise PublisherError(f"topic field {name!r} must be a string")
+    if not app:
+        raise PublisherError("the topic needs a non-empty 'app'")
+    assert isinstance(app, str)
+    return Topic(app, proc or "-", host or peer)  # type: ignore[arg-type]
+
+
+def peerHost(transport: object) -> str:
+    """
+    The publisher's address as a topic host: its IP, or C{unix} for a UNIX
+    socket peer.
+    """
+    peer = getattr(transport, "getPeer", lambda: None)()
+    return str(getattr(peer, "host", None) or "unix")
+
+
+def tuneSocket(transport: object) -> None:
+    """
+    Turn on TCP keepalive (dead peers are found) and TCP_NODELAY (no Nagle
+    delay) where the transport is TCP, TLS-wrapped or not.
+    """
+    if ITCPTransport.providedBy(transport):
+        transport.setTcpKeepAlive(True)  # type: ignore[attr-defined]
+        transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
+
+
+class Publisher:
+    """
+    Mixin for publisher protocols: the broker they feed, and how they give
+    up on a connection.
+
+    @ivar topic: The connection's topic, once it has been received.
+    @ivar failed: Whether the connection was refused; later data is ignored.
+    """
+
+    transport: ITransport
+    topic: Topic | None = None
+    failed = False
+
+    def __init__(self, broker: IBroker, clock: IReactorTime, maxLine: int) -> None:
+        self.broker = broker
+        self.clock = clock
+        self.maxLine = maxLine
+
+    def now(self) -> str:
+        """
+        The server's current time as an output timestamp.
+        """
+        return formatEpoch(self.clock.seconds())
+
+    def fail(self, message: str) -> None:
+        """
+        Write one error line back to the publisher and close the connection.
+        """
+        self.failed = True
+        self.transport.write(f"error: {message}\n".encode("utf-8", "replace"))
+        self.transport.loseConnection()

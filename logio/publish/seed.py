@@ -1,0 +1,153 @@
+"""
+The seed JSON protocol of the original Go client: a topic object, then one
+C{{"time": RFC 3339, "raw": text}} object per log call, back to back with
+nothing (or any JSON whitespace) between them.
+
+The stream cannot be split into lines, so this is an incremental JSON
+decoder.  A fast path reads the exact shape the Go client writes with the C
+string scanner; anything else goes through C{JSONDecoder.raw_decode}.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from typing import Any
+
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+
+from logio.publish.base import Publisher, PublisherError, makeTopic, peerHost
+from logio.topic import Record, StampParser
+
+_WHITESPACE = " \t\r\n"
+#: Characters that cannot occur inside a token cut short by the end of the
+#: buffer: if the text after a decode error holds one, the error is real.
+_STRUCTURE = frozenset('{}[],:" \t\r\n')
+_RECORD_HEAD = '{"time":"'
+_RAW_KEY = '","raw":"'
+
+
+def _truncated(buffer: str, error: json.JSONDecodeError) -> bool:
+    """
+    Whether a decode error only means the value is not complete yet.
+    """
+    if error.msg.startswith("Unterminated string"):
+        return True
+    rest = buffer[error.pos :]
+    return len(rest) < 16 and _STRUCTURE.isdisjoint(rest)
+
+
+def cleanText(raw: object) -> str:
+    """
+    The log text of a record: C{raw} as a string, without its trailing
+    newline (and carriage return).
+    """
+    text = raw if isinstance(raw, str) else str(raw)
+    if text.endswith("\n"):
+        text = text[:-1]
+        if text.endswith("\r"):
+            text = text[:-1]
+    return text
+
+
+class SeedProtocol(Publisher, Protocol):
+    """
+    Decode the seed JSON stream and publish one batch per read.
+
+    @ivar badTimes: Records whose C{time} did not parse; they were stamped
+        with the receive time instead.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._json = json.JSONDecoder()
+        self._stamps = StampParser()
+        self._buffer = ""
+        self.badTimes = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.failed:
+            return
+        buffer = self._buffer + self._decoder.decode(data)
+        records: list[Record] = []
+        try:
+            position = self._parse(buffer, records)
+        except PublisherError as e:
+            self._publish(records)
+            self._buffer = ""
+            self.fail(str(e))
+            return
+        self._publish(records)
+        self._buffer = buffer[position:]
+        if len(self._buffer) > self.maxLine:
+            self._buffer = ""
+            self.fail(f"a JSON value is longer than {self.maxLine} characters")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.topic is not None:
+            self.broker.forget(self.topic)
+
+    def _publish(self, records: list[Record]) -> None:
+        if records and self.topic is not None:
+            self.broker.publish(self.topic, records)
+
+    def _parse(self, buffer: str, records: list[Record]) -> int:
+        """
+        Decode every complete value in C{buffer}, appending records.
+
+        @return: Where the first incomplete value starts.
+        @raise PublisherError: On a value that can never decode.
+        """
+        position = 0
+        end = len(buffer)
+        stamps = self._stamps
+        maxLine = self.maxLine
+        now = None
+        while True:
+            while position < end and buffer[position] in _WHITESPACE:
+                position += 1
+            if position == end:
+                return position
+            if self.topic is not None and buffer.startswith(_RECORD_HEAD, position):
+                # The Go client's exact shape: {"time":"...","raw":"..."}
+                timeEnd = buffer.find('"', position + 9)
+                if timeEnd > 0 and buffer.startswith(_RAW_KEY, timeEnd):
+                    try:
+                        raw, valueEnd = scanstring(buffer, timeEnd + 9)
+                    except json.JSONDecodeError:
+                        pass
+                    else:
+                        if buffer.startswith("}", valueEnd) and valueEnd - position < maxLine:
+                            stamp = stamps(buffer[position + 9 : timeEnd])
+                            if stamp is None:
+                                self.badTimes += 1
+                                stamp = now = now or self.now()
+                            records.append((stamp, cleanText(raw)))
+                            position = valueEnd + 1
+                            continue
+            try:
+                value, valueEnd = self._json.raw_decode(buffer, position)
+            except json.JSONDecodeError as e:
+                if _truncated(buffer, e):
+                    return position
+                raise PublisherError(f"bad JSON at character {e.pos}: {e.msg}") from None
+            if valueEnd - position > maxLine:
+                raise PublisherError(f"a JSON value is longer than {maxLine} characters")
+            if not isinstance(value, dict):
+                raise PublisherError(f"expected a JSON object, got {type(value).__name__}")
+            position = valueEnd
+            if self.topic is None:
+                self.topic = makeTopic(
+                    value.get("app"), value.get("proc"), value.get("host"), peerHost(self.transport)
+                )
+                continue
+            time = value.get("time")
+            stamp = stamps(time) if isinstance(time, str) else None
+            if stamp is None:
+                if time is not None:
+                    self.badTimes += 1
+                stamp = now = now or self.now()
+            records.append((stamp, cleanText(value.get("raw", ""))))

@@ -1,0 +1,104 @@
+"""
+Plain text lines: the first line is the topic as a query string
+(C{app=myapp&proc=web&host=foobar}, the query of a C{LOGIO_URL}); every later
+line is one record stamped with the server's receive time.
+
+So C{{ echo 'app=cron'; tail -F cron.log; } | nc -N logio 7701} publishes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from twisted.internet.protocol import connectionDone
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+from logio.publish.base import Publisher, PublisherError, makeTopic, peerHost
+
+TRUNCATED = b" [truncated]"
+
+
+class TextProtocol(Publisher, LineOnlyReceiver):
+    """
+    Split whole reads into lines (never one line at a time: see Twisted
+    #6357) and publish one batch per read.
+
+    A line longer than C{maxLine} bytes is cut there and marked with
+    L{TRUNCATED}; the rest of it, up to its newline, is discarded and
+    counted in C{discarded}.
+    """
+
+    delimiter = b"\n"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.MAX_LENGTH = self.maxLine
+        self._buffer = b""
+        self._discarding = False
+        self.discarded = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.failed:
+            return
+        if self._discarding:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self.discarded += len(data)
+                return
+            self.discarded += newline
+            self._discarding = False
+            data = data[newline + 1 :]
+        data = self._buffer + data
+        complete, newline, rest = data.rpartition(b"\n")
+        lines: list[bytes] = []
+        if newline:
+            if b"\r" in complete:
+                complete = complete.replace(b"\r\n", b"\n")
+            lines = complete.split(b"\n")
+            if len(complete) > self.maxLine:
+                lines = [self._cut(line) for line in lines]
+        if len(rest) > self.maxLine:
+            lines.append(self._cut(rest))
+            self._discarding = True
+            rest = b""
+        self._buffer = rest
+        self.linesReceived(lines)
+
+    def _cut(self, line: bytes) -> bytes:
+        if len(line) <= self.maxLine:
+            return line
+        self.discarded += len(line) - self.maxLine
+        return line[: self.maxLine] + TRUNCATED
+
+    def lineReceived(self, line: bytes) -> None:
+        self.linesReceived([line])
+
+    def linesReceived(self, lines: list[bytes]) -> None:
+        """
+        Publish a batch of complete lines; the first line ever is the topic.
+        """
+        if not lines:
+            return
+        if self.topic is None:
+            first = lines.pop(0).decode("utf-8", "replace").strip()
+            query = parse_qs(first.partition("?")[2] if "?" in first else first)
+            values = {name: query[name][0] if name in query else None for name in ("app", "proc", "host")}
+            try:
+                self.topic = makeTopic(values["app"], values["proc"], values["host"], peerHost(self.transport))
+            except PublisherError as e:
+                self.fail(f"{e} (the first line is the topic, e.g. app=myapp&proc=web&host=foobar)")
+                return
+            if not lines:
+                return
+        stamp = self.now()
+        text = b"\n".join(lines).decode("utf-8", "replace")
+        self.broker.publish(self.topic, [(stamp, line) for line in text.split("\n")])
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._buffer and not self.failed:
+            line, self._buffer = self._buffer, b""
+            self.linesReceived([line[:-1] if line.endswith(b"\r") else line])
+        if self.topic is not None:
+            self.broker.forget(self.topic)

@@ -1,0 +1,125 @@
+"""
+Topic and record value types, and the subscriber output line format.
+
+A record travels through the server as a C{(timestamp, text)} tuple: the
+timestamp already formatted as it appears in the output (UTC, milliseconds,
+no zone) and the log text with its trailing newline removed.  Tuples are used
+instead of a class on purpose: the publisher protocols build hundreds of
+thousands of them per second.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime, timezone
+from typing import Tuple
+
+from attrs import frozen
+
+#: C{(formatted timestamp, text)}: see the module docstring.
+Record = Tuple[str, str]
+
+_MAX_CACHED_STAMPS = 4096
+
+
+@frozen(cache_hash=True)
+class Topic:
+    """
+    Where a stream of records comes from.
+
+    @ivar app: The application name; never empty.
+    @ivar proc: The process type, C{"-"} when the publisher gave none.
+    @ivar host: The publishing host.
+    """
+
+    app: str
+    proc: str
+    host: str
+
+    def prefix(self) -> str:
+        """
+        The part of an output line between the timestamp and the log text.
+        """
+        return f" {self.app}[{self.proc}] {self.host}: "
+
+
+def formatTime(when: datetime) -> str:
+    """
+    Format an aware datetime the way subscribers see it: UTC, milliseconds
+    truncated, no zone, e.g. C{2016-12-06T22:14:21.448}.
+    """
+    utc = when.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + "%03d" % (utc.microsecond // 1000)
+
+
+def formatEpoch(seconds: float) -> str:
+    """
+    Format a POSIX timestamp the way subscribers see it.
+    """
+    return formatTime(datetime.fromtimestamp(seconds, timezone.utc))
+
+
+class StampParser:
+    """
+    Turn RFC 3339 timestamps into output timestamps, with a cache.
+
+    Records of one millisecond share their output timestamp, so the cache key
+    is the input with the fraction cut after the milliseconds; parsing
+    happens once per distinct millisecond and zone.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, stamp: str) -> str | None:
+        """
+        Return the output timestamp for C{stamp}, or L{None} if it is not an
+        RFC 3339 date-time with a zone.
+        """
+        key = stamp
+        if len(stamp) > 26 and stamp[19] == ".":
+            zone = stamp[-1] if stamp[-1] in "Zz" else stamp[-6:]
+            extra = stamp[23 : len(stamp) - len(zone)]
+            if extra.isdigit():
+                key = stamp[:23] + zone
+        formatted = self._cache.get(key)
+        if formatted is None:
+            formatted = _parseRFC3339(key)
+            if formatted is None:
+                return None
+            if len(self._cache) >= _MAX_CACHED_STAMPS:
+                self._cache.clear()
+            self._cache[key] = formatted
+        return formatted
+
+
+def _parseRFC3339(stamp: str) -> str | None:
+    """
+    Parse one RFC 3339 date-time (any number of fraction digits, C{Z} or a
+    numeric offset) and format it for output.
+    """
+    if len(stamp) < 20 or stamp[10] not in "Tt ":
+        return None
+    head, rest = stamp[:19], stamp[19:]
+    fraction = ""
+    if rest.startswith("."):
+        digits = len(rest) - len(rest[1:].lstrip("0123456789")) - 1
+        if digits == 0:
+            return None
+        fraction, rest = rest[: 1 + min(digits, 6)], rest[1 + digits :]
+    if rest in ("Z", "z"):
+        rest = "+00:00"
+    if len(rest) != 6 or rest[0] not in "+-" or rest[3] != ":":
+        return None
+    try:
+        when = datetime.fromisoformat(head[:10] + "T" + head[11:] + fraction + rest)
+    except ValueError:
+        return None
+    return formatTime(when)
+
+
+def serverHost() -> str:
+    """
+    The name this server uses for itself in the notices it writes.
+    """
+    return socket.gethostname()

@@ -1,0 +1,231 @@
+"""
+The subscriber side: a streaming HTTP resource.  Each request becomes a
+L{Subscription}, an IPushProducer with a bounded queue, registered with the
+L{logio.broker.Broker}.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from logio.broker import FILTER_FIELDS, BadFilter, Broker, Filters
+from logio.interfaces import ISubscriber
+from logio.publish.base import tuneSocket
+from logio.topic import formatEpoch, serverHost
+
+#: How long a stopping server waits for subscribers' sockets to flush.
+CLOSE_TIMEOUT = 5.0
+
+
+def dropNotice(stamp: str, host: str, dropped: int) -> bytes:
+    """
+    The line a subscriber gets after it lost C{dropped} lines.
+    """
+    return (
+        f"{stamp} logio[logio] {host}: {dropped} lines dropped: "
+        "this subscriber is reading too slowly\n"
+    ).encode("utf-8", "replace")
+
+
+@implementer(IPushProducer, ISubscriber)
+class Subscription:
+    """
+    One subscriber: writes matching lines to its request while the client
+    keeps up, and queues them while the transport is paused.
+
+    The queue is bounded by C{maxLines} output lines and C{maxBytes} bytes;
+    on overflow the oldest lines go, and the count of what went is sent in
+    one notice line before anything else once the client catches up.
+
+    @ivar dropped: Lines dropped and not yet reported to the client.
+    @ivar droppedTotal: Lines dropped since the subscription began.
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        filters: Filters,
+        clock: IReactorTime,
+        maxLines: int,
+        maxBytes: int,
+        notice: Callable[[str, int], bytes],
+    ) -> None:
+        self.filters = filters
+        self._request = request
+        self._clock = clock
+        self._maxLines = maxLines
+        self._maxBytes = maxBytes
+        self._notice = notice
+        self._paused = False
+        self._queue: deque[tuple[bytes, int, bool]] = deque()
+        self._queuedLines = 0
+        self._queuedBytes = 0
+        self.dropped = 0
+        self.droppedTotal = 0
+
+    @property
+    def queued(self) -> tuple[int, int]:
+        """
+        Lines and bytes waiting in the queue.
+        """
+        return self._queuedLines, self._queuedBytes
+
+    def deliver(self, data: bytes, lines: int, whole: bool) -> None:
+        if not self._paused:
+            self._request.write(data)
+            return
+        self._queue.append((data, lines, whole))
+        self._queuedLines += lines
+        self._queuedBytes += len(data)
+        if self._queuedLines > self._maxLines or self._queuedBytes > self._maxBytes:
+            self._trim()
+
+    def _trim(self) -> None:
+        """
+        Drop the oldest queued lines until the queue is within its bounds,
+        never splitting a multi-line record.
+        """
+        while self._queuedLines > self._maxLines or self._queuedBytes > self._maxBytes:
+            data, lines, whole = self._queue[0]
+            excessLines = self._queuedLines - self._maxLines
+            excessBytes = self._queuedBytes - self._maxBytes
+            cut = len(data)
+            if whole and excessLines < lines and excessBytes < len(data):
+                cut = 0
+                for _ in range(excessLines):
+                    cut = data.index(b"\n", cut) + 1
+                if excessBytes > cut:
+                    cut = data.index(b"\n", excessBytes - 1) + 1
+            gone = lines if cut == len(data) else data.count(b"\n", 0, cut)
+            if cut == len(data):
+                self._queue.popleft()
+            else:
+                self._queue[0] = (data[cut:], lines - gone, True)
+            self._queuedLines -= gone
+            self._queuedBytes -= cut
+            self.dropped += gone
+            self.droppedTotal += gone
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self.dropped:
+            self._request.write(self._notice(formatEpoch(self._clock.seconds()), self.dropped))
+            self.dropped = 0
+        while self._queue and not self._paused:
+            data, lines, whole = self._queue.popleft()
+            self._queuedLines -= lines
+            self._queuedBytes -= len(data)
+            self._request.write(data)
+
+    def stopProducing(self) -> None:
+        self._queue.clear()
+        self._queuedLines = self._queuedBytes = 0
+
+    def close(self) -> Deferred[object]:
+        if self._request.finished or self._request._disconnected:
+            return succeed(None)
+        self._paused = False
+        self.resumeProducing()
+        self._request.unregisterProducer()
+        self._request.finish()
+        transport = self._request.channel.transport
+        transport.loseConnection()
+        closed: Deferred[object] = Deferred()
+
+        def check() -> None:
+            if transport.disconnected or self._clock.seconds() > deadline:
+                closed.callback(None)
+            else:
+                self._clock.callLater(0.05, check)
+
+        deadline = self._clock.seconds() + CLOSE_TIMEOUT
+        check()
+        return closed
+
+
+class SubscribeResource(Resource):
+    """
+    Any path: C{GET /?app=RE&proc=RE&host=RE&log=RE} streams every matching
+    line until the client goes away.  HEAD checks the filters and returns
+    the headers only.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(
+        self,
+        broker: Broker,
+        clock: IReactorTime,
+        maxLines: int = 10000,
+        maxBytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        super().__init__()
+        self._broker = broker
+        self._clock = clock
+        self._maxLines = maxLines
+        self._maxBytes = maxBytes
+        host = serverHost()
+        self._notice = lambda stamp, dropped: dropNotice(stamp, host, dropped)
+
+    def _filters(self, request: Request) -> Filters | bytes:
+        """
+        Parse the filters of a request; on a bad one, set up a 400 response
+        and return its body.
+        """
+        args = request.args or {}
+        query = {}
+        for name in FILTER_FIELDS:
+            values = args.get(name.encode("ascii"))
+            if values:
+                query[name] = values[0].decode("utf-8", "replace")
+        try:
+            return Filters.fromQuery(query)
+        except BadFilter as e:
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return f"{e}\n".encode("utf-8", "replace")
+
+    def _streamHeaders(self, request: Request) -> None:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"x-accel-buffering", b"no")
+
+    def render_HEAD(self, request: Request) -> bytes:
+        if isinstance(self._filters(request), Filters):
+            self._streamHeaders(request)
+        return b""
+
+    def render_GET(self, request: Request) -> bytes | int:
+        filters = self._filters(request)
+        if isinstance(filters, bytes):
+            return filters
+        self._streamHeaders(request)
+        channel = request.channel
+        tuneSocket(channel.transport)
+        # The request phase is over: a quiet stream is not an idle client.
+        channel.setTimeout(None)
+        subscription = Subscription(
+            request, filters, self._clock, self._maxLines, self._maxBytes, self._notice
+        )
+        request.registerProducer(subscription, True)
+        request.write(b"")
+        self._broker.subscribe(subscription)
+
+        def finished(result: object) -> None:
+            self._broker.unsubscribe(subscription)
+
+        request.notifyFinish().addBoth(finished)
+        return NOT_DONE_YET
