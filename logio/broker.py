@@ -6,7 +6,7 @@ subscriber whose filters match.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import re2
 from attrs import define, field, frozen
@@ -68,7 +68,7 @@ class Filters:
     log: Optional[Search] = None
 
     @classmethod
-    def fromQuery(cls, query: Mapping[str, str]) -> "Filters":
+    def fromQuery(cls, query: Mapping[str, str]) -> Filters:
         """
         Build filters from query parameters already reduced to one string
         each.
@@ -197,9 +197,6 @@ class Broker(Service):
         return route
 
     def forget(self, topic: Topic) -> None:
-        """
-        Drop the cached route of a topic whose last publisher went away.
-        """
         self._routes.pop(topic, None)
 
     def publish(self, topic: Topic, records: list[Record]) -> None:
@@ -217,13 +214,17 @@ class Broker(Service):
                     subscriber.deliver(data, count, whole)
             self.delivered += len(route.plain) * sum(s[1] for s in segments)
         for subscriber, search in route.filtered:
-            chosen = [line for line, record in zip(lines, records) if search(record[1]) is not None]
+            chosen = [
+                line
+                for line, record in zip(lines, records, strict=True)
+                if search(record[1]) is not None
+            ]
             if chosen:
                 for data, count, whole in pack(chosen):
                     subscriber.deliver(data, count, whole)
                     self.delivered += count
 
-    def stopService(self) -> Deferred[object]:
+    def stopService(self) -> Deferred[Any]:
         """
         End every subscription cleanly and wait (a few seconds at most) for
         their connections to flush and close.

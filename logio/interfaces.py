@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
 
+from logio.topic import Record, Topic
+
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
@@ -20,8 +22,7 @@ class ISubscriber(Interface):
     """
 
     filters = Attribute(
-        "The L{logio.broker.Filters} that choose which records this "
-        "subscriber receives."
+        "The L{logio.broker.Filters} that choose which records this subscriber receives."
     )
 
     def deliver(data: bytes, lines: int, whole: bool) -> None:
@@ -35,7 +36,7 @@ class ISubscriber(Interface):
             C{data} is one multi-line record that must be dropped whole.
         """
 
-    def close() -> "Deferred[object]":
+    def close() -> Deferred[object]:
         """
         End the subscription cleanly (the server is stopping): send what is
         queued, end the response, and fire when the connection is closed.
@@ -48,12 +49,12 @@ class IBroker(Interface):
     it to receive the ones they match.
     """
 
-    def publish(topic: object, records: list[tuple[str, str]]) -> None:
+    def publish(topic: Topic, records: list[Record]) -> None:
         """
         Fan a batch of records from one topic out to every matching
         subscriber, formatting each record once.
 
-        @param topic: A L{logio.topic.Topic}.
+        @param topic: Where the records come from.
         @param records: C{(timestamp, text)} pairs, oldest first.
         """
 
@@ -65,4 +66,9 @@ class IBroker(Interface):
     def unsubscribe(subscriber: ISubscriber) -> None:
         """
         Stop delivering to C{subscriber}; unknown subscribers are ignored.
+        """
+
+    def forget(topic: Topic) -> None:
+        """
+        A publisher of C{topic} went away: drop what is cached about it.
         """

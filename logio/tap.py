@@ -10,8 +10,7 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -51,9 +50,27 @@ class Options(usage.Options):
         "ssl:7443:privateKey=key.pem:certKey=cert.pem."
     )
     optParameters = [
-        ["max-line", None, 65536, "Longest publisher line or JSON value, in bytes; longer lines are cut and marked.", _positive],
-        ["buffer", None, 10000, "Lines queued per slow subscriber before the oldest are dropped.", _positive],
-        ["buffer-bytes", None, 4 * 1024 * 1024, "Bytes queued per slow subscriber before the oldest lines are dropped.", _positive],
+        [
+            "max-line",
+            None,
+            65536,
+            "Longest publisher line or JSON value, in bytes; longer lines are cut and marked.",
+            _positive,
+        ],
+        [
+            "buffer",
+            None,
+            10000,
+            "Lines queued per slow subscriber before the oldest are dropped.",
+            _positive,
+        ],
+        [
+            "buffer-bytes",
+            None,
+            4 * 1024 * 1024,
+            "Bytes queued per slow subscriber before the oldest lines are dropped.",
+            _positive,
+        ],
     ]
 
     def __init__(self) -> None:
@@ -98,7 +115,7 @@ class ListeningService(Service):
 
     log = Logger()
 
-    def __init__(self, role: str, description: str, factory: Factory) -> None:
+    def __init__(self, role: str, description: str, factory: IProtocolFactory) -> None:
         self.role = role
         self.description = description
         self.factory = factory
@@ -111,7 +128,9 @@ class ListeningService(Service):
         try:
             endpoint = serverFromString(reactor, self.description)
         except ValueError as e:
-            raise SystemExit(f"logio: bad endpoint {self.description!r} for {self.role}: {e}")
+            raise SystemExit(
+                f"logio: bad endpoint {self.description!r} for {self.role}: {e}"
+            ) from None
         listening = endpoint.listen(self.factory)
         outcome: list[object] = []
         listening.addBoth(outcome.append)
@@ -137,13 +156,13 @@ class ListeningService(Service):
         from twisted.internet import reactor
 
         self.log.critical("{message}", message=self._cannotListen(reason))
-        reactor.stop()  # type: ignore[attr-defined]
+        reactor.stop()
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
         if self.port is not None:
             port, self.port = self.port, None
-            return port.stopListening()  # type: ignore[return-value]
+            return port.stopListening()
         return None
 
 
@@ -157,13 +176,13 @@ def raiseFileLimit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def makeService(options: Options, clock: IReactorTime | None = None) -> MultiService:
+def makeService(options: Options) -> MultiService:
     """
     Build the service tree: the broker, then one listening service per
     publisher and subscriber endpoint.
     """
-    if clock is None:
-        from twisted.internet import reactor as clock  # type: ignore[assignment]
+    from twisted.internet import reactor as clock
+
     raiseFileLimit()
     top = MultiService()
     broker = Broker()

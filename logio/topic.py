@@ -49,7 +49,7 @@ def formatTime(when: datetime) -> str:
     truncated, no zone, e.g. C{2016-12-06T22:14:21.448}.
     """
     utc = when.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + "%03d" % (utc.microsecond // 1000)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}"
 
 
 def formatEpoch(seconds: float) -> str:

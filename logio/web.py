@@ -12,7 +12,6 @@ from typing import Callable
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
@@ -141,11 +140,12 @@ class Subscription:
         self._request.unregisterProducer()
         self._request.finish()
         transport = self._request.channel.transport
+        assert transport is not None
         transport.loseConnection()
         closed: Deferred[object] = Deferred()
 
         def check() -> None:
-            if transport.disconnected or self._clock.seconds() > deadline:
+            if getattr(transport, "disconnected", True) or self._clock.seconds() > deadline:
                 closed.callback(None)
             else:
                 self._clock.callLater(0.05, check)

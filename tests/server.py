@@ -30,7 +30,9 @@ def twistd() -> str:
     return beside if os.path.exists(beside) else (shutil.which("twistd") or "twistd")
 
 
-def waitFor(condition: Callable[[], object], timeout: float = TIMEOUT, what: str = "a condition") -> object:
+def waitFor(
+    condition: Callable[[], object], timeout: float = TIMEOUT, what: str = "a condition"
+) -> object:
     """
     Poll C{condition} until it returns something true; fail after
     C{timeout} seconds.
@@ -124,7 +126,7 @@ class Server:
         sock.sendall(data)
         return sock
 
-    def subscribe(self, query: str = "", method: str = "GET") -> "Stream":
+    def subscribe(self, query: str = "", method: str = "GET") -> Stream:
         return Stream("127.0.0.1", self.subscribePort, "/?" + query if query else "/", method)
 
 

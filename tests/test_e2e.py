@@ -6,15 +6,11 @@ sends.
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
 import subprocess
-import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.server import TIMEOUT, Server, waitFor
+from tests.server import Server
 
 GO_STREAM = (
     b'{"app":"myapp","proc":"web","host":"foobar"}'
@@ -34,7 +30,9 @@ class PluginTests(SynchronousTestCase):
         """
         from tests.server import twistd
 
-        out = subprocess.run([twistd(), "--help"], capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run(
+            [twistd(), "--help"], capture_output=True, text=True, timeout=60
+        ).stdout
         self.assertRegex(out, r"\n\s+logio\s+A log plexer")
 
 

@@ -23,13 +23,14 @@ from logio.publish.text import TextProtocol
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
 
+
 class PublisherProtocol(Protocol):
     """
     Skip a UTF-8 byte order mark and leading whitespace, then choose the
     wire protocol from the first byte and hand the connection to it.
     """
 
-    def __init__(self, factory: "PublisherFactory") -> None:
+    def __init__(self, factory: PublisherFactory) -> None:
         self._factory = factory
         self._pending = b""
         self._inner: Optional[IProtocol] = None
@@ -47,6 +48,7 @@ class PublisherProtocol(Protocol):
         self._pending = b""
         inner = self._factory.parserFor(data[:1])
         self._inner = inner
+        assert self.transport is not None
         inner.makeConnection(self.transport)
         # From now on the transport's calls go straight to the parser.
         self.dataReceived = inner.dataReceived  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IReactorTime, ITCPTransport, ITransport
 from logio.interfaces import IBroker
 from logio.topic import Topic, formatEpoch
 
+
 class PublisherError(Exception):
     """
     The publisher sent something we cannot accept; the message is written
@@ -48,8 +49,8 @@ def tuneSocket(transport: object) -> None:
     delay) where the transport is TCP, TLS-wrapped or not.
     """
     if ITCPTransport.providedBy(transport):
-        transport.setTcpKeepAlive(True)  # type: ignore[attr-defined]
-        transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
+        transport.setTcpKeepAlive(True)
+        transport.setTcpNoDelay(True)
 
 
 class Publisher:
@@ -61,7 +62,7 @@ class Publisher:
     @ivar failed: Whether the connection was refused; later data is ignored.
     """
 
-    transport: ITransport
+    transport: ITransport | None
     topic: Topic | None = None
     failed = False
 
@@ -81,5 +82,6 @@ class Publisher:
         Write one error line back to the publisher and close the connection.
         """
         self.failed = True
+        assert self.transport is not None
         self.transport.write(f"error: {message}\n".encode("utf-8", "replace"))
         self.transport.loseConnection()

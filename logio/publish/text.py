@@ -51,9 +51,9 @@ class TextProtocol(Publisher, LineOnlyReceiver):
             self._discarding = False
             data = data[newline + 1 :]
         data = self._buffer + data
-        complete, newline, rest = data.rpartition(b"\n")
+        complete, separator, rest = data.rpartition(b"\n")
         lines: list[bytes] = []
-        if newline:
+        if separator:
             if b"\r" in complete:
                 complete = complete.replace(b"\r\n", b"\n")
             lines = complete.split(b"\n")
@@ -84,9 +84,13 @@ class TextProtocol(Publisher, LineOnlyReceiver):
         if self.topic is None:
             first = lines.pop(0).decode("utf-8", "replace").strip()
             query = parse_qs(first.partition("?")[2] if "?" in first else first)
-            values = {name: query[name][0] if name in query else None for name in ("app", "proc", "host")}
+            values = {
+                name: query[name][0] if name in query else None for name in ("app", "proc", "host")
+            }
             try:
-                self.topic = makeTopic(values["app"], values["proc"], values["host"], peerHost(self.transport))
+                self.topic = makeTopic(
+                    values["app"], values["proc"], values["host"], peerHost(self.transport)
+                )
             except PublisherError as e:
                 self.fail(f"{e} (the first line is the topic, e.g. app=myapp&proc=web&host=foobar)")
                 return
