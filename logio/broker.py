@@ -120,11 +120,11 @@ class _Route:
 Segment = tuple[bytes, int, bool]
 
 
-def pack(lines: Sequence[str]) -> list[Segment]:
+def pack(lines: Sequence[str], prefix: str) -> list[Segment]:
     """
     Encode formatted output lines into as few segments as possible.
 
-    Each line is C{<ts><prefix><text>\\n}.  Usually every text is one
+    Each line is C{<ts><prefix><text>\\n}, all with the same C{prefix}.  Usually every text is one
     physical line and the result is one segment.  A multi-line text gets
     the timestamp and prefix repeated on each of its physical lines and
     becomes a segment of its own, so a subscriber's queue can drop it whole.
@@ -143,7 +143,7 @@ def pack(lines: Sequence[str]) -> list[Segment]:
         if run:
             segments.append(("".join(run).encode("utf-8", "replace"), len(run), True))
             run = []
-        head = line[: line.index(": ") + 2]
+        head = line[: line.index(prefix) + len(prefix)]
         line = line.replace("\n", "\n" + head, physical - 1)
         segments.append((line.encode("utf-8", "replace"), physical, False))
     if run:
@@ -208,7 +208,7 @@ class Broker(Service):
             return
         lines = [f"{ts}{route.prefix}{text}\n" for ts, text in records]
         if route.plain:
-            segments = pack(lines)
+            segments = pack(lines, route.prefix)
             for subscriber in route.plain:
                 for data, count, whole in segments:
                     subscriber.deliver(data, count, whole)
@@ -220,7 +220,7 @@ class Broker(Service):
                 if search(record[1]) is not None
             ]
             if chosen:
-                for data, count, whole in pack(chosen):
+                for data, count, whole in pack(chosen, route.prefix):
                     subscriber.deliver(data, count, whole)
                     self.delivered += count
 

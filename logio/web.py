@@ -137,10 +137,10 @@ class Subscription:
             return succeed(None)
         self._paused = False
         self.resumeProducing()
-        self._request.unregisterProducer()
-        self._request.finish()
         transport = self._request.channel.transport
         assert transport is not None
+        self._request.unregisterProducer()
+        self._request.finish()
         transport.loseConnection()
         closed: Deferred[object] = Deferred()
 
@@ -202,6 +202,17 @@ class SubscribeResource(Resource):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-accel-buffering", b"no")
+
+    def render(self, request: Request) -> bytes | int:
+        """
+        GET and HEAD only: any other method is a 405 naming the allowed ones.
+        """
+        if request.method not in (b"GET", b"HEAD"):
+            request.setResponseCode(405)
+            request.setHeader(b"allow", b"GET, HEAD")
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"method not allowed: subscribe with GET\n"
+        return super().render(request)
 
     def render_HEAD(self, request: Request) -> bytes:
         if isinstance(self._filters(request), Filters):
