@@ -104,7 +104,10 @@ def describeAddress(address: Any) -> str:
     kind = getattr(address, "type", None)
     if kind is not None:
         return f"{kind.lower()} {address.host}:{address.port}"
-    return f"unix {getattr(address, 'name', address)!s}"
+    name = getattr(address, "name", address)
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return f"unix {name}"
 
 
 class ListeningService(Service):

@@ -1,0 +1,198 @@
+"""
+Tests for L{logio.tap}, the twistd plugin and the Dockerfile.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+from twisted.application.service import IService
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from logio.broker import Broker
+from logio.tap import ListeningService, Options, describeAddress, makeService
+from tests.server import TIMEOUT, twistd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class PluginTests(SynchronousTestCase):
+    """
+    The plugin module itself.
+    """
+
+    def test_plugin(self) -> None:
+        """
+        C{twisted.plugins.logio_plugin} names the logio command and the tap module.
+        """
+        from twisted.plugins import logio_plugin
+
+        self.assertEqual(logio_plugin.logio.tapname, "logio")
+        self.assertEqual(logio_plugin.logio.module, "logio.tap")
+        self.assertIs(logio_plugin.logio.options, Options)
+
+    def test_twistdHelp(self) -> None:
+        """
+        C{twistd logio --help} documents every option.
+        """
+        out = subprocess.run(
+            [twistd(), "logio", "--help"], capture_output=True, text=True, timeout=TIMEOUT
+        ).stdout
+        for option in ("--publish=", "--subscribe=", "--max-line=", "--buffer=", "--buffer-bytes="):
+            self.assertIn(option, out)
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    Command-line parsing.
+    """
+
+    def test_defaults(self) -> None:
+        """
+        Without options: tcp 7701 and 7702, 64 KiB lines, 10000-line and 4 MiB buffers.
+        """
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["publish"], ["tcp:7701"])
+        self.assertEqual(options["subscribe"], ["tcp:7702"])
+        self.assertEqual(
+            (options["max-line"], options["buffer"], options["buffer-bytes"]),
+            (65536, 10000, 4 * 1024 * 1024),
+        )
+
+    def test_repeatable(self) -> None:
+        """
+        C{--publish} and C{--subscribe} may be given several times.
+        """
+        options = Options()
+        options.parseOptions(
+            ["--publish", "tcp:1", "--publish", "unix:/tmp/p.sock", "--subscribe", "tcp:2"]
+        )
+        self.assertEqual(options["publish"], ["tcp:1", "unix:/tmp/p.sock"])
+        self.assertEqual(options["subscribe"], ["tcp:2"])
+
+    def test_numbers(self) -> None:
+        """
+        Sizes are parsed as integers and must be positive.
+        """
+        options = Options()
+        options.parseOptions(["--buffer", "5", "--buffer-bytes", "100", "--max-line", "80"])
+        self.assertEqual(
+            (options["buffer"], options["buffer-bytes"], options["max-line"]), (5, 100, 80)
+        )
+        for bad in (["--buffer", "0"], ["--max-line", "x"], ["--buffer-bytes", "-1"]):
+            self.assertRaises(UsageError, Options().parseOptions, bad)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    The service tree.
+    """
+
+    def test_tree(self) -> None:
+        """
+        A broker, then one listening service per endpoint, in order.
+        """
+        options = Options()
+        options.parseOptions(
+            ["--publish", "tcp:0", "--publish", "unix:x.sock", "--subscribe", "tcp:0"]
+        )
+        top = makeService(options)
+        children = list(IService(top))
+        self.assertIsInstance(children[0], Broker)
+        self.assertEqual(
+            [(c.role, c.description) for c in children[1:] if isinstance(c, ListeningService)],
+            [("publishers", "tcp:0"), ("publishers", "unix:x.sock"), ("subscribers", "tcp:0")],
+        )
+
+    def test_describeAddress(self) -> None:
+        """
+        Listening addresses are logged as C{tcp host:port} or C{unix path}.
+        """
+        self.assertEqual(describeAddress(IPv4Address("TCP", "0.0.0.0", 7701)), "tcp 0.0.0.0:7701")
+        self.assertEqual(describeAddress(UNIXAddress("/run/logio.sock")), "unix /run/logio.sock")
+
+
+class StartupFailureTests(SynchronousTestCase):
+    """
+    A server that cannot listen says so and exits.
+    """
+
+    def test_portInUse(self) -> None:
+        """
+        A port in use ends twistd with status 1 and one clear line, not a traceback.
+        """
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        self.addCleanup(busy.close)
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                twistd(),
+                "-n",
+                "--pidfile=",
+                "logio",
+                "--publish",
+                f"tcp:{port}:interface=127.0.0.1",
+                "--subscribe",
+                "tcp:0:interface=127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        self.assertEqual(result.returncode, 1)
+        # twistd sends stderr to its log, which -n writes to stdout.
+        output = result.stdout + result.stderr
+        self.assertIn(
+            f"logio: cannot listen for publishers on tcp:{port}:interface=127.0.0.1", output
+        )
+        self.assertIn("Address already in use", output)
+        self.assertNotIn("Traceback", output)
+
+    def test_badEndpoint(self) -> None:
+        """
+        An endpoint string Twisted cannot parse is one clear line too.
+        """
+        result = subprocess.run(
+            [twistd(), "-n", "--pidfile=", "logio", "--subscribe", "bogus:1"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        self.assertNotEqual(result.returncode, 0)
+        output = result.stdout + result.stderr
+        self.assertIn("logio: bad endpoint 'bogus:1' for subscribers", output)
+        self.assertNotIn("Traceback", output)
+
+
+class DockerfileTests(SynchronousTestCase):
+    """
+    The Dockerfile cannot be built here; check what it says.
+    """
+
+    def setUp(self) -> None:
+        with open(os.path.join(ROOT, "Dockerfile")) as f:
+            self.lines = [line.strip() for line in f]
+
+    def test_installAndPluginCache(self) -> None:
+        """
+        It installs the package (not editable) and regenerates the plugin cache.
+        """
+        text = "\n".join(self.lines)
+        self.assertIn("pip install --no-cache-dir .", text)
+        self.assertNotIn("-e .", text)
+        self.assertIn("getPlugins(IPlugin, twisted.plugins)", text)
+
+    def test_portsAndCommand(self) -> None:
+        """
+        It exposes both ports and runs twistd in the foreground without a pid file.
+        """
+        self.assertIn("EXPOSE 7701 7702", self.lines)
+        self.assertIn('CMD ["twistd", "-n", "--pidfile=", "logio"]', self.lines)
+        self.assertTrue(self.lines[0].startswith("FROM python:3.11-slim"))
