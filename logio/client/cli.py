@@ -1,0 +1,349 @@
+"""
+The C{logio} command.
+
+    logio pub URL     publish standard input, line by line
+    logio tail URL    print a subscription's lines as they come
+
+C{pub} uses the same queue, reconnection and exit flush as L{LogioHandler}.
+C{tail} speaks plain HTTP (no Twisted), reconnects with backoff when the server
+goes away, and colours each topic's C{app[proc]} when printing to a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import socket
+import ssl
+import sys
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO, NoReturn, TextIO
+from urllib.parse import urlsplit
+
+from logio.client.publisher import BACKOFF_MAX, BACKOFF_MIN, Publisher, truncate
+from logio.client.url import parse_url
+
+#: The subscriber port of a logio server.
+DEFAULT_SUBSCRIBE_PORT = 7702
+
+_EXAMPLES_PUB = """\
+example:
+  myapp 2>&1 | logio pub 'logio://logs.example.com:7701?app=myapp&proc=web'
+
+URL: logio://HOST[:PORT]?app=APP[&proc=PROC][&host=HOST] (port 7701), logios://...
+for TLS (add &ca=/path/ca.pem to trust a private CA), or logio+unix:///path?app=APP.
+"""
+
+_EXAMPLES_TAIL = """\
+example:
+  logio tail 'http://logs.example.com:7702/?app=myapp&proc=web|worker'
+
+The query's app, proc, host and log parameters are regular expressions (RE2)
+searched in each field; see the server's README. https:// URLs are verified
+with the system's CAs, or with --ca.
+"""
+
+# Colours for app[proc]: green, yellow, blue, magenta, cyan and their bright
+# variants; the server's own notices are bold red.
+_PALETTE = [b"32", b"33", b"34", b"35", b"36", b"92", b"93", b"94", b"95", b"96"]
+_NOTICE = b"1;31"
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser whose errors are one line and exit status 2.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Run the C{logio} command; returns the exit status.
+    """
+    parser = _Parser(prog="logio", description="Publish to and subscribe to a logio server.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    pub = commands.add_parser(
+        "pub",
+        help="publish standard input, one record per line",
+        description="Publish standard input to a logio server, one record per line.\n"
+        "Returns when standard input ends and the lines are sent, or when the\n"
+        "timeout passes: then it says how many were not sent and exits with 1.",
+        epilog=_EXAMPLES_PUB,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pub.add_argument("url", metavar="URL", help="where to publish, and the topic")
+    pub.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait at the end for lines still queued (default 5)",
+    )
+    pub.add_argument(
+        "--max-lines",
+        type=_count,
+        default=10000,
+        metavar="N",
+        help="lines queued while the server is slow or away; past it the oldest "
+        "are dropped, and the server is told how many (default 10000)",
+    )
+    tail = commands.add_parser(
+        "tail",
+        help="print the lines of a subscription as they come",
+        description="Subscribe to a logio server over HTTP and print the lines as\n"
+        "they come. Reconnects when the server goes away; Ctrl-C ends it.",
+        epilog=_EXAMPLES_TAIL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tail.add_argument("url", metavar="URL", help="http://HOST[:PORT]/?app=RE&proc=RE&...")
+    tail.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour app[proc] per topic: auto means when printing to a terminal",
+    )
+    tail.add_argument("--ca", metavar="FILE", help="trust the CAs in this PEM file (https)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "pub":
+            return _pub(args.url, args.timeout, args.max_lines, sys.stdin.buffer)
+        return _tail(args.url, args.color, args.ca, sys.stdout)
+    except ValueError as e:
+        print(f"logio {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except _OutputClosed:
+        # As in "logio tail URL | head": end quietly. Python flushes stdout
+        # again at exit, so point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _seconds(text: str) -> float:
+    """
+    An argparse type: a positive number of seconds.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    """
+    An argparse type: a positive whole number.
+    """
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+# logio pub
+
+
+def _pub(url: str, timeout: float, max_lines: int, stdin: BinaryIO) -> int:
+    """
+    Publish C{stdin} line by line; report what could not be sent.
+    """
+    publisher = Publisher(parse_url(url), max_records=max_lines, flush_timeout=timeout)
+    try:
+        for line in _lines(stdin, publisher.max_record_bytes):
+            publisher.put(time.time(), line)
+    finally:
+        unsent = publisher.close()
+    failed = False
+    if publisher.dropped_total:
+        noun = "line" if publisher.dropped_total == 1 else "lines"
+        print(
+            f"logio pub: {publisher.dropped_total} {noun} dropped: the queue was full",
+            file=sys.stderr,
+        )
+        failed = True
+    if unsent:
+        noun = "line was" if unsent == 1 else "lines were"
+        print(
+            f"logio pub: {unsent} {noun} not sent within {timeout:g} s "
+            f"to {publisher.target.describe()}",
+            file=sys.stderr,
+        )
+        failed = True
+    return 1 if failed else 0
+
+
+def _lines(stream: BinaryIO, limit: int) -> Iterator[str]:
+    """
+    The lines of C{stream} as text ending in one newline, each at most
+    C{limit} characters: the rest of a longer line is skipped.
+    """
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        long = len(line) > limit and not line.endswith(b"\n")
+        if long:
+            # Skip to the end of this line without holding it in memory.
+            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                pass
+        text = line.decode("utf-8", "replace").rstrip("\r\n") + "\n"
+        yield truncate(text, limit) if long else text
+
+
+# logio tail
+
+
+class _Refused(Exception):
+    """
+    The server answered the subscription with a client error (4xx).
+    """
+
+
+class _OutputClosed(Exception):
+    """
+    Standard output was closed by its reader.
+    """
+
+
+def _tail(url: str, color: str, ca: str | None, stdout: TextIO) -> int:
+    """
+    Print the subscription's lines until interrupted, reconnecting with
+    backoff.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"URL {url!r} must look like http://HOST[:PORT]/?app=RE")
+    try:
+        port = parts.port or DEFAULT_SUBSCRIBE_PORT
+    except ValueError:
+        raise ValueError(f"URL {url!r} has a bad port") from None
+    if ca is not None and parts.scheme != "https":
+        raise ValueError("--ca is only for https:// URLs")
+    context = None
+    if parts.scheme == "https":
+        try:
+            context = ssl.create_default_context(cafile=ca)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"cannot load the CA file {ca!r}: {e}") from None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    where = f"{parts.hostname}:{port}"
+    painter = _Painter() if color == "always" or (color == "auto" and stdout.isatty()) else None
+    out = stdout.buffer
+    delay = BACKOFF_MIN
+    lost = False
+    while True:
+        try:
+            connection = _connect(parts.hostname, port, context)
+            try:
+                connection.request("GET", path, headers={"Accept": "text/plain"})
+                response = connection.getresponse()
+                if 400 <= response.status < 500:
+                    body = response.read(4096).decode("utf-8", "replace").strip()
+                    first = body.splitlines()[0] if body else ""
+                    raise _Refused(f"{response.status} {response.reason}: {first}")
+                if response.status != 200:
+                    raise OSError(f"{response.status} {response.reason}")
+                if lost:
+                    _say(f"logio tail: connected to {where} again")
+                    lost = False
+                delay = BACKOFF_MIN
+                _copy(response, out, painter)
+                problem = "the server ended the stream"
+            finally:
+                connection.close()
+        except _Refused as e:
+            _say(f"logio tail: the server refused the subscription: {e}")
+            return 1
+        except (OSError, http.client.HTTPException) as e:
+            problem = str(e) or e.__class__.__name__
+        wait = min(delay * random.uniform(1.0, 1.5), BACKOFF_MAX)
+        _say(f"logio tail: {where}: {problem}; reconnecting in {wait:.1f} s")
+        lost = True
+        time.sleep(wait)
+        delay = min(delay * 2, BACKOFF_MAX)
+
+
+def _connect(host: str, port: int, context: ssl.SSLContext | None) -> http.client.HTTPConnection:
+    """
+    Open an HTTP(S) connection with a connect timeout but no read timeout
+    (a quiet subscription is fine), and TCP keepalive to notice a dead server.
+    """
+    connection: http.client.HTTPConnection
+    if context is None:
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+    else:
+        connection = http.client.HTTPSConnection(host, port, timeout=10, context=context)
+    connection.connect()
+    sock = connection.sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in [("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)]:
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    sock.settimeout(None)
+    return connection
+
+
+def _copy(response: http.client.HTTPResponse, out: BinaryIO, painter: _Painter | None) -> None:
+    """
+    Copy the streamed body to C{out} as it arrives, until it ends.
+    """
+    while chunk := response.read1(65536):
+        try:
+            out.write(chunk if painter is None else painter.paint(chunk))
+            out.flush()
+        except BrokenPipeError:
+            raise _OutputClosed() from None
+
+
+class _Painter:
+    """
+    Colour the C{app[proc]} of each complete line, one colour per topic.
+    """
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def paint(self, chunk: bytes) -> bytes:
+        """
+        The complete lines of what arrived so far, coloured; a partial last
+        line waits for the rest.
+        """
+        data = self._partial + chunk
+        end = data.rfind(b"\n") + 1
+        self._partial = data[end:]
+        return b"".join(self._line(line) for line in data[:end].splitlines(keepends=True))
+
+    @staticmethod
+    def _line(line: bytes) -> bytes:
+        """
+        C{<ts> <app>[<proc>] <host>: <log>} with C{app[proc]} coloured.
+        """
+        start = line.find(b" ") + 1
+        end = line.find(b"] ", start) + 1
+        if start == 0 or end == 0:
+            return line
+        topic = line[start:end]
+        if topic == b"logio[logio]":
+            code = _NOTICE
+        else:
+            code = _PALETTE[zlib.crc32(topic) % len(_PALETTE)]
+        return line[:start] + b"\x1b[" + code + b"m" + topic + b"\x1b[0m" + line[end:]
+
+
+def _say(message: str) -> None:
+    """
+    One line on stderr.
+    """
+    print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

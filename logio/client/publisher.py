@@ -1,0 +1,552 @@
+"""
+The sending half of the client: a bounded queue drained by one daemon thread.
+
+The application's threads only call L{Publisher.put}, which appends to a queue
+under a lock and returns; it never touches the network. One daemon thread takes
+records off the queue in batches, encodes them in the seed JSON protocol and
+writes them to the server. When the queue is full the oldest records are
+dropped and counted; the next batch sent starts with a record that says how
+many were lost. A connection that fails is redialled with exponential backoff
+and jitter, and the records whose bytes did not reach the kernel in full are
+put back at the front of the queue, so nothing is lost silently.
+
+No Twisted and no reactor: plain threads and sockets, so any Python program
+can publish.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import random
+import select
+import socket
+import ssl
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from itertools import accumulate
+
+from logio.client.url import PublishURL
+
+#: The first and the longest wait between connection attempts, in seconds.
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 30.0
+
+#: A connection that lived this long resets the backoff to L{BACKOFF_MIN}.
+_HEALTHY_SECONDS = 1.0
+
+#: What one queued record costs besides its text, for the byte bound.
+RECORD_OVERHEAD = 64
+
+#: The most records and bytes written to the socket in one go.
+_BATCH_RECORDS = 1024
+_BATCH_BYTES = 256 * 1024
+
+_TRUNCATED = " [truncated]\n"
+
+_json_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def truncate(raw: str, limit: int) -> str:
+    """
+    Cut C{raw} so that it has at most C{limit} characters, marking the cut.
+    """
+    if len(raw) <= limit:
+        return raw
+    return raw[: max(limit - len(_TRUNCATED), 0)] + _TRUNCATED
+
+
+class Publisher:
+    """
+    Publish records to one logio server from any number of threads.
+
+    @ivar flush_timeout: how long L{close} (and so the exit flush) waits for
+        queued records to be sent, in seconds.
+    @ivar dropped_total: how many records the full queue has dropped, ever.
+    @ivar report: called with a one-line message when the connection fails or
+        comes back, or the server says something; writes to stderr unless
+        replaced.
+    """
+
+    def __init__(
+        self,
+        target: PublishURL,
+        *,
+        max_records: int = 10000,
+        max_bytes: int = 1024 * 1024,
+        max_record_bytes: int = 60 * 1024,
+        flush_timeout: float = 2.0,
+        write_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        backoff_max: float = BACKOFF_MAX,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        """
+        @param max_records: the most records queued; past it the oldest drop.
+        @param max_bytes: the most bytes of text queued; past it the oldest
+            drop.
+        @param max_record_bytes: the longest record sent; longer ones are cut
+            and marked C{[truncated]}.
+        @param write_timeout: how long one write may wait for a server that
+            does not read before the connection is given up and redialled.
+        @param connect_timeout: how long connecting (and the TLS handshake)
+            may take.
+        @param backoff_max: the longest wait between connection attempts.
+
+        @raise ValueError: a limit is not positive, or the CA file of a
+            C{logios://} URL cannot be loaded.
+        """
+        for name, value in [
+            ("max_records", max_records),
+            ("max_bytes", max_bytes),
+            ("max_record_bytes", max_record_bytes),
+            ("flush_timeout", flush_timeout),
+            ("write_timeout", write_timeout),
+            ("connect_timeout", connect_timeout),
+            ("backoff_max", backoff_max),
+        ]:
+            if not value > 0:
+                raise ValueError(f"logio {name} must be positive, not {value!r}")
+        if not 256 <= max_record_bytes <= max_bytes - RECORD_OVERHEAD:
+            raise ValueError("logio max_record_bytes must be at least 256 and fit in max_bytes")
+        self.target = target
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.max_record_bytes = max_record_bytes
+        self.flush_timeout = flush_timeout
+        self.write_timeout = write_timeout
+        self.connect_timeout = connect_timeout
+        self.backoff_max = backoff_max
+        self.report: Callable[[str], None] = report or _to_stderr
+        self._tls = _tls_context(target) if target.tls else None
+        self._topic = json.dumps(
+            {"app": target.app, "proc": target.proc, "host": target.host},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8", "backslashreplace")
+        self._closed = False
+        self._reset()
+        _live.add(self)
+
+    def _reset(self) -> None:
+        """
+        Start with an empty queue, no connection and no sending thread.
+        """
+        self._lock = threading.Lock()
+        self._has_records = threading.Condition(self._lock)
+        self._progress = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._queue: deque[tuple[float, str]] = deque()
+        self._queued_bytes = 0
+        # Records dropped since the last drop notice was taken for sending.
+        self._dropped = 0
+        self.dropped_total = 0
+        # Every record put counts once in _accepted, and once in _settled when
+        # it has been written or dropped: flush waits for the two to meet.
+        self._accepted = 0
+        self._settled = 0
+        self._idle = False
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._poller: select.poll | None = None
+        self._second = -1
+        self._second_text = ""
+        self._zone = ""
+
+    def put(self, created: float, raw: str) -> None:
+        """
+        Queue one record for sending; never blocks on the network.
+
+        @param created: the record's time, in seconds since the epoch.
+        @param raw: the record's text; a final newline is added if missing.
+        """
+        if not raw.endswith("\n"):
+            raw += "\n"
+        raw = truncate(raw, self.max_record_bytes)
+        with self._lock:
+            if self._closed:
+                return
+            queue = self._queue
+            queue.append((created, raw))
+            self._queued_bytes += len(raw) + RECORD_OVERHEAD
+            self._accepted += 1
+            while len(queue) > self.max_records or self._queued_bytes > self.max_bytes:
+                self._queued_bytes -= len(queue.popleft()[1]) + RECORD_OVERHEAD
+                self._dropped += 1
+                self.dropped_total += 1
+                self._settled += 1
+            if self._idle:
+                self._idle = False
+                self._has_records.notify()
+            elif self._thread is None:
+                thread = threading.Thread(target=self._run, name="logio publisher", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    @property
+    def pending(self) -> int:
+        """
+        How many records were put but are neither sent nor dropped yet.
+        """
+        with self._lock:
+            return self._accepted - self._settled
+
+    def drain(self, timeout: float) -> int:
+        """
+        Wait until every record put so far is sent or dropped, or until
+        C{timeout} seconds pass.
+
+        @return: how many of those records were still not sent.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            target = self._accepted
+            while self._settled < target and self._thread is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._progress.wait(remaining)
+            return max(target - self._settled, 0)
+
+    def close(self, timeout: float | None = None) -> int:
+        """
+        Send what is queued (waiting at most C{timeout}, by default
+        L{flush_timeout}), then stop; later records are ignored.
+
+        @return: how many records were not sent.
+        """
+        unsent = self.drain(self.flush_timeout if timeout is None else timeout)
+        with self._lock:
+            if self._closed:
+                return unsent
+            self._closed = True
+            self._stop.set()
+            self._has_records.notify_all()
+            thread, sock = self._thread, self._sock
+        if thread is not None:
+            thread.join(0.1)
+            if thread.is_alive() and sock is not None:
+                # A write blocked on a server that does not read: wake it.
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        return unsent
+
+    def _after_fork(self) -> None:
+        """
+        In a forked child: forget the parent's queue, connection and thread.
+        The parent still sends its own records; the child connects anew.
+        """
+        sock = self._sock
+        self._reset()
+        if sock is not None:
+            # Only this process's descriptor: no shutdown, which would end the
+            # parent's connection too.
+            sock.close()
+
+    # The sending thread from here on.
+
+    def _run(self) -> None:
+        """
+        Connect, send batches, and redial with backoff until closed.
+        """
+        delay = BACKOFF_MIN
+        outage = False
+        connected_at = 0.0
+        while self._wait_for_records():
+            try:
+                if self._sock is not None and not self._peer_alive():
+                    delay = self._lost(connected_at, delay)
+                    continue
+                fresh = self._sock is None
+                if fresh:
+                    error = self._connect()
+                    if error is not None:
+                        if not outage:
+                            self.report(
+                                f"logio: cannot connect to {self.target.describe()}: "
+                                f"{error}; keeping records and retrying"
+                            )
+                            outage = True
+                        delay = self._pause(delay)
+                        continue
+                    if outage:
+                        self.report(f"logio: connected to {self.target.describe()} again")
+                        outage = False
+                    connected_at = time.monotonic()
+                if not self._send_batch(fresh):
+                    delay = self._lost(connected_at, delay)
+            except Exception as e:  # a bug here must not end the sending
+                self.report(f"logio: internal error, reconnecting: {e!r}")
+                self._disconnect()
+                delay = self._pause(delay)
+        self._disconnect()
+
+    def _pause(self, delay: float) -> float:
+        """
+        Wait about C{delay} seconds (with jitter) unless closed meanwhile.
+
+        @return: the next, doubled, delay.
+        """
+        self._stop.wait(min(delay * random.uniform(1.0, 1.5), self.backoff_max))
+        return min(delay * 2, self.backoff_max)
+
+    def _lost(self, connected_at: float, delay: float) -> float:
+        """
+        The connection failed: close it. After a healthy connection redial at
+        once; after a short-lived one back off, so a server that accepts and
+        closes at once is not hammered.
+
+        @return: the next delay.
+        """
+        self._disconnect()
+        if time.monotonic() - connected_at >= _HEALTHY_SECONDS:
+            return BACKOFF_MIN
+        return self._pause(delay)
+
+    def _wait_for_records(self) -> bool:
+        """
+        Sleep until there is something to send; C{False} once closed.
+        """
+        with self._lock:
+            while not self._queue and not self._stop.is_set():
+                self._idle = True
+                self._has_records.wait()
+            self._idle = False
+            return not self._stop.is_set()
+
+    def _connect(self) -> str | None:
+        """
+        Open a connection to the server.
+
+        @return: C{None}, or what went wrong.
+        """
+        address = self.target.address
+        try:
+            if isinstance(address, str):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.connect_timeout)
+                try:
+                    sock.connect(address)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection(address, timeout=self.connect_timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                if self._tls is not None:
+                    try:
+                        sock = self._tls.wrap_socket(sock, server_hostname=address[0])
+                    except BaseException:
+                        sock.close()
+                        raise
+        except (OSError, UnicodeError) as e:
+            return str(e) or e.__class__.__name__
+        sock.settimeout(self.write_timeout)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        with self._lock:
+            self._sock, self._poller = sock, poller
+        return None
+
+    def _disconnect(self) -> None:
+        """
+        Close the connection, if there is one.
+        """
+        with self._lock:
+            sock, self._sock, self._poller = self._sock, None, None
+        if sock is not None:
+            sock.close()
+
+    def _peer_alive(self) -> bool:
+        """
+        Whether the server still has the connection open. The server sends
+        nothing unless it is about to close (an error line), so anything to
+        read means the connection is over: say what the server said.
+        """
+        sock, poller = self._sock, self._poller
+        assert sock is not None and poller is not None
+        if not poller.poll(0):
+            return True
+        sock.setblocking(False)
+        try:
+            said = sock.recv(4096)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return True  # TLS housekeeping (session tickets), no data
+        except OSError:
+            return False
+        finally:
+            sock.settimeout(self.write_timeout)
+        if said.strip():
+            text = said.decode("utf-8", "replace").strip().splitlines()[0]
+            self.report(f"logio: {self.target.describe()} closed the connection: {text}")
+        return False
+
+    def _send_batch(self, fresh: bool) -> bool:
+        """
+        Take a batch off the queue and write it, the topic first on a fresh
+        connection and a drop notice first if records were dropped.
+
+        @return: whether the whole batch was written.
+        """
+        with self._lock:
+            records: list[tuple[float, str]] = []
+            size = 0
+            queue = self._queue
+            while queue and len(records) < _BATCH_RECORDS and size < _BATCH_BYTES:
+                record = queue.popleft()
+                records.append(record)
+                size += len(record[1]) + RECORD_OVERHEAD
+            self._queued_bytes -= size
+            dropped, self._dropped = self._dropped, 0
+        pieces = [self._encode(created, raw) for created, raw in records]
+        head = [self._topic] if fresh else []
+        if dropped:
+            head.append(self._encode(time.time(), _drop_notice(dropped)))
+        ends = list(accumulate(len(piece) for piece in head + pieces))
+        data = memoryview(b"".join(head + pieces))
+        written = 0
+        sock = self._sock
+        assert sock is not None
+        try:
+            while written < len(data):
+                written += sock.send(data[written:])
+        except OSError:
+            pass
+        # What reached the kernel in full counts as sent; the rest goes back.
+        head_written = not head or ends[len(head) - 1] <= written
+        sent = sum(1 for end in ends[len(head) :] if end <= written)
+        with self._lock:
+            if not head_written:
+                self._dropped += dropped
+            self._settled += sent
+            if sent < len(records):
+                self._put_back(records[sent:])
+            self._progress.notify_all()
+        return written == len(data)
+
+    def _put_back(self, records: list[tuple[float, str]]) -> None:
+        """
+        Return unsent records to the front of the queue; if that overfills
+        it, they are the oldest and are dropped (and counted) first.
+        """
+        queue = self._queue
+        queue.extendleft(reversed(records))
+        self._queued_bytes += sum(len(raw) + RECORD_OVERHEAD for _, raw in records)
+        while len(queue) > self.max_records or self._queued_bytes > self.max_bytes:
+            self._queued_bytes -= len(queue.popleft()[1]) + RECORD_OVERHEAD
+            self._dropped += 1
+            self.dropped_total += 1
+            self._settled += 1
+
+    def _encode(self, created: float, raw: str) -> bytes:
+        """
+        One seed JSON record: C{{"time": RFC 3339 local, "raw": text}}.
+        """
+        encoded = self._encode_once(created, raw)
+        while len(encoded) > self.max_record_bytes:
+            # Escapes and multi-byte characters made it longer than its text.
+            ratio = self.max_record_bytes / len(encoded)
+            raw = truncate(raw, int(len(raw) * ratio) - RECORD_OVERHEAD)
+            encoded = self._encode_once(created, raw)
+        return encoded
+
+    def _encode_once(self, created: float, raw: str) -> bytes:
+        """
+        Encode a record as it is. A lone surrogate becomes a JSON C{\\uXXXX}
+        escape, which is what backslashreplace writes for it.
+        """
+        text = f'{{"time":"{self._timestamp(created)}","raw":{_json_string(raw)}}}'
+        return text.encode("utf-8", "backslashreplace")
+
+    def _timestamp(self, created: float) -> str:
+        """
+        RFC 3339 with microseconds and the local offset, like Go's
+        C{time.RFC3339Nano}: C{2016-12-06T17:14:21.448123-05:00}.
+        """
+        second = int(created)
+        if second != self._second:
+            local = time.localtime(second)
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", local)
+            self._zone = _offset(local.tm_gmtoff)
+        micros = min(int((created - second) * 1e6), 999999)
+        return f"{self._second_text}.{micros:06d}{self._zone}"
+
+
+def _offset(seconds: int) -> str:
+    """
+    A UTC offset as RFC 3339 writes it: C{Z}, C{+05:30}, C{-05:00}.
+    """
+    if seconds == 0:
+        return "Z"
+    sign = "-" if seconds < 0 else "+"
+    minutes = abs(seconds) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _drop_notice(count: int) -> str:
+    """
+    The text of the record that reports dropped records.
+    """
+    noun = "record" if count == 1 else "records"
+    return (
+        f"logio: {count} {noun} dropped: the client's queue was full "
+        "(server unreachable or too slow)\n"
+    )
+
+
+def _tls_context(target: PublishURL) -> ssl.SSLContext:
+    """
+    A client TLS context that verifies the certificate and host name, with
+    the system's CAs or only those in C{target.ca}.
+
+    @raise ValueError: the CA file cannot be loaded.
+    """
+    try:
+        return ssl.create_default_context(cafile=target.ca)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot load the logio CA file {target.ca!r}: {e}") from e
+
+
+def _to_stderr(message: str) -> None:
+    """
+    The default L{Publisher.report}: one line on stderr, if there is one.
+    """
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+    except Exception:
+        pass
+
+
+_live: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    """
+    At exit: give every publisher its flush_timeout, all counted from now.
+    """
+    start = time.monotonic()
+    for publisher in list(_live):
+        publisher.close(max(start + publisher.flush_timeout - time.monotonic(), 0))
+
+
+def _after_fork_in_child() -> None:
+    """
+    After C{os.fork()}: each publisher starts over in the child.
+    """
+    for publisher in list(_live):
+        publisher._after_fork()
+
+
+atexit.register(_close_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,126 @@
+"""
+Parse the URL that tells a publisher where to send and under which topic.
+
+    logio://HOST[:PORT]?app=APP[&proc=PROC][&host=HOST]        plain TCP
+    logios://HOST[:PORT]?app=APP[...][&ca=/path/ca.pem]        TLS
+    logio+unix:///path/to/socket?app=APP[...]                   a Unix socket
+
+The port defaults to 7701. C{app} is required; C{proc} defaults to the program's
+name (the base name of C{sys.argv[0]}) and C{host} to the machine's host name.
+Every mistake is a L{ValueError} that says what is wrong, raised at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+DEFAULT_PORT = 7701
+
+_SCHEMES = ("logio", "logios", "logio+unix")
+_PARAMETERS = ("app", "proc", "host", "ca")
+
+
+@dataclass(frozen=True)
+class PublishURL:
+    """
+    Where to publish and the topic to publish under.
+
+    @ivar address: C{(host, port)} for TCP, or the path of a Unix socket.
+    @ivar tls: whether to speak TLS (C{logios://}).
+    @ivar ca: a PEM file of CA certificates to trust instead of the system's.
+    """
+
+    address: tuple[str, int] | str
+    tls: bool
+    ca: str | None
+    app: str
+    proc: str
+    host: str
+
+    def describe(self) -> str:
+        """
+        Name the server for messages: C{host:port} or the socket path.
+        """
+        if isinstance(self.address, str):
+            return self.address
+        host, port = self.address
+        if ":" in host:
+            return f"[{host}]:{port}"
+        return f"{host}:{port}"
+
+
+def program_name() -> str:
+    """
+    The default C{proc}: the base name of C{sys.argv[0]}, or C{python}.
+    """
+    argv = getattr(sys, "argv", None) or [""]
+    name = os.path.basename(argv[0])
+    if name in ("", "-c", "-m"):
+        return "python"
+    return name
+
+
+def parse_url(url: str) -> PublishURL:
+    """
+    Parse a publisher URL.
+
+    @raise ValueError: the URL is not one logio can publish to; the message
+        says why.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ValueError(f"logio URL {url!r} must start with logio://, logios:// or logio+unix://")
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in _PARAMETERS:
+            known = ", ".join(_PARAMETERS)
+            raise ValueError(
+                f"logio URL {url!r} has an unknown parameter {name!r} (known: {known})"
+            )
+        if name in params:
+            raise ValueError(f"logio URL {url!r} gives {name!r} more than once")
+        params[name] = value
+    app = params.get("app", "")
+    if not app:
+        raise ValueError(f"logio URL {url!r} has no app: add ?app=NAME")
+    ca = params.get("ca") or None
+    if ca is not None and scheme != "logios":
+        raise ValueError(f"logio URL {url!r}: ?ca= is only for logios:// (TLS)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"logio URL {url!r}: user names and passwords are not used")
+    return PublishURL(
+        address=_address(url, parts),
+        tls=scheme == "logios",
+        ca=ca,
+        app=app,
+        proc=params.get("proc") or program_name(),
+        host=params.get("host") or socket.gethostname(),
+    )
+
+
+def _address(url: str, parts: SplitResult) -> tuple[str, int] | str:
+    """
+    The server's address: a Unix socket path, or C{(host, port)}.
+    """
+    if parts.scheme.lower() == "logio+unix":
+        if parts.netloc or not parts.path:
+            raise ValueError(
+                f"logio URL {url!r}: write a Unix socket as logio+unix:///path/to/socket"
+            )
+        return parts.path
+    if parts.path not in ("", "/"):
+        raise ValueError(f"logio URL {url!r}: a path ({parts.path!r}) means nothing here")
+    if not parts.hostname:
+        raise ValueError(f"logio URL {url!r} has no host name")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"logio URL {url!r} has a bad port: use 1 to 65535")
+    return (parts.hostname, port or DEFAULT_PORT)
