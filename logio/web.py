@@ -35,6 +35,15 @@ def dropNotice(stamp: str, host: str, dropped: int) -> bytes:
     ).encode("utf-8", "replace")
 
 
+def describePeer(request: Request) -> str:
+    """
+    The subscriber's address for the log: C{host:port}, or C{unix}.
+    """
+    peer = request.getClientAddress()
+    port = getattr(peer, "port", None)
+    return f"{getattr(peer, 'host', 'unix')}:{port}" if port is not None else "unix"
+
+
 @implementer(IPushProducer, ISubscriber)
 class Subscription:
     """
@@ -234,9 +243,23 @@ class SubscribeResource(Resource):
         request.registerProducer(subscription, True)
         request.write(b"")
         self._broker.subscribe(subscription)
+        peer = describePeer(request)
+        query = request.uri.partition(b"?")[2].decode("utf-8", "replace")
+        self.log.info(
+            "Subscriber {peer} subscribed to {query!r} ({count} subscribers)",
+            peer=peer,
+            query=query,
+            count=len(self._broker.subscribers),
+        )
 
         def finished(result: object) -> None:
             self._broker.unsubscribe(subscription)
+            self.log.info(
+                "Subscriber {peer} went away, {dropped} lines dropped ({count} subscribers)",
+                peer=peer,
+                dropped=subscription.droppedTotal,
+                count=len(self._broker.subscribers),
+            )
 
         request.notifyFinish().addBoth(finished)
         return NOT_DONE_YET

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-from typing import Callable
+from typing import IO, Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -69,32 +68,47 @@ class Server:
         )
         testCase.addCleanup(self.stop)
         self.output = b""
-        self.addresses: dict[str, list[str]] = {"publishers": [], "subscribers": []}
         self._lock = threading.Lock()
         assert self.process.stdout is not None
-        self._stdout = self.process.stdout
-        deadline = time.monotonic() + TIMEOUT
-        wanted = {"publishers", "subscribers"}
-        while wanted - {k for k, v in self.addresses.items() if v}:
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise AssertionError(f"logio did not start: {self.output.decode(errors='replace')}")
-            if select.select([self._stdout], [], [], 0.1)[0]:
-                line = self._stdout.readline()
-                self.output += line
-                match = _LISTENING.search(line)
-                if match:
-                    self.addresses[match.group(1).decode()].append(match.group(3).decode())
-        threading.Thread(target=self._drain, daemon=True).start()
+        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
+        started = waitFor(
+            lambda: self.process.poll() is not None or self._listening(),
+            what="logio to start",
+        )
+        if not isinstance(started, dict):
+            self.stop()
+            raise AssertionError(f"logio did not start: {self.log()}")
+        self.addresses = started
 
-    def _drain(self) -> None:
-        for line in iter(self._stdout.readline, b""):
+    def _listening(self) -> dict[str, list[str]] | None:
+        """
+        The addresses the server logged, once it logged both kinds.
+        """
+        addresses: dict[str, list[str]] = {"publishers": [], "subscribers": []}
+        for match in _LISTENING.finditer(self.log().encode()):
+            addresses[match.group(1).decode()].append(match.group(3).decode())
+        return addresses if all(addresses.values()) else None
+
+    def _drain(self, stdout: IO[bytes]) -> None:
+        for line in iter(stdout.readline, b""):
             with self._lock:
                 self.output += line
 
     def log(self) -> str:
         with self._lock:
             return self.output.decode("utf-8", "replace")
+
+    def waitForLog(self, text: str, count: int = 1) -> None:
+        """
+        Wait until the server has logged C{text} at least C{count} times.
+        """
+        waitFor(lambda: self.log().count(text) >= count, what=f"{text!r} x{count} in the log")
+
+    def subscribed(self, count: int) -> None:
+        """
+        Wait until the server has logged C{count} subscriptions in all.
+        """
+        self.waitForLog(" subscribed to ", count)
 
     @property
     def publishPort(self) -> int:
