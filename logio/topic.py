@@ -76,15 +76,13 @@ class StampParser:
         Return the output timestamp for C{stamp}, or L{None} if it is not an
         RFC 3339 date-time with a zone.
         """
-        key = stamp
-        if len(stamp) > 26 and stamp[19] == ".":
-            zone = stamp[-1] if stamp[-1] in "Zz" else stamp[-6:]
-            extra = stamp[23 : len(stamp) - len(zone)]
-            if extra.isdigit():
-                key = stamp[:23] + zone
+        # The first 23 characters hold everything up to the milliseconds;
+        # the zone is "Z" or the last 6.  For valid input the key decides
+        # the output; anything else is parsed in full before it is cached.
+        key = stamp[:23] + ("Z" if stamp[-1:] == "Z" else stamp[-6:])
         formatted = self._cache.get(key)
         if formatted is None:
-            formatted = _parseRFC3339(key)
+            formatted = _parseRFC3339(stamp)
             if formatted is None:
                 return None
             if len(self._cache) >= _MAX_CACHED_STAMPS:

@@ -71,11 +71,20 @@ class Publisher:
         self.clock = clock
         self.maxLine = maxLine
 
+    _nowMillis = -1
+    _nowText = ""
+
     def now(self) -> str:
         """
-        The server's current time as an output timestamp.
+        The server's current time as an output timestamp (formatted once
+        per millisecond).
         """
-        return formatEpoch(self.clock.seconds())
+        seconds = self.clock.seconds()
+        millis = int(seconds * 1000)
+        if millis != self._nowMillis:
+            self._nowMillis = millis
+            self._nowText = formatEpoch(seconds)
+        return self._nowText
 
     def fail(self, message: str) -> None:
         """

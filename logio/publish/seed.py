@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -25,8 +26,9 @@ _WHITESPACE = " \t\r\n"
 #: Characters that cannot occur inside a token cut short by the end of the
 #: buffer: if the text after a decode error holds one, the error is real.
 _STRUCTURE = frozenset('{}[],:" \t\r\n')
-_RECORD_HEAD = '{"time":"'
-_RAW_KEY = '","raw":"'
+#: The exact record shape the Go client writes.  A raw text holding an
+#: escaped quote ends the match early; L{SeedProtocol._fastRecords} notices.
+_GO_RECORD = re.compile(r'\{"time":"([^"\\]*)","raw":"([^"]*)"\}')
 
 
 def _truncated(buffer: str, error: json.JSONDecodeError) -> bool:
@@ -94,6 +96,40 @@ class SeedProtocol(Publisher, Protocol):
         if records and self.topic is not None:
             self.broker.publish(self.topic, records)
 
+    def _fastRecords(self, buffer: str, position: int, records: list[Record]) -> int:
+        """
+        Read records of the Go client's exact shape,
+        C{{"time":"...","raw":"..."}}, for as long as they come back to back.
+
+        @return: Where the first value of any other shape (or an incomplete
+            one) starts; the general decoder takes over from there.
+        """
+        match = _GO_RECORD.match
+        stamps = self._stamps
+        limit = self.maxLine
+        while True:
+            found = match(buffer, position)
+            if found is None or found.end() - position > limit:
+                return position
+            time, raw = found.groups()
+            escape = raw.find("\\")
+            if escape < 0:
+                text = raw
+            elif escape == len(raw) - 2 and raw[-1] == "n":
+                text = raw[:-2]
+            else:
+                try:
+                    text = cleanText(scanstring(raw + '"', 0)[0])
+                except json.JSONDecodeError:
+                    # An escaped quote ended the match early: not this shape.
+                    return position
+            stamp = stamps(time)
+            if stamp is None:
+                self.badTimes += 1
+                stamp = self.now()
+            records.append((stamp, text))
+            position = found.end()
+
     def _parse(self, buffer: str, records: list[Record]) -> int:
         """
         Decode every complete value in C{buffer}, appending records.
@@ -105,29 +141,17 @@ class SeedProtocol(Publisher, Protocol):
         end = len(buffer)
         stamps = self._stamps
         maxLine = self.maxLine
-        now = None
         while True:
             while position < end and buffer[position] in _WHITESPACE:
                 position += 1
             if position == end:
                 return position
-            if self.topic is not None and buffer.startswith(_RECORD_HEAD, position):
-                # The Go client's exact shape: {"time":"...","raw":"..."}
-                timeEnd = buffer.find('"', position + 9)
-                if timeEnd > 0 and buffer.startswith(_RAW_KEY, timeEnd):
-                    try:
-                        raw, valueEnd = scanstring(buffer, timeEnd + 9)
-                    except json.JSONDecodeError:
-                        pass
-                    else:
-                        if buffer.startswith("}", valueEnd) and valueEnd - position < maxLine:
-                            stamp = stamps(buffer[position + 9 : timeEnd])
-                            if stamp is None:
-                                self.badTimes += 1
-                                stamp = now = now or self.now()
-                            records.append((stamp, cleanText(raw)))
-                            position = valueEnd + 1
-                            continue
+            if self.topic is not None:
+                position = self._fastRecords(buffer, position, records)
+                if position == end:
+                    return position
+                if buffer[position] in _WHITESPACE:
+                    continue
             try:
                 value, valueEnd = self._json.raw_decode(buffer, position)
             except json.JSONDecodeError as e:
@@ -149,5 +173,5 @@ class SeedProtocol(Publisher, Protocol):
             if stamp is None:
                 if time is not None:
                     self.badTimes += 1
-                stamp = now = now or self.now()
+                stamp = self.now()
             records.append((stamp, cleanText(value.get("raw", ""))))
