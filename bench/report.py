@@ -1,0 +1,253 @@
+"""Turning results into a table, a JSON file and a PNG chart, with the targets of the
+core server issue and the performance issue checked where the run measured them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+PEERS = {
+    "ingest-seed-1": "redis-ingest-1",
+    "ingest-text-1": "redis-ingest-1",
+    "ingest-seed-10": "redis-ingest-10",
+    "ingest-text-10": "redis-ingest-10",
+    "fanout-10": "redis-fanout-10",
+    "fanout-100": "redis-fanout-100",
+    "fanout-100-filtered": "redis-fanout-100-filtered",
+}
+THROUGHPUT_TARGETS = {
+    "ingest-seed-1": 500e3,
+    "ingest-text-1": 1e6,
+    "ingest-seed-10": 3e6,
+    "ingest-text-10": 3e6,
+    "fanout-10": 5e6,
+}
+P99_TARGETS_MS = {"latency-10": 2.0, "latency-100": 10.0}
+IDLE_TARGET_KIB = 16.0
+STALL_EXTRA_TARGET_KB = 4096
+"""A stalled subscriber may add at most its byte bound (--buffer-bytes, 4 MiB)."""
+
+Row = tuple[str, str, str, str, str, str, str]
+
+
+def si(value: float) -> str:
+    """1234567 -> '1.23M'."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def verdict(ok: bool | None) -> str:
+    """How a checked target reads in the table."""
+    return "" if ok is None else ("ok" if ok else "MISSED")
+
+
+def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
+    """One table row per figure measured."""
+    out: list[Row] = []
+    for name, result in results.items():
+        if name.startswith("redis-") and name in PEERS.values() and _has_logio_twin(name, results):
+            continue
+        if "error" in result:
+            out.append((name, "error", result["error"].splitlines()[0][:60], "", "", "", "FAILED"))
+            continue
+        out += _case_rows(name, result, results)
+    return out
+
+
+def _has_logio_twin(redis_case: str, results: dict[str, dict[str, Any]]) -> bool:
+    return any(peer == redis_case and case in results for case, peer in PEERS.items())
+
+
+def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[Row]:
+    out: list[Row] = []
+    if "deliveries_per_s" in result:
+        rate = result["deliveries_per_s"]
+        what = "lines/s" if result.get("subscribers") == 1 else "deliveries/s"
+        peer = results.get(PEERS.get(name, ""), {}).get("deliveries_per_s")
+        target = THROUGHPUT_TARGETS.get(name)
+        checks = []
+        if target:
+            checks.append(rate >= target)
+        if peer:
+            checks.append(rate > peer)
+        target_text = " & ".join(
+            filter(None, [f">= {si(target)}" if target else "", "> redis" if peer else ""])
+        )
+        if name.startswith("redis-"):
+            out.append((name, what, "", si(rate), "", "", ""))
+            return out
+        out.append(
+            (
+                name,
+                what,
+                si(rate),
+                si(peer) if peer else "",
+                f"{rate / peer:.2f}" if peer else "",
+                target_text,
+                verdict(all(checks) if checks else None),
+            )
+        )
+        if result.get("dropped"):
+            out.append((name, "lines dropped", si(result["dropped"]), "", "", "0", "note"))
+    if "latency" in result:
+        lat = result["latency"]
+        figures = f"{lat['p50_ms']:.2f} / {lat['p99_ms']:.2f} / {lat['p999_ms']:.2f}"
+        target_ms = P99_TARGETS_MS.get(name)
+        ok = lat["p99_ms"] <= target_ms if target_ms else None
+        target_text = f"p99 <= {target_ms:g}" if target_ms else ""
+        if name.startswith("stall-") and "latency-10" in results:
+            base = results["latency-10"].get("latency", {}).get("p99_ms", math.nan)
+            allowed = max(base * 1.1, base + 0.5)
+            ok = lat["p99_ms"] <= allowed
+            target_text = f"p99 <= {allowed:.2f} (no stall {base:.2f})"
+        out.append((name, "p50/p99/p99.9 ms", figures, "", "", target_text, verdict(ok)))
+        complete = f"{result['healthy_complete']}/{result['healthy']}"
+        loss = f"{complete} complete, {result['missing']} lost, {result['reordered']} reord."
+        clean = result["missing"] == 0 and result["reordered"] == 0 and result["unparsed"] == 0
+        clean = clean and result["healthy_complete"] == result["healthy"]
+        out.append((name, "healthy subscribers", loss, "", "", "all, 0, 0", verdict(clean)))
+    if name.startswith("stall-") and "memory" in result:
+        growth = result["memory"]["growth_kb"]
+        base = results.get("latency-10", {}).get("memory", {}).get("growth_kb")
+        extra = growth - base if base is not None else growth
+        out.append(
+            (
+                name,
+                "server RSS growth",
+                f"{growth / 1024:.1f} MiB",
+                "",
+                "",
+                f"+{extra / 1024:.1f} MiB over no stall <= {STALL_EXTRA_TARGET_KB // 1024} MiB",
+                verdict(extra <= STALL_EXTRA_TARGET_KB),
+            )
+        )
+    if "idle" in result:
+        idle = result["idle"]
+        per = idle["per_subscriber_kib"]
+        out.append(
+            (
+                name,
+                "KiB per idle subscriber",
+                f"{per:.2f}",
+                "",
+                "",
+                f"<= {IDLE_TARGET_KIB:g}",
+                verdict(per <= IDLE_TARGET_KIB),
+            )
+        )
+        live = result["healthy_complete"] == result["healthy"]
+        out.append(
+            (
+                name,
+                "all got the probe lines",
+                f"{result['healthy_complete']}/{result['healthy']}",
+                "",
+                "",
+                "all",
+                verdict(live),
+            )
+        )
+    for slow in result.get("slow", []):
+        total = slow["lines"] + slow["dropped"]
+        exact = total == result["published"] and slow["missing"] == slow["dropped"]
+        exact = exact and slow["reordered"] == 0
+        out.append(
+            (
+                name,
+                "slow: recv + dropped",
+                f"{slow['lines']} + {slow['dropped']} = {total}",
+                "",
+                "",
+                f"= {result['published']} published",
+                verdict(exact),
+            )
+        )
+    if name == "soak":
+        out.append((name, "rate lines/s", si(result["rate"]), "", "", "", ""))
+    return out
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """The results as a fixed-width text table."""
+    header: Row = ("case", "measure", "logio", "redis", "ratio", "target", "")
+    body = rows(results)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_json(path: Path, meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+    """Write the results (without raw histograms) as JSON."""
+    path.write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+
+
+def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
+    """A PNG: deliveries/s per throughput case (logio beside redis), latency percentiles
+    per latency case, and memory figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blast = [
+        n
+        for n, r in results.items()
+        if "deliveries_per_s" in r and not (n.startswith("redis-") and _has_logio_twin(n, results))
+    ]
+    timed = [n for n, r in results.items() if "latency" in r]
+    fig, axes = plt.subplots(1, 3, figsize=(18, 6), gridspec_kw={"width_ratios": [3, 2, 1]})
+    ax = axes[0]
+    ys = range(len(blast))
+    ax.barh(
+        [y + 0.2 for y in ys],
+        [results[n]["deliveries_per_s"] / 1e6 for n in blast],
+        height=0.4,
+        label="logio",
+    )
+    peers = [results.get(PEERS.get(n, ""), {}).get("deliveries_per_s", 0) / 1e6 for n in blast]
+    ax.barh([y - 0.2 for y in ys], peers, height=0.4, label="redis-server")
+    ax.set_yticks(list(ys), blast)
+    ax.invert_yaxis()
+    ax.set_xlabel("million lines delivered per second")
+    ax.set_title("Throughput")
+    ax.legend()
+    ax = axes[1]
+    width = 0.25
+    for i, (key, label) in enumerate((("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))):
+        ax.bar(
+            [x + (i - 1) * width for x in range(len(timed))],
+            [results[n]["latency"][key] for n in timed],
+            width=width,
+            label=label,
+        )
+    ax.set_xticks(list(range(len(timed))), timed, rotation=20)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms from intended send time to receipt")
+    ax.set_title("Latency (open loop)")
+    ax.legend()
+    ax = axes[2]
+    labels, values = [], []
+    for name in ("latency-10", "stall-10", "soak"):
+        if "memory" in results.get(name, {}):
+            labels.append(f"{name}\nRSS growth")
+            values.append(results[name]["memory"]["growth_kb"] / 1024)
+    for name, result in results.items():
+        if "idle" in result:
+            labels.append(f"{name}\nper 1000 idle")
+            values.append(result["idle"]["per_subscriber_kib"] * 1000 / 1024)
+    ax.bar(range(len(values)), values)
+    ax.set_xticks(list(range(len(values))), labels, fontsize=8)
+    ax.set_ylabel("MiB")
+    ax.set_title("Server memory")
+    fig.suptitle("logio benchmark (loopback, 100-byte lines)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,453 @@
+"""The benchmark scenarios: each case starts a fresh server, runs one bounded load from
+separate worker processes, and returns a result dict.
+
+Scenarios (the names ``--scenario`` takes):
+
+- ``ingest``: 4 publishers -> 1 and -> 10 subscribers, seed JSON and text protocol.
+- ``fanout``: 1 publisher -> 10 and -> 100 subscribers with the same filter; 100
+  publishers on 100 apps -> 100 subscribers with 100 different app filters; and 10
+  subscribers with a ``log=`` regex, to show what per-record regexes cost.
+- ``latency``: open-loop 10k lines/s for 10 s to 10 and to 100 subscribers.
+- ``stall``: the 10-subscriber latency run plus one subscriber that never reads.
+- ``idle``: server memory per idle subscriber with 10000 connected.
+- ``peer``: the ingest and fan-out loads through redis-server (PUBLISH / PSUBSCRIBE).
+- ``soak``: 20 publishers at half the measured capacity -> 19 subscribers that must see
+  every line in order, and 1 throttled subscriber whose drop notices must add up.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .procs import MemorySampler, Profiler, Server, start_logio, start_redis
+from .wire import percentiles
+from .workers import CTX, Plan, PubSpec, SubSpec, publish, subscribe
+
+SCENARIOS = ("ingest", "fanout", "latency", "stall", "idle", "peer", "soak")
+BLAST_RECORDS = 512
+OUTPUT_LINE = 137
+"""Approximate bytes of one logio output line, only to size the slow reader's throttle."""
+
+
+@dataclass
+class Settings:
+    """How long and how big each scenario runs."""
+
+    out: Path
+    quick: bool = False
+    warmup: float = 2.0
+    measure: float = 6.0
+    latency_rate: float = 10_000.0
+    latency_seconds: float = 10.0
+    idle_count: int = 10_000
+    soak_seconds: float = 60.0
+    soak_rate: float = 0.0
+    """Lines/s over all soak publishers; 0: half the capacity measured just before."""
+    profile: bool = False
+    python: str | None = None
+    server_args: list[str] = field(default_factory=list)
+
+    @classmethod
+    def quick_settings(cls, out: Path) -> Settings:
+        """A run of about two minutes."""
+        return cls(
+            out=out,
+            quick=True,
+            warmup=0.5,
+            measure=2.0,
+            latency_seconds=3.0,
+            idle_count=1000,
+            soak_seconds=10.0,
+        )
+
+
+class Worker:
+    """One load-generating process and the orchestrator's end of its pipe."""
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        self.conn, child = CTX.Pipe()
+        self.proc = CTX.Process(target=target, args=(child, *args), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def send(self, message: object) -> None:
+        """Send ``message`` to the worker."""
+        self.conn.send(message)
+
+    def wait(self, kind: str, timeout: float, tick: Callable[[], None] | None = None) -> Any:
+        """The worker's next message, which must be ``kind``."""
+        end = time.monotonic() + timeout
+        while not self.conn.poll(0.1):
+            if tick:
+                tick()
+            if not self.proc.is_alive() and not self.conn.poll():
+                raise RuntimeError(f"worker exited with code {self.proc.exitcode}")
+            if time.monotonic() > end:
+                raise TimeoutError(f"no {kind!r} from a worker in {timeout:.0f} s")
+        message = self.conn.recv()
+        if message[0] == "error":
+            raise RuntimeError(f"worker failed:\n{message[1]}")
+        if message[0] != kind:
+            raise RuntimeError(f"expected {kind!r} from a worker, got {message[0]!r}")
+        return message[1]
+
+    def close(self) -> None:
+        """Reap the process (killing it if it is stuck) and close the pipe."""
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def split(items: list[Any], parts: int) -> list[list[Any]]:
+    """``items`` dealt round-robin into ``parts`` non-empty lists."""
+    parts = max(1, min(parts, len(items)))
+    return [items[i::parts] for i in range(parts)]
+
+
+def subscriber(kind: str, app: str, exact: bool = False) -> SubSpec:
+    """A counting subscriber to one app: a logio ``app=`` regex or a Redis pattern."""
+    if kind == "redis":
+        return SubSpec("redis", f"{app}.*")
+    return SubSpec("http", f"app=^{app}$" if exact else f"app={app}")
+
+
+def latency_summary(histogram: np.ndarray, max_ns: int) -> dict[str, float]:
+    """p50 / p99 / p99.9 / max in milliseconds."""
+    p50, p99, p999 = percentiles(histogram, max_ns, (0.5, 0.99, 0.999))
+    return {"p50_ms": p50, "p99_ms": p99, "p999_ms": p999, "max_ms": max_ns / 1e6}
+
+
+class Bench:
+    """Runs the selected scenarios and collects one result dict per case."""
+
+    def __init__(self, settings: Settings, bar: tqdm | None = None) -> None:
+        self.settings = settings
+        self.results: dict[str, dict[str, Any]] = {}
+        self.bar = bar
+
+    # -- running one case ---------------------------------------------------------------
+
+    def case(self, name: str, server_kind: str, body: Callable[[Server], dict[str, Any]]) -> None:
+        """Start a fresh server, run ``body`` against it, stop it, keep the result."""
+        if self.bar is not None:
+            self.bar.set_description(name)
+        log = self.settings.out / "logs" / f"{name}.log"
+        started = time.monotonic()
+        result: dict[str, Any] = {"case": name, "server": server_kind}
+        try:
+            if server_kind == "redis":
+                server = start_redis(log)
+            else:
+                server = start_logio(log, self.settings.python, self.settings.server_args)
+        except Exception as error:  # noqa: BLE001 - reported per case, the run goes on
+            result["error"] = str(error)
+        else:
+            try:
+                result.update(body(server))
+            except Exception as error:  # noqa: BLE001
+                result["error"] = f"{type(error).__name__}: {error}"
+                result["traceback"] = traceback.format_exc()
+            result["server_alive"] = server.alive()
+            result["server_exit"] = server.stop()
+            if not result["server_alive"]:
+                result["server_log_tail"] = server.log()[-1500:]
+        result["seconds"] = round(time.monotonic() - started, 1)
+        self.results[name] = result
+        if self.bar is not None:
+            self.bar.update(1)
+            if "error" in result:
+                tqdm.write(f"{name}: {result['error'].splitlines()[0]}")
+
+    def load(
+        self,
+        server: Server,
+        pubs: list[list[PubSpec]],
+        subs: list[list[SubSpec]],
+        *,
+        rate: float = 0.0,
+        seconds: float = 0.0,
+        tick: float = 0.0,
+        drain: float = 10.0,
+        memory: bool = False,
+        profile: str = "",
+        before: Callable[[], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Run one load: blast (``rate`` 0) or paced at ``rate`` lines/s per publisher
+        for ``seconds``. Returns what the subscribers saw, aggregated."""
+        settings = self.settings
+        sub_workers: list[Worker] = []
+        pub_workers: list[Worker] = []
+        out: dict[str, Any] = {}
+        try:
+            sub_workers = [Worker(subscribe, server.sub_port, group) for group in subs]
+            connect_timeout = 90 + sum(len(g) for g in subs) / 100
+            failed = []
+            for worker in sub_workers:
+                ready = worker.wait("ready", connect_timeout)
+                failed += ready["failed"]
+            if failed:
+                raise RuntimeError(f"subscribers failed to connect: {failed[:3]}")
+            pub_workers = [Worker(publish, server.pub_port, group, BLAST_RECORDS) for group in pubs]
+            for worker in pub_workers:
+                worker.wait("ready", 30)
+            if before is not None:
+                out.update(before())
+            sampler = MemorySampler(server) if memory else None
+            if sampler is not None:
+                sampler.start()
+            start = time.monotonic() + 0.3
+            if rate:
+                stop = start + seconds
+                window = (start, stop)
+                deadline = stop + drain
+            else:
+                window = (start + settings.warmup, start + settings.warmup + settings.measure)
+                stop = window[1]
+                deadline = stop + 10
+            plan = Plan(start, window, stop, deadline, rate, tick)
+            for worker in sub_workers + pub_workers:
+                worker.send(plan)
+            total = stop - start
+            with tqdm(
+                total=round(total, 1), unit="s", leave=False, disable=self.bar is None
+            ) as bar:
+
+                def tick_bar() -> None:
+                    bar.n = round(min(total, max(0.0, time.monotonic() - start)), 1)
+                    bar.refresh()
+
+                profiler = None
+                if profile and settings.profile:
+                    time.sleep(max(0.0, window[0] - time.monotonic()))
+                    span = window[1] - window[0]
+                    profiler = Profiler(
+                        server.pid, span, settings.out / "profiles" / f"{profile}.txt"
+                    )
+                published: dict[int, int] = {}
+                for worker in pub_workers:
+                    published.update(
+                        worker.wait("done", deadline - time.monotonic() + 30, tick_bar)["published"]
+                    )
+                if rate:
+                    for worker in sub_workers:
+                        worker.send(("expect", published))
+                sub_results = [
+                    worker.wait("done", deadline - time.monotonic() + 30, tick_bar)
+                    for worker in sub_workers
+                ]
+            if sampler is not None:
+                out["memory"] = sampler.finish()
+            if profiler is not None:
+                out["profile"] = profiler.finish()
+        finally:
+            for worker in sub_workers + pub_workers:
+                worker.close()
+        out.update(self.aggregate(published, sub_results, paced=bool(rate)))
+        out["publishers"] = sum(len(g) for g in pubs)
+        out["subscribers"] = sum(len(g) for g in subs)
+        return out
+
+    @staticmethod
+    def aggregate(
+        published: dict[int, int], sub_results: list[dict[str, Any]], paced: bool
+    ) -> dict[str, Any]:
+        """Sum what the subscribers saw: deliveries/s in the window (blast), and for
+        paced loads, loss, order and latency over the healthy subscribers."""
+        streams = [s for r in sub_results for s in r["streams"]]
+        healthy = [s for s in streams if not s["stall"] and not s["throttle"]]
+        out: dict[str, Any] = {
+            "published": sum(published.values()),
+            "delivered": sum(s["lines"] for s in streams),
+            "dropped": sum(s["dropped"] for s in streams),
+            "notices": sum(s["notices"] for s in streams),
+        }
+        if not paced:
+            out["deliveries_per_s"] = sum(
+                sum(s["window_lines"] for s in r["streams"]) / r["window_seconds"]
+                for r in sub_results
+                if r["window_seconds"]
+            )
+            return out
+        expected = out["published"]
+        out["healthy_complete"] = sum(s["lines"] == expected for s in healthy)
+        out["healthy"] = len(healthy)
+        parsed = [s for s in healthy if "histogram" in s]
+        if parsed:
+            histogram = np.sum([s["histogram"] for s in parsed], axis=0)
+            max_ns = max(s["max_latency_ns"] for s in parsed)
+            out["latency"] = latency_summary(histogram, max_ns)
+            out["missing"] = sum(s["missing"] for s in parsed)
+            out["reordered"] = sum(s["reordered"] for s in parsed)
+            out["unparsed"] = sum(s["unparsed"] for s in parsed)
+        out["slow"] = [
+            {
+                key: s.get(key)
+                for key in ("lines", "dropped", "notices", "missing", "reordered", "unparsed")
+            }
+            for s in streams
+            if s["throttle"]
+        ]
+        return out
+
+    # -- the scenarios ------------------------------------------------------------------
+
+    def run(self, scenario: str) -> None:
+        """Run every case of one scenario."""
+        getattr(self, f"scenario_{scenario}")()
+
+    @staticmethod
+    def case_count(scenario: str, settings: Settings) -> int:
+        """How many cases a scenario runs (for the progress bar)."""
+        return {
+            "ingest": 4,
+            "fanout": 4,
+            "latency": 2,
+            "stall": 1,
+            "idle": 1,
+            "peer": 5,
+            "soak": 2 if not settings.soak_rate else 1,
+        }[scenario]
+
+    def blast_case(
+        self, name: str, kind: str, pubs: list[PubSpec], subs: list[SubSpec], workers: int
+    ) -> None:
+        """A throughput case: publishers send as fast as the server reads."""
+        self.case(
+            name,
+            kind,
+            lambda server: self.load(server, [pubs], split(subs, workers), profile=name),
+        )
+
+    def ingest_cases(self, kind: str, proto: str, label: str) -> None:
+        """4 publishers -> 1 and -> 10 subscribers, cases named ``label-N``."""
+        pubs = [PubSpec(proto, "bench", pub=i, proc=f"p{i}") for i in range(4)]
+        for count in (1, 10):
+            subs = [subscriber(kind, "bench")] * count
+            self.blast_case(f"{label}-{count}", kind, pubs, subs, 1)
+
+    def fanout_cases(self, kind: str, proto: str, label: str) -> None:
+        """1 publisher -> 10 / 100 subscribers; 100 apps -> 100 different filters."""
+        one = [PubSpec(proto, "bench")]
+        for count in (10, 100):
+            subs = [subscriber(kind, "bench")] * count
+            self.blast_case(f"{label}-{count}", kind, one, subs, 1 if count <= 10 else 2)
+        apps = [PubSpec(proto, f"app{i:03d}", pub=i) for i in range(100)]
+        filtered = [subscriber(kind, f"app{i:03d}", exact=True) for i in range(100)]
+        self.blast_case(f"{label}-100-filtered", kind, apps, filtered, 2)
+
+    def scenario_ingest(self) -> None:
+        """4 publishers -> 1 and -> 10 subscribers, seed JSON and text."""
+        for proto in ("seed", "text"):
+            self.ingest_cases("logio", proto, f"ingest-{proto}")
+
+    def scenario_fanout(self) -> None:
+        """The fan-out loads, and 10 subscribers that each run a ``log=`` regex."""
+        self.fanout_cases("logio", "seed", "fanout")
+        logre = [SubSpec("http", "app=bench&log=seq=[0-9]+")] * 10
+        self.blast_case("fanout-10-log", "logio", [PubSpec("seed", "bench")], logre, 1)
+
+    def scenario_peer(self) -> None:
+        """The ingest and fan-out loads through redis-server."""
+        self.ingest_cases("redis", "redis", "redis-ingest")
+        self.fanout_cases("redis", "redis", "redis-fanout")
+
+    def latency_load(self, server: Server, count: int, stall: bool) -> dict[str, Any]:
+        """Open-loop publishing to ``count`` parsing subscribers (plus a stalled one)."""
+        settings = self.settings
+        subs = [SubSpec("http", "app=bench", parse=True)] * count
+        groups = split(subs, 1 if count <= 10 else 2)
+        if stall:
+            groups[0].append(SubSpec("http", "app=bench", stall=True, rcvbuf=4096))
+        pubs = [[PubSpec("seed", "bench", proc="lat")]]
+        return self.load(
+            server,
+            pubs,
+            groups,
+            rate=settings.latency_rate,
+            seconds=settings.latency_seconds,
+            memory=True,
+        )
+
+    def scenario_latency(self) -> None:
+        """10k lines/s open loop to 10 and to 100 subscribers."""
+        for count in (10, 100):
+            self.case(
+                f"latency-{count}", "logio", lambda s, n=count: self.latency_load(s, n, False)
+            )
+
+    def scenario_stall(self) -> None:
+        """The 10-subscriber latency run with one subscriber that stopped reading."""
+        if "latency-10" not in self.results:
+            self.case("latency-10", "logio", lambda s: self.latency_load(s, 10, False))
+        self.case("stall-10", "logio", lambda s: self.latency_load(s, 10, True))
+
+    def scenario_idle(self) -> None:
+        """Server memory per idle subscriber, then one line to prove they are all live."""
+        count = self.settings.idle_count
+
+        def body(server: Server) -> dict[str, Any]:
+            before = server.memory()["rss_kb"]
+
+            def measure() -> dict[str, Any]:
+                time.sleep(1.0)
+                after = server.memory()["rss_kb"]
+                return {
+                    "idle": {
+                        "count": count,
+                        "before_kb": before,
+                        "after_kb": after,
+                        "per_subscriber_kib": (after - before) / count,
+                    }
+                }
+
+            subs = [SubSpec("http", "app=bench")] * count
+            pubs = [[PubSpec("text", "bench")]]
+            return self.load(
+                server, pubs, split(subs, 2), rate=10.0, seconds=0.3, drain=30, before=measure
+            )
+
+        self.case(f"idle-{count}", "logio", body)
+
+    def scenario_soak(self) -> None:
+        """Zero loss and order at half capacity; exact drop counts for a slow reader."""
+        settings = self.settings
+        publishers = 20
+        pubs = [PubSpec("seed", "soak", pub=i, proc=f"p{i:02d}") for i in range(publishers)]
+        rate = settings.soak_rate
+        if not rate:
+            subs = [SubSpec("http", "app=soak")] * 20
+            self.blast_case("soak-capacity", "logio", pubs, subs, 2)
+            capacity = self.results["soak-capacity"].get("deliveries_per_s", 0) / 20
+            rate = 0.5 * capacity if capacity else 20_000.0
+        per_pub = rate / publishers
+        keepers = [SubSpec("http", "app=soak", parse=True)] * 19
+        slow = SubSpec(
+            "http", "app=soak", parse=True, throttle=rate * OUTPUT_LINE / 4, rcvbuf=16384
+        )
+        groups = split(keepers, 2) + [[slow]]
+
+        def body(server: Server) -> dict[str, Any]:
+            out = self.load(
+                server,
+                [pubs],
+                groups,
+                rate=per_pub,
+                seconds=settings.soak_seconds,
+                tick=0.002,
+                drain=30,
+                memory=True,
+            )
+            out["rate"] = rate
+            return out
+
+        self.case("soak", "logio", body)

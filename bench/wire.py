@@ -1,0 +1,392 @@
+"""Wire formats the benchmark speaks, as publisher and as subscriber.
+
+Publishers write the seed JSON stream (the Go client's exact bytes: JSON values back to
+back), the text-line protocol, or pipelined Redis ``PUBLISH`` commands. Every log line the
+benchmark sends carries the same fixed-width fields in its text::
+
+    pub=007 seq=0000000042 ts=0000012345678901234 xxxxxxxx...
+
+(publisher id, per-publisher sequence number, intended send time on the monotonic clock in
+nanoseconds), padded to 99 characters plus the newline: a 100-byte line.
+
+Subscribers read logio's streaming HTTP/1.1 response (chunked) and either count lines, or
+parse those fields to check sequence numbers and measure latency. Because every output line
+for one topic has the same length, a block of complete lines is parsed as a NumPy matrix;
+anything else (the server's drop notices) takes a slower regex path. Redis subscribers
+count ``pmessage`` replies. Counting is always of delivered lines, never bytes divided by
+an assumed line size.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import numpy as np
+
+LINE_TEXT = 99
+"""Characters of log text per line; with its newline a line is 100 bytes."""
+
+_FIELDS = b"pub=%03d seq=%010d ts=%019d "
+_PAD = b"x" * (LINE_TEXT - len(_FIELDS % (0, 0, 0)))
+FIELDS_RE = re.compile(rb"pub=(\d{3}) seq=(\d{10}) ts=(\d{19}) ")
+NOTICE = b" lines dropped: "
+NOTICE_RE = re.compile(rb"logio\[logio\] [^\n]*?: (\d+) lines dropped: [^\n]*\n")
+
+# Latency histogram: log-spaced bucket edges from 1 us to 100 s, under 1 % apart.
+EDGES_NS = np.unique(np.geomspace(1_000, 100e9, 2400).astype(np.int64))
+
+
+def rfc3339(wall: float) -> bytes:
+    """Format a wall-clock time like Go's RFC3339Nano in the local zone, fixed width."""
+    local = time.localtime(wall)
+    offset = local.tm_gmtoff // 60
+    sign = "+" if offset >= 0 else "-"
+    nanos = int((wall % 1) * 1e9)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local)
+    zone = f"{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+    return f"{stamp}.{nanos:09d}{zone}".encode()
+
+
+def line_text(pub: int, seq: int, ts: int) -> bytes:
+    """The 99 characters of log text for one benchmark line, without newline."""
+    return _FIELDS % (pub, seq, ts) + _PAD
+
+
+# ---------------------------------------------------------------------------------------
+# Publisher side
+
+
+def logio_topic(proto: str, app: str, proc: str, host: str) -> bytes:
+    """The bytes that open a logio publisher connection: the topic, in either protocol."""
+    if proto == "seed":
+        return b'{"app":"%s","proc":"%s","host":"%s"}' % (
+            app.encode(),
+            proc.encode(),
+            host.encode(),
+        )
+    return b"app=%s&proc=%s&host=%s\n" % (app.encode(), proc.encode(), host.encode())
+
+
+class RecordEncoder:
+    """Encodes benchmark lines as one publisher protocol's records."""
+
+    def __init__(self, proto: str, channel: bytes = b"") -> None:
+        self.proto = proto
+        if proto == "seed":
+            self._template = b'{"time":"%s","raw":"%s\\n"}'
+        elif proto == "text":
+            self._template = b"%s%s\n"
+        elif proto == "redis":
+            head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(channel), channel)
+            self._template = head.replace(b"%", b"%%") + b"$%d\r\n%%s%%s\n\r\n" % (LINE_TEXT + 1)
+        else:
+            raise ValueError(f"unknown publisher protocol {proto!r}")
+
+    def encode(self, stamps: list[bytes], pub: int, seqs: range, times: list[int]) -> bytes:
+        """Encode lines ``seqs`` of publisher ``pub``; ``stamps[i]`` is record i's time."""
+        template = self._template
+        if self.proto == "seed":
+            return b"".join(
+                [
+                    template % (stamp, _FIELDS % (pub, seq, ts) + _PAD)
+                    for stamp, seq, ts in zip(stamps, seqs, times, strict=True)
+                ]
+            )
+        return b"".join(
+            [
+                template % (b"", _FIELDS % (pub, seq, ts) + _PAD)
+                for seq, ts in zip(seqs, times, strict=True)
+            ]
+        )
+
+
+def blast_buffer(proto: str, pub: int, records: int, channel: bytes = b"") -> bytes:
+    """A block of ``records`` lines that a publisher sends again and again at full speed.
+
+    Seed records carry record times 10 us apart, as a busy Go client would stamp them.
+    """
+    now = time.time()
+    stamps = [rfc3339(now + i * 10e-6) for i in range(records)]
+    return RecordEncoder(proto, channel).encode(stamps, pub, range(records), [0] * records)
+
+
+def redis_command(*args: bytes) -> bytes:
+    """One Redis command in RESP."""
+    parts = [b"*%d\r\n" % len(args)]
+    parts += [b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args]
+    return b"".join(parts)
+
+
+# ---------------------------------------------------------------------------------------
+# Subscriber side
+
+
+class Fields:
+    """Sequence and latency accounting for parsed benchmark lines, from any number of
+    publishers, for one subscriber."""
+
+    def __init__(self) -> None:
+        self.next_seq = np.zeros(1000, dtype=np.int64)
+        self.missing = 0
+        self.reordered = 0
+        self.histogram = np.zeros(len(EDGES_NS) + 1, dtype=np.int64)
+        self.max_latency_ns = 0
+
+    def add(self, pub: np.ndarray, seq: np.ndarray, ts: np.ndarray, now_ns: int) -> None:
+        """Account for a block of lines received at ``now_ns``, in arrival order."""
+        if len(pub) == 0:
+            return
+        latency = now_ns - ts
+        self.histogram += np.bincount(
+            np.searchsorted(EDGES_NS, latency, side="right"), minlength=len(self.histogram)
+        )
+        self.max_latency_ns = max(self.max_latency_ns, int(latency.max()))
+        order = np.argsort(pub, kind="stable")
+        pubs, seqs = pub[order], seq[order]
+        same = pubs[1:] == pubs[:-1]
+        step = np.diff(seqs)
+        self.missing += int((step[same & (step > 1)] - 1).sum())
+        self.reordered += int((same & (step < 1)).sum())
+        starts = np.flatnonzero(np.concatenate(([True], ~same)))
+        ends = np.concatenate((starts[1:], [len(pubs)])) - 1
+        gap = seqs[starts] - self.next_seq[pubs[starts]]
+        self.missing += int(gap[gap > 0].sum())
+        self.reordered += int((gap < 0).sum())
+        self.next_seq[pubs[ends]] = np.maximum(self.next_seq[pubs[ends]], seqs[ends] + 1)
+
+    def result(self, published: dict[int, int]) -> dict[str, Any]:
+        """Totals; ``published`` maps publisher id to lines sent, to count lines lost at
+        the end of the stream as missing too."""
+        tail = sum(max(0, n - int(self.next_seq[pub])) for pub, n in published.items())
+        return {
+            "missing": self.missing + tail,
+            "reordered": self.reordered,
+            "histogram": self.histogram,
+            "max_latency_ns": self.max_latency_ns,
+        }
+
+
+def _digits(block: np.ndarray, offset: int, width: int) -> np.ndarray:
+    """Decode a fixed-width decimal column of a byte matrix."""
+    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    return (block[:, offset : offset + width].astype(np.int64) - 48) @ powers
+
+
+class HttpLines:
+    """One logio subscriber connection: HTTP response headers, then the chunked body,
+    split into lines that are counted (``parse=False``) or parsed into L{Fields}.
+
+    ``feed`` is called with the worker's shared receive buffer after each ``recv_into``;
+    nothing here keeps a reference to it.
+    """
+
+    def __init__(self, query: str, parse: bool) -> None:
+        self.request = b"GET /?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % query.encode()
+        self.parse = parse
+        self.fields = Fields() if parse else None
+        self.head = bytearray()
+        self.status = 0
+        self.open = False
+        self.chunked = False
+        self.ended = False
+        self._remaining = 0
+        self._skip = 0
+        self._size_line = bytearray()
+        self._tail = bytearray()
+        self._width = 0
+        self._offsets = (0, 0, 0)
+        self.lines = 0
+        self.dropped = 0
+        self.notices = 0
+        self.unparsed = 0
+
+    def feed(self, buf: bytearray, view: memoryview, n: int, now_ns: int) -> None:
+        """Consume ``buf[:n]``, just received at ``now_ns``."""
+        pos = 0
+        if not self.open:
+            self.head += view[:n]
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            pos = n - (len(self.head) - end - 4)
+            head = bytes(self.head[:end]).lower()
+            self.status = int(head.split(b" ", 2)[1])
+            self.chunked = b"transfer-encoding: chunked" in head
+            self.open = True
+            del self.head[:]
+        if self.chunked:
+            self._dechunk(buf, view, pos, n)
+        else:
+            self._data(buf, view, pos, n)
+        if self.parse and self._tail:
+            self._parse_tail(now_ns)
+
+    def _dechunk(self, buf: bytearray, view: memoryview, pos: int, n: int) -> None:
+        while pos < n and not self.ended:
+            if self._remaining:
+                take = min(self._remaining, n - pos)
+                self._data(buf, view, pos, pos + take)
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._skip = 2
+            elif self._skip:
+                take = min(self._skip, n - pos)
+                pos += take
+                self._skip -= take
+            else:
+                eol = buf.find(b"\n", pos, n)
+                if eol < 0:
+                    self._size_line += view[pos:n]
+                    return
+                self._size_line += view[pos:eol]
+                size = int(bytes(self._size_line).split(b";")[0].strip(), 16)
+                del self._size_line[:]
+                pos = eol + 1
+                if size == 0:
+                    self.ended = True
+                self._remaining = size
+
+    def _data(self, buf: bytearray, view: memoryview, start: int, end: int) -> None:
+        if self.parse:
+            self._tail += view[start:end]
+            return
+        first = buf.find(b"\n", start, end)
+        if first < 0:
+            self._tail += view[start:end]
+            return
+        last = buf.rfind(b"\n", first, end)
+        count = buf.count(b"\n", first + 1, last + 1) + 1
+        if self._tail:
+            self._tail += view[start : first + 1]
+            if NOTICE in self._tail:
+                count -= self._notices(bytes(self._tail))
+            del self._tail[:]
+            if buf.find(NOTICE, first + 1, last + 1) >= 0:
+                count -= self._notices(bytes(view[first + 1 : last + 1]))
+        elif buf.find(NOTICE, start, last + 1) >= 0:
+            count -= self._notices(bytes(view[start : last + 1]))
+        self.lines += count
+        if last + 1 < end:
+            self._tail += view[last + 1 : end]
+
+    def _notices(self, block: bytes) -> int:
+        counts = NOTICE_RE.findall(block)
+        self.notices += len(counts)
+        self.dropped += sum(int(c) for c in counts)
+        return len(counts)
+
+    def _parse_tail(self, now_ns: int) -> None:
+        assert self.fields is not None
+        tail = self._tail
+        last = tail.rfind(b"\n")
+        if last < 0:
+            return
+        size = last + 1
+        lines = tail.count(b"\n", 0, size)
+        if not self._width:
+            self._learn(bytes(tail[: tail.find(b"\n") + 1]))
+        width = self._width
+        if width and size == lines * width and tail.find(NOTICE, 0, size) < 0:
+            block = np.frombuffer(tail, np.uint8, size).reshape(lines, width)
+            uniform = bool((block[:, -1] == 10).all())
+            if uniform:
+                columns = [
+                    _digits(block, o, w) for o, w in zip(self._offsets, (3, 10, 19), strict=True)
+                ]
+            del block
+            if uniform:
+                self.fields.add(*columns, now_ns)
+                self.lines += lines
+                del tail[:size]
+                return
+        data = bytes(tail[:size])
+        del tail[:size]
+        notices = self._notices(data)
+        found = FIELDS_RE.findall(data)
+        if found:
+            columns = np.array([[int(v) for v in match] for match in found], dtype=np.int64)
+            self.fields.add(columns[:, 0], columns[:, 1], columns[:, 2], now_ns)
+        self.lines += len(found)
+        self.unparsed += lines - len(found) - notices
+
+    def _learn(self, line: bytes) -> None:
+        """Learn the line width and field offsets from a data line."""
+        match = FIELDS_RE.search(line)
+        if match:
+            self._width = len(line)
+            self._offsets = (match.start(1), match.start(2), match.start(3))
+
+    def result(self, published: dict[int, int]) -> dict[str, Any]:
+        """What this subscriber saw."""
+        out: dict[str, Any] = {
+            "status": self.status,
+            "lines": self.lines,
+            "dropped": self.dropped,
+            "notices": self.notices,
+            "unparsed": self.unparsed,
+            "ended": self.ended,
+        }
+        if self.fields is not None:
+            out.update(self.fields.result(published))
+        return out
+
+
+class RedisMessages:
+    """One Redis pub/sub connection (``PSUBSCRIBE``): counts ``pmessage`` replies."""
+
+    MARK = b"pmessage\r\n"
+
+    def __init__(self, pattern: str, parse: bool = False) -> None:
+        if parse:
+            raise ValueError("Redis subscribers only count")
+        self.request = redis_command(b"PSUBSCRIBE", pattern.encode())
+        self.status = 200
+        self.dropped = 0
+        self.open = False
+        self.ended = False
+        self.lines = 0
+        self._carry = b""
+        self._head = bytearray()
+
+    def feed(self, buf: bytearray, view: memoryview, n: int, now_ns: int) -> None:
+        """Consume ``buf[:n]``."""
+        start = 0
+        if not self.open:
+            self._head += view[:n]
+            end = self._head.find(b":1\r\n")
+            if self._head.find(b"psubscribe") < 0 or end < 0:
+                return
+            start = n - (len(self._head) - end - 4)
+            self.open = True
+        if start >= n:
+            return
+        keep = len(self.MARK) - 1
+        if self._carry:
+            # an occurrence in carry + head must span the boundary: each is too short
+            self.lines += (self._carry + bytes(view[start : start + keep])).count(self.MARK)
+        self.lines += buf.count(self.MARK, start, n)
+        if n - start >= keep:
+            self._carry = bytes(view[n - keep : n])
+        else:
+            self._carry = (self._carry + bytes(view[start:n]))[-keep:]
+
+    def result(self, published: dict[int, int]) -> dict[str, Any]:
+        """What this subscriber saw."""
+        return {"status": 200, "lines": self.lines, "dropped": 0, "notices": 0}
+
+
+def percentiles(histogram: np.ndarray, max_ns: int, qs: tuple[float, ...]) -> list[float]:
+    """Upper bounds (ms) of the given quantiles of a latency histogram."""
+    total = int(histogram.sum())
+    if not total:
+        return [float("nan")] * len(qs)
+    cumulative = np.cumsum(histogram)
+    out = []
+    for q in qs:
+        index = int(np.searchsorted(cumulative, q * total, side="left"))
+        bound = int(EDGES_NS[index]) if index < len(EDGES_NS) else max_ns
+        out.append(min(bound, max_ns) / 1e6)
+    return out
