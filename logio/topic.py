@@ -10,6 +10,7 @@ thousands of them per second.
 
 from __future__ import annotations
 
+import re
 import socket
 from datetime import datetime, timezone
 from typing import Tuple
@@ -48,8 +49,8 @@ def formatTime(when: datetime) -> str:
     Format an aware datetime the way subscribers see it: UTC, milliseconds
     truncated, no zone, e.g. C{2016-12-06T22:14:21.448}.
     """
-    utc = when.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}"
+    utc = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds")
 
 
 def formatEpoch(seconds: float) -> str:
@@ -76,11 +77,19 @@ class StampParser:
         Return the output timestamp for C{stamp}, or L{None} if it is not an
         RFC 3339 date-time with a zone.
         """
-        # The first 23 characters hold everything up to the milliseconds;
-        # the zone is "Z" or the last 6.  For valid input the key decides
-        # the output; anything else is parsed in full before it is cached.
-        key = stamp[:23] + ("Z" if stamp[-1:] == "Z" else stamp[-6:])
-        formatted = self._cache.get(key)
+        # The first 23 characters hold everything up to the milliseconds,
+        # the zone is "Z" or the last 6, and between them there may only be
+        # more fraction digits.  So for valid input the key decides the
+        # output; a key is cached only after a full parse.
+        if stamp[-1:] == "Z":
+            key = stamp[:23] + "Z"
+            more = stamp[23:-1]
+        else:
+            key = stamp[:23] + stamp[-6:]
+            more = stamp[23:-6]
+        formatted = (
+            self._cache.get(key) if not more or (more.isascii() and more.isdigit()) else None
+        )
         if formatted is None:
             formatted = _parseRFC3339(stamp)
             if formatted is None:
@@ -91,29 +100,27 @@ class StampParser:
         return formatted
 
 
+_RFC3339 = re.compile(
+    r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)", re.ASCII
+)
+
+
 def _parseRFC3339(stamp: str) -> str | None:
     """
     Parse one RFC 3339 date-time (any number of fraction digits, C{Z} or a
     numeric offset) and format it for output.
     """
-    if len(stamp) < 20 or stamp[10] not in "Tt ":
+    match = _RFC3339.fullmatch(stamp)
+    if match is None:
         return None
-    head, rest = stamp[:19], stamp[19:]
-    fraction = ""
-    if rest.startswith("."):
-        digits = len(rest) - len(rest[1:].lstrip("0123456789")) - 1
-        if digits == 0:
-            return None
-        fraction, rest = rest[: 1 + min(digits, 6)], rest[1 + digits :]
-    if rest in ("Z", "z"):
-        rest = "+00:00"
-    if len(rest) != 6 or rest[0] not in "+-" or rest[3] != ":":
-        return None
+    date, time, fraction, zone = match.groups()
+    fraction = "." + fraction[:6] if fraction else ""
+    zone = "+00:00" if zone in "Zz" else zone
     try:
-        when = datetime.fromisoformat(head[:10] + "T" + head[11:] + fraction + rest)
-    except ValueError:
+        return formatTime(datetime.fromisoformat(f"{date}T{time}{fraction}{zone}"))
+    except (ValueError, OverflowError):
+        # Not a real date, or one whose UTC form is outside years 1-9999.
         return None
-    return formatTime(when)
 
 
 def serverHost() -> str:

@@ -23,22 +23,24 @@ from logio.publish.base import Publisher, PublisherError, makeTopic, peerHost
 from logio.topic import Record, StampParser
 
 _WHITESPACE = " \t\r\n"
-#: Characters that cannot occur inside a token cut short by the end of the
-#: buffer: if the text after a decode error holds one, the error is real.
-_STRUCTURE = frozenset('{}[],:" \t\r\n')
-#: The exact record shape the Go client writes.  A raw text holding an
-#: escaped quote ends the match early; L{SeedProtocol._fastRecords} notices.
+#: What may be left at the end of a read when the stream stops inside a
+#: literal, a number or a \\u escape.
+_PARTIAL_TOKEN = re.compile(
+    r"t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?|N(aN?)?|-?(I(n(f(i(n(i(ty?)?)?)?)?)?)?)?"
+    r"|\.|[eE][-+]?|u[0-9a-fA-F]{0,4}"
+)
 _GO_RECORD = re.compile(r'\{"time":"([^"\\]*)","raw":"([^"]*)"\}')
 
 
 def _truncated(buffer: str, error: json.JSONDecodeError) -> bool:
     """
-    Whether a decode error only means the value is not complete yet.
+    Whether a decode error only means the value is not complete yet: the
+    read stopped inside a string, or inside a token that could still become
+    valid.
     """
     if error.msg.startswith("Unterminated string"):
         return True
-    rest = buffer[error.pos :]
-    return len(rest) < 16 and _STRUCTURE.isdisjoint(rest)
+    return _PARTIAL_TOKEN.fullmatch(buffer, error.pos) is not None or error.pos == len(buffer)
 
 
 def cleanText(raw: object) -> str:
@@ -65,9 +67,13 @@ class SeedProtocol(Publisher, Protocol):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._json = json.JSONDecoder()
+        # strict=False: a control character inside a string is kept, not an
+        # error, the same as on the fast path.
+        self._json = json.JSONDecoder(strict=False)
         self._stamps = StampParser()
         self._buffer = ""
+        # Characters of the stream before the start of the buffer.
+        self._offset = 0
         self.badTimes = 0
 
     def dataReceived(self, data: bytes) -> None:
@@ -84,6 +90,7 @@ class SeedProtocol(Publisher, Protocol):
             return
         self._publish(records)
         self._buffer = buffer[position:]
+        self._offset += position
         if len(self._buffer) > self.maxLine:
             self._buffer = ""
             self.fail(f"a JSON value is longer than {self.maxLine} characters")
@@ -119,7 +126,7 @@ class SeedProtocol(Publisher, Protocol):
                 text = raw[:-2]
             else:
                 try:
-                    text = cleanText(scanstring(raw + '"', 0)[0])
+                    text = cleanText(scanstring(raw + '"', 0, False)[0])
                 except json.JSONDecodeError:
                     # An escaped quote ended the match early: not this shape.
                     return position
@@ -157,7 +164,14 @@ class SeedProtocol(Publisher, Protocol):
             except json.JSONDecodeError as e:
                 if _truncated(buffer, e):
                     return position
-                raise PublisherError(f"bad JSON at character {e.pos}: {e.msg}") from None
+                raise PublisherError(
+                    f"bad JSON at character {self._offset + e.pos}: {e.msg}"
+                ) from None
+            except (RecursionError, ValueError) as e:
+                # Nesting too deep, or an integer too long to convert.
+                raise PublisherError(
+                    f"bad JSON at character {self._offset + position}: {e}"
+                ) from None
             if valueEnd - position > maxLine:
                 raise PublisherError(f"a JSON value is longer than {maxLine} characters")
             if not isinstance(value, dict):

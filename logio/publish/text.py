@@ -51,15 +51,16 @@ class TextProtocol(Publisher, LineOnlyReceiver):
             self._discarding = False
             data = data[newline + 1 :]
         data = self._buffer + data
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
         complete, separator, rest = data.rpartition(b"\n")
         lines: list[bytes] = []
         if separator:
-            if b"\r" in complete:
-                complete = complete.replace(b"\r\n", b"\n")
             lines = complete.split(b"\n")
             if len(complete) > self.maxLine:
                 lines = [self._cut(line) for line in lines]
-        if len(rest) > self.maxLine:
+        # A pending line may end in the CR of a CRLF split across reads.
+        if len(rest) - rest.endswith(b"\r") > self.maxLine:
             lines.append(self._cut(rest))
             self._discarding = True
             rest = b""
