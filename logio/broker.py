@@ -103,17 +103,23 @@ class _Route:
     plain: list[ISubscriber] = field(factory=list)
     filtered: list[tuple[ISubscriber, Search]] = field(factory=list)
 
+    # The lists are replaced, never changed in place: a delivery that makes
+    # a subscriber go away cannot make the loop in publish skip another.
+
     def add(self, subscriber: ISubscriber) -> None:
         search = subscriber.filters.log
         if search is None:
-            self.plain.append(subscriber)
+            self.plain = [*self.plain, subscriber]
         else:
-            self.filtered.append((subscriber, search))
+            self.filtered = [*self.filtered, (subscriber, search)]
 
     def remove(self, subscriber: ISubscriber) -> None:
         if subscriber in self.plain:
-            self.plain.remove(subscriber)
-        self.filtered = [(s, search) for s, search in self.filtered if s is not subscriber]
+            plain = self.plain.copy()
+            plain.remove(subscriber)
+            self.plain = plain
+        elif subscriber.filters.log is not None:
+            self.filtered = [(s, search) for s, search in self.filtered if s is not subscriber]
 
 
 #: A piece of output for L{ISubscriber.deliver}: data, line count, whole.

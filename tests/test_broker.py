@@ -170,6 +170,18 @@ class BrokerTests(SynchronousTestCase):
         self.broker.unsubscribe(stays)
         self.assertEqual(self.broker.subscribers, ())
 
+    def test_unsubscribeDuringDelivery(self) -> None:
+        """
+        A subscriber that goes away while being delivered to does not make
+        the next one miss the batch.
+        """
+        leaving = self.subscribe()
+        staying = self.subscribe()
+        leaving.deliver = lambda *args: self.broker.unsubscribe(leaving)  # type: ignore[method-assign]
+        self.broker.publish(WEB, [(TS, "x")])
+        self.assertEqual(len(staying.received), 1)
+        self.assertEqual(self.broker.subscribers, (staying,))
+
     def test_forgetRebuildsRoute(self) -> None:
         """
         After L{Broker.forget} a topic is routed afresh, with the same result.
