@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -150,8 +151,17 @@ class Stream:
     headers at once, then decodes the chunked body as it arrives.
     """
 
-    def __init__(self, host: str, port: int, path: str, method: str = "GET") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        method: str = "GET",
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        if context is not None:
+            self.sock = context.wrap_socket(self.sock, server_hostname=host)
         self.sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
         self._raw = b""
         while b"\r\n\r\n" not in self._raw:
