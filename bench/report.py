@@ -92,7 +92,8 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
             )
         )
         if result.get("dropped"):
-            out.append((name, "lines dropped", si(result["dropped"]), "", "", "0", "note"))
+            sent = f"{si(result['published_per_s'])} sent/s, {si(result['dropped'])} dropped"
+            out.append((name, "server dropped", sent, "", "", "0", "note"))
     if "latency" in result:
         lat = result["latency"]
         figures = f"{lat['p50_ms']:.2f} / {lat['p99_ms']:.2f} / {lat['p999_ms']:.2f}"

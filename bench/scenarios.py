@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from tqdm import tqdm
@@ -253,6 +254,8 @@ class Bench:
             for worker in sub_workers + pub_workers:
                 worker.close()
         out.update(self.aggregate(published, sub_results, paced=bool(rate)))
+        if not rate:
+            out["published_per_s"] = out["published"] / (stop - start)
         out["publishers"] = sum(len(g) for g in pubs)
         out["subscribers"] = sum(len(g) for g in subs)
         return out
@@ -353,7 +356,7 @@ class Bench:
     def scenario_fanout(self) -> None:
         """The fan-out loads, and 10 subscribers that each run a ``log=`` regex."""
         self.fanout_cases("logio", "seed", "fanout")
-        logre = [SubSpec("http", "app=bench&log=seq=[0-9]+")] * 10
+        logre = [SubSpec("http", "app=bench&log=" + quote("seq=[0-9]+ ts="))] * 10
         self.blast_case("fanout-10-log", "logio", [PubSpec("seed", "bench")], logre, 1)
 
     def scenario_peer(self) -> None:

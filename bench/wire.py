@@ -35,6 +35,8 @@ NOTICE = b" lines dropped: "
 NOTICE_RE = re.compile(rb"logio\[logio\] [^\n]*?: (\d+) lines dropped: [^\n]*\n")
 
 # Latency histogram: log-spaced bucket edges from 1 us to 100 s, under 1 % apart.
+FLUSH_LINES = 4096
+FLUSH_NS = 50_000_000
 EDGES_NS = np.unique(np.geomspace(1_000, 100e9, 2400).astype(np.int64))
 
 
@@ -134,8 +136,8 @@ class Fields:
         self.histogram = np.zeros(len(EDGES_NS) + 1, dtype=np.int64)
         self.max_latency_ns = 0
 
-    def add(self, pub: np.ndarray, seq: np.ndarray, ts: np.ndarray, now_ns: int) -> None:
-        """Account for a block of lines received at ``now_ns``, in arrival order."""
+    def add(self, pub: np.ndarray, seq: np.ndarray, ts: np.ndarray, now_ns: np.ndarray) -> None:
+        """Account for a block of lines in arrival order, received at ``now_ns``."""
         if len(pub) == 0:
             return
         latency = now_ns - ts
@@ -195,6 +197,11 @@ class HttpLines:
         self._skip = 0
         self._size_line = bytearray()
         self._tail = bytearray()
+        self._counted = 0
+        self._arrivals: list[tuple[int, int]] = []
+        self._flushed_ns = 0
+        self.pending = 0
+        """Lines received and not parsed yet (parse mode)."""
         self._width = 0
         self._offsets = (0, 0, 0)
         self.lines = 0
@@ -220,8 +227,15 @@ class HttpLines:
             self._dechunk(buf, view, pos, n)
         else:
             self._data(buf, view, pos, n)
-        if self.parse and self._tail:
-            self._parse_tail(now_ns)
+        if self.parse:
+            arrived = self._tail.count(b"\n", self._counted)
+            self._counted = len(self._tail)
+            if arrived:
+                self._arrivals.append((arrived, now_ns))
+                self.pending += arrived
+                if self.pending >= FLUSH_LINES or now_ns - self._flushed_ns > FLUSH_NS:
+                    self.flush()
+                    self._flushed_ns = now_ns
 
     def _dechunk(self, buf: bytearray, view: memoryview, pos: int, n: int) -> None:
         while pos < n and not self.ended:
@@ -241,9 +255,13 @@ class HttpLines:
                 if eol < 0:
                     self._size_line += view[pos:n]
                     return
-                self._size_line += view[pos:eol]
-                size = int(bytes(self._size_line).split(b";")[0].strip(), 16)
-                del self._size_line[:]
+                if self._size_line:
+                    self._size_line += view[pos:eol]
+                    line = bytes(self._size_line)
+                    del self._size_line[:]
+                else:
+                    line = buf[pos:eol]
+                size = int(line.partition(b";")[0], 16)
                 pos = eol + 1
                 if size == 0:
                     self.ended = True
@@ -278,14 +296,20 @@ class HttpLines:
         self.dropped += sum(int(c) for c in counts)
         return len(counts)
 
-    def _parse_tail(self, now_ns: int) -> None:
+    def flush(self) -> None:
+        """Parse the complete lines received so far (parse mode). Lines are parsed in
+        bulk; each keeps the time of the ``feed`` that completed it."""
+        if not self.pending:
+            return
         assert self.fields is not None
         tail = self._tail
-        last = tail.rfind(b"\n")
-        if last < 0:
-            return
-        size = last + 1
-        lines = tail.count(b"\n", 0, size)
+        size = tail.rfind(b"\n") + 1
+        lines = self.pending
+        counts, stamps = zip(*self._arrivals, strict=True)
+        arrived = np.repeat(np.array(stamps, dtype=np.int64), counts)
+        self._arrivals.clear()
+        self.pending = 0
+        self._counted -= size
         if not self._width:
             self._learn(bytes(tail[: tail.find(b"\n") + 1]))
         width = self._width
@@ -298,19 +322,23 @@ class HttpLines:
                 ]
             del block
             if uniform:
-                self.fields.add(*columns, now_ns)
+                self.fields.add(*columns, arrived)
                 self.lines += lines
                 del tail[:size]
                 return
         data = bytes(tail[:size])
         del tail[:size]
         notices = self._notices(data)
-        found = FIELDS_RE.findall(data)
-        if found:
-            columns = np.array([[int(v) for v in match] for match in found], dtype=np.int64)
-            self.fields.add(columns[:, 0], columns[:, 1], columns[:, 2], now_ns)
-        self.lines += len(found)
-        self.unparsed += lines - len(found) - notices
+        rows = []
+        for line, when in zip(data.split(b"\n"), arrived.tolist(), strict=False):
+            found = FIELDS_RE.search(line)
+            if found:
+                rows.append([*map(int, found.groups()), when])
+        if rows:
+            columns = np.array(rows, dtype=np.int64)
+            self.fields.add(columns[:, 0], columns[:, 1], columns[:, 2], columns[:, 3])
+        self.lines += len(rows)
+        self.unparsed += lines - len(rows) - notices
 
     def _learn(self, line: bytes) -> None:
         """Learn the line width and field offsets from a data line."""
@@ -321,6 +349,7 @@ class HttpLines:
 
     def result(self, published: dict[int, int]) -> dict[str, Any]:
         """What this subscriber saw."""
+        self.flush()
         out: dict[str, Any] = {
             "status": self.status,
             "lines": self.lines,
@@ -345,6 +374,7 @@ class RedisMessages:
         self.request = redis_command(b"PSUBSCRIBE", pattern.encode())
         self.status = 200
         self.dropped = 0
+        self.pending = 0
         self.open = False
         self.ended = False
         self.lines = 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import select
 import selectors
 import socket
 import time
@@ -260,6 +261,7 @@ class _Subscriber:
         self.error = ""
         self.closed = False
         self.resume_at = 0.0
+        self.limit = 1 << 16 if spec.throttle else RECV_BUFFER
         self.window_start = 0
 
 
@@ -315,12 +317,17 @@ def _connect_all(subs: list[_Subscriber], port: int, sel: selectors.BaseSelector
 def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
     raise_nofile()
     subs = [_Subscriber(spec) for spec in specs]
-    sel = selectors.DefaultSelector()
-    _connect_all(subs, port, sel)
+    with selectors.DefaultSelector() as sel:
+        _connect_all(subs, port, sel)
     failed = [s.error for s in subs if s.error]
     conn.send(("ready", {"open": len(subs) - len(failed), "failed": failed[:5]}))
     plan: Plan = conn.recv()
-    sel.register(conn, selectors.EVENT_READ, None)
+    poller = select.epoll()
+    poller.register(conn.fileno(), select.EPOLLIN)
+    live = [s for s in subs if not s.error and not s.spec.stall]
+    by_fd = {s.sock.fileno(): s for s in live}
+    for fd in by_fd:
+        poller.register(fd, select.EPOLLIN)
     published: dict[int, int] | None = None
     expected = 0
     window: list[float] = []
@@ -328,50 +335,50 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
     throttled: list[_Subscriber] = []
     buf = bytearray(RECV_BUFFER)
     view = memoryview(buf)
-    live = [s for s in subs if not s.error and not s.spec.stall]
     while True:
         now = time.monotonic()
-        if len(window) < 2 and now >= plan.window[len(window)]:
-            window.append(now)
-            sign = 1 if len(window) == 2 else -1
-            for i, sub in enumerate(subs):
-                window_lines[i] += sign * sub.reader.lines
+        wake = plan.deadline
+        if len(window) < 2:
+            if now >= plan.window[len(window)]:
+                window.append(now)
+                sign = 1 if len(window) == 2 else -1
+                for i, sub in enumerate(subs):
+                    window_lines[i] += sign * sub.reader.lines
+            if len(window) < 2:
+                wake = plan.window[len(window)]
         if now >= plan.deadline or (not plan.rate and len(window) == 2):
             break
         if published is not None and all(
-            s.closed or s.reader.lines + s.reader.dropped >= expected for s in live
+            s.closed or s.reader.lines + s.reader.pending + s.reader.dropped >= expected
+            for s in live
         ):
             break
-        for sub in list(throttled):
+        for sub in throttled:
             if now >= sub.resume_at:
-                throttled.remove(sub)
-                sel.register(sub.sock, selectors.EVENT_READ, sub)
-        wakes = [plan.deadline] + [s.resume_at for s in throttled]
-        if len(window) < 2:
-            wakes.append(plan.window[len(window)])
-        timeout = max(0.0, min(wakes) - now)
-        events = sel.select(min(timeout, 0.25))
+                poller.register(sub.sock.fileno(), select.EPOLLIN)
+            wake = min(wake, sub.resume_at)
+        throttled = [sub for sub in throttled if now < sub.resume_at]
+        events = poller.poll(min(max(0.0, wake - now), 0.25))
         now_ns = time.monotonic_ns()
-        for key, _ in events:
-            sub = key.data
+        for fd, _ in events:
+            sub = by_fd.get(fd)
             if sub is None:
                 message = conn.recv()
                 if message[0] == "expect":
                     published = message[1]
                     expected = sum(published.values())
                 continue
-            limit = 1 << 16 if sub.spec.throttle else RECV_BUFFER
-            got = sub.sock.recv_into(buf, limit)
+            got = sub.sock.recv_into(buf, sub.limit)
             if not got:
                 sub.closed = True
-                sel.unregister(sub.sock)
+                poller.unregister(fd)
                 continue
             sub.reader.feed(buf, view, got, now_ns)
             if sub.spec.throttle:
                 sub.resume_at = time.monotonic() + got / sub.spec.throttle
-                sel.unregister(sub.sock)
+                poller.unregister(fd)
                 throttled.append(sub)
-    sel.close()
+    poller.close()
     streams = []
     for i, sub in enumerate(subs):
         result = sub.reader.result(published or {})
