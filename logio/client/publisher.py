@@ -167,7 +167,7 @@ class Publisher:
         """
         if not raw.endswith("\n"):
             raw += "\n"
-        raw = truncate(raw, self.max_record_bytes)
+        raw = truncate(raw, self.max_record_bytes - RECORD_OVERHEAD)
         with self._lock:
             if self._closed:
                 return
@@ -206,7 +206,7 @@ class Publisher:
         deadline = time.monotonic() + timeout
         with self._lock:
             target = self._accepted
-            while self._settled < target and self._thread is not None:
+            while self._settled < target and self._thread is not None and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -477,7 +477,7 @@ class Publisher:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", local)
             self._zone = _offset(local.tm_gmtoff)
-        micros = min(int((created - second) * 1e6), 999999)
+        micros = min(round((created - second) * 1e6), 999999)
         return f"{self._second_text}.{micros:06d}{self._zone}"
 
 

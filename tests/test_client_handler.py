@@ -1,0 +1,635 @@
+"""
+Tests for L{logio.client.handler.LogioHandler} and the publisher under it,
+against L{Sink} test servers on real sockets: the wire format, buffering while
+the server is away, drop accounting, stalled servers, TLS and Unix sockets.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import logging.config
+import os
+import ssl
+import threading
+import time
+import tracemalloc
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from logio import LogioHandler
+from logio.client.publisher import Publisher
+from logio.client.url import parse_url
+from tests.server import waitFor
+from tests.test_client_sink import Sink, certificates, freePort, serverContext
+
+
+class HandlerTestMixin:
+    """
+    Make handlers on private loggers, closed at the end of the test.
+    """
+
+    def handler(self: SynchronousTestCase, url: str, **options: object) -> LogioHandler:
+        """
+        A L{LogioHandler} whose reports are kept in C{self.reports}.
+        """
+        handler = LogioHandler(url, **options)  # type: ignore[arg-type]
+        self.reports: list[str] = []
+        handler.publisher.report = self.reports.append
+        self.addCleanup(handler.close)
+        # First, so that tests with no server do not wait flush_timeout.
+        self.addCleanup(handler.publisher.close, 0.1)
+        return handler
+
+    def logger(self: SynchronousTestCase, handler: logging.Handler) -> logging.Logger:
+        """
+        A logger of its own at DEBUG that sends only to C{handler}.
+        """
+        logger = logging.getLogger(f"test.{self.id()}")
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        return logger
+
+
+class WireFormatTests(HandlerTestMixin, SynchronousTestCase):
+    """
+    What goes over the wire: the seed JSON protocol.
+    """
+
+    def test_topicThenRecords(self) -> None:
+        """
+        A connection starts with the topic object, then one record per log
+        call, formatted by default as "LEVEL name: message" plus a newline.
+        """
+        sink = Sink(self)
+        logger = self.logger(
+            self.handler(f"logio://127.0.0.1:{sink.port}?app=myapp&proc=web&host=foobar")
+        )
+        logger.info("hello %s", "world")
+        logger.warning("second")
+        sink.waitForRaws(2)
+        values = sink.values(0)
+        self.assertEqual(values[0], {"app": "myapp", "proc": "web", "host": "foobar"})
+        self.assertEqual(
+            [value["raw"] for value in values[1:]],
+            [f"INFO {logger.name}: hello world\n", f"WARNING {logger.name}: second\n"],
+        )
+        self.assertEqual(sorted(values[1]), ["raw", "time"])
+
+    def test_timeIsCreationTime(self) -> None:
+        """
+        C{time} is the record's creation time, RFC 3339 with microseconds.
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
+        created: list[float] = []
+        handler.addFilter(lambda record: created.append(record.created) or True)
+        self.logger(handler).info("stamp")
+        sink.waitForRaws(1)
+        stamp = sink.values()[1]["time"]
+        self.assertRegex(stamp, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
+        parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        self.assertLess(abs(parsed.timestamp() - created[0]), 1e-6)
+
+    def test_localOffset(self) -> None:
+        """
+        The time carries the local UTC offset, as Go's RFC3339Nano writes
+        it: "Z" for UTC, "-05:00", "+05:30".
+        """
+        old = os.environ.get("TZ")
+
+        def restore() -> None:
+            if old is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = old
+            time.tzset()
+
+        self.addCleanup(restore)
+        publisher = Publisher(parse_url("logio://h?app=a"))
+        instant = 1481062461.448123  # 2016-12-06T22:14:21.448123Z
+        for zone, expected in [
+            ("UTC0", "2016-12-06T22:14:21.448123Z"),
+            ("EST5", "2016-12-06T17:14:21.448123-05:00"),
+            ("IST-5:30", "2016-12-07T03:44:21.448123+05:30"),
+        ]:
+            os.environ["TZ"] = zone
+            time.tzset()
+            publisher._second = -1  # forget the cached second
+            self.assertEqual(publisher._timestamp(instant), expected)
+
+    def test_tracebackIsOneRecord(self) -> None:
+        """
+        A logged exception is one record whose text holds the traceback.
+        """
+        sink = Sink(self)
+        logger = self.logger(self.handler(f"logio://127.0.0.1:{sink.port}?app=a"))
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            logger.exception("failed")
+        (raw,) = sink.waitForRaws(1)
+        self.assertTrue(raw.startswith(f"ERROR {logger.name}: failed\nTraceback"), raw)
+        self.assertTrue(raw.endswith("ZeroDivisionError: division by zero\n"), raw)
+
+    def test_ownFormatter(self) -> None:
+        """
+        A formatter set on the handler replaces the default format, and a
+        message that ends in a newline gets no second one.
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
+        handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+        self.logger(handler).error("custom\n")
+        self.assertEqual(sink.waitForRaws(1), ["[ERROR] custom\n"])
+
+    def test_unusualText(self) -> None:
+        """
+        Non-ASCII text, control characters and a lone surrogate (as from
+        os.fsdecode) arrive as they were logged: the stream is valid JSON.
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        text = 'héllo 世界 "quoted" \\ \x00\x1b \U0001f600 bad:\udcff'
+        self.logger(handler).info(text)
+        self.assertEqual(sink.waitForRaws(1), [text + "\n"])
+
+    def test_longRecordCut(self) -> None:
+        """
+        A record longer than max_record_bytes is cut and marked, escapes and
+        multi-byte characters included, so the server never refuses it.
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_record_bytes=1000)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = self.logger(handler)
+        logger.info("x" * 5000)
+        logger.info("\x01é" * 5000)
+        first, second = sink.waitForRaws(2)
+        self.assertEqual(first, "x" * (1000 - 64 - len(" [truncated]\n")) + " [truncated]\n")
+        self.assertTrue(second.startswith("\x01é\x01é"))
+        self.assertTrue(second.endswith(" [truncated]\n"))
+        for data in sink.connections:
+            for piece in bytes(data).split(b'}{"time"'):
+                self.assertLessEqual(len(piece), 1000 + 20)
+
+    def test_emitNeverRaises(self) -> None:
+        """
+        A record that cannot be formatted goes to handleError; the logging
+        call does not raise.
+        """
+        handler = self.handler(f"logio://127.0.0.1:{freePort()}?app=a")
+        errors: list[logging.LogRecord] = []
+        handler.handleError = errors.append  # type: ignore[method-assign]
+        self.logger(handler).info("%d items", "not a number")
+        self.assertEqual(len(errors), 1)
+        self.assertEqual(handler.publisher.pending, 0)
+
+
+class BufferingTests(HandlerTestMixin, SynchronousTestCase):
+    """
+    Records wait in a bounded queue while the server is away or slow, and
+    the drops are counted and reported.
+    """
+
+    def test_serverDownAtStart(self) -> None:
+        """
+        Records logged before the server is up arrive once it starts.
+        """
+        port = freePort()
+        logger = self.logger(self.handler(f"logio://127.0.0.1:{port}?app=a"))
+        for i in range(5):
+            logger.info("early %d", i)
+        waitFor(lambda: self.reports, what="a report that the server is away")
+        self.assertIn(f"cannot connect to 127.0.0.1:{port}", self.reports[0])
+        sink = Sink(self, port)
+        self.assertEqual(
+            sink.waitForRaws(5), [f"INFO {logger.name}: early {i}\n" for i in range(5)]
+        )
+        waitFor(lambda: len(self.reports) == 2, what="a report that it is back")
+        self.assertIn("connected to", self.reports[1])
+
+    def test_serverRestarted(self) -> None:
+        """
+        When the server goes away and comes back, the handler reconnects,
+        sends the topic again, and nothing logged meanwhile is lost.
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a&proc=p&host=h")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = self.logger(handler)
+        for i in range(10):
+            logger.info("%d", i)
+        sink.waitForRaws(10)
+        sink.stop()
+        for i in range(10, 20):
+            logger.info("%d", i)
+        again = Sink(self, sink.port)
+        self.assertEqual(again.waitForRaws(10), [f"{i}\n" for i in range(10, 20)])
+        self.assertEqual(again.values(0)[0], {"app": "a", "proc": "p", "host": "h"})
+
+    def test_overflowWhileDown(self) -> None:
+        """
+        With the server away, a full queue drops the oldest records; the
+        first record after the reconnect says exactly how many, and the
+        records that follow are the newest, in order.
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_records=50)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = self.logger(handler)
+        for i in range(10):
+            logger.info("%d", i)
+        sink.waitForRaws(10)
+        sink.stop()
+        for i in range(10, 210):
+            logger.info("%d", i)
+        again = Sink(self, sink.port)
+        raws = again.waitForRaws(51)
+        self.assertEqual(
+            raws[0],
+            "logio: 150 records dropped: the client's queue was full "
+            "(server unreachable or too slow)\n",
+        )
+        self.assertEqual(raws[1:], [f"{i}\n" for i in range(160, 210)])
+        self.assertEqual(handler.publisher.dropped_total, 150)
+
+    def test_dropCountEqualsRecordsLost(self) -> None:
+        """
+        Over several outages and overflows, the counts in the drop notices
+        add up to exactly the records that never arrived.
+        """
+        sink = Sink(self)
+        handler = self.handler(
+            f"logio://127.0.0.1:{sink.port}?app=a",
+            max_records=30,
+            max_bytes=30 * 200,
+            max_record_bytes=1000,
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = self.logger(handler)
+        sent = 0
+        sinks = [sink]
+        for _round in range(3):
+            for _ in range(100):
+                logger.info("%d", sent)
+                sent += 1
+            sinks[-1].stop()
+            for _ in range(100):
+                logger.info("%d", sent)
+                sent += 1
+            sinks.append(Sink(self, sink.port))
+        logger.info("%d", sent)
+        sent += 1
+        waitFor(lambda: f"{sent - 1}\n" in sinks[-1].raws(), what="the last record")
+        raws = [raw for each in sinks for raw in each.raws()]
+        notices = [raw for raw in raws if raw.startswith("logio: ")]
+        numbers = [int(raw) for raw in raws if not raw.startswith("logio: ")]
+        dropped = sum(int(notice.split()[1]) for notice in notices)
+        self.assertEqual(numbers, sorted(set(numbers)))
+        self.assertEqual(dropped, sent - len(numbers))
+        self.assertEqual(dropped, handler.publisher.dropped_total)
+        self.assertGreater(dropped, 0)
+
+    def test_byteBound(self) -> None:
+        """
+        The queue also holds at most max_bytes of text: long records push
+        out the oldest even when few records are queued.
+        """
+        handler = self.handler(
+            f"logio://127.0.0.1:{freePort()}?app=a", max_bytes=10_000, max_record_bytes=1000
+        )
+        logger = self.logger(handler)
+        for _ in range(100):
+            logger.info("x" * 900)
+        publisher = handler.publisher
+        self.assertLessEqual(publisher._queued_bytes, 10_000)
+        self.assertEqual(len(publisher._queue) + publisher.dropped_total, 100)
+        self.assertGreater(publisher.dropped_total, 85)
+
+    def test_flushSends(self) -> None:
+        """
+        flush() returns once everything logged was written to the socket.
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
+        logger = self.logger(handler)
+        for i in range(1000):
+            logger.info("%d", i)
+        handler.flush()
+        self.assertEqual(handler.publisher.pending, 0)
+        self.assertEqual(len(sink.waitForRaws(1000)), 1000)
+
+    def test_flushGivesUp(self) -> None:
+        """
+        With the server away, flush() waits flush_timeout and returns.
+        """
+        handler = self.handler(f"logio://127.0.0.1:{freePort()}?app=a", flush_timeout=0.3)
+        self.logger(handler).info("never sent")
+        started = time.monotonic()
+        handler.flush()
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 0.29)
+        self.assertLess(elapsed, 2)
+        self.assertEqual(handler.publisher.pending, 1)
+
+    def test_closedIgnoresRecords(self) -> None:
+        """
+        After close(), records are ignored rather than queued forever.
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
+        logger = self.logger(handler)
+        logger.info("before")
+        handler.close()
+        logger.info("after")
+        self.assertEqual(handler.publisher.pending, 0)
+        self.assertEqual(len(sink.waitForRaws(1)), 1)
+
+    def test_manyThreads(self) -> None:
+        """
+        Many threads logging at once: every record arrives exactly once, in
+        each thread's order.
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
+        handler.setFormatter(logging.Formatter("%(threadName)s %(message)s"))
+        logger = self.logger(handler)
+
+        def work() -> None:
+            for i in range(500):
+                logger.info("%d", i)
+
+        threads = [threading.Thread(target=work, name=f"t{n}") for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        raws = sink.waitForRaws(4000)
+        self.assertEqual(len(raws), 4000)
+        for n in range(8):
+            mine = [raw for raw in raws if raw.startswith(f"t{n} ")]
+            self.assertEqual(mine, [f"t{n} {i}\n" for i in range(500)])
+
+
+class StalledServerTests(HandlerTestMixin, SynchronousTestCase):
+    """
+    A server that accepts but never reads cannot slow the application.
+    """
+
+    def test_loggingStaysFast(self) -> None:
+        """
+        With the socket buffers full, no logging call blocks (each takes
+        well under 50 ms), the queue stays within its bound and the excess
+        is counted as dropped.
+        """
+        sink = Sink(self, read=False)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_records=1000)
+        logger = self.logger(handler)
+        slowest = 0.0
+        for i in range(60000):
+            started = time.perf_counter()
+            logger.info("record %d with some padding to fill the buffers faster", i)
+            slowest = max(slowest, time.perf_counter() - started)
+        self.assertLess(slowest, 0.05)
+        publisher = handler.publisher
+        self.assertLessEqual(len(publisher._queue), 1000)
+        self.assertGreater(publisher.dropped_total, 0)
+        self.assertEqual(len(sink.connections), 1)
+
+    def test_memoryBounded(self) -> None:
+        """
+        Memory use stays bounded: logging ten times more records allocates
+        no more at the peak.
+        """
+        sink = Sink(self, read=False)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_records=500)
+        logger = self.logger(handler)
+        message = "record %d " + "y" * 200
+        peaks = []
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        for count in (2000, 20000):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(count):
+                logger.info(message, i)
+            peaks.append(tracemalloc.get_traced_memory()[1] - before)
+        self.assertLess(peaks[1], 2 * 1024 * 1024)
+        self.assertLess(peaks[1], peaks[0] * 2 + 256 * 1024)
+
+    def test_writeTimeout(self) -> None:
+        """
+        A write that waits longer than write_timeout gives the connection
+        up and redials, rather than wedging the sender.
+        """
+        sink = Sink(self, read=False)
+        handler = self.handler(
+            f"logio://127.0.0.1:{sink.port}?app=a", write_timeout=0.2, max_records=1000
+        )
+        logger = self.logger(handler)
+
+        def moreConnections() -> bool:
+            for _ in range(200):
+                logger.info("x" * 1000)
+            return len(sink.connections) >= 2
+
+        waitFor(moreConnections, what="a second connection")
+
+    def test_closeDoesNotHang(self) -> None:
+        """
+        close() returns after flush_timeout even while the sender is stuck
+        writing to a server that does not read.
+        """
+        sink = Sink(self, read=False)
+        handler = self.handler(
+            f"logio://127.0.0.1:{sink.port}?app=a", flush_timeout=0.2, write_timeout=30
+        )
+        logger = self.logger(handler)
+        for _ in range(2000):
+            logger.info("x" * 500)
+        waitFor(lambda: sink.connections, what="the connection")
+        started = time.monotonic()
+        handler.close()
+        self.assertLess(time.monotonic() - started, 2)
+        thread = handler.publisher._thread
+        assert thread is not None
+        thread.join(5)
+        self.assertFalse(thread.is_alive())
+
+
+class ServerTalkTests(HandlerTestMixin, SynchronousTestCase):
+    """
+    The server only speaks to say why it closes the connection.
+    """
+
+    def test_serverErrorReported(self) -> None:
+        """
+        An error line from the server is reported, and the handler redials.
+        """
+        sink = Sink(self, reply=b"error: topic refused\n")
+        logger = self.logger(self.handler(f"logio://127.0.0.1:{sink.port}?app=a"))
+
+        def said() -> bool:
+            logger.info("again")
+            return any("topic refused" in report for report in self.reports)
+
+        waitFor(said, what="the server's error")
+        self.assertIn(
+            f"127.0.0.1:{sink.port} closed the connection: error: topic refused",
+            [r for r in self.reports if "refused" in r][0],
+        )
+        waitFor(lambda: len(sink.connections) >= 2, what="a new connection")
+
+
+class TransportTests(HandlerTestMixin, SynchronousTestCase):
+    """
+    TLS (logios://) and Unix sockets (logio+unix://).
+    """
+
+    def test_tlsWithCA(self) -> None:
+        """
+        logios:// with ?ca= verifies the server against that CA and sends
+        over TLS.
+        """
+        paths = certificates(self.mktemp(), ["localhost", "127.0.0.1"])
+        sink = Sink(self, tls=serverContext(paths))
+        logger = self.logger(self.handler(f"logios://localhost:{sink.port}?app=a&ca={paths['ca']}"))
+        logger.info("secret")
+        self.assertEqual(sink.waitForRaws(1), [f"INFO {logger.name}: secret\n"])
+
+    def test_tlsUnknownCA(self) -> None:
+        """
+        A server whose certificate another CA signed is refused: nothing is
+        sent, and the report says why.
+        """
+        paths = certificates(self.mktemp(), ["localhost"])
+        other = certificates(self.mktemp(), ["localhost"])
+        sink = Sink(self, tls=serverContext(paths))
+        logger = self.logger(self.handler(f"logios://localhost:{sink.port}?app=a&ca={other['ca']}"))
+        logger.info("secret")
+        waitFor(lambda: self.reports, what="a report")
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", self.reports[0])
+        self.assertEqual(sink.raws(), [])
+
+    def test_tlsHostNameChecked(self) -> None:
+        """
+        A certificate for another host name is refused.
+        """
+        paths = certificates(self.mktemp(), ["logs.example.com"])
+        sink = Sink(self, tls=serverContext(paths))
+        logger = self.logger(self.handler(f"logios://localhost:{sink.port}?app=a&ca={paths['ca']}"))
+        logger.info("secret")
+        waitFor(lambda: self.reports, what="a report")
+        self.assertIn("match", self.reports[0])
+        self.assertEqual(sink.raws(), [])
+
+    def test_badCAFile(self) -> None:
+        """
+        A ?ca= file that cannot be loaded is a ValueError at creation.
+        """
+        missing = os.path.join(self.mktemp(), "nothing.pem")
+        error = self.assertRaises(ValueError, LogioHandler, f"logios://h?app=a&ca={missing}")
+        self.assertIn("cannot load the logio CA file", str(error))
+
+    def test_systemStore(self) -> None:
+        """
+        Without ?ca=, logios:// trusts the system's CAs only, so a private
+        CA's certificate is refused.
+        """
+        paths = certificates(self.mktemp(), ["localhost"])
+        sink = Sink(self, tls=serverContext(paths))
+        handler = self.handler(f"logios://localhost:{sink.port}?app=a")
+        context = handler.publisher._tls
+        assert context is not None
+        self.assertEqual(context.verify_mode, ssl.CERT_REQUIRED)
+        self.assertTrue(context.check_hostname)
+        self.logger(handler).info("secret")
+        waitFor(lambda: self.reports, what="a report")
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", self.reports[0])
+
+    def test_unixSocket(self) -> None:
+        """
+        logio+unix:// publishes to a Unix socket.
+        """
+        path = os.path.abspath(self.mktemp())
+        sink = Sink(self, unix=path)
+        logger = self.logger(self.handler(f"logio+unix://{path}?app=a&proc=p&host=h"))
+        logger.info("local")
+        self.assertEqual(sink.waitForRaws(1), [f"INFO {logger.name}: local\n"])
+        self.assertEqual(sink.values(0)[0], {"app": "a", "proc": "p", "host": "h"})
+
+
+class ConfigurationTests(HandlerTestMixin, SynchronousTestCase):
+    """
+    Making the handler: from code, from LOGIO_URL, from dictConfig.
+    """
+
+    def test_urlFromEnvironment(self) -> None:
+        """
+        Without a URL the handler uses LOGIO_URL.
+        """
+        sink = Sink(self)
+        self.patch(os, "environ", {"LOGIO_URL": f"logio://127.0.0.1:{sink.port}?app=envapp"})
+        handler = self.handler(None)
+        self.assertEqual(handler.publisher.target.app, "envapp")
+
+    def test_noURL(self) -> None:
+        """
+        No URL and no LOGIO_URL is a ValueError that says so.
+        """
+        self.patch(os, "environ", {})
+        error = self.assertRaises(ValueError, LogioHandler)
+        self.assertIn("LOGIO_URL is not set", str(error))
+
+    def test_badURLRegistersNothing(self) -> None:
+        """
+        A bad URL raises ValueError at creation, before the handler is
+        registered with logging for shutdown.
+        """
+        before = len(logging._handlerList)  # type: ignore[attr-defined]
+        error = self.assertRaises(ValueError, LogioHandler, "logio://h:99999?app=a")
+        self.assertIn("bad port", str(error))
+        self.assertRaises(ValueError, LogioHandler, "logio://h")
+        self.assertRaises(ValueError, LogioHandler, "logio://h?app=a", max_records=0)
+        self.assertEqual(len(logging._handlerList), before)  # type: ignore[attr-defined]
+
+    def test_dictConfig(self) -> None:
+        """
+        dictConfig builds the handler from its class path and keyword
+        arguments, with its level and formatter.
+        """
+        sink = Sink(self)
+        name = f"test.{self.id()}"
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {"short": {"format": "%(levelname)s|%(message)s"}},
+                "handlers": {
+                    "logio": {
+                        "class": "logio.LogioHandler",
+                        "url": f"logio://127.0.0.1:{sink.port}?app=cfg&proc=worker",
+                        "max_records": 123,
+                        "flush_timeout": 1.5,
+                        "level": "WARNING",
+                        "formatter": "short",
+                    }
+                },
+                "loggers": {name: {"handlers": ["logio"], "level": "DEBUG", "propagate": False}},
+            }
+        )
+        logger = logging.getLogger(name)
+        (handler,) = logger.handlers
+        self.addCleanup(handler.close)
+        self.addCleanup(logger.removeHandler, handler)
+        assert isinstance(handler, LogioHandler)
+        self.assertEqual(handler.publisher.max_records, 123)
+        self.assertEqual(handler.publisher.flush_timeout, 1.5)
+        logger.info("filtered out")
+        logger.warning("kept")
+        self.assertEqual(sink.waitForRaws(1), ["WARNING|kept\n"])
+        self.assertEqual(sink.values(0)[0]["proc"], "worker")

@@ -1,0 +1,316 @@
+"""
+Support for the client tests (no tests here): L{Sink}, a publisher-side test
+server on plain threads and sockets that records what each connection sent;
+L{certificates}, a CA and a server certificate made on the spot; and helpers to
+run Python in a subprocess with this checkout's C{logio}.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.server import waitFor
+
+#: The root of this checkout, so subprocesses import this logio.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def decodeStream(data: bytes) -> list[Any]:
+    """
+    The JSON values written back to back (whitespace allowed between them);
+    an incomplete last value is left out.
+    """
+    text = data.decode("utf-8")
+    decoder = json.JSONDecoder()
+    values = []
+    position = 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position == len(text):
+            return values
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            return values
+        values.append(value)
+
+
+def freePort() -> int:
+    """
+    A TCP port on 127.0.0.1 that nothing listens on right now.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Sink:
+    """
+    A server that accepts publisher connections and keeps their bytes.
+
+    @ivar connections: the bytes received, one C{bytearray} per connection
+        in the order they were accepted.
+    """
+
+    def __init__(
+        self,
+        testCase: SynchronousTestCase,
+        port: int = 0,
+        *,
+        read: bool = True,
+        unix: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        reply: bytes | None = None,
+    ) -> None:
+        """
+        Start listening.
+
+        @param port: the TCP port, or 0 for any free one.
+        @param read: C{False} to accept connections and never read them.
+        @param unix: listen on this Unix socket path instead of TCP.
+        @param tls: speak TLS with this server context.
+        @param reply: on each connection, once something arrives, send this
+            and close, as the server does on a protocol error.
+        """
+        self.read = read
+        self.tls = tls
+        self.reply = reply
+        self.connections: list[bytearray] = []
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        if unix is None:
+            self.listener = socket.socket()
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if not read:
+                # Small buffers fill quickly when nobody reads.
+                self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            self.listener.bind(("127.0.0.1", port))
+            self.port = int(self.listener.getsockname()[1])
+        else:
+            self.listener = socket.socket(socket.AF_UNIX)
+            self.listener.bind(unix)
+            self.port = 0
+        self.listener.listen(16)
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+        testCase.addCleanup(self.stop)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            received = bytearray()
+            with self._lock:
+                self.connections.append(received)
+                self._open.append(conn)
+            if self.read:
+                reader = threading.Thread(target=self._read, args=(conn, received), daemon=True)
+                self._threads.append(reader)
+                reader.start()
+
+    def _read(self, conn: socket.socket, received: bytearray) -> None:
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+                with self._lock:
+                    self._open.append(conn)
+            while data := conn.recv(65536):
+                with self._lock:
+                    received += data
+                if self.reply is not None:
+                    conn.sendall(self.reply)
+                    conn.close()
+                    return
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        """
+        Stop listening and close every connection (as a server that exits).
+        """
+        try:
+            # Wakes the accepting thread, which close() alone would not.
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self._lock:
+            conns, self._open = self._open, []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        for thread in self._threads:
+            thread.join(5)
+
+    def values(self, index: int | None = None) -> list[Any]:
+        """
+        The JSON values of one connection, or of all of them in order.
+        """
+        with self._lock:
+            chosen = self.connections if index is None else [self.connections[index]]
+            return [value for data in chosen for value in decodeStream(bytes(data))]
+
+    def raws(self) -> list[str]:
+        """
+        The C{raw} texts of every record received, in order.
+        """
+        return [value["raw"] for value in self.values() if "raw" in value]
+
+    def waitForRaws(self, count: int, timeout: float = 20) -> list[str]:
+        """
+        Wait until at least C{count} records arrived; return all their texts.
+        """
+        waitFor(lambda: len(self.raws()) >= count, timeout, f"{count} records")
+        return self.raws()
+
+
+def certificates(directory: str, names: list[str]) -> dict[str, str]:
+    """
+    Write a new CA and a server certificate for C{names} (host names or IP
+    addresses) signed by it, as PEM files in C{directory}.
+
+    @return: paths by role: C{ca}, C{cert}, C{key}.
+    """
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    caKey = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("logio test CA"))
+        .issuer_name(name("logio test CA"))
+        .public_key(caKey.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(caKey.public_key()), critical=False
+        )
+        .sign(caKey, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    alternatives: list[x509.GeneralName] = []
+    for entry in names:
+        try:
+            alternatives.append(x509.IPAddress(ipaddress.ip_address(entry)))
+        except ValueError:
+            alternatives.append(x509.DNSName(entry))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name(names[0]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(caKey.public_key()),
+            critical=False,
+        )
+        .sign(caKey, hashes.SHA256())
+    )
+    os.makedirs(directory, exist_ok=True)
+    paths = {role: os.path.join(directory, f"{role}.pem") for role in ("ca", "cert", "key")}
+    with open(paths["ca"], "wb") as f:
+        f.write(ca.public_bytes(serialization.Encoding.PEM))
+    with open(paths["cert"], "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths["key"], "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return paths
+
+
+def serverContext(paths: dict[str, str]) -> ssl.SSLContext:
+    """
+    A TLS server context presenting the certificate of L{certificates}.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(paths["cert"], paths["key"])
+    return context
+
+
+def environment(**variables: str | None) -> dict[str, str]:
+    """
+    This process's environment with this checkout first on the path, the
+    given variables set, and those given as C{None} removed.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    for key, value in variables.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def runPython(
+    code: str, timeout: float = 30, stdin: bytes = b"", **variables: str | None
+) -> subprocess.CompletedProcess[bytes]:
+    """
+    Run C{code} in a new Python with L{environment}; wait for it.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        input=stdin,
+        capture_output=True,
+        env=environment(**variables),
+        timeout=timeout,
+    )
+
+
+def logio(*args: str) -> list[str]:
+    """
+    The command line that runs this checkout's C{logio} command.
+    """
+    return [sys.executable, "-m", "logio.client.cli", *args]

@@ -1,0 +1,161 @@
+"""
+Tests for L{logio.client.url}: publisher URLs and their defaults.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from logio.client.url import PublishURL, parse_url, program_name
+
+
+class ParseTests(SynchronousTestCase):
+    """
+    What each URL form means.
+    """
+
+    def test_plainWithEverything(self) -> None:
+        """
+        logio:// gives a plain TCP address and the topic from the query.
+        """
+        self.assertEqual(
+            parse_url("logio://logs.example.com:7000?app=myapp&proc=web&host=foobar"),
+            PublishURL(("logs.example.com", 7000), False, None, "myapp", "web", "foobar"),
+        )
+
+    def test_defaults(self) -> None:
+        """
+        The port defaults to 7701, proc to the program's name and host to the
+        machine's host name.
+        """
+        url = parse_url("logio://logs.example.com?app=myapp")
+        self.assertEqual(url.address, ("logs.example.com", 7701))
+        self.assertEqual(url.proc, program_name())
+        self.assertEqual(url.host, socket.gethostname())
+
+    def test_emptyProcAndHostMeanDefaults(self) -> None:
+        """
+        An empty proc or host is the same as leaving it out.
+        """
+        url = parse_url("logio://h?app=a&proc=&host=")
+        self.assertEqual((url.proc, url.host), (program_name(), socket.gethostname()))
+
+    def test_programName(self) -> None:
+        """
+        The program's name is the base name of argv[0]; "-c" (python -c) and
+        an empty argv[0] give "python".
+        """
+        self.patch(sys, "argv", ["/usr/local/bin/myworker", "--flag"])
+        self.assertEqual(program_name(), "myworker")
+        self.patch(sys, "argv", ["-c"])
+        self.assertEqual(program_name(), "python")
+        self.patch(sys, "argv", [""])
+        self.assertEqual(program_name(), "python")
+
+    def test_tlsWithCA(self) -> None:
+        """
+        logios:// means TLS, and ?ca= names the CA file to trust.
+        """
+        url = parse_url("logios://logs.example.com?app=a&ca=/etc/logio/ca.pem")
+        self.assertEqual((url.tls, url.ca), (True, "/etc/logio/ca.pem"))
+        self.assertEqual(url.address, ("logs.example.com", 7701))
+
+    def test_unixSocket(self) -> None:
+        """
+        logio+unix:///path publishes to a Unix socket.
+        """
+        url = parse_url("logio+unix:///run/logio/publish.sock?app=a")
+        self.assertEqual(url.address, "/run/logio/publish.sock")
+        self.assertEqual(url.describe(), "/run/logio/publish.sock")
+
+    def test_ipv6(self) -> None:
+        """
+        A bracketed IPv6 address is a host, and is described with brackets.
+        """
+        url = parse_url("logio://[::1]:7000/?app=a")
+        self.assertEqual(url.address, ("::1", 7000))
+        self.assertEqual(url.describe(), "[::1]:7000")
+
+    def test_percentEncoding(self) -> None:
+        """
+        Query values are percent-decoded.
+        """
+        self.assertEqual(parse_url("logio://h?app=my%20app&proc=a%26b").app, "my app")
+        self.assertEqual(parse_url("logio://h?app=x&proc=a%26b").proc, "a&b")
+
+
+class ErrorTests(SynchronousTestCase):
+    """
+    Every bad URL is a ValueError that says what is wrong.
+    """
+
+    def assertBad(self, url: str, says: str) -> None:
+        error = self.assertRaises(ValueError, parse_url, url)
+        self.assertIn(says, str(error))
+
+    def test_missingApp(self) -> None:
+        """
+        A URL without app, or with an empty one, is refused.
+        """
+        self.assertBad("logio://h:7701", "has no app: add ?app=NAME")
+        self.assertBad("logio://h?app=&proc=web", "has no app")
+
+    def test_wrongScheme(self) -> None:
+        """
+        Only logio://, logios:// and logio+unix:// are publisher URLs.
+        """
+        self.assertBad("http://h?app=a", "must start with logio://")
+        self.assertBad("h:7701?app=a", "must start with logio://")
+
+    def test_badPort(self) -> None:
+        """
+        A port that is not a number from 1 to 65535 is refused.
+        """
+        for port in ("abc", "0", "70000"):
+            self.assertBad(f"logio://h:{port}?app=a", "bad port")
+
+    def test_noHost(self) -> None:
+        """
+        A TCP URL needs a host.
+        """
+        self.assertBad("logio://:7701?app=a", "no host name")
+
+    def test_unknownParameter(self) -> None:
+        """
+        A misspelt parameter is refused rather than ignored.
+        """
+        self.assertBad("logio://h?app=a&prc=web", "unknown parameter 'prc'")
+
+    def test_repeatedParameter(self) -> None:
+        """
+        A parameter given twice is refused.
+        """
+        self.assertBad("logio://h?app=a&app=b", "gives 'app' more than once")
+
+    def test_caWithoutTLS(self) -> None:
+        """
+        ?ca= only makes sense with logios://.
+        """
+        self.assertBad("logio://h?app=a&ca=/x.pem", "only for logios://")
+
+    def test_path(self) -> None:
+        """
+        A path on a TCP URL is refused.
+        """
+        self.assertBad("logio://h/app?app=a", "a path ('/app') means nothing")
+
+    def test_credentials(self) -> None:
+        """
+        User names and passwords are refused (none are used).
+        """
+        self.assertBad("logio://u:p@h?app=a", "user names and passwords")
+
+    def test_unixNeedsPath(self) -> None:
+        """
+        logio+unix:// needs a path and no host.
+        """
+        self.assertBad("logio+unix://h?app=a", "logio+unix:///path/to/socket")
+        self.assertBad("logio+unix://?app=a", "logio+unix:///path/to/socket")
