@@ -204,7 +204,7 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
         if "deliveries_per_s" in r and not (n.startswith("redis-") and _has_logio_twin(n, results))
     ]
     timed = [n for n, r in results.items() if "latency" in r]
-    fig, axes = plt.subplots(1, 3, figsize=(18, 6), gridspec_kw={"width_ratios": [3, 2, 1]})
+    fig, axes = plt.subplots(1, 3, figsize=(18, 6), gridspec_kw={"width_ratios": [3, 2, 1.5]})
     ax = axes[0]
     ys = range(len(blast))
     ax.barh(
@@ -245,7 +245,7 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
             labels.append(f"{name}\nper 1000 idle")
             values.append(result["idle"]["per_subscriber_kib"] * 1000 / 1024)
     ax.bar(range(len(values)), values)
-    ax.set_xticks(list(range(len(values))), labels, fontsize=8)
+    ax.set_xticks(list(range(len(values))), labels, fontsize=7)
     ax.set_ylabel("MiB")
     ax.set_title("Server memory")
     fig.suptitle("logio benchmark (loopback, 100-byte lines)")
