@@ -127,7 +127,7 @@ class WireFormatTests(HandlerTestMixin, SynchronousTestCase):
         sink = Sink(self)
         logger = self.logger(self.handler(f"logio://127.0.0.1:{sink.port}?app=a"))
         try:
-            1 / 0
+            raise ZeroDivisionError("division by zero")
         except ZeroDivisionError:
             logger.exception("failed")
         (raw,) = sink.waitForRaws(1)

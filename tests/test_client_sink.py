@@ -1,6 +1,6 @@
 """
-Support for the client tests (no tests here): L{Sink}, a publisher-side test
-server on plain threads and sockets that records what each connection sent;
+Support for the client tests (no tests here): L{TestServer}, a server on plain
+threads and sockets, and L{Sink}, one that records what each publisher sent;
 L{certificates}, a CA and a server certificate made on the spot; and helpers to
 run Python in a subprocess with this checkout's C{logio}.
 """
@@ -55,12 +55,11 @@ def freePort() -> int:
         return int(probe.getsockname()[1])
 
 
-class Sink:
+class TestServer:
     """
-    A server that accepts publisher connections and keeps their bytes.
-
-    @ivar connections: the bytes received, one C{bytearray} per connection
-        in the order they were accepted.
+    A listening socket served by threads: L{connected} runs in the accepting
+    thread for each connection, in order; L{serve} then runs in a thread of
+    its own (after the TLS handshake, with C{tls}).
     """
 
     def __init__(
@@ -68,33 +67,22 @@ class Sink:
         testCase: SynchronousTestCase,
         port: int = 0,
         *,
-        read: bool = True,
         unix: str | None = None,
         tls: ssl.SSLContext | None = None,
-        reply: bytes | None = None,
+        receiveBuffer: int | None = None,
     ) -> None:
         """
-        Start listening.
-
-        @param port: the TCP port, or 0 for any free one.
-        @param read: C{False} to accept connections and never read them.
-        @param unix: listen on this Unix socket path instead of TCP.
-        @param tls: speak TLS with this server context.
-        @param reply: on each connection, once something arrives, send this
-            and close, as the server does on a protocol error.
+        Start listening on 127.0.0.1:C{port} (0 for any free port), or on
+        the Unix socket C{unix}.
         """
-        self.read = read
         self.tls = tls
-        self.reply = reply
-        self.connections: list[bytearray] = []
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         if unix is None:
             self.listener = socket.socket()
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if not read:
-                # Small buffers fill quickly when nobody reads.
-                self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            if receiveBuffer is not None:
+                self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
             self.listener.bind(("127.0.0.1", port))
             self.port = int(self.listener.getsockname()[1])
         else:
@@ -112,30 +100,32 @@ class Sink:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            received = bytearray()
             with self._lock:
-                self.connections.append(received)
                 self._open.append(conn)
-            if self.read:
-                reader = threading.Thread(target=self._read, args=(conn, received), daemon=True)
-                self._threads.append(reader)
-                reader.start()
+            state = self.connected(conn)
+            thread = threading.Thread(target=self._serve, args=(conn, state), daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
-    def _read(self, conn: socket.socket, received: bytearray) -> None:
+    def _serve(self, conn: socket.socket, state: Any) -> None:
         try:
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)
                 with self._lock:
                     self._open.append(conn)
-            while data := conn.recv(65536):
-                with self._lock:
-                    received += data
-                if self.reply is not None:
-                    conn.sendall(self.reply)
-                    conn.close()
-                    return
+            self.serve(conn, state)
         except OSError:
             pass
+
+    def connected(self, conn: socket.socket) -> Any:
+        """
+        A connection was accepted; what this returns is given to L{serve}.
+        """
+
+    def serve(self, conn: socket.socket, state: Any) -> None:
+        """
+        Talk to one connection; return to leave it open and idle.
+        """
 
     def stop(self) -> None:
         """
@@ -157,6 +147,53 @@ class Sink:
             conn.close()
         for thread in self._threads:
             thread.join(5)
+
+
+class Sink(TestServer):
+    """
+    A server that accepts publisher connections and keeps their bytes.
+
+    @ivar connections: the bytes received, one C{bytearray} per connection
+        in the order they were accepted.
+    """
+
+    def __init__(
+        self,
+        testCase: SynchronousTestCase,
+        port: int = 0,
+        *,
+        read: bool = True,
+        unix: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        reply: bytes | None = None,
+    ) -> None:
+        """
+        @param read: C{False} to accept connections and never read them.
+        @param reply: on each connection, once something arrives, send this
+            and close, as the server does on a protocol error.
+        """
+        self.read = read
+        self.reply = reply
+        self.connections: list[bytearray] = []
+        # Small buffers fill quickly when nobody reads.
+        super().__init__(testCase, port, unix=unix, tls=tls, receiveBuffer=None if read else 4096)
+
+    def connected(self, conn: socket.socket) -> bytearray:
+        received = bytearray()
+        with self._lock:
+            self.connections.append(received)
+        return received
+
+    def serve(self, conn: socket.socket, received: bytearray) -> None:
+        if not self.read:
+            return
+        while data := conn.recv(65536):
+            with self._lock:
+                received += data
+            if self.reply is not None:
+                conn.sendall(self.reply)
+                conn.close()
+                return
 
     def values(self, index: int | None = None) -> list[Any]:
         """

@@ -1,0 +1,403 @@
+"""
+Tests for the C{logio} command (L{logio.client.cli}), run as a subprocess:
+C{pub} against L{Sink} servers, C{tail} against L{HTTPStub}, a scripted HTTP
+server, and both commands' help and errors.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import queue
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.server import waitFor
+from tests.test_client_sink import (
+    Sink,
+    TestServer,
+    certificates,
+    environment,
+    freePort,
+    logio,
+    serverContext,
+)
+
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+STREAM_END = b"0\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """
+    One HTTP/1.1 chunk holding C{data}.
+    """
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def pub(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """
+    Run C{logio pub ARGS} with C{stdin}; wait for it.
+    """
+    return subprocess.run(
+        logio("pub", *args), input=stdin, capture_output=True, env=environment(), timeout=30
+    )
+
+
+class HTTPStub(TestServer):
+    """
+    An HTTP server whose answers the test writes by hand: each connection,
+    its request read, is handed over by L{next}.
+
+    @ivar requests: the request line of every connection, in order.
+    """
+
+    def __init__(
+        self, testCase: SynchronousTestCase, port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.requests: list[bytes] = []
+        self._ready: queue.Queue[socket.socket] = queue.Queue()
+        super().__init__(testCase, port, tls=tls)
+
+    def serve(self, conn: socket.socket, state: None) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            data = conn.recv(4096)
+            if not data:
+                return
+            request += data
+        self.requests.append(request.split(b"\r\n")[0])
+        self._ready.put(conn)
+
+    def next(self, timeout: float = 20) -> socket.socket:
+        """
+        The next connection whose request has been read.
+        """
+        return self._ready.get(timeout=timeout)
+
+
+class Running:
+    """
+    A subprocess whose output is collected as it comes.
+    """
+
+    def __init__(self, testCase: SynchronousTestCase, args: list[str], **popen: object) -> None:
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=environment(),
+            **popen,  # type: ignore[call-overload]
+        )
+        testCase.addCleanup(self.kill)
+        self.err = b""
+        self.out = b""
+        threading.Thread(target=self._collect, args=("err",), daemon=True).start()
+        if self.process.stdout is not None:
+            threading.Thread(target=self._collect, args=("out",), daemon=True).start()
+
+    def _collect(self, name: str) -> None:
+        stream = getattr(self.process, f"std{name}")
+        while data := stream.read1(65536):
+            setattr(self, name, getattr(self, name) + data)
+
+    def waitOut(self, text: bytes) -> None:
+        """
+        Wait until standard output holds C{text}.
+        """
+        waitFor(lambda: text in self.out, what=f"{text!r} on stdout; got {self.out!r}")
+
+    def waitErr(self, text: bytes) -> None:
+        """
+        Wait until standard error holds C{text}.
+        """
+        waitFor(lambda: text in self.err, what=f"{text!r} on stderr; got {self.err!r}")
+
+    def interrupt(self) -> int:
+        """
+        Press Ctrl-C (SIGINT) and wait for the exit status.
+        """
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(20)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+class PubTests(SynchronousTestCase):
+    """
+    C{logio pub URL} publishes standard input, one record per line.
+    """
+
+    def test_publishesLines(self) -> None:
+        """
+        Each line is one record, a CRLF line ending becomes LF, and a last
+        line without a newline gets one; the exit status is 0.
+        """
+        sink = Sink(self)
+        result = pub(
+            f"logio://127.0.0.1:{sink.port}?app=cli&proc=batch&host=h",
+            stdin=b"one\ntwo\r\nthr\xc3\xa9e",
+        )
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        self.assertEqual(sink.waitForRaws(3), ["one\n", "two\n", "thr\u00e9e\n"])
+        self.assertEqual(sink.values(0)[0], {"app": "cli", "proc": "batch", "host": "h"})
+
+    def test_serverAway(self) -> None:
+        """
+        With the server away, it returns after --timeout saying how many
+        lines were not sent, with exit status 1.
+        """
+        port = freePort()
+        result = pub("--timeout", "0.3", f"logio://127.0.0.1:{port}?app=a", stdin=b"1\n2\n3\n")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(
+            f"logio pub: 3 lines were not sent within 0.3 s to 127.0.0.1:{port}\n".encode(),
+            result.stderr,
+        )
+
+    def test_overflow(self) -> None:
+        """
+        Past --max-lines the oldest lines are dropped, and it says so.
+        """
+        result = pub(
+            "--timeout",
+            "0.3",
+            "--max-lines",
+            "2",
+            f"logio://127.0.0.1:{freePort()}?app=a",
+            stdin=b"1\n2\n3\n4\n5\n",
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(b"logio pub: 3 lines dropped: the queue was full\n", result.stderr)
+        self.assertIn(b"logio pub: 2 lines were not sent", result.stderr)
+
+    def test_longLine(self) -> None:
+        """
+        A line longer than a record may be is cut and marked; the next line
+        is published as usual.
+        """
+        sink = Sink(self)
+        result = pub(f"logio://127.0.0.1:{sink.port}?app=a", stdin=b"z" * 300_000 + b"\nnext\n")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        first, second = sink.waitForRaws(2)
+        self.assertTrue(first.startswith("zzz"))
+        self.assertTrue(first.endswith(" [truncated]\n"))
+        self.assertLess(len(first), 65536)
+        self.assertEqual(second, "next\n")
+
+    def test_badURL(self) -> None:
+        """
+        A bad URL is one line on stderr and exit status 2.
+        """
+        result = pub("logio://127.0.0.1:7701")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(
+            result.stderr,
+            b"logio pub: logio URL 'logio://127.0.0.1:7701' has no app: add ?app=NAME\n",
+        )
+
+
+class UsageTests(SynchronousTestCase):
+    """
+    Help and argument errors.
+    """
+
+    def test_help(self) -> None:
+        """
+        --help on the command and each subcommand describes it; status 0.
+        """
+        for args, says in [
+            ([], b"pub"),
+            (["pub"], b"logio pub [-h] [--timeout SECONDS]"),
+            (["tail"], b"logio tail [-h] [--color {auto,always,never}]"),
+        ]:
+            result = subprocess.run(
+                logio(*args, "--help"), capture_output=True, env=environment(), timeout=30
+            )
+            self.assertEqual(result.returncode, 0)
+            self.assertIn(says, result.stdout)
+
+    def test_argumentErrors(self) -> None:
+        """
+        A wrong command line is one line on stderr and exit status 2.
+        """
+        for args, says in [
+            ([], b"logio: error: the following arguments are required: COMMAND"),
+            (["pub"], b"logio pub: error: the following arguments are required: URL"),
+            (["pub", "--timeout", "-1", "logio://h?app=a"], b"not a positive number"),
+            (["tail", "--color", "sometimes", "http://h/"], b"invalid choice: 'sometimes'"),
+            (["tail", "ftp://h/"], b"logio tail: URL 'ftp://h/' must look like http://"),
+            (["tail", "--ca", "x.pem", "http://h/"], b"--ca is only for https:// URLs"),
+        ]:
+            result = subprocess.run(
+                logio(*args), capture_output=True, env=environment(), timeout=30
+            )
+            self.assertEqual(result.returncode, 2, args)
+            self.assertIn(says, result.stderr)
+            self.assertEqual(result.stderr.count(b"\n"), 1, result.stderr)
+
+
+class TailTests(SynchronousTestCase):
+    """
+    C{logio tail URL} prints a subscription's lines as they come.
+    """
+
+    def tail(self, *args: str) -> Running:
+        return Running(self, logio("tail", *args), stdout=subprocess.PIPE)
+
+    def test_printsLines(self) -> None:
+        """
+        It asks for the URL's path and query and prints the streamed lines
+        unchanged (no colour when stdout is not a terminal).
+        """
+        stub = HTTPStub(self)
+        tail = self.tail(f"http://127.0.0.1:{stub.port}/?app=myapp&proc=web|worker")
+        conn = stub.next()
+        self.assertEqual(stub.requests, [b"GET /?app=myapp&proc=web|worker HTTP/1.1"])
+        conn.sendall(STREAM_HEAD + chunk(b"t1 myapp[web] h: one\nt2 myapp[web] h: t"))
+        conn.sendall(chunk(b"wo\n"))
+        tail.waitOut(b"two\n")
+        self.assertEqual(tail.out, b"t1 myapp[web] h: one\nt2 myapp[web] h: two\n")
+
+    def test_ctrlC(self) -> None:
+        """
+        Ctrl-C ends it quietly, with the usual status 130.
+        """
+        stub = HTTPStub(self)
+        tail = self.tail(f"http://127.0.0.1:{stub.port}/")
+        stub.next().sendall(STREAM_HEAD + chunk(b"t a[b] h: x\n"))
+        tail.waitOut(b"x\n")
+        self.assertEqual(tail.interrupt(), 130)
+        self.assertEqual(tail.err, b"")
+
+    def test_reconnects(self) -> None:
+        """
+        When the stream ends or the server goes away, it says so on stderr
+        and reconnects with backoff, and goes on printing.
+        """
+        stub = HTTPStub(self)
+        tail = self.tail(f"http://127.0.0.1:{stub.port}/?app=a")
+        first = stub.next()
+        first.sendall(STREAM_HEAD + chunk(b"t a[p] h: first\n") + STREAM_END)
+        second = stub.next()
+        tail.waitErr(b"the server ended the stream; reconnecting in ")
+        second.sendall(STREAM_HEAD + chunk(b"t a[p] h: second\n"))
+        tail.waitOut(b"second\n")
+        port = stub.port
+        stub.stop()
+        tail.waitErr(b"Connection refused; reconnecting in")
+        again = HTTPStub(self, port)
+        again.next().sendall(STREAM_HEAD + chunk(b"t a[p] h: third\n"))
+        tail.waitOut(b"third\n")
+        tail.waitErr(f"logio tail: connected to 127.0.0.1:{port} again\n".encode())
+        self.assertEqual(tail.out, b"t a[p] h: first\nt a[p] h: second\nt a[p] h: third\n")
+        self.assertEqual(len(stub.requests) + len(again.requests), 3)
+
+    def test_refused(self) -> None:
+        """
+        A 4xx answer (a bad regular expression, say) ends it with one line
+        on stderr and status 1: retrying would not help.
+        """
+        stub = HTTPStub(self)
+        tail = self.tail(f"http://127.0.0.1:{stub.port}/?app=(")
+        body = b"bad regular expression for app: missing )\n"
+        stub.next().sendall(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        self.assertEqual(tail.process.wait(20), 1)
+        self.assertEqual(
+            tail.err,
+            b"logio tail: the server refused the subscription: "
+            b"400 Bad Request: bad regular expression for app: missing )\n",
+        )
+
+    def test_closedOutput(self) -> None:
+        """
+        When its reader goes away (logio tail URL | head -1) it ends quietly.
+        """
+        stub = HTTPStub(self)
+        reader, writer = os.pipe()
+        tail = Running(self, logio("tail", f"http://127.0.0.1:{stub.port}/"), stdout=writer)
+        os.close(writer)
+        conn = stub.next()
+        conn.sendall(STREAM_HEAD + chunk(b"t a[b] h: 1\n"))
+        self.assertEqual(os.read(reader, 100), b"t a[b] h: 1\n")
+        os.close(reader)
+        conn.sendall(chunk(b"t a[b] h: more\n"))
+        self.assertEqual(tail.process.wait(20), 0)
+        self.assertEqual(tail.err, b"")
+
+    def test_https(self) -> None:
+        """
+        https:// URLs are verified with --ca.
+        """
+        paths = certificates(self.mktemp(), ["localhost"])
+        stub = HTTPStub(self, tls=serverContext(paths))
+        tail = self.tail("--ca", paths["ca"], f"https://localhost:{stub.port}/?app=a")
+        stub.next().sendall(STREAM_HEAD + chunk(b"t a[b] h: private\n"))
+        tail.waitOut(b"private\n")
+
+    def test_httpsUnknownCA(self) -> None:
+        """
+        Without the right CA the certificate is refused, and it says why.
+        """
+        paths = certificates(self.mktemp(), ["localhost"])
+        stub = HTTPStub(self, tls=serverContext(paths))
+        tail = self.tail(f"https://localhost:{stub.port}/?app=a")
+        tail.waitErr(b"CERTIFICATE_VERIFY_FAILED")
+        self.assertEqual(stub.requests, [])
+
+    def test_coloursOnTerminal(self) -> None:
+        """
+        On a terminal app[proc] is coloured, one colour per topic, and the
+        server's own notices (logio[logio]) in bold red.
+        """
+        stub = HTTPStub(self)
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        tail = Running(self, logio("tail", f"http://127.0.0.1:{stub.port}/"), stdout=slave)
+        os.close(slave)
+        stub.next().sendall(
+            STREAM_HEAD
+            + chunk(
+                b"t1 web[1] h: a\nt2 db[main] h: b\nt3 web[1] h: c\n"
+                b"t4 logio[logio] s: 5 lines dropped\n"
+            )
+        )
+        seen = b""
+
+        def complete() -> bool:
+            nonlocal seen
+            seen += os.read(master, 65536)
+            return b"dropped" in seen
+
+        waitFor(complete, what="the coloured lines")
+        lines = seen.split(b"\r\n")
+        web = lines[0].split(b"web[1]")[0][len(b"t1 ") :]
+        db = lines[1].split(b"db[main]")[0][len(b"t2 ") :]
+        self.assertRegex(web, rb"^\x1b\[\d+m$")
+        self.assertNotEqual(web, db)
+        self.assertEqual(lines[0], b"t1 " + web + b"web[1]\x1b[0m h: a")
+        self.assertEqual(lines[2], b"t3 " + web + b"web[1]\x1b[0m h: c")
+        self.assertEqual(lines[3], b"t4 \x1b[1;31mlogio[logio]\x1b[0m s: 5 lines dropped")
+        self.assertEqual(tail.interrupt(), 130)
+
+    def test_colourAlways(self) -> None:
+        """
+        --color=always colours even when stdout is a pipe.
+        """
+        stub = HTTPStub(self)
+        tail = self.tail("--color", "always", f"http://127.0.0.1:{stub.port}/")
+        stub.next().sendall(STREAM_HEAD + chunk(b"t a[b] h: x\n"))
+        tail.waitOut(b"x\n")
+        self.assertRegex(tail.out, rb"^t \x1b\[\d+ma\[b\]\x1b\[0m h: x\n$")

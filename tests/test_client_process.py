@@ -1,0 +1,209 @@
+"""
+Tests of the client in whole Python processes: C{import logio} and
+C{import logio.auto}, the flush at exit, and C{os.fork()}.
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_client_sink import Sink, freePort, runPython
+
+
+class ImportTests(SynchronousTestCase):
+    """
+    What importing does.
+    """
+
+    def test_importLogioIsQuiet(self) -> None:
+        """
+        C{import logio} attaches nothing, starts no thread and does not load
+        the handler, even with LOGIO_URL set; logio.LogioHandler loads it.
+        """
+        result = runPython(
+            "import logging, sys, threading, logio\n"
+            "print(len(logging.getLogger().handlers), threading.active_count(),"
+            " 'logio.client.handler' in sys.modules)\n"
+            "print(logio.LogioHandler.__module__)\n",
+            LOGIO_URL="logio://127.0.0.1:1?app=a",
+        )
+        self.assertEqual(result.stdout.split(), [b"0", b"1", b"False", b"logio.client.handler"])
+
+    def test_autoWithoutURL(self) -> None:
+        """
+        C{import logio.auto} with LOGIO_URL unset does nothing.
+        """
+        result = runPython(
+            "import logging, threading, logio.auto\n"
+            "print(logio.auto.handler, len(logging.getLogger().handlers),"
+            " threading.active_count())\n",
+            LOGIO_URL=None,
+        )
+        self.assertEqual(result.stdout.split(), [b"None", b"0", b"1"], result.stderr)
+
+    def test_autoPublishesRootRecords(self) -> None:
+        """
+        C{import logio.auto} with LOGIO_URL set publishes what reaches the
+        root logger, at the levels the app set; records from named loggers
+        propagate to it.
+        """
+        sink = Sink(self)
+        result = runPython(
+            "import logio.auto, logging\n"
+            "logging.getLogger().setLevel(logging.INFO)\n"
+            "logging.debug('not at this level')\n"
+            "logging.info('root info')\n"
+            "logging.getLogger('app.db').warning('named %s', 'warning')\n",
+            LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=auto&proc=web&host=h1",
+            LOGIO_LEVEL=None,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(
+            sink.waitForRaws(2), ["INFO root: root info\n", "WARNING app.db: named warning\n"]
+        )
+        self.assertEqual(sink.values(0)[0], {"app": "auto", "proc": "web", "host": "h1"})
+
+    def test_defaultRootLevelIsWarning(self) -> None:
+        """
+        Left alone, Python's root logger passes WARNING and above only.
+        """
+        sink = Sink(self)
+        runPython(
+            "import logio.auto, logging\nlogging.info('dropped')\nlogging.error('kept')\n",
+            LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=a",
+        )
+        self.assertEqual(sink.waitForRaws(1), ["ERROR root: kept\n"])
+
+    def test_logioLevel(self) -> None:
+        """
+        LOGIO_LEVEL sets the handler's level, by name in any case or by
+        number.
+        """
+        for level in ("error", "40"):
+            sink = Sink(self)
+            result = runPython(
+                "import logio.auto, logging\n"
+                "logging.getLogger().setLevel(logging.DEBUG)\n"
+                "logging.warning('below')\nlogging.error('at')\n"
+                "print(logio.auto.handler.level)\n",
+                LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=a",
+                LOGIO_LEVEL=level,
+            )
+            self.assertEqual(result.stdout, b"40\n", result.stderr)
+            self.assertEqual(sink.waitForRaws(1), ["ERROR root: at\n"])
+
+    def test_badLevel(self) -> None:
+        """
+        A LOGIO_LEVEL that names no level fails the import with a clear
+        ValueError.
+        """
+        result = runPython(
+            "import logio.auto", LOGIO_URL="logio://127.0.0.1:1?app=a", LOGIO_LEVEL="LOUD"
+        )
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(b"ValueError: LOGIO_LEVEL='LOUD' is not a logging level", result.stderr)
+
+    def test_badURL(self) -> None:
+        """
+        A LOGIO_URL without an app fails the import with a clear ValueError.
+        """
+        result = runPython("import logio.auto", LOGIO_URL="logio://127.0.0.1:1")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(b"ValueError: logio URL 'logio://127.0.0.1:1' has no app", result.stderr)
+
+
+class ExitTests(SynchronousTestCase):
+    """
+    The flush at interpreter exit.
+    """
+
+    def test_flushAtExit(self) -> None:
+        """
+        Records still queued when the program ends are sent before it exits.
+        """
+        sink = Sink(self)
+        result = runPython(
+            "import logio.auto, logging\nfor i in range(2000):\n    logging.warning('%d', i)\n",
+            LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=a",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        raws = sink.waitForRaws(2000)
+        self.assertEqual(raws, [f"WARNING root: {i}\n" for i in range(2000)])
+
+    def test_exitWaitsAtMostFlushTimeout(self) -> None:
+        """
+        With the server away, exit waits about flush_timeout, then goes.
+        """
+        started = time.monotonic()
+        result = runPython(
+            "import logging, logio\n"
+            f"handler = logio.LogioHandler('logio://127.0.0.1:{freePort()}?app=a',"
+            " flush_timeout=1.0)\n"
+            "logging.getLogger().addHandler(handler)\n"
+            "logging.error('lost')\n",
+        )
+        elapsed = time.monotonic() - started
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertGreater(elapsed, 1.0)
+        self.assertLess(elapsed, 4.0)
+
+
+class ForkTests(SynchronousTestCase):
+    """
+    A forked child publishes on a connection and thread of its own.
+    """
+
+    def test_childHasOwnConnection(self) -> None:
+        """
+        After os.fork() the child's records go over a new connection, the
+        parent's queue is not sent twice, and the parent keeps publishing.
+        """
+        sink = Sink(self)
+        result = runPython(
+            "import logging, os, logio.auto\n"
+            "logging.warning('parent before')\n"
+            "logio.auto.handler.flush()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    logging.warning('child')\n"
+            "    raise SystemExit(0)\n"
+            "os.waitpid(pid, 0)\n"
+            "logging.warning('parent after')\n",
+            LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=a",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        sink.waitForRaws(3)
+        byConnection = sorted(
+            [value["raw"] for value in sink.values(i) if "raw" in value]
+            for i in range(len(sink.connections))
+        )
+        self.assertEqual(
+            byConnection,
+            [
+                ["WARNING root: child\n"],
+                ["WARNING root: parent before\n", "WARNING root: parent after\n"],
+            ],
+        )
+
+    def test_queuedRecordsStayWithParent(self) -> None:
+        """
+        Records queued in the parent when it forks (server away) stay the
+        parent's: the child starts with an empty queue.
+        """
+        result = runPython(
+            "import logging, os, logio.auto\n"
+            "publisher = logio.auto.handler.publisher\n"
+            "publisher.report = lambda message: None\n"
+            "logging.warning('queued in parent')\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    print('child', publisher.pending, flush=True)\n"
+            "    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n"
+            "print('parent', publisher.pending, flush=True)\n"
+            "publisher.close(0)\n",
+            LOGIO_URL=f"logio://127.0.0.1:{freePort()}?app=a",
+        )
+        self.assertEqual(result.stdout, b"child 0\nparent 1\n", result.stderr)
