@@ -1,0 +1,290 @@
+"""
+End-to-end tests of the client against the real server (the installed
+C{twistd -n logio}, see L{tests.server}): C{import logio.auto} in a subprocess,
+C{logio pub} and C{logio tail}, reconnection, drop notices, and the C{ssl:} and
+C{unix:} publisher endpoints.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import re
+import socket
+import subprocess
+import threading
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from logio import LogioHandler
+from tests.server import Server, waitFor
+from tests.test_client_cli import Running, pub
+from tests.test_client_sink import TestServer, certificates, freePort, logio, runPython
+
+#: A subscriber line: timestamp, topic, log text.
+LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) (\S+\[\S*\]) (\S+): (.*)$")
+
+
+def parseLine(line: bytes | str) -> tuple[datetime.datetime, str, str, str]:
+    """
+    Split a subscriber line into its UTC time, C{app[proc]}, host and text.
+    """
+    text = line.decode() if isinstance(line, bytes) else line
+    match = LINE.match(text)
+    assert match is not None, text
+    stamp = datetime.datetime.fromisoformat(match[1]).replace(tzinfo=datetime.timezone.utc)
+    return stamp, match[2], match[3], match[4]
+
+
+def texts(lines: list[bytes]) -> list[str]:
+    """
+    The log texts of subscriber lines.
+    """
+    return [parseLine(line)[3] for line in lines]
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """
+    Copy bytes from C{source} to C{sink} until either side goes away.
+    """
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    try:
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+class Gate(TestServer):
+    """
+    A TCP forwarder to the server's publisher port: closing the gate is, to
+    the client, the server going away, while the server and its subscribers
+    stay up.
+    """
+
+    def __init__(self, testCase: SynchronousTestCase, upstream: int, port: int = 0) -> None:
+        self.upstream = upstream
+        super().__init__(testCase, port)
+
+    def serve(self, conn: socket.socket, state: None) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream))
+        with self._lock:
+            self._open.append(upstream)
+        threading.Thread(target=_pump, args=(upstream, conn), daemon=True).start()
+        _pump(conn, upstream)
+
+
+class HandlerEndToEndTests(SynchronousTestCase):
+    """
+    LogioHandler and logio.auto publishing to the real server.
+    """
+
+    def test_autoInOrderExactFormat(self) -> None:
+        """
+        Records from C{import logio.auto} in another process arrive in
+        order, formatted "<UTC ms> app[proc] host: LEVEL name: message", the
+        traceback's lines each with the prefix, the time the record's own.
+        """
+        server = Server(self)
+        stream = server.subscribe("app=^e2e$")
+        result = runPython(
+            "import logging, logio.auto\n"
+            "root = logging.getLogger()\n"
+            "root.setLevel(logging.INFO)\n"
+            "logio.auto.handler.addFilter(lambda r: print(repr(r.created)) or True)\n"
+            "for i in range(300):\n"
+            "    logging.info('record %d', i)\n"
+            "try:\n"
+            "    raise KeyError('gone')\n"
+            "except KeyError:\n"
+            "    logging.getLogger('app').exception('failed')\n",
+            LOGIO_URL=f"logio://127.0.0.1:{server.publishPort}?app=e2e&proc=web&host=box1",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        created = [float(line) for line in result.stdout.split()]
+        lines = stream.lines(304)
+        self.assertEqual(len(lines), 304)
+        expected = [f"INFO root: record {i}" for i in range(300)] + [
+            "ERROR app: failed",
+            "Traceback (most recent call last):",
+            '  File "<string>", line 8, in <module>',
+            "KeyError: 'gone'",
+        ]
+        self.assertEqual(texts(lines), expected)
+        times = created + [created[-1]] * 3
+        for line, stamp in zip(lines, times, strict=True):
+            when, topic, host, _ = parseLine(line)
+            self.assertEqual((topic, host), ("e2e[web]", "box1"))
+            self.assertLess(abs(when.timestamp() - stamp), 0.0011)
+
+    def test_serverRestarted(self) -> None:
+        """
+        The handler reconnects to a restarted server and goes on publishing.
+        """
+        publishPort, subscribePort = freePort(), freePort()
+        options = (
+            "--publish",
+            f"tcp:{publishPort}:interface=127.0.0.1",
+            "--subscribe",
+            f"tcp:{subscribePort}:interface=127.0.0.1",
+        )
+        first = Server(self, *options)
+        handler = LogioHandler(f"logio://127.0.0.1:{publishPort}?app=rs", flush_timeout=0.5)
+        handler.publisher.report = lambda message: None
+        self.addCleanup(handler.close)
+        logger = logging.getLogger("e2e.restart")
+        logger.propagate = False
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        stream = first.subscribe("app=rs")
+        logger.warning("before")
+        self.assertEqual(texts(stream.lines(1)), ["WARNING e2e.restart: before"])
+        first.stop()
+        logger.warning("while away")
+        second = Server(self, *options)
+        stream = second.subscribe("app=rs")
+
+        def arrived() -> bool:
+            logger.warning("after")
+            try:
+                stream.readUntil(lambda body: b"after" in body, 0.2)
+            except TimeoutError:
+                return False
+            return True
+
+        waitFor(arrived, what="a record after the restart")
+        self.assertIn("WARNING e2e.restart: after", texts(stream.lines(1)))
+
+    def test_dropCountReachesSubscribers(self) -> None:
+        """
+        Records dropped while the server was unreachable are announced to
+        subscribers by count, exactly, before the newest records.
+        """
+        server = Server(self)
+        gate = Gate(self, server.publishPort)
+        handler = LogioHandler(
+            f"logio://127.0.0.1:{gate.port}?app=gate&proc=p&host=h", max_records=50
+        )
+        handler.publisher.report = lambda message: None
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        self.addCleanup(handler.close)
+        logger = logging.getLogger("e2e.gate")
+        logger.propagate = False
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        stream = server.subscribe("app=gate")
+        for i in range(10):
+            logger.warning("%d", i)
+        stream.lines(10)
+        gate.stop()
+        for i in range(10, 210):
+            logger.warning("%d", i)
+        Gate(self, server.publishPort, gate.port)
+        lines = stream.lines(61)
+        self.assertEqual(
+            texts(lines),
+            [str(i) for i in range(10)]
+            + [
+                "logio: 150 records dropped: the client's queue was full "
+                "(server unreachable or too slow)"
+            ]
+            + [str(i) for i in range(160, 210)],
+        )
+        self.assertEqual({parseLine(line)[1] for line in lines}, {"gate[p]"})
+
+    def test_tlsEndpoint(self) -> None:
+        """
+        logios:// with ?ca= publishes to the server's ssl: endpoint.
+        """
+        paths = certificates(self.mktemp(), ["localhost"])
+        server = Server(
+            self,
+            "--publish",
+            f"ssl:0:interface=127.0.0.1:privateKey={paths['key']}:certKey={paths['cert']}",
+        )
+        stream = server.subscribe("app=tls")
+        handler = LogioHandler(f"logios://localhost:{server.publishPort}?app=tls&ca={paths['ca']}")
+        self.addCleanup(handler.close)
+        handler.handle(
+            logging.makeLogRecord({"name": "root", "msg": "over TLS", "levelname": "INFO"})
+        )
+        self.assertEqual(texts(stream.lines(1)), ["INFO root: over TLS"])
+
+    def test_unixEndpoint(self) -> None:
+        """
+        logio+unix:// publishes to the server's unix: endpoint.
+        """
+        path = os.path.abspath(self.mktemp())
+        server = Server(self, "--publish", f"unix:{path}")
+        stream = server.subscribe("app=local")
+        handler = LogioHandler(f"logio+unix://{path}?app=local&proc=p&host=h")
+        self.addCleanup(handler.close)
+        handler.handle(
+            logging.makeLogRecord({"name": "root", "msg": "over a socket", "levelname": "INFO"})
+        )
+        (line,) = stream.lines(1)
+        self.assertEqual(parseLine(line)[1:], ("local[p]", "h", "INFO root: over a socket"))
+
+
+class CommandEndToEndTests(SynchronousTestCase):
+    """
+    logio pub and logio tail with the real server.
+    """
+
+    def tailUntilLive(self, server: Server, app: str) -> Running:
+        """
+        Start C{logio tail} for C{app} and wait until it prints what is
+        published (publishing probes until one shows).
+        """
+        tail = Running(
+            self,
+            logio("tail", f"http://127.0.0.1:{server.subscribePort}/?app=^{app}$"),
+            stdout=subprocess.PIPE,
+        )
+
+        def live() -> bool:
+            server.publish(b"app=%s&proc=probe\nprobe\n" % app.encode()).close()
+            return b"probe" in tail.out
+
+        waitFor(live, what="logio tail to print a probe")
+        return tail
+
+    def test_pubToTail(self) -> None:
+        """
+        Lines piped into logio pub come out of logio tail, in order.
+        """
+        server = Server(self)
+        tail = self.tailUntilLive(server, "piped")
+        lines = b"".join(b"line %d\n" % i for i in range(100))
+        result = pub(
+            f"logio://127.0.0.1:{server.publishPort}?app=piped&proc=job&host=h", stdin=lines
+        )
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        tail.waitOut(b"line 99\n")
+        mine = [line for line in tail.out.splitlines() if b"piped[job]" in line]
+        self.assertEqual(texts(mine), [f"line {i}" for i in range(100)])
+        self.assertEqual({parseLine(line)[2] for line in mine}, {"h"})
+        self.assertEqual(tail.interrupt(), 130)
+        self.assertEqual(tail.err, b"")
+
+    def test_tailReconnects(self) -> None:
+        """
+        When the server stops, logio tail says so and reconnects to the new
+        one on the same port, and prints its lines.
+        """
+        subscribePort = freePort()
+        options = ("--subscribe", f"tcp:{subscribePort}:interface=127.0.0.1")
+        first = Server(self, *options)
+        tail = self.tailUntilLive(first, "again")
+        first.stop()
+        tail.waitErr(b"reconnecting in")
+        second = Server(self, *options)
+        tail.waitErr(f"logio tail: connected to 127.0.0.1:{subscribePort} again".encode())
+        second.publish(b"app=again&proc=p\nagain\n").close()
+        tail.waitOut(b": again\n")
+        (line,) = [line for line in tail.out.splitlines() if line.endswith(b": again")]
+        self.assertEqual(parseLine(line)[1], "again[p]")
