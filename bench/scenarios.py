@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -364,7 +365,7 @@ class Bench:
         self.ingest_cases("redis", "redis", "redis-ingest")
         self.fanout_cases("redis", "redis", "redis-fanout")
 
-    def latency_load(self, server: Server, count: int, stall: bool) -> dict[str, Any]:
+    def latency_load(self, server: Server, count: int, stall: bool = False) -> dict[str, Any]:
         """Open-loop publishing to ``count`` parsing subscribers (plus a stalled one)."""
         settings = self.settings
         subs = [SubSpec("http", "app=bench", parse=True)] * count
@@ -384,15 +385,13 @@ class Bench:
     def scenario_latency(self) -> None:
         """10k lines/s open loop to 10 and to 100 subscribers."""
         for count in (10, 100):
-            self.case(
-                f"latency-{count}", "logio", lambda s, n=count: self.latency_load(s, n, False)
-            )
+            self.case(f"latency-{count}", "logio", partial(self.latency_load, count=count))
 
     def scenario_stall(self) -> None:
         """The 10-subscriber latency run with one subscriber that stopped reading."""
         if "latency-10" not in self.results:
-            self.case("latency-10", "logio", lambda s: self.latency_load(s, 10, False))
-        self.case("stall-10", "logio", lambda s: self.latency_load(s, 10, True))
+            self.case("latency-10", "logio", partial(self.latency_load, count=10))
+        self.case("stall-10", "logio", partial(self.latency_load, count=10, stall=True))
 
     def scenario_idle(self) -> None:
         """Server memory per idle subscriber, then one line to prove they are all live."""

@@ -255,6 +255,7 @@ class HttpLines:
                 if eol < 0:
                     self._size_line += view[pos:n]
                     return
+                line: bytes | bytearray
                 if self._size_line:
                     self._size_line += view[pos:eol]
                     line = bytes(self._size_line)
@@ -317,12 +318,12 @@ class HttpLines:
             block = np.frombuffer(tail, np.uint8, size).reshape(lines, width)
             uniform = bool((block[:, -1] == 10).all())
             if uniform:
-                columns = [
+                pub, seq, ts = (
                     _digits(block, o, w) for o, w in zip(self._offsets, (3, 10, 19), strict=True)
-                ]
+                )
             del block
             if uniform:
-                self.fields.add(*columns, arrived)
+                self.fields.add(pub, seq, ts, arrived)
                 self.lines += lines
                 del tail[:size]
                 return
@@ -335,8 +336,8 @@ class HttpLines:
             if found:
                 rows.append([*map(int, found.groups()), when])
         if rows:
-            columns = np.array(rows, dtype=np.int64)
-            self.fields.add(columns[:, 0], columns[:, 1], columns[:, 2], columns[:, 3])
+            table = np.array(rows, dtype=np.int64)
+            self.fields.add(table[:, 0], table[:, 1], table[:, 2], table[:, 3])
         self.lines += len(rows)
         self.unparsed += lines - len(rows) - notices
 

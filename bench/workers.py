@@ -361,23 +361,23 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
         events = poller.poll(min(max(0.0, wake - now), 0.25))
         now_ns = time.monotonic_ns()
         for fd, _ in events:
-            sub = by_fd.get(fd)
-            if sub is None:
+            ready = by_fd.get(fd)
+            if ready is None:
                 message = conn.recv()
                 if message[0] == "expect":
                     published = message[1]
                     expected = sum(published.values())
                 continue
-            got = sub.sock.recv_into(buf, sub.limit)
+            got = ready.sock.recv_into(buf, ready.limit)
             if not got:
-                sub.closed = True
+                ready.closed = True
                 poller.unregister(fd)
                 continue
-            sub.reader.feed(buf, view, got, now_ns)
-            if sub.spec.throttle:
-                sub.resume_at = time.monotonic() + got / sub.spec.throttle
+            ready.reader.feed(buf, view, got, now_ns)
+            if ready.spec.throttle:
+                ready.resume_at = time.monotonic() + got / ready.spec.throttle
                 poller.unregister(fd)
-                throttled.append(sub)
+                throttled.append(ready)
     poller.close()
     streams = []
     for i, sub in enumerate(subs):
