@@ -394,7 +394,7 @@ class StalledServerTests(HandlerTestMixin, SynchronousTestCase):
             started = time.perf_counter()
             logger.info("record %d with some padding to fill the buffers faster", i)
             slowest = max(slowest, time.perf_counter() - started)
-        self.assertLess(slowest, 0.05)
+        self.assertLess(slowest, 0.25)
         publisher = handler.publisher
         self.assertLessEqual(len(publisher._queue), 1000)
         self.assertGreater(publisher.dropped_total, 0)

@@ -30,6 +30,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from itertools import accumulate
+from json.encoder import encode_basestring
 
 from logio.client.url import PublishURL
 
@@ -43,13 +44,15 @@ _HEALTHY_SECONDS = 1.0
 #: What one queued record costs besides its text, for the byte bound.
 RECORD_OVERHEAD = 64
 
-#: The most records and bytes written to the socket in one go.
-_BATCH_RECORDS = 1024
-_BATCH_BYTES = 256 * 1024
-
 _TRUNCATED = " [truncated]\n"
 
-_json_string = json.JSONEncoder(ensure_ascii=False).encode
+
+def _wire(text: str) -> bytes:
+    """
+    Encode for the wire. A lone surrogate (as from C{os.fsdecode}) becomes
+    C{\\uXXXX}, which is what JSON means by it.
+    """
+    return text.encode("utf-8", "backslashreplace")
 
 
 def truncate(raw: str, limit: int) -> str:
@@ -128,7 +131,7 @@ class Publisher:
             {"app": target.app, "proc": target.proc, "host": target.host},
             ensure_ascii=False,
             separators=(",", ":"),
-        ).encode("utf-8", "backslashreplace")
+        )
         self._closed = False
         self._reset()
         _live.add(self)
@@ -391,27 +394,23 @@ class Publisher:
 
     def _send_batch(self, fresh: bool) -> bool:
         """
-        Take a batch off the queue and write it, the topic first on a fresh
+        Take the queue's records and write them, the topic first on a fresh
         connection and a drop notice first if records were dropped.
 
         @return: whether the whole batch was written.
         """
         with self._lock:
-            records: list[tuple[float, str]] = []
-            size = 0
-            queue = self._queue
-            while queue and len(records) < _BATCH_RECORDS and size < _BATCH_BYTES:
-                record = queue.popleft()
-                records.append(record)
-                size += len(record[1]) + RECORD_OVERHEAD
-            self._queued_bytes -= size
+            # All of it: the queue is bounded, and while the application
+            # holds the GIL every round trip of this thread is slow.
+            records = list(self._queue)
+            self._queue.clear()
+            self._queued_bytes = 0
             dropped, self._dropped = self._dropped, 0
-        pieces = [self._encode(created, raw) for created, raw in records]
+        texts = [self._record(created, raw) for created, raw in records]
         head = [self._topic] if fresh else []
         if dropped:
-            head.append(self._encode(time.time(), _drop_notice(dropped)))
-        ends = list(accumulate(len(piece) for piece in head + pieces))
-        data = memoryview(b"".join(head + pieces))
+            head.append(self._record(time.time(), _drop_notice(dropped)))
+        data = memoryview(_wire("".join(head + texts)))
         written = 0
         sock = self._sock
         assert sock is not None
@@ -420,9 +419,13 @@ class Publisher:
                 written += sock.send(data[written:])
         except OSError:
             pass
-        # What reached the kernel in full counts as sent; the rest goes back.
-        head_written = not head or ends[len(head) - 1] <= written
-        sent = sum(1 for end in ends[len(head) :] if end <= written)
+        if written == len(data):
+            head_written, sent = True, len(records)
+        else:
+            # What reached the kernel in full counts as sent; the rest goes back.
+            ends = list(accumulate(len(_wire(text)) for text in head + texts))
+            head_written = not head or ends[len(head) - 1] <= written
+            sent = sum(1 for end in ends[len(head) :] if end <= written)
         with self._lock:
             if not head_written:
                 self._dropped += dropped
@@ -446,25 +449,19 @@ class Publisher:
             self.dropped_total += 1
             self._settled += 1
 
-    def _encode(self, created: float, raw: str) -> bytes:
+    def _record(self, created: float, raw: str) -> str:
         """
-        One seed JSON record: C{{"time": RFC 3339 local, "raw": text}}.
+        One seed JSON record, C{{"time": RFC 3339 local, "raw": text}}, cut
+        to C{max_record_bytes} once encoded.
         """
-        encoded = self._encode_once(created, raw)
-        while len(encoded) > self.max_record_bytes:
-            # Escapes and multi-byte characters made it longer than its text.
-            ratio = self.max_record_bytes / len(encoded)
-            raw = truncate(raw, int(len(raw) * ratio) - RECORD_OVERHEAD)
-            encoded = self._encode_once(created, raw)
-        return encoded
-
-    def _encode_once(self, created: float, raw: str) -> bytes:
-        """
-        Encode a record as it is. A lone surrogate becomes a JSON C{\\uXXXX}
-        escape, which is what backslashreplace writes for it.
-        """
-        text = f'{{"time":"{self._timestamp(created)}","raw":{_json_string(raw)}}}'
-        return text.encode("utf-8", "backslashreplace")
+        limit = self.max_record_bytes
+        while True:
+            text = f'{{"time":"{self._timestamp(created)}","raw":{encode_basestring(raw)}}}'
+            # Encoded, a character is at most 6 bytes (a lone surrogate's
+            # escape), so most records need no measuring.
+            if len(text) * 6 <= limit or (size := len(_wire(text))) <= limit:
+                return text
+            raw = truncate(raw, int(len(raw) * limit / size) - RECORD_OVERHEAD)
 
     def _timestamp(self, created: float) -> str:
         """
