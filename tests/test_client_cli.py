@@ -140,8 +140,7 @@ class PubTests(SynchronousTestCase):
 
     def test_publishesLines(self) -> None:
         """
-        Each line is one record, a CRLF line ending becomes LF, and a last
-        line without a newline gets one; the exit status is 0.
+        One record per line; CRLF becomes LF, a last line gets its newline; status 0.
         """
         sink = Sink(self)
         result = pub(
@@ -154,8 +153,7 @@ class PubTests(SynchronousTestCase):
 
     def test_serverAway(self) -> None:
         """
-        With the server away, it returns after --timeout saying how many
-        lines were not sent, with exit status 1.
+        With the server away it gives up after --timeout, says how many were not sent, status 1.
         """
         port = freePort()
         result = pub("--timeout", "0.3", f"logio://127.0.0.1:{port}?app=a", stdin=b"1\n2\n3\n")
@@ -183,8 +181,7 @@ class PubTests(SynchronousTestCase):
 
     def test_longLine(self) -> None:
         """
-        A line longer than a record may be is cut and marked; the next line
-        is published as usual.
+        An over-long line is cut and marked; the next line is published as usual.
         """
         sink = Sink(self)
         result = pub(f"logio://127.0.0.1:{sink.port}?app=a", stdin=b"z" * 300_000 + b"\nnext\n")
@@ -257,8 +254,7 @@ class TailTests(SynchronousTestCase):
 
     def test_printsLines(self) -> None:
         """
-        It asks for the URL's path and query and prints the streamed lines
-        unchanged (no colour when stdout is not a terminal).
+        It requests the URL's path and query and prints the stream unchanged when piped.
         """
         stub = HTTPStub(self)
         tail = self.tail(f"http://127.0.0.1:{stub.port}/?app=myapp&proc=web|worker")
@@ -282,8 +278,7 @@ class TailTests(SynchronousTestCase):
 
     def test_reconnects(self) -> None:
         """
-        When the stream ends or the server goes away, it says so on stderr
-        and reconnects with backoff, and goes on printing.
+        When the stream ends or the server goes away it says so, reconnects and goes on printing.
         """
         stub = HTTPStub(self)
         tail = self.tail(f"http://127.0.0.1:{stub.port}/?app=a")
@@ -305,8 +300,7 @@ class TailTests(SynchronousTestCase):
 
     def test_refused(self) -> None:
         """
-        A 4xx answer (a bad regular expression, say) ends it with one line
-        on stderr and status 1: retrying would not help.
+        A 4xx answer (a bad regex) ends it with one line on stderr and status 1, no retrying.
         """
         stub = HTTPStub(self)
         tail = self.tail(f"http://127.0.0.1:{stub.port}/?app=(")
@@ -359,8 +353,7 @@ class TailTests(SynchronousTestCase):
 
     def test_coloursOnTerminal(self) -> None:
         """
-        On a terminal app[proc] is coloured, one colour per topic, and the
-        server's own notices (logio[logio]) in bold red.
+        On a terminal app[proc] gets one colour per topic, the server's notices bold red.
         """
         stub = HTTPStub(self)
         master, slave = pty.openpty()

@@ -85,9 +85,7 @@ class HandlerEndToEndTests(SynchronousTestCase):
 
     def test_autoInOrderExactFormat(self) -> None:
         """
-        Records from C{import logio.auto} in another process arrive in
-        order, formatted "<UTC ms> app[proc] host: LEVEL name: message", the
-        traceback's lines each with the prefix, the time the record's own.
+        import logio.auto records arrive in order, exactly formatted, with their own times.
         """
         server = Server(self)
         stream = server.subscribe("app=^e2e$")
@@ -123,7 +121,7 @@ class HandlerEndToEndTests(SynchronousTestCase):
 
     def test_serverRestarted(self) -> None:
         """
-        The handler reconnects to a restarted server and goes on publishing.
+        After a server restart the handler reconnects, resends the topic and loses nothing.
         """
         publishPort, subscribePort = freePort(), freePort()
         options = (
@@ -161,8 +159,7 @@ class HandlerEndToEndTests(SynchronousTestCase):
 
     def test_dropCountReachesSubscribers(self) -> None:
         """
-        Records dropped while the server was unreachable are announced to
-        subscribers by count, exactly, before the newest records.
+        Subscribers see the exact count of records dropped while the server was away.
         """
         server = Server(self)
         gate = Gate(self, server.publishPort)
@@ -273,8 +270,7 @@ class CommandEndToEndTests(SynchronousTestCase):
 
     def test_tailReconnects(self) -> None:
         """
-        When the server stops, logio tail says so and reconnects to the new
-        one on the same port, and prints its lines.
+        logio tail says when the server stops, reconnects to its successor and prints again.
         """
         subscribePort = freePort()
         options = ("--subscribe", f"tcp:{subscribePort}:interface=127.0.0.1")

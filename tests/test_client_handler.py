@@ -60,8 +60,7 @@ class WireFormatTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_topicThenRecords(self) -> None:
         """
-        A connection starts with the topic object, then one record per log
-        call, formatted by default as "LEVEL name: message" plus a newline.
+        The topic object comes first, then one default-formatted record per log call.
         """
         sink = Sink(self)
         logger = self.logger(
@@ -95,8 +94,7 @@ class WireFormatTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_localOffset(self) -> None:
         """
-        The time carries the local UTC offset, as Go's RFC3339Nano writes
-        it: "Z" for UTC, "-05:00", "+05:30".
+        The time carries the local UTC offset as Go writes it: "Z", "-05:00", "+05:30".
         """
         old = os.environ.get("TZ")
 
@@ -136,8 +134,7 @@ class WireFormatTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_ownFormatter(self) -> None:
         """
-        A formatter set on the handler replaces the default format, and a
-        message that ends in a newline gets no second one.
+        A handler's own formatter replaces the default; a final newline is not doubled.
         """
         sink = Sink(self)
         handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
@@ -147,8 +144,7 @@ class WireFormatTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_unusualText(self) -> None:
         """
-        Non-ASCII text, control characters and a lone surrogate (as from
-        os.fsdecode) arrive as they were logged: the stream is valid JSON.
+        Non-ASCII, control characters and a lone surrogate arrive as logged, in valid JSON.
         """
         sink = Sink(self)
         handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
@@ -159,8 +155,7 @@ class WireFormatTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_longRecordCut(self) -> None:
         """
-        A record longer than max_record_bytes is cut and marked, escapes and
-        multi-byte characters included, so the server never refuses it.
+        Records over max_record_bytes once encoded (escapes, UTF-8 included) are cut and marked.
         """
         sink = Sink(self)
         handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_record_bytes=1000)
@@ -178,8 +173,7 @@ class WireFormatTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_emitNeverRaises(self) -> None:
         """
-        A record that cannot be formatted goes to handleError; the logging
-        call does not raise.
+        A record that cannot be formatted goes to handleError; the logging call does not raise.
         """
         handler = self.handler(f"logio://127.0.0.1:{freePort()}?app=a")
         errors: list[logging.LogRecord] = []
@@ -214,8 +208,7 @@ class BufferingTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_serverRestarted(self) -> None:
         """
-        When the server goes away and comes back, the handler reconnects,
-        sends the topic again, and nothing logged meanwhile is lost.
+        After a server restart the handler reconnects, resends the topic and loses nothing.
         """
         sink = Sink(self)
         handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a&proc=p&host=h")
@@ -233,9 +226,7 @@ class BufferingTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_overflowWhileDown(self) -> None:
         """
-        With the server away, a full queue drops the oldest records; the
-        first record after the reconnect says exactly how many, and the
-        records that follow are the newest, in order.
+        A full queue drops the oldest; the first record back says how many; the newest follow.
         """
         sink = Sink(self)
         handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_records=50)
@@ -259,8 +250,7 @@ class BufferingTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_dropCountEqualsRecordsLost(self) -> None:
         """
-        Over several outages and overflows, the counts in the drop notices
-        add up to exactly the records that never arrived.
+        Over several outages the drop notices add up to exactly the records lost.
         """
         sink = Sink(self)
         handler = self.handler(
@@ -296,8 +286,7 @@ class BufferingTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_byteBound(self) -> None:
         """
-        The queue also holds at most max_bytes of text: long records push
-        out the oldest even when few records are queued.
+        The queue holds at most max_bytes: long records push out the oldest.
         """
         handler = self.handler(
             f"logio://127.0.0.1:{freePort()}?app=a", max_bytes=10_000, max_record_bytes=1000
@@ -351,8 +340,7 @@ class BufferingTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_manyThreads(self) -> None:
         """
-        Many threads logging at once: every record arrives exactly once, in
-        each thread's order.
+        Records from many threads at once all arrive, once each, in each thread's order.
         """
         sink = Sink(self)
         handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
@@ -382,9 +370,7 @@ class StalledServerTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_loggingStaysFast(self) -> None:
         """
-        With the socket buffers full, no logging call blocks (each takes
-        well under 50 ms), the queue stays within its bound and the excess
-        is counted as dropped.
+        Against a server that never reads, no call blocks and the queue stays bounded.
         """
         sink = Sink(self, read=False)
         handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_records=1000)
@@ -402,8 +388,7 @@ class StalledServerTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_memoryBounded(self) -> None:
         """
-        Memory use stays bounded: logging ten times more records allocates
-        no more at the peak.
+        Against a server that never reads, ten times more records use no more memory.
         """
         sink = Sink(self, read=False)
         handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_records=500)
@@ -423,8 +408,7 @@ class StalledServerTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_writeTimeout(self) -> None:
         """
-        A write that waits longer than write_timeout gives the connection
-        up and redials, rather than wedging the sender.
+        A write stuck past write_timeout gives the connection up and redials.
         """
         sink = Sink(self, read=False)
         handler = self.handler(
@@ -441,8 +425,7 @@ class StalledServerTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_closeDoesNotHang(self) -> None:
         """
-        close() returns after flush_timeout even while the sender is stuck
-        writing to a server that does not read.
+        close() returns after flush_timeout even while a write is stuck.
         """
         sink = Sink(self, read=False)
         handler = self.handler(
@@ -492,8 +475,7 @@ class TransportTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_tlsWithCA(self) -> None:
         """
-        logios:// with ?ca= verifies the server against that CA and sends
-        over TLS.
+        logios:// with ?ca= verifies the server against that CA and sends over TLS.
         """
         paths = certificates(self.mktemp(), ["localhost", "127.0.0.1"])
         sink = Sink(self, tls=serverContext(paths))
@@ -503,8 +485,7 @@ class TransportTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_tlsUnknownCA(self) -> None:
         """
-        A server whose certificate another CA signed is refused: nothing is
-        sent, and the report says why.
+        A certificate from another CA is refused: nothing is sent, and the report says why.
         """
         paths = certificates(self.mktemp(), ["localhost"])
         other = certificates(self.mktemp(), ["localhost"])
@@ -537,8 +518,7 @@ class TransportTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_systemStore(self) -> None:
         """
-        Without ?ca=, logios:// trusts the system's CAs only, so a private
-        CA's certificate is refused.
+        Without ?ca=, logios:// trusts only the system's CAs, so a private CA is refused.
         """
         paths = certificates(self.mktemp(), ["localhost"])
         sink = Sink(self, tls=serverContext(paths))
@@ -587,8 +567,7 @@ class ConfigurationTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_badURLRegistersNothing(self) -> None:
         """
-        A bad URL raises ValueError at creation, before the handler is
-        registered with logging for shutdown.
+        A bad URL raises ValueError before the handler is registered with logging.
         """
         before = len(logging._handlerList)  # type: ignore[attr-defined]
         error = self.assertRaises(ValueError, LogioHandler, "logio://h:99999?app=a")
@@ -599,8 +578,7 @@ class ConfigurationTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_dictConfig(self) -> None:
         """
-        dictConfig builds the handler from its class path and keyword
-        arguments, with its level and formatter.
+        dictConfig builds the handler from its class path, kwargs, level and formatter.
         """
         sink = Sink(self)
         name = f"test.{self.id()}"

@@ -19,8 +19,7 @@ class ImportTests(SynchronousTestCase):
 
     def test_importLogioIsQuiet(self) -> None:
         """
-        C{import logio} attaches nothing, starts no thread and does not load
-        the handler, even with LOGIO_URL set; logio.LogioHandler loads it.
+        import logio attaches, starts and loads nothing; logio.LogioHandler loads the handler.
         """
         result = runPython(
             "import logging, sys, threading, logio\n"
@@ -45,9 +44,7 @@ class ImportTests(SynchronousTestCase):
 
     def test_autoPublishesRootRecords(self) -> None:
         """
-        C{import logio.auto} with LOGIO_URL set publishes what reaches the
-        root logger, at the levels the app set; records from named loggers
-        propagate to it.
+        import logio.auto publishes what reaches the root logger at the app's levels.
         """
         sink = Sink(self)
         result = runPython(
@@ -78,8 +75,7 @@ class ImportTests(SynchronousTestCase):
 
     def test_logioLevel(self) -> None:
         """
-        LOGIO_LEVEL sets the handler's level, by name in any case or by
-        number.
+        LOGIO_LEVEL sets the handler's level, by name in any case or by number.
         """
         for level in ("error", "40"):
             sink = Sink(self)
@@ -96,8 +92,7 @@ class ImportTests(SynchronousTestCase):
 
     def test_badLevel(self) -> None:
         """
-        A LOGIO_LEVEL that names no level fails the import with a clear
-        ValueError.
+        A LOGIO_LEVEL that names no level fails the import with a clear ValueError.
         """
         result = runPython(
             "import logio.auto", LOGIO_URL="logio://127.0.0.1:1?app=a", LOGIO_LEVEL="LOUD"
@@ -157,8 +152,7 @@ class ForkTests(SynchronousTestCase):
 
     def test_childHasOwnConnection(self) -> None:
         """
-        After os.fork() the child's records go over a new connection, the
-        parent's queue is not sent twice, and the parent keeps publishing.
+        A forked child publishes on its own connection; the parent goes on with its own.
         """
         sink = Sink(self)
         result = runPython(
@@ -189,8 +183,7 @@ class ForkTests(SynchronousTestCase):
 
     def test_queuedRecordsStayWithParent(self) -> None:
         """
-        Records queued in the parent when it forks (server away) stay the
-        parent's: the child starts with an empty queue.
+        Records queued when the parent forks stay the parent's; the child starts empty.
         """
         result = runPython(
             "import logging, os, logio.auto\n"

@@ -28,8 +28,7 @@ class ParseTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         """
-        The port defaults to 7701, proc to the program's name and host to the
-        machine's host name.
+        The port defaults to 7701, proc to the program's name, host to the host name.
         """
         url = parse_url("logio://logs.example.com?app=myapp")
         self.assertEqual(url.address, ("logs.example.com", 7701))
@@ -45,8 +44,7 @@ class ParseTests(SynchronousTestCase):
 
     def test_programName(self) -> None:
         """
-        The program's name is the base name of argv[0]; "-c" (python -c) and
-        an empty argv[0] give "python".
+        The program's name is the base name of argv[0], or "python" for "-c" and "".
         """
         self.patch(sys, "argv", ["/usr/local/bin/myworker", "--flag"])
         self.assertEqual(program_name(), "myworker")
@@ -57,7 +55,7 @@ class ParseTests(SynchronousTestCase):
 
     def test_tlsWithCA(self) -> None:
         """
-        logios:// means TLS, and ?ca= names the CA file to trust.
+        logios:// with ?ca= verifies the server against that CA and sends over TLS.
         """
         url = parse_url("logios://logs.example.com?app=a&ca=/etc/logio/ca.pem")
         self.assertEqual((url.tls, url.ca), (True, "/etc/logio/ca.pem"))
