@@ -388,7 +388,7 @@ class StalledServerTests(HandlerTestMixin, SynchronousTestCase):
 
     def test_memoryBounded(self) -> None:
         """
-        Against a server that never reads, ten times more records use no more memory.
+        Against a server that never reads, memory stays within a fixed bound.
         """
         sink = Sink(self, read=False)
         handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_records=500)
@@ -403,8 +403,9 @@ class StalledServerTests(HandlerTestMixin, SynchronousTestCase):
             for i in range(count):
                 logger.info(message, i)
             peaks.append(tracemalloc.get_traced_memory()[1] - before)
-        self.assertLess(peaks[1], 2 * 1024 * 1024)
-        self.assertLess(peaks[1], peaks[0] * 2 + 256 * 1024)
+        # Kept, 20000 of these records would take about 8 MB; the queue (500
+        # records) and the batch being written take well under 2 MiB.
+        self.assertLess(max(peaks), 2 * 1024 * 1024)
 
     def test_writeTimeout(self) -> None:
         """
