@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
@@ -33,6 +34,28 @@ def dropNotice(stamp: str, host: str, dropped: int) -> bytes:
         f"{stamp} logio[logio] {host}: {dropped} lines dropped: "
         "this subscriber is reading too slowly\n"
     ).encode("utf-8", "replace")
+
+
+#: How much a subscriber's socket may send in one reactor pass (Twisted's
+#: default is 128 KiB), and how much may wait in its transport before the
+#: subscription is paused and starts queueing (default 64 KiB).  With the
+#: defaults, a chunk of output from one 64 KiB read already pauses the
+#: subscription, and one chunk leaves the queue per pass while several
+#: publishers' chunks arrive: a subscriber that keeps up would lose lines.
+SEND_LIMIT = 4 * 1024 * 1024
+PAUSE_AT = 1024 * 1024
+
+
+def widenWrites(transport: object) -> None:
+    """
+    Apply L{SEND_LIMIT} and L{PAUSE_AT} to the socket under C{transport}
+    (TLS-wrapped or not).
+    """
+    while transport is not None and not isinstance(transport, FileDescriptor):
+        transport = getattr(transport, "transport", None)
+    if transport is not None:
+        transport.SEND_LIMIT = SEND_LIMIT
+        transport.bufferSize = PAUSE_AT
 
 
 def describePeer(request: Request) -> str:
@@ -106,18 +129,20 @@ class Subscription:
             data, lines, whole = self._queue[0]
             excessLines = self._queuedLines - self._maxLines
             excessBytes = self._queuedBytes - self._maxBytes
-            cut = len(data)
             if whole and excessLines < lines and excessBytes < len(data):
-                cut = 0
-                for _ in range(excessLines):
-                    cut = data.index(b"\n", cut) + 1
+                # Keep the newest part of this segment: cut after the first
+                # newline that removes enough lines and enough bytes.
+                cut = len(data) - len(data.split(b"\n", excessLines)[-1]) if excessLines > 0 else 0
                 if excessBytes > cut:
                     cut = data.index(b"\n", excessBytes - 1) + 1
-            gone = lines if cut == len(data) else data.count(b"\n", 0, cut)
-            if cut == len(data):
-                self._queue.popleft()
+                gone = data.count(b"\n", 0, cut)
+                if cut < len(data):
+                    self._queue[0] = (data[cut:], lines - gone, True)
+                else:
+                    self._queue.popleft()
             else:
-                self._queue[0] = (data[cut:], lines - gone, True)
+                self._queue.popleft()
+                cut, gone = len(data), lines
             self._queuedLines -= gone
             self._queuedBytes -= cut
             self.dropped += gone
@@ -235,6 +260,7 @@ class SubscribeResource(Resource):
         self._streamHeaders(request)
         channel = request.channel
         tuneSocket(channel.transport)
+        widenWrites(channel.transport)
         # The request phase is over: a quiet stream is not an idle client.
         channel.setTimeout(None)
         subscription = Subscription(
