@@ -72,8 +72,8 @@ class Gate(TestServer):
 
     def serve(self, conn: socket.socket, state: None) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.upstream))
-        with self._lock:
-            self._open.append(upstream)
+        if not self._keep(upstream):
+            return
         threading.Thread(target=_pump, args=(upstream, conn), daemon=True).start()
         _pump(conn, upstream)
 

@@ -32,7 +32,7 @@ def decodeStream(data: bytes) -> list[Any]:
     """
     text = data.decode("utf-8")
     decoder = json.JSONDecoder()
-    values = []
+    values: list[Any] = []
     position = 0
     while True:
         while position < len(text) and text[position].isspace():
@@ -78,6 +78,7 @@ class TestServer:
         self.tls = tls
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
+        self._stopped = False
         if unix is None:
             self.listener = socket.socket()
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -100,8 +101,8 @@ class TestServer:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            with self._lock:
-                self._open.append(conn)
+            if not self._keep(conn):
+                return
             state = self.connected(conn)
             thread = threading.Thread(target=self._serve, args=(conn, state), daemon=True)
             self._threads.append(thread)
@@ -111,11 +112,22 @@ class TestServer:
         try:
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)
-                with self._lock:
-                    self._open.append(conn)
+                if not self._keep(conn):
+                    return
             self.serve(conn, state)
         except OSError:
             pass
+
+    def _keep(self, conn: socket.socket) -> bool:
+        """
+        Track C{conn} to close it on L{stop}; once stopped, close it now.
+        """
+        with self._lock:
+            if not self._stopped:
+                self._open.append(conn)
+                return True
+        conn.close()
+        return False
 
     def connected(self, conn: socket.socket) -> Any:
         """
@@ -131,14 +143,15 @@ class TestServer:
         """
         Stop listening and close every connection (as a server that exits).
         """
+        with self._lock:
+            self._stopped = True
+            conns, self._open = self._open, []
         try:
             # Wakes the accepting thread, which close() alone would not.
             self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.listener.close()
-        with self._lock:
-            conns, self._open = self._open, []
         for conn in conns:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
