@@ -6,6 +6,7 @@ subscriber whose filters match.
 
 from __future__ import annotations
 
+from functools import lru_cache, partial
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import re2
@@ -36,15 +37,25 @@ class BadFilter(ValueError):
         self.name = name
 
 
+#: Characters with a meaning in RE2 syntax; a pattern without any of them is
+#: a plain substring search.
+_SPECIAL = frozenset("\\.^$|?*+()[]{}")
+
+
+@lru_cache(maxsize=1024)
 def compileFilter(name: str, pattern: str) -> Optional[Search]:
     """
     Compile one filter pattern into an unanchored search, or L{None} if the
-    pattern is empty (which matches everything).
+    pattern is empty (which matches everything).  The same pattern gives the
+    same search object, so subscribers sharing a C{log} filter share its
+    work.
 
     @raise BadFilter: If C{pattern} is not valid RE2 syntax.
     """
     if not pattern:
         return None
+    if _SPECIAL.isdisjoint(pattern):
+        return partial(_contains, pattern)
     try:
         compiled = re2.compile(pattern, _OPTIONS)
     except re2.error as e:
@@ -53,6 +64,14 @@ def compileFilter(name: str, pattern: str) -> Optional[Search]:
             reason = reason.decode("utf-8", "replace")
         raise BadFilter(name, pattern, str(reason)) from None
     return compiled.search
+
+
+def _contains(literal: str, text: str) -> Optional[bool]:
+    """
+    The search for a pattern without special characters: as RE2 would
+    answer, but without its per-call cost.
+    """
+    return True if literal in text else None
 
 
 @frozen
@@ -101,25 +120,33 @@ class _Route:
 
     prefix: str
     plain: list[ISubscriber] = field(factory=list)
-    filtered: list[tuple[ISubscriber, Search]] = field(factory=list)
+    filtered: dict[Search, list[ISubscriber]] = field(factory=dict)
 
-    # The lists are replaced, never changed in place: a delivery that makes
-    # a subscriber go away cannot make the loop in publish skip another.
+    # The containers are replaced, never changed in place: a delivery that
+    # makes a subscriber go away cannot make the loop in publish skip
+    # another.  Subscribers with the same log filter share one list, so the
+    # filter runs once per record for all of them.
 
     def add(self, subscriber: ISubscriber) -> None:
         search = subscriber.filters.log
         if search is None:
             self.plain = [*self.plain, subscriber]
         else:
-            self.filtered = [*self.filtered, (subscriber, search)]
+            self.filtered = {**self.filtered, search: [*self.filtered.get(search, ()), subscriber]}
 
     def remove(self, subscriber: ISubscriber) -> None:
-        if subscriber in self.plain:
-            plain = self.plain.copy()
-            plain.remove(subscriber)
-            self.plain = plain
-        elif subscriber.filters.log is not None:
-            self.filtered = [(s, search) for s, search in self.filtered if s is not subscriber]
+        search = subscriber.filters.log
+        if search is None:
+            if subscriber in self.plain:
+                plain = self.plain.copy()
+                plain.remove(subscriber)
+                self.plain = plain
+        elif subscriber in self.filtered.get(search, ()):
+            sharing = [s for s in self.filtered[search] if s is not subscriber]
+            filtered = {**self.filtered, search: sharing}
+            if not sharing:
+                del filtered[search]
+            self.filtered = filtered
 
 
 #: A piece of output for L{ISubscriber.deliver}: data, line count, whole.
@@ -219,16 +246,16 @@ class Broker(Service):
                 for data, count, whole in segments:
                     subscriber.deliver(data, count, whole)
             self.delivered += len(route.plain) * sum(s[1] for s in segments)
-        for subscriber, search in route.filtered:
+        for search, subscribers in route.filtered.items():
             chosen = [
-                line
-                for line, record in zip(lines, records, strict=True)
-                if search(record[1]) is not None
+                line for line, record in zip(lines, records, strict=True) if search(record[1])
             ]
             if chosen:
-                for data, count, whole in pack(chosen, route.prefix):
-                    subscriber.deliver(data, count, whole)
-                    self.delivered += count
+                segments = pack(chosen, route.prefix)
+                for subscriber in subscribers:
+                    for data, count, whole in segments:
+                        subscriber.deliver(data, count, whole)
+                self.delivered += len(subscribers) * sum(s[1] for s in segments)
 
     def stopService(self) -> Deferred[Any]:
         """

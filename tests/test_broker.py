@@ -96,6 +96,17 @@ class FiltersTests(SynchronousTestCase):
         """
         self.assertRaises(BadFilter, compileFilter, "log", r"(a)\1")
 
+    def test_literalIsSubstring(self) -> None:
+        """
+        A pattern without special characters is a case-sensitive substring
+        search, like RE2's answer for it.
+        """
+        search = compileFilter("log", "ERROR 5")
+        assert search is not None
+        self.assertTrue(search("x ERROR 500 y"))
+        self.assertIsNone(search("error 500"))
+        self.assertIs(compileFilter("log", "ERROR 5"), search)
+
     def test_linearTime(self) -> None:
         """
         C{(a+)+$} against a long line answers (RE2 never backtracks).
@@ -211,6 +222,30 @@ class BrokerTests(SynchronousTestCase):
                 (f"{head}ERROR two\n".encode(), 1, True),
             ],
         )
+
+    def test_sharedLogFilterRunsOnce(self) -> None:
+        """
+        Subscribers with the same C{log} pattern share one search per record.
+        """
+        calls = []
+        search = compileFilter("log", "b+")
+        assert search is not None
+
+        def counted(text: str) -> object:
+            calls.append(text)
+            return search(text)
+
+        first = FakeSubscriber(Filters(log=counted))
+        second = FakeSubscriber(Filters(log=counted))
+        self.broker.subscribe(first)
+        self.broker.subscribe(second)
+        self.broker.publish(WEB, [(TS, "abc"), (TS, "xyz")])
+        self.assertEqual(calls, ["abc", "xyz"])
+        self.assertEqual(first.text(), f"{TS} myapp[web] foobar: abc\n")
+        self.assertEqual(first.received, second.received)
+        self.broker.unsubscribe(first)
+        self.broker.publish(WEB, [(TS, "bb")])
+        self.assertEqual((len(first.received), len(second.received)), (1, 2))
 
     def test_noSubscribersNoWork(self) -> None:
         """
