@@ -5,13 +5,14 @@ real L{Site} over a L{StringTransport}.
 
 from __future__ import annotations
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
 from logio.broker import Broker
 from logio.topic import Topic, serverHost
-from logio.web import SubscribeResource
+from logio.web import PAUSE_AT, SEND_LIMIT, SubscribeResource, widenWrites
 
 TOPIC = Topic("myapp", "web", "foobar")
 TS = "2016-12-06T22:14:21.448"
@@ -294,3 +295,37 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.assertTrue(client.transport.disconnecting)
         self.clock.advance(10)
         self.successResultOf(stopped)
+
+
+class WidenWritesTests(SynchronousTestCase):
+    """
+    Subscriber sockets send more per pass and pause later than Twisted's defaults.
+    """
+
+    def test_socket(self) -> None:
+        """
+        A socket transport gets L{SEND_LIMIT} and L{PAUSE_AT}.
+        """
+        transport = FileDescriptor()
+        widenWrites(transport)
+        self.assertEqual((transport.SEND_LIMIT, transport.bufferSize), (SEND_LIMIT, PAUSE_AT))
+        self.assertGreater(SEND_LIMIT, FileDescriptor.SEND_LIMIT)
+        self.assertGreater(PAUSE_AT, FileDescriptor.bufferSize)
+
+    def test_wrapped(self) -> None:
+        """
+        Under a wrapper (TLS), the socket transport underneath is changed.
+        """
+        transport = FileDescriptor()
+        wrapper = StringTransport()
+        wrapper.transport = transport  # type: ignore[attr-defined]
+        widenWrites(wrapper)
+        self.assertEqual(transport.SEND_LIMIT, SEND_LIMIT)
+
+    def test_notASocket(self) -> None:
+        """
+        A transport with no socket underneath is left alone.
+        """
+        transport = StringTransport()
+        widenWrites(transport)
+        self.assertFalse(hasattr(transport, "SEND_LIMIT"))
