@@ -298,6 +298,20 @@ class TailTests(SynchronousTestCase):
         self.assertEqual(tail.out, b"t a[p] h: first\nt a[p] h: second\nt a[p] h: third\n")
         self.assertEqual(len(stub.requests) + len(again.requests), 3)
 
+    def test_cutLineEnded(self) -> None:
+        """
+        A line cut short by a broken connection is ended, so the next starts on its own line.
+        """
+        stub = HTTPStub(self)
+        tail = self.tail(f"http://127.0.0.1:{stub.port}/")
+        first = stub.next()
+        first.sendall(STREAM_HEAD + chunk(b"t a[p] h: whole\nt a[p] h: cut"))
+        tail.waitOut(b"cut")
+        first.shutdown(socket.SHUT_RDWR)
+        stub.next().sendall(STREAM_HEAD + chunk(b"t a[p] h: next\n"))
+        tail.waitOut(b"next\n")
+        self.assertEqual(tail.out, b"t a[p] h: whole\nt a[p] h: cut\nt a[p] h: next\n")
+
     def test_refused(self) -> None:
         """
         A 4xx answer (a bad regex) ends it with one line on stderr and status 1, no retrying.

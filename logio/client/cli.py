@@ -235,7 +235,7 @@ def _tail(url: str, color: str, ca: str | None, stdout: TextIO) -> int:
             raise ValueError(f"cannot load the CA file {ca!r}: {e}") from None
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     where = f"{parts.hostname}:{port}"
-    painter = _Painter() if color == "always" or (color == "auto" and stdout.isatty()) else None
+    colour = color == "always" or (color == "auto" and stdout.isatty())
     out = stdout.buffer
     delay = BACKOFF_MIN
     lost = False
@@ -255,7 +255,7 @@ def _tail(url: str, color: str, ca: str | None, stdout: TextIO) -> int:
                     _say(f"logio tail: connected to {where} again")
                     lost = False
                 delay = BACKOFF_MIN
-                _copy(response, out, painter)
+                _copy(response, out, _Painter() if colour else None)
                 problem = "the server ended the stream"
             finally:
                 connection.close()
@@ -293,14 +293,30 @@ def _connect(host: str, port: int, context: ssl.SSLContext | None) -> http.clien
 
 def _copy(response: http.client.HTTPResponse, out: BinaryIO, painter: _Painter | None) -> None:
     """
-    Copy the streamed body to C{out} as it arrives, until it ends.
+    Copy the streamed body to C{out} as it arrives, until it ends; a line cut
+    short by a broken connection is ended with a newline.
     """
-    while chunk := response.read1(65536):
-        try:
-            out.write(chunk if painter is None else painter.paint(chunk))
-            out.flush()
-        except BrokenPipeError:
-            raise _OutputClosed() from None
+    last = b"\n"
+    try:
+        while chunk := response.read1(65536):
+            last = chunk[-1:]
+            _write(out, chunk if painter is None else painter.paint(chunk))
+    finally:
+        if last != b"\n":
+            _write(out, b"\n" if painter is None else painter.paint(b"\n"))
+
+
+def _write(out: BinaryIO, data: bytes) -> None:
+    """
+    Write and flush at once, so that lines show as they come.
+
+    @raise _OutputClosed: the reader went away.
+    """
+    try:
+        out.write(data)
+        out.flush()
+    except BrokenPipeError:
+        raise _OutputClosed() from None
 
 
 class _Painter:
