@@ -427,7 +427,9 @@ class Bench:
         pubs = [PubSpec("seed", "soak", pub=i, proc=f"p{i:02d}") for i in range(publishers)]
         rate = settings.soak_rate
         if not rate:
-            subs = [SubSpec("http", "app=soak")] * 20
+            # Measured with the same sequence-checking subscribers as the soak,
+            # which cost more per line than the counting ones.
+            subs = [SubSpec("http", "app=soak", parse=True)] * 20
             self.blast_case("soak-capacity", "logio", pubs, subs, 2)
             capacity = self.results["soak-capacity"].get("deliveries_per_s", 0) / 20
             rate = 0.5 * capacity if capacity else 20_000.0
