@@ -209,10 +209,14 @@ class Broker(Service):
         return tuple(self._subscribers)
 
     def subscribe(self, subscriber: ISubscriber) -> None:
+        matching = [
+            route
+            for topic, route in self._routes.items()
+            if subscriber.filters.matchesTopic(topic)
+        ]
         self._subscribers.append(subscriber)
-        for topic, route in self._routes.items():
-            if subscriber.filters.matchesTopic(topic):
-                route.add(subscriber)
+        for route in matching:
+            route.add(subscriber)
 
     def unsubscribe(self, subscriber: ISubscriber) -> None:
         if subscriber not in self._subscribers:
@@ -263,5 +267,6 @@ class Broker(Service):
         their connections to flush and close.
         """
         super().stopService()
-        closing = [subscriber.close() for subscriber in self._subscribers]
+        # Closing a subscription unsubscribes it: loop over a copy.
+        closing = [subscriber.close() for subscriber in tuple(self._subscribers)]
         return DeferredList(closing, consumeErrors=True)

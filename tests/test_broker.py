@@ -247,6 +247,21 @@ class BrokerTests(SynchronousTestCase):
         self.broker.publish(WEB, [(TS, "bb")])
         self.assertEqual((len(first.received), len(second.received)), (1, 2))
 
+    def test_filterErrorRegistersNothing(self) -> None:
+        """
+        A subscriber whose filter raises on a cached topic is not left half
+        registered.
+        """
+        self.broker.publish(WEB, [(TS, "x")])
+
+        def broken(value: str) -> object:
+            raise UnicodeEncodeError("utf-8", value, 0, 1, "surrogates not allowed")
+
+        self.assertRaises(
+            UnicodeEncodeError, self.broker.subscribe, FakeSubscriber(Filters(app=broken))
+        )
+        self.assertEqual(self.broker.subscribers, ())
+
     def test_noSubscribersNoWork(self) -> None:
         """
         Publishing to a topic nobody wants is counted and delivers nothing.

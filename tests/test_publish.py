@@ -503,7 +503,8 @@ class SeedTests(PublisherTestCase):
     def test_loneSurrogate(self) -> None:
         """
         A lone surrogate escape is accepted in a topic and in records, in both
-        field orders, and kept as is.
+        field orders, and becomes C{?} (it can be neither encoded nor
+        searched); a proper surrogate pair is one character.
         """
         connection = seed().feed(
             b'{"app":"\\ud800","proc":"web","host":"foobar"}'
@@ -513,13 +514,32 @@ class SeedTests(PublisherTestCase):
         )
         self.assertPublished(
             connection,
-            Topic("\ud800", "web", "foobar"),
+            Topic("?", "web", "foobar"),
             [
-                ("2016-12-06T22:14:21.000", "a\ud800"),
-                ("2016-12-06T22:14:21.000", "\udfff b"),
+                ("2016-12-06T22:14:21.000", "a?"),
+                ("2016-12-06T22:14:21.000", "? b"),
                 (NOW_TS, "\U0001f600"),
             ],
         )
+
+    def test_topicFieldLimits(self) -> None:
+        """
+        A topic field with a control character (which could forge output
+        lines) or longer than 256 characters is refused, in both protocols.
+        """
+        for field, value in [
+            ("app", "evil\n2016 bank[web] h: ok"),
+            ("proc", "a\tb"),
+            ("host", "h" * 257),
+        ]:
+            topic = dict(WEB_TOPIC, **{field: value})
+            connection = seed().feed(values(topic))
+            self.assertIn(field, connection.transport.value().decode())
+            self.assertTrue(connection.transport.disconnecting)
+        connection = text().feed(b"app=evil%0Aforged&proc=web\nhi\n")
+        self.assertIn(b"control character", connection.transport.value())
+        connection = seed().feed(values(dict(WEB_TOPIC, app="a" * 256), {"raw": "ok"}))
+        self.assertEqual(connection.records(), [(NOW_TS, "ok")])
 
     def test_invalidUTF8(self) -> None:
         """
@@ -925,6 +945,25 @@ class TextTests(PublisherTestCase):
         connection = text().feed(b"app=myapp&proc=web&host=foobar\r", b"\na\r", b"\nb\r", b"\n")
         self.assertPublished(connection, WEB, [(NOW_TS, "a"), (NOW_TS, "b")])
 
+    def test_topicFieldLimits(self) -> None:
+        """
+        A topic field with a control character (which could forge output
+        lines) or longer than 256 characters is refused, in both protocols.
+        """
+        for field, value in [
+            ("app", "evil\n2016 bank[web] h: ok"),
+            ("proc", "a\tb"),
+            ("host", "h" * 257),
+        ]:
+            topic = dict(WEB_TOPIC, **{field: value})
+            connection = seed().feed(values(topic))
+            self.assertIn(field, connection.transport.value().decode())
+            self.assertTrue(connection.transport.disconnecting)
+        connection = text().feed(b"app=evil%0Aforged&proc=web\nhi\n")
+        self.assertIn(b"control character", connection.transport.value())
+        connection = seed().feed(values(dict(WEB_TOPIC, app="a" * 256), {"raw": "ok"}))
+        self.assertEqual(connection.records(), [(NOW_TS, "ok")])
+
     def test_invalidUTF8(self) -> None:
         """
         Bytes that are not UTF-8 become U+FFFD, in the topic and in records.
@@ -1032,7 +1071,7 @@ SEED_RECORDS = GO_RECORDS + [
     ("2016-12-06T16:44:21.448", "h\xe9llo \u2713 \U0001f600"),
     ("2016-12-06T22:14:22.999", 'Traceback:\n  File "x.py"\nValueError'),
     (NOW_TS, "no time"),
-    (NOW_TS, "bad \ufffd byte, \U0001f600 and \ud800"),
+    (NOW_TS, "bad \ufffd byte, \U0001f600 and ?"),
     ("2016-12-06T22:14:23.000", "42"),
 ]
 

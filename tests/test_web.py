@@ -282,17 +282,21 @@ class SubscribeResourceTests(SynchronousTestCase):
 
     def test_stopEndsResponses(self) -> None:
         """
-        Stopping the broker sends what is queued, then the final chunk.
+        Stopping the broker sends what each subscriber has queued, then the
+        final chunk, to every subscriber.
         """
-        client = self.subscribe()
-        client.transport.producer.pauseProducing()
+        clients = [self.subscribe() for _ in range(4)]
+        for client in clients:
+            client.transport.producer.pauseProducing()
         self.broker.publish(TOPIC, [(TS, "queued")])
         self.broker.startService()
         stopped = self.broker.stopService()
-        data, ended = dechunk(client.response()[1])
-        self.assertEqual(data, f"{TS} myapp[web] foobar: queued\n".encode())
-        self.assertTrue(ended)
-        self.assertTrue(client.transport.disconnecting)
+        for client in clients:
+            data, ended = dechunk(client.response()[1])
+            self.assertEqual(data, f"{TS} myapp[web] foobar: queued\n".encode())
+            self.assertTrue(ended)
+            self.assertTrue(client.transport.disconnecting)
+        self.assertEqual(self.broker.subscribers, ())
         self.clock.advance(10)
         self.successResultOf(stopped)
 

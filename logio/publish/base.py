@@ -5,6 +5,8 @@ path, and socket options.
 
 from __future__ import annotations
 
+import re
+
 from twisted.internet.interfaces import IReactorTime, ITCPTransport, ITransport
 
 from logio.interfaces import IBroker
@@ -18,20 +20,44 @@ class PublisherError(Exception):
     """
 
 
+#: The longest topic field accepted: the topic is repeated on every line.
+MAX_TOPIC_FIELD = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def safeText(text: str) -> str:
+    """
+    C{text} with lone surrogates (which JSON's C{\\ud800} escapes can
+    produce, and which cannot be encoded or searched) replaced by C{?}.
+    """
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def makeTopic(app: object, proc: object, host: object, peer: str) -> Topic:
     """
     Validate a topic: C{app} is required, a missing C{proc} becomes C{-}
-    and a missing C{host} becomes the publisher's address.
+    and a missing C{host} becomes the publisher's address.  Fields are at
+    most L{MAX_TOPIC_FIELD} characters without control characters, so a
+    topic cannot forge or blow up the output lines it prefixes.
 
-    @raise PublisherError: If a field is missing or not a string.
+    @raise PublisherError: If a field is missing, not a string, too long or
+        holds a control character.
     """
     for name, value in (("app", app), ("proc", proc), ("host", host)):
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            continue
+        if not isinstance(value, str):
             raise PublisherError(f"topic field {name!r} must be a string")
+        if len(value) > MAX_TOPIC_FIELD:
+            raise PublisherError(f"topic field {name!r} is longer than {MAX_TOPIC_FIELD} characters")
+        if _CONTROL.search(value):
+            raise PublisherError(f"topic field {name!r} holds a control character")
     if not app:
         raise PublisherError("the topic needs a non-empty 'app'")
     assert isinstance(app, str)
-    return Topic(app, proc or "-", host or peer)  # type: ignore[arg-type]
+    return Topic(safeText(app), safeText(proc or "-"), safeText(host or peer))  # type: ignore[arg-type]
 
 
 def peerHost(transport: object) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
-from logio.publish.base import Publisher, PublisherError, makeTopic, peerHost
+from logio.publish.base import Publisher, PublisherError, makeTopic, peerHost, safeText
 from logio.topic import Record, StampParser
 
 _WHITESPACE = " \t\r\n"
@@ -48,7 +48,7 @@ def cleanText(raw: object) -> str:
     The log text of a record: C{raw} as a string, without its trailing
     newline (and carriage return).
     """
-    text = raw if isinstance(raw, str) else str(raw)
+    text = safeText(raw if isinstance(raw, str) else str(raw))
     if text.endswith("\n"):
         text = text[:-1]
         if text.endswith("\r"):
