@@ -6,6 +6,7 @@ subscriber whose filters match.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache, partial
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -25,6 +26,13 @@ FILTER_FIELDS = ("app", "proc", "host", "log")
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
+# RE2 is linear in the text, but a big counted repetition (a[ab]{999}c)
+# makes the constant huge: hundreds of milliseconds per 64 KiB record, and
+# megabytes of automaton per pattern.  Such counts are refused, and each
+# pattern's memory is capped.
+_OPTIONS.max_mem = 1 << 20
+MAX_REPEAT = 100
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 
 
 class BadFilter(ValueError):
@@ -42,7 +50,7 @@ class BadFilter(ValueError):
 _SPECIAL = frozenset("\\.^$|?*+()[]{}")
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=128)
 def compileFilter(name: str, pattern: str) -> Optional[Search]:
     """
     Compile one filter pattern into an unanchored search, or L{None} if the
@@ -56,6 +64,11 @@ def compileFilter(name: str, pattern: str) -> Optional[Search]:
         return None
     if _SPECIAL.isdisjoint(pattern):
         return partial(_contains, pattern)
+    for low, high in _REPEAT.findall(pattern):
+        if max(int(low), int(high or 0)) > MAX_REPEAT:
+            raise BadFilter(
+                name, pattern, f"counted repetitions above {{{MAX_REPEAT}}} make matching too slow"
+            )
     try:
         compiled = re2.compile(pattern, _OPTIONS)
     except re2.error as e:
@@ -210,9 +223,7 @@ class Broker(Service):
 
     def subscribe(self, subscriber: ISubscriber) -> None:
         matching = [
-            route
-            for topic, route in self._routes.items()
-            if subscriber.filters.matchesTopic(topic)
+            route for topic, route in self._routes.items() if subscriber.filters.matchesTopic(topic)
         ]
         self._subscribers.append(subscriber)
         for route in matching:

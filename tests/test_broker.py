@@ -107,6 +107,16 @@ class FiltersTests(SynchronousTestCase):
         self.assertIsNone(search("error 500"))
         self.assertIs(compileFilter("log", "ERROR 5"), search)
 
+    def test_bigRepetitionRefused(self) -> None:
+        """
+        A counted repetition above 100 is refused (it makes RE2 very slow);
+        100 is fine.
+        """
+        e = self.assertRaises(BadFilter, compileFilter, "log", "a[ab]{999}c")
+        self.assertIn("{100}", str(e))
+        self.assertRaises(BadFilter, compileFilter, "log", "x{2,5000}")
+        self.assertIsNotNone(compileFilter("log", "a[ab]{100}c"))
+
     def test_linearTime(self) -> None:
         """
         C{(a+)+$} against a long line answers (RE2 never backtracks).

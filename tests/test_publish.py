@@ -522,6 +522,25 @@ class SeedTests(PublisherTestCase):
             ],
         )
 
+    def test_slowPublisherNotQuadratic(self) -> None:
+        """
+        A long value arriving a few bytes at a time is decoded once it can
+        have ended, not again on every read.
+        """
+        connection = seed().feed(values(WEB_TOPIC))
+        attempts = []
+        parse = connection.protocol._parse
+
+        def counting(buffer: str, records: list[Record]) -> int:
+            attempts.append(len(buffer))
+            return parse(buffer, records)
+
+        connection.protocol._parse = counting
+        value = values({"raw": "x" * 5000})
+        connection.feed(*[value[i : i + 10] for i in range(0, len(value), 10)])
+        self.assertEqual(connection.records(), [(NOW_TS, "x" * 5000)])
+        self.assertLessEqual(len(attempts), 2)
+
     def test_topicFieldLimits(self) -> None:
         """
         A topic field with a control character (which could forge output
@@ -944,6 +963,25 @@ class TextTests(PublisherTestCase):
         """
         connection = text().feed(b"app=myapp&proc=web&host=foobar\r", b"\na\r", b"\nb\r", b"\n")
         self.assertPublished(connection, WEB, [(NOW_TS, "a"), (NOW_TS, "b")])
+
+    def test_slowPublisherNotQuadratic(self) -> None:
+        """
+        A long value arriving a few bytes at a time is decoded once it can
+        have ended, not again on every read.
+        """
+        connection = seed().feed(values(WEB_TOPIC))
+        attempts = []
+        parse = connection.protocol._parse
+
+        def counting(buffer: str, records: list[Record]) -> int:
+            attempts.append(len(buffer))
+            return parse(buffer, records)
+
+        connection.protocol._parse = counting
+        value = values({"raw": "x" * 5000})
+        connection.feed(*[value[i : i + 10] for i in range(0, len(value), 10)])
+        self.assertEqual(connection.records(), [(NOW_TS, "x" * 5000)])
+        self.assertLessEqual(len(attempts), 2)
 
     def test_topicFieldLimits(self) -> None:
         """

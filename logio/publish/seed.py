@@ -79,7 +79,14 @@ class SeedProtocol(Publisher, Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.failed:
             return
-        buffer = self._buffer + self._decoder.decode(data)
+        text = self._decoder.decode(data)
+        buffer = self._buffer + text
+        if self._buffer.startswith("{") and "}" not in text:
+            # The pending object cannot have ended: decoding it again on
+            # every small read would be quadratic.
+            self._buffer = buffer
+            self._checkLength()
+            return
         records: list[Record] = []
         try:
             position = self._parse(buffer, records)
@@ -91,6 +98,12 @@ class SeedProtocol(Publisher, Protocol):
         self._publish(records)
         self._buffer = buffer[position:]
         self._offset += position
+        self._checkLength()
+
+    def _checkLength(self) -> None:
+        """
+        Refuse an incomplete value that is already longer than C{maxLine}.
+        """
         if len(self._buffer) > self.maxLine:
             self._buffer = ""
             self.fail(f"a JSON value is longer than {self.maxLine} characters")
