@@ -14,11 +14,10 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from logio.broker import Broker
 from logio.publish import PublisherFactory
-from logio.web import SubscribeResource
+from logio.web import SubscribeResource, SubscriberSite
 
 DEFAULT_PUBLISH = "tcp:7701"
 DEFAULT_SUBSCRIBE = "tcp:7702"
@@ -193,7 +192,9 @@ def makeService(options: Options) -> MultiService:
     publishers = PublisherFactory(broker, clock, options["max-line"])
     for description in options["publish"]:
         ListeningService("publishers", description, publishers).setServiceParent(top)
-    site = Site(SubscribeResource(broker, clock, options["buffer"], options["buffer-bytes"]))
+    site = SubscriberSite(
+        SubscribeResource(broker, clock, options["buffer"], options["buffer-bytes"])
+    )
     for description in options["subscribe"]:
         ListeningService("subscribers", description, site).setServiceParent(top)
     return top

@@ -13,8 +13,9 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from logio.broker import FILTER_FIELDS, BadFilter, Broker, Filters
@@ -189,6 +190,46 @@ class Subscription:
         return closed
 
 
+class SubscriberChannel(HTTPChannel):
+    """
+    An HTTP connection that, once its request has become a subscription,
+    throws away whatever else the client sends.  Twisted's channel would
+    buffer it and, past 16 KiB, stop reading the socket, and then never see
+    the client go away.
+    """
+
+    streaming = False
+
+    def startStreaming(self) -> None:
+        """
+        The request is now a subscription: keep reading, ignore the bytes.
+        """
+        self.streaming = True
+        self._keepReading()
+
+    def _keepReading(self) -> None:
+        assert self.transport is not None
+        self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.streaming:
+            return
+        super().dataReceived(data)
+        if self.streaming:
+            # The rest of the read that held the request was buffered, and
+            # may have paused reading.
+            self._keepReading()
+
+
+class SubscriberSite(Site):
+    """
+    The subscriber port's site: a L{SubscribeResource} behind
+    L{SubscriberChannel}s.
+    """
+
+    protocol = SubscriberChannel  # type: ignore[assignment]
+
+
 class SubscribeResource(Resource):
     """
     Any path: C{GET /?app=RE&proc=RE&host=RE&log=RE} streams every matching
@@ -263,6 +304,8 @@ class SubscribeResource(Resource):
         widenWrites(channel.transport)
         # The request phase is over: a quiet stream is not an idle client.
         channel.setTimeout(None)
+        if isinstance(channel, SubscriberChannel):
+            channel.startStreaming()
         subscription = Subscription(
             request, filters, self._clock, self._maxLines, self._maxBytes, self._notice
         )

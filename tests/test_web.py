@@ -12,7 +12,7 @@ from twisted.web.server import Site
 
 from logio.broker import Broker
 from logio.topic import Topic, serverHost
-from logio.web import PAUSE_AT, SEND_LIMIT, SubscribeResource, widenWrites
+from logio.web import PAUSE_AT, SEND_LIMIT, SubscribeResource, SubscriberSite, widenWrites
 
 TOPIC = Topic("myapp", "web", "foobar")
 TS = "2016-12-06T22:14:21.448"
@@ -72,7 +72,7 @@ class SubscribeResourceTests(SynchronousTestCase):
 
     def makeSite(self, maxLines: int = 10000, maxBytes: int = 4 * 1024 * 1024) -> None:
         resource = SubscribeResource(self.broker, self.clock, maxLines, maxBytes)
-        self.site = Site(resource, reactor=self.clock)
+        self.site = SubscriberSite(resource, reactor=self.clock)
 
     def subscribe(self, query: str = "") -> Client:
         return Client(self.site, get(query))
@@ -210,6 +210,19 @@ class SubscribeResourceTests(SynchronousTestCase):
         other.channel.connectionLost(Exception("gone"))
         self.assertEqual(self.broker.subscribers, ())
         self.broker.publish(TOPIC, [(TS, "nobody listens")])
+
+    def test_chattySubscriberStillRead(self) -> None:
+        """
+        Bytes a subscriber sends after its request are thrown away and the
+        socket keeps being read, so its going away is noticed.
+        """
+        client = Client(self.site, get("app=myapp") + b"x" * 40000)
+        client.channel.dataReceived(b"GET /more HTTP/1.1\r\n\r\n" + b"y" * 40000)
+        self.assertEqual(client.transport.producerState, "producing")
+        self.broker.publish(TOPIC, [(TS, "still here")])
+        self.assertEqual(client.body(), f"{TS} myapp[web] foobar: still here\n".encode())
+        client.channel.connectionLost(Exception("gone"))
+        self.assertEqual(self.broker.subscribers, ())
 
     def test_pausedQueueDropsOldestAndSaysSo(self) -> None:
         """

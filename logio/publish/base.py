@@ -51,7 +51,9 @@ def makeTopic(app: object, proc: object, host: object, peer: str) -> Topic:
         if not isinstance(value, str):
             raise PublisherError(f"topic field {name!r} must be a string")
         if len(value) > MAX_TOPIC_FIELD:
-            raise PublisherError(f"topic field {name!r} is longer than {MAX_TOPIC_FIELD} characters")
+            raise PublisherError(
+                f"topic field {name!r} is longer than {MAX_TOPIC_FIELD} characters"
+            )
         if _CONTROL.search(value):
             raise PublisherError(f"topic field {name!r} holds a control character")
     if not app:
