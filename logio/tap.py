@@ -53,7 +53,7 @@ class Options(usage.Options):
             "max-line",
             None,
             65536,
-            "Longest publisher line or JSON value, in bytes; longer lines are cut and marked.",
+            "Longest text line (bytes; longer ones are cut and marked) or seed JSON value (characters; longer ones are refused).",
             _positive,
         ],
         [
