@@ -109,6 +109,16 @@ def describeAddress(address: Any) -> str:
     return f"unix {name}"
 
 
+class StartupError(SystemExit, Exception):
+    """
+    The server cannot start; the message says why, in one line.
+
+    A L{SystemExit}, so C{twistd -n} prints just the message and exits 1;
+    also an L{Exception}, so a daemonizing C{twistd} reports it to the
+    terminal and removes its pid file instead of hanging.
+    """
+
+
 class ListeningService(Service):
     """
     Listen on one endpoint and log the real address; a port that cannot be
@@ -130,14 +140,14 @@ class ListeningService(Service):
         try:
             endpoint = serverFromString(reactor, self.description)
         except ValueError as e:
-            raise SystemExit(
+            raise StartupError(
                 f"logio: bad endpoint {self.description!r} for {self.role}: {e}"
             ) from None
         listening = endpoint.listen(self.factory)
         outcome: list[object] = []
         listening.addBoth(outcome.append)
         if outcome and isinstance(outcome[0], Failure):
-            raise SystemExit(self._cannotListen(outcome[0]))
+            raise StartupError(self._cannotListen(outcome[0]))
         if outcome:
             self._listening(outcome[0])  # type: ignore[arg-type]
         else:

@@ -155,6 +155,38 @@ class StartupFailureTests(SynchronousTestCase):
         self.assertIn("Address already in use", output)
         self.assertNotIn("Traceback", output)
 
+    def test_portInUseDaemon(self) -> None:
+        """
+        Daemonizing, a port in use also ends twistd at once with status 1,
+        the reason on the terminal, and no pid file left behind.
+        """
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        self.addCleanup(busy.close)
+        port = busy.getsockname()[1]
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        pidfile = os.path.join(directory, "twistd.pid")
+        result = subprocess.run(
+            [
+                twistd(),
+                f"--pidfile={pidfile}",
+                f"--logfile={os.path.join(directory, 'twistd.log')}",
+                "logio",
+                "--publish",
+                f"tcp:{port}:interface=127.0.0.1",
+                "--subscribe",
+                "tcp:0:interface=127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"cannot listen for publishers on tcp:{port}", result.stdout + result.stderr)
+        self.assertFalse(os.path.exists(pidfile))
+
     def test_badEndpoint(self) -> None:
         """
         An endpoint string Twisted cannot parse is one clear line too.
