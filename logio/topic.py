@@ -71,6 +71,10 @@ class StampParser:
 
     def __init__(self) -> None:
         self._cache: dict[str, str] = {}
+        #: Look up an output timestamp by key, without parsing.  A stamp
+        #: that ends at the milliseconds and is known to be well-formed is
+        #: its own key.
+        self.cached = self._cache.get
 
     def __call__(self, stamp: str) -> str | None:
         """

@@ -522,6 +522,29 @@ class SeedTests(PublisherTestCase):
             ],
         )
 
+    def test_goTimeForms(self) -> None:
+        """
+        Every form Go's RFC 3339 with nanoseconds takes (trailing zeros cut,
+        no fraction at all, Z or an offset) gives the right output time,
+        back to back with others; near misses get the receive time and are
+        counted.
+        """
+        times = {
+            "2016-12-06T17:14:21-05:00": "2016-12-06T22:14:21.000",
+            "2016-12-06T17:14:21.4Z": "2016-12-06T17:14:21.400",
+            "2016-12-06T17:14:21.45+01:00": "2016-12-06T16:14:21.450",
+            "2016-12-06T17:14:21.448999999Z": "2016-12-06T17:14:21.448",
+            "2016-12-06T17:14:21.448-05:00": "2016-12-06T22:14:21.448",
+            "2016-12-06T17:14:21.448123-05:00": "2016-12-06T22:14:21.448",
+            "2016-12-06T17:14:21123-05:00": NOW_TS,
+            "2016-13-06T17:14:21.448Z": NOW_TS,
+            "2016-12-06T17:14:21.448": NOW_TS,
+        }
+        stream = values(WEB_TOPIC, *[{"time": t, "raw": f"{t}\n"} for t in times] * 2)
+        connection = seed().feed(stream)
+        self.assertEqual(connection.records(), [(out, t) for t, out in times.items()] * 2)
+        self.assertEqual(connection.protocol.badTimes, 6)
+
     def test_slowPublisherNotQuadratic(self) -> None:
         """
         A long value arriving a few bytes at a time is decoded once it can
@@ -963,6 +986,29 @@ class TextTests(PublisherTestCase):
         """
         connection = text().feed(b"app=myapp&proc=web&host=foobar\r", b"\na\r", b"\nb\r", b"\n")
         self.assertPublished(connection, WEB, [(NOW_TS, "a"), (NOW_TS, "b")])
+
+    def test_goTimeForms(self) -> None:
+        """
+        Every form Go's RFC 3339 with nanoseconds takes (trailing zeros cut,
+        no fraction at all, Z or an offset) gives the right output time,
+        back to back with others; near misses get the receive time and are
+        counted.
+        """
+        times = {
+            "2016-12-06T17:14:21-05:00": "2016-12-06T22:14:21.000",
+            "2016-12-06T17:14:21.4Z": "2016-12-06T17:14:21.400",
+            "2016-12-06T17:14:21.45+01:00": "2016-12-06T16:14:21.450",
+            "2016-12-06T17:14:21.448999999Z": "2016-12-06T17:14:21.448",
+            "2016-12-06T17:14:21.448-05:00": "2016-12-06T22:14:21.448",
+            "2016-12-06T17:14:21.448123-05:00": "2016-12-06T22:14:21.448",
+            "2016-12-06T17:14:21123-05:00": NOW_TS,
+            "2016-13-06T17:14:21.448Z": NOW_TS,
+            "2016-12-06T17:14:21.448": NOW_TS,
+        }
+        stream = values(WEB_TOPIC, *[{"time": t, "raw": f"{t}\n"} for t in times] * 2)
+        connection = seed().feed(stream)
+        self.assertEqual(connection.records(), [(out, t) for t, out in times.items()] * 2)
+        self.assertEqual(connection.protocol.badTimes, 6)
 
     def test_slowPublisherNotQuadratic(self) -> None:
         """

@@ -29,7 +29,16 @@ _PARTIAL_TOKEN = re.compile(
     r"t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?|N(aN?)?|-?(I(n(f(i(n(i(ty?)?)?)?)?)?)?)?"
     r"|\.|[eE][-+]?|u[0-9a-fA-F]{0,4}"
 )
-_GO_RECORD = re.compile(r'\{"time":"([^"\\]*)","raw":"([^"]*)"\}')
+# The exact record shape the Go client writes, with its time (RFC 3339 with
+# nanoseconds) split into the part up to the milliseconds and the zone, the
+# digits after the milliseconds skipped: groups are (time to the
+# millisecond, zone, raw).  Records of other shapes, with other time forms,
+# or with an escaped quote in the raw text, take the general decoder.
+_GO_RECORD = re.compile(
+    r'\{"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?)(?:(?<=\.\d{3})\d+)?'
+    r'(Z|[+-]\d\d:\d\d)","raw":"([^"]*)"\}',
+    re.ASCII,
+)
 
 
 def _truncated(buffer: str, error: json.JSONDecodeError) -> bool:
@@ -118,20 +127,25 @@ class SeedProtocol(Publisher, Protocol):
 
     def _fastRecords(self, buffer: str, position: int, records: list[Record]) -> int:
         """
-        Read records of the Go client's exact shape,
-        C{{"time":"...","raw":"..."}}, for as long as they come back to back.
+        Read records of the Go client's exact shape for as long as they come
+        back to back.
 
         @return: Where the first value of any other shape (or an incomplete
             one) starts; the general decoder takes over from there.
         """
         match = _GO_RECORD.match
-        stamps = self._stamps
+        cached = self._stamps.cached
         limit = self.maxLine
         while True:
             found = match(buffer, position)
-            if found is None or found.end() - position > limit:
+            if found is None:
                 return position
-            time, raw = found.groups()
+            end = found.end()
+            if end - position > limit:
+                return position
+            when, zone, raw = found.groups()
+            # Well-formed by the pattern, so the text itself is the key.
+            stamp = cached(when + zone) or self._stamp(when + zone)
             escape = raw.find("\\")
             if escape < 0:
                 text = raw
@@ -143,12 +157,21 @@ class SeedProtocol(Publisher, Protocol):
                 except json.JSONDecodeError:
                     # An escaped quote ended the match early: not this shape.
                     return position
-            stamp = stamps(time)
-            if stamp is None:
-                self.badTimes += 1
-                stamp = self.now()
             records.append((stamp, text))
-            position = found.end()
+            position = end
+
+    def _stamp(self, time: object) -> str:
+        """
+        The output timestamp of a record's C{time}: parsed, or the receive
+        time if there is none or it does not parse (counted in C{badTimes}).
+        """
+        if isinstance(time, str):
+            stamp = self._stamps(time)
+            if stamp is not None:
+                return stamp
+        if time is not None:
+            self.badTimes += 1
+        return self.now()
 
     def _parse(self, buffer: str, records: list[Record]) -> int:
         """
@@ -159,7 +182,6 @@ class SeedProtocol(Publisher, Protocol):
         """
         position = 0
         end = len(buffer)
-        stamps = self._stamps
         maxLine = self.maxLine
         while True:
             while position < end and buffer[position] in _WHITESPACE:
@@ -195,10 +217,4 @@ class SeedProtocol(Publisher, Protocol):
                     value.get("app"), value.get("proc"), value.get("host"), peerHost(self.transport)
                 )
                 continue
-            time = value.get("time")
-            stamp = stamps(time) if isinstance(time, str) else None
-            if stamp is None:
-                if time is not None:
-                    self.badTimes += 1
-                stamp = self.now()
-            records.append((stamp, cleanText(value.get("raw", ""))))
+            records.append((self._stamp(value.get("time")), cleanText(value.get("raw", ""))))
