@@ -98,6 +98,17 @@ class SubscribeResourceTests(SynchronousTestCase):
         line = f"{TS} myapp[web] foobar: 2016/12/06 17:14:21 INFO hi\n".encode()
         self.assertEqual(client.response()[1], b"%x\r\n%s\r\n" % (len(line), line))
 
+    def test_http10(self) -> None:
+        """
+        An HTTP/1.0 client gets the lines unframed (no chunked encoding).
+        """
+        client = Client(self.site, b"GET /?app=myapp HTTP/1.0\r\n\r\n")
+        self.broker.publish(TOPIC, [(TS, "one")])
+        head, body = client.response()
+        self.assertTrue(head.startswith(b"HTTP/1.0 200 OK\r\n"))
+        self.assertNotIn(b"chunked", head.lower())
+        self.assertEqual(body, f"{TS} myapp[web] foobar: one\n".encode())
+
     def test_oneWritePerBatch(self) -> None:
         """
         A batch of records reaches a subscriber as a single chunk.
