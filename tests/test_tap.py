@@ -122,33 +122,34 @@ class StartupFailureTests(SynchronousTestCase):
     A server that cannot listen says so and exits.
     """
 
-    def test_portInUse(self) -> None:
+    def busyPort(self) -> int:
         """
-        A port in use ends twistd with status 1 and one clear line, not a traceback.
+        A port on 127.0.0.1 that something is listening on.
         """
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         self.addCleanup(busy.close)
-        port = busy.getsockname()[1]
-        result = subprocess.run(
-            [
-                twistd(),
-                "-n",
-                "--pidfile=",
-                "logio",
-                "--publish",
-                f"tcp:{port}:interface=127.0.0.1",
-                "--subscribe",
-                "tcp:0:interface=127.0.0.1",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
-        self.assertEqual(result.returncode, 1)
-        # twistd sends stderr to its log, which -n writes to stdout.
-        output = result.stdout + result.stderr
+        return int(busy.getsockname()[1])
+
+    def twistd(self, *args: str) -> tuple[int, str]:
+        """
+        Run twistd to the end; its status and all it wrote (twistd sends
+        stderr to its log, which -n writes to stdout).
+        """
+        result = subprocess.run([twistd(), *args], capture_output=True, text=True, timeout=TIMEOUT)
+        return result.returncode, result.stdout + result.stderr
+
+    def test_portInUse(self) -> None:
+        """
+        A port in use ends twistd with status 1 and one clear line, not a traceback.
+        """
+        port = self.busyPort()
+        status, output = self.twistd(
+            "-n", "--pidfile=", "logio", "--publish", f"tcp:{port}:interface=127.0.0.1",
+            "--subscribe", "tcp:0:interface=127.0.0.1",
+        )  # fmt: skip
+        self.assertEqual(status, 1)
         self.assertIn(
             f"logio: cannot listen for publishers on tcp:{port}:interface=127.0.0.1", output
         )
@@ -160,45 +161,25 @@ class StartupFailureTests(SynchronousTestCase):
         Daemonizing, a port in use also ends twistd at once with status 1,
         the reason on the terminal, and no pid file left behind.
         """
-        busy = socket.socket()
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        self.addCleanup(busy.close)
-        port = busy.getsockname()[1]
+        port = self.busyPort()
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         pidfile = os.path.join(directory, "twistd.pid")
-        result = subprocess.run(
-            [
-                twistd(),
-                f"--pidfile={pidfile}",
-                f"--logfile={os.path.join(directory, 'twistd.log')}",
-                "logio",
-                "--publish",
-                f"tcp:{port}:interface=127.0.0.1",
-                "--subscribe",
-                "tcp:0:interface=127.0.0.1",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
-        self.assertEqual(result.returncode, 1)
-        self.assertIn(f"cannot listen for publishers on tcp:{port}", result.stdout + result.stderr)
+        status, output = self.twistd(
+            f"--pidfile={pidfile}", f"--logfile={os.path.join(directory, 'twistd.log')}",
+            "logio", "--publish", "tcp:0:interface=127.0.0.1",
+            "--subscribe", f"tcp:{port}:interface=127.0.0.1",
+        )  # fmt: skip
+        self.assertEqual(status, 1)
+        self.assertIn(f"cannot listen for subscribers on tcp:{port}", output)
         self.assertFalse(os.path.exists(pidfile))
 
     def test_badEndpoint(self) -> None:
         """
         An endpoint string Twisted cannot parse is one clear line too.
         """
-        result = subprocess.run(
-            [twistd(), "-n", "--pidfile=", "logio", "--subscribe", "bogus:1"],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
-        self.assertNotEqual(result.returncode, 0)
-        output = result.stdout + result.stderr
+        status, output = self.twistd("-n", "--pidfile=", "logio", "--subscribe", "bogus:1")
+        self.assertNotEqual(status, 0)
         self.assertIn("logio: bad endpoint 'bogus:1' for subscribers", output)
         self.assertNotIn("Traceback", output)
 
