@@ -256,21 +256,29 @@ class Broker(Service):
             return
         lines = [f"{ts}{route.prefix}{text}\n" for ts, text in records]
         if route.plain:
-            segments = pack(lines, route.prefix)
-            for subscriber in route.plain:
-                for data, count, whole in segments:
-                    subscriber.deliver(data, count, whole)
-            self.delivered += len(route.plain) * sum(s[1] for s in segments)
+            self._fanOut(route.plain, pack(lines, route.prefix))
         for search, subscribers in route.filtered.items():
             chosen = [
                 line for line, record in zip(lines, records, strict=True) if search(record[1])
             ]
             if chosen:
-                segments = pack(chosen, route.prefix)
-                for subscriber in subscribers:
-                    for data, count, whole in segments:
-                        subscriber.deliver(data, count, whole)
-                self.delivered += len(subscribers) * sum(s[1] for s in segments)
+                self._fanOut(subscribers, pack(chosen, route.prefix))
+
+    def _fanOut(self, subscribers: list[ISubscriber], segments: list[Segment]) -> None:
+        """
+        Deliver the same segments to each subscriber.  One that fails is
+        logged and dropped; the others still get everything.
+        """
+        for subscriber in subscribers:
+            try:
+                for data, count, whole in segments:
+                    subscriber.deliver(data, count, whole)
+            except Exception:
+                self.log.failure(
+                    "Delivery to {subscriber} failed; unsubscribing it", subscriber=subscriber
+                )
+                self.unsubscribe(subscriber)
+        self.delivered += len(subscribers) * sum(segment[1] for segment in segments)
 
     def stopService(self) -> Deferred[Any]:
         """

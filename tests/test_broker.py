@@ -272,6 +272,23 @@ class BrokerTests(SynchronousTestCase):
         )
         self.assertEqual(self.broker.subscribers, ())
 
+    def test_failingSubscriberIsolated(self) -> None:
+        """
+        A subscriber whose delivery raises is logged and unsubscribed; the
+        subscribers after it still get the batch.
+        """
+        failing = self.subscribe()
+        staying = self.subscribe()
+
+        def explode() -> None:
+            raise RuntimeError("broken subscriber")
+
+        failing.onDeliver = explode
+        self.broker.publish(WEB, [(TS, "x")])
+        self.assertEqual(len(staying.received), 1)
+        self.assertEqual(self.broker.subscribers, (staying,))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_noSubscribersNoWork(self) -> None:
         """
         Publishing to a topic nobody wants is counted and delivers nothing.
