@@ -194,9 +194,10 @@ class Subscription:
         self._queuedLines = self._queuedBytes = 0
 
     def close(self) -> Deferred[object]:
-        if self._request.finished or self._request._disconnected:
+        # Only live subscriptions are registered: one whose client went
+        # away was unsubscribed when its request finished.
+        if self._request.finished:
             return succeed(None)
-        self._paused = False
         self.resumeProducing()
         transport = self._request.channel.transport
         assert transport is not None

@@ -34,7 +34,6 @@ class TextProtocol(Publisher, LineOnlyReceiver):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.MAX_LENGTH = self.maxLine
         self._buffer = b""
         self._discarding = False
         self.discarded = 0
@@ -74,6 +73,10 @@ class TextProtocol(Publisher, LineOnlyReceiver):
         return line[: self.maxLine] + TRUNCATED
 
     def lineReceived(self, line: bytes) -> None:
+        """
+        One line, as L{LineOnlyReceiver} would deliver it; this protocol's
+        own L{dataReceived} hands over whole batches to L{linesReceived}.
+        """
         self.linesReceived([line])
 
     def linesReceived(self, lines: list[bytes]) -> None:
