@@ -145,6 +145,56 @@ class ExitTests(SynchronousTestCase):
         self.assertLess(elapsed, 4.0)
 
 
+class ReentryTests(SynchronousTestCase):
+    """
+    Logging from code that interrupts logging.
+    """
+
+    def test_signalHandlerLogs(self) -> None:
+        """
+        A signal handler that logs, firing again and again while the main
+        code logs, never deadlocks (the queue's lock is reentrant).
+        """
+        result = runPython(
+            "import faulthandler, logging, signal, time, logio\n"
+            f"h = logio.LogioHandler('logio://127.0.0.1:{freePort()}?app=a', flush_timeout=0.1)\n"
+            "h.publisher.report = lambda message: None\n"
+            "log = logging.getLogger('t'); log.setLevel(logging.INFO); log.addHandler(h)\n"
+            "fired = []\n"
+            "def alarm(number, frame):\n"
+            "    fired.append(1); log.info('from the handler')\n"
+            "    signal.setitimer(signal.ITIMER_REAL, 0.0007)\n"
+            "signal.signal(signal.SIGALRM, alarm)\n"
+            "signal.setitimer(signal.ITIMER_REAL, 0.0007)\n"
+            "faulthandler.dump_traceback_later(20, exit=True)\n"
+            "end = time.monotonic() + 2\n"
+            "while time.monotonic() < end:\n"
+            "    log.info('main')\n"
+            "signal.setitimer(signal.ITIMER_REAL, 0)\n"
+            "print('done', len(fired) > 100)\n",
+            timeout=60,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), b"done True")
+
+    def test_closeAfterFailedFlushDoesNotWaitAgain(self) -> None:
+        """
+        With the server away, flush() then close() (as logging.shutdown and
+        dictConfig do) wait one flush_timeout, not two.
+        """
+        result = runPython(
+            "import logging, time, logio\n"
+            f"h = logio.LogioHandler('logio://127.0.0.1:{freePort()}?app=a', flush_timeout=1.0)\n"
+            "h.publisher.report = lambda message: None\n"
+            "logging.getLogger().addHandler(h)\n"
+            "logging.error('lost')\n"
+            "start = time.monotonic(); h.flush(); h.close()\n"
+            "print(round(time.monotonic() - start))\n",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), b"1")
+
+
 class ForkTests(SynchronousTestCase):
     """
     A forked child publishes on a connection and thread of its own.

@@ -135,12 +135,15 @@ class Publisher:
         self._closed = False
         self._reset()
         _live.add(self)
+        self._start()
 
     def _reset(self) -> None:
         """
         Start with an empty queue, no connection and no sending thread.
         """
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler or a finalizer that logs can run put()
+        # while this thread is inside put() already.
+        self._lock = threading.RLock()
         self._has_records = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -153,6 +156,8 @@ class Publisher:
         # it has been written or dropped: flush waits for the two to meet.
         self._accepted = 0
         self._settled = 0
+        # _settled when a drain last gave up: no second wait without progress.
+        self._gave_up_at = -1
         self._idle = False
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -186,10 +191,17 @@ class Publisher:
             if self._idle:
                 self._idle = False
                 self._has_records.notify()
-            elif self._thread is None:
-                thread = threading.Thread(target=self._run, name="logio publisher", daemon=True)
-                thread.start()
-                self._thread = thread
+
+    def _start(self) -> None:
+        """
+        Start the sending thread.  Done when the publisher is made (and in
+        a forked child), never from put(): starting a thread waits for it,
+        and code the new thread runs (a finalizer that logs) could then wait
+        for the logging call that is starting it.
+        """
+        thread = threading.Thread(target=self._run, name="logio publisher", daemon=True)
+        self._thread = thread
+        thread.start()
 
     @property
     def pending(self) -> int:
@@ -209,9 +221,15 @@ class Publisher:
         deadline = time.monotonic() + timeout
         with self._lock:
             target = self._accepted
+            if self._settled == self._gave_up_at:
+                # The last wait timed out and nothing moved since (the
+                # server is away): do not wait again, as close() after
+                # flush() would.
+                return max(target - self._settled, 0)
             while self._settled < target and self._thread is not None and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self._gave_up_at = self._settled
                     break
                 self._progress.wait(remaining)
             return max(target - self._settled, 0)
@@ -252,6 +270,8 @@ class Publisher:
             # Only this process's descriptor: no shutdown, which would end the
             # parent's connection too.
             sock.close()
+        if not self._closed:
+            self._start()
 
     # The sending thread from here on.
 
@@ -546,4 +566,5 @@ def _after_fork_in_child() -> None:
 
 
 atexit.register(_close_all)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
