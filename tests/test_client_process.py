@@ -231,6 +231,27 @@ class ForkTests(SynchronousTestCase):
             ],
         )
 
+    def test_multiprocessingChildFlushes(self) -> None:
+        """
+        A C{multiprocessing.Process} child (which ends with C{os._exit}, no
+        atexit) still sends what it logged before it ends.
+        """
+        sink = Sink(self)
+        result = runPython(
+            "import logging, multiprocessing, logio.auto\n"
+            "def work():\n"
+            "    logging.warning('from the child')\n"
+            "if __name__ == '__main__':\n"
+            "    context = multiprocessing.get_context('fork')\n"
+            "    child = context.Process(target=work)\n"
+            "    child.start(); child.join()\n"
+            "    print(child.exitcode)\n",
+            LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=a",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), b"0")
+        self.assertEqual(sink.waitForRaws(1), ["WARNING root: from the child\n"])
+
     def test_queuedRecordsStayWithParent(self) -> None:
         """
         Records queued when the parent forks stay the parent's; the child starts empty.

@@ -565,6 +565,26 @@ def _after_fork_in_child() -> None:
         publisher._after_fork()
 
 
+def _flushMultiprocessingChild(anchor: object) -> None:
+    """
+    In a child started by C{multiprocessing} with fork: such a child ends
+    with C{os._exit}, so no C{atexit} flush runs; its exit finalizers do.
+    """
+    from multiprocessing import util
+
+    util.Finalize(None, _close_all, exitpriority=0)
+
+
+class _Anchor:
+    """
+    What C{multiprocessing.util.register_after_fork} keeps a weak reference to.
+    """
+
+
+_ANCHOR = _Anchor()
 atexit.register(_close_all)
 if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_after_fork_in_child)
+    from multiprocessing import util as _multiprocessing
+
+    _multiprocessing.register_after_fork(_ANCHOR, _flushMultiprocessingChild)
