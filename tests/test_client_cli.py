@@ -89,9 +89,9 @@ class Running:
     """
 
     def __init__(self, testCase: SynchronousTestCase, args: list[str], **popen: object) -> None:
+        popen.setdefault("stdin", subprocess.DEVNULL)
         self.process = subprocess.Popen(
             args,
-            stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=environment(),
             **popen,  # type: ignore[call-overload]
@@ -150,6 +150,42 @@ class PubTests(SynchronousTestCase):
         self.assertEqual((result.returncode, result.stderr), (0, b""))
         self.assertEqual(sink.waitForRaws(3), ["one\n", "two\n", "thr\u00e9e\n"])
         self.assertEqual(sink.values(0)[0], {"app": "cli", "proc": "batch", "host": "h"})
+
+    def test_ctrlCReadsToEnd(self) -> None:
+        """
+        Ctrl-C (which reaches the whole pipeline) does not cut the app's
+        last lines off: reading goes on to the end of input, status 0.
+        """
+        sink = Sink(self)
+        running = Running(
+            self, logio("pub", f"logio://127.0.0.1:{sink.port}?app=a"), stdin=subprocess.PIPE
+        )
+        assert running.process.stdin is not None
+        running.process.stdin.write(b"started\n")
+        running.process.stdin.flush()
+        sink.waitForRaws(1)
+        running.process.send_signal(signal.SIGINT)
+        running.waitErr(b"reading to the end of input")
+        running.process.stdin.write(b"shutting down\nbye\n")
+        running.process.stdin.close()
+        self.assertEqual(running.process.wait(20), 0, running.err)
+        self.assertEqual(sink.waitForRaws(3), ["started\n", "shutting down\n", "bye\n"])
+
+    def test_secondCtrlCInterrupts(self) -> None:
+        """
+        A second Ctrl-C ends C{logio pub} at once with status 130.
+        """
+        sink = Sink(self)
+        running = Running(
+            self, logio("pub", f"logio://127.0.0.1:{sink.port}?app=a"), stdin=subprocess.PIPE
+        )
+        assert running.process.stdin is not None
+        running.process.stdin.write(b"started\n")
+        running.process.stdin.flush()
+        sink.waitForRaws(1)
+        running.process.send_signal(signal.SIGINT)
+        running.waitErr(b"Ctrl-C again to stop now")
+        self.assertEqual(running.interrupt(), 130)
 
     def test_serverAway(self) -> None:
         """

@@ -15,12 +15,15 @@ import argparse
 import http.client
 import os
 import random
+import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import BinaryIO, NoReturn, TextIO
 from urllib.parse import urlsplit
 
@@ -156,12 +159,16 @@ def _pub(url: str, timeout: float, max_lines: int, stdin: BinaryIO) -> int:
     Publish C{stdin} line by line; report what could not be sent.
     """
     publisher = Publisher(parse_url(url), max_records=max_lines, flush_timeout=timeout)
-    try:
-        for line in _lines(stdin, publisher.max_record_bytes):
-            publisher.put(time.time(), line)
-    finally:
-        unsent = publisher.close()
-    failed = False
+    interrupted = False
+    with _patientInterrupts(stdin):
+        try:
+            for line in _lines(stdin, publisher.max_record_bytes):
+                publisher.put(time.time(), line)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            unsent = publisher.close(0.0 if interrupted else None)
+    failed = interrupted
     if publisher.dropped_total:
         noun = "line" if publisher.dropped_total == 1 else "lines"
         print(
@@ -177,7 +184,34 @@ def _pub(url: str, timeout: float, max_lines: int, stdin: BinaryIO) -> int:
             file=sys.stderr,
         )
         failed = True
-    return 1 if failed else 0
+    return 130 if interrupted else 1 if failed else 0
+
+
+@contextmanager
+def _patientInterrupts(stdin: BinaryIO) -> Iterator[None]:
+    """
+    Ctrl-C in a terminal reaches every process of a pipeline: the app
+    publishing through C{logio pub} then writes its last lines and ends.  So
+    while stdin is a pipe, the first Ctrl-C is noted and reading goes on to
+    the end of input; only a second one interrupts.
+    """
+    if stdin.isatty() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(number: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print(
+            "logio pub: interrupted; reading to the end of input (Ctrl-C again to stop now)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _lines(stream: BinaryIO, limit: int) -> Iterator[str]:
