@@ -145,6 +145,29 @@ class ExitTests(SynchronousTestCase):
         self.assertLess(elapsed, 4.0)
 
 
+class LateRecordTests(SynchronousTestCase):
+    """
+    Records logged after the exit flush.
+    """
+
+    def test_reportedOnce(self) -> None:
+        """
+        Records logged by an atexit function that runs after the handler's
+        flush are not sent, and stderr says so once.
+        """
+        sink = Sink(self)
+        result = runPython(
+            "import atexit, logging\n"
+            "atexit.register(lambda: (logging.error('late 1'), logging.error('late 2')))\n"
+            "import logio.auto\n"
+            "logging.error('in time')\n",
+            LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=a",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(sink.waitForRaws(1), ["ERROR root: in time\n"])
+        self.assertEqual(result.stderr.count(b"logged after the handler"), 1, result.stderr)
+
+
 class ReentryTests(SynchronousTestCase):
     """
     Logging from code that interrupts logging.

@@ -133,6 +133,8 @@ class Publisher:
             separators=(",", ":"),
         )
         self._closed = False
+        # Records put after close(): not sent, reported once.
+        self._late = 0
         self._reset()
         _live.add(self)
         self._start()
@@ -178,7 +180,20 @@ class Publisher:
         raw = truncate(raw, self.max_record_bytes - RECORD_OVERHEAD)
         with self._lock:
             if self._closed:
-                return
+                self._late += 1
+                late = self._late
+            else:
+                late = 0
+        if late == 1:
+            # Once: this happens at exit, e.g. from an atexit function that
+            # was registered before the handler and so runs after its flush.
+            self.report(
+                f"logio: a record was logged after the handler for "
+                f"{self.target.describe()} was closed; it is not sent (nor any later one)"
+            )
+        if late:
+            return
+        with self._lock:
             queue = self._queue
             queue.append((created, raw))
             self._queued_bytes += len(raw) + RECORD_OVERHEAD
