@@ -37,6 +37,8 @@ from logio.client.url import PublishURL
 #: The first and the longest wait between connection attempts, in seconds.
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 30.0
+#: The most a TLS connection is given in one send (one TLS record).
+TLS_SLICE = 16384
 
 #: A connection that lived this long resets the backoff to L{BACKOFF_MIN}.
 _HEALTHY_SECONDS = 1.0
@@ -449,9 +451,13 @@ class Publisher:
         written = 0
         sock = self._sock
         assert sock is not None
+        # A TLS send that times out says nothing about how much of a large
+        # buffer it encrypted and passed on: send at most one TLS record's
+        # worth at a time, so at most that much is in doubt.
+        step = TLS_SLICE if isinstance(sock, ssl.SSLSocket) else len(data)
         try:
             while written < len(data):
-                written += sock.send(data[written:])
+                written += sock.send(data[written : written + step])
         except OSError:
             pass
         if written == len(data):
