@@ -288,13 +288,21 @@ def _tail(url: str, color: str, ca: str | None, stdout: TextIO) -> int:
                 if lost:
                     _say(f"logio tail: connected to {where} again")
                     lost = False
-                delay = BACKOFF_MIN
+                started = time.monotonic()
                 _copy(response, out, _Painter() if colour else None)
                 problem = "the server ended the stream"
+                if time.monotonic() - started > 1.0:
+                    # Only a stream that lasted resets the backoff: a server
+                    # that answers and hangs up at once is not redialled fast.
+                    delay = BACKOFF_MIN
             finally:
                 connection.close()
         except _Refused as e:
             _say(f"logio tail: the server refused the subscription: {e}")
+            return 1
+        except ssl.SSLCertVerificationError as e:
+            # Retrying cannot help: the certificate will not change.
+            _say(f"logio tail: {where}: certificate verify failed: {e.verify_message}")
             return 1
         except (OSError, http.client.HTTPException) as e:
             problem = str(e) or e.__class__.__name__
