@@ -221,6 +221,13 @@ class Broker(Service):
         """
         return tuple(self._subscribers)
 
+    @property
+    def subscriberCount(self) -> int:
+        """
+        How many subscribers there are (without copying them).
+        """
+        return len(self._subscribers)
+
     def subscribe(self, subscriber: ISubscriber) -> None:
         matching = [
             route for topic, route in self._routes.items() if subscriber.filters.matchesTopic(topic)

@@ -24,6 +24,7 @@ from logio.interfaces import ISubscriber
 from logio.publish.base import tuneSocket
 from logio.topic import formatEpoch, serverHost
 
+PLAIN_TEXT = b"text/plain; charset=utf-8"
 #: How long a stopping server waits for subscribers' sockets to flush.
 CLOSE_TIMEOUT = 5.0
 
@@ -297,11 +298,11 @@ class SubscribeResource(Resource):
             return Filters.fromQuery(query)
         except BadFilter as e:
             request.setResponseCode(400)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.setHeader(b"content-type", PLAIN_TEXT)
             return f"{e}\n".encode("utf-8", "replace")
 
     def _streamHeaders(self, request: Request) -> None:
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"content-type", PLAIN_TEXT)
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-accel-buffering", b"no")
 
@@ -312,7 +313,7 @@ class SubscribeResource(Resource):
         if request.method not in (b"GET", b"HEAD"):
             request.setResponseCode(405)
             request.setHeader(b"allow", b"GET, HEAD")
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.setHeader(b"content-type", PLAIN_TEXT)
             return b"method not allowed: subscribe with GET\n"
         return super().render(request)
 
@@ -346,7 +347,7 @@ class SubscribeResource(Resource):
             "Subscriber {peer} subscribed to {query!r} ({count} subscribers)",
             peer=peer,
             query=query,
-            count=len(self._broker.subscribers),
+            count=self._broker.subscriberCount,
         )
 
         def finished(result: object) -> None:
@@ -355,7 +356,7 @@ class SubscribeResource(Resource):
                 "Subscriber {peer} went away, {dropped} lines dropped ({count} subscribers)",
                 peer=peer,
                 dropped=subscription.droppedTotal,
-                count=len(self._broker.subscribers),
+                count=self._broker.subscriberCount,
             )
 
         request.notifyFinish().addBoth(finished)

@@ -151,10 +151,9 @@ class PubTests(SynchronousTestCase):
         self.assertEqual(sink.waitForRaws(3), ["one\n", "two\n", "thr\u00e9e\n"])
         self.assertEqual(sink.values(0)[0], {"app": "cli", "proc": "batch", "host": "h"})
 
-    def test_ctrlCReadsToEnd(self) -> None:
+    def interruptedPub(self) -> tuple[Sink, Running]:
         """
-        Ctrl-C (which reaches the whole pipeline) does not cut the app's
-        last lines off: reading goes on to the end of input, status 0.
+        A C{logio pub} reading a pipe, one line sent, then Ctrl-C once.
         """
         sink = Sink(self)
         running = Running(
@@ -165,7 +164,16 @@ class PubTests(SynchronousTestCase):
         running.process.stdin.flush()
         sink.waitForRaws(1)
         running.process.send_signal(signal.SIGINT)
+        return sink, running
+
+    def test_ctrlCReadsToEnd(self) -> None:
+        """
+        Ctrl-C (which reaches the whole pipeline) does not cut the app's
+        last lines off: reading goes on to the end of input, status 0.
+        """
+        sink, running = self.interruptedPub()
         running.waitErr(b"reading to the end of input")
+        assert running.process.stdin is not None
         running.process.stdin.write(b"shutting down\nbye\n")
         running.process.stdin.close()
         self.assertEqual(running.process.wait(20), 0, running.err)
@@ -175,15 +183,7 @@ class PubTests(SynchronousTestCase):
         """
         A second Ctrl-C ends C{logio pub} at once with status 130.
         """
-        sink = Sink(self)
-        running = Running(
-            self, logio("pub", f"logio://127.0.0.1:{sink.port}?app=a"), stdin=subprocess.PIPE
-        )
-        assert running.process.stdin is not None
-        running.process.stdin.write(b"started\n")
-        running.process.stdin.flush()
-        sink.waitForRaws(1)
-        running.process.send_signal(signal.SIGINT)
+        _, running = self.interruptedPub()
         running.waitErr(b"Ctrl-C again to stop now")
         self.assertEqual(running.interrupt(), 130)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 
 from twisted.internet.interfaces import IReactorTime, ITCPTransport, ITransport
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 
 from logio.interfaces import IBroker
 from logio.topic import Topic, formatEpoch
@@ -113,6 +115,13 @@ class Publisher:
             self._nowMillis = millis
             self._nowText = formatEpoch(seconds)
         return self._nowText
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        The broker may forget what it cached about this topic.
+        """
+        if self.topic is not None:
+            self.broker.forget(self.topic)
 
     def fail(self, message: str) -> None:
         """

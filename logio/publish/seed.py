@@ -4,8 +4,9 @@ C{{"time": RFC 3339, "raw": text}} object per log call, back to back with
 nothing (or any JSON whitespace) between them.
 
 The stream cannot be split into lines, so this is an incremental JSON
-decoder.  A fast path reads the exact shape the Go client writes with the C
-string scanner; anything else goes through C{JSONDecoder.raw_decode}.
+decoder.  A fast path reads the exact shape the Go client writes with one
+regular expression match per record; anything else goes through
+C{JSONDecoder.raw_decode}.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import re
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
-from twisted.internet.protocol import Protocol, connectionDone
-from twisted.python.failure import Failure
+from twisted.internet.protocol import Protocol
 
 from logio.publish.base import Publisher, PublisherError, makeTopic, peerHost, safeText
 from logio.topic import Record, StampParser
@@ -115,11 +115,10 @@ class SeedProtocol(Publisher, Protocol):
         """
         if len(self._buffer) > self.maxLine:
             self._buffer = ""
-            self.fail(f"a JSON value is longer than {self.maxLine} characters")
+            self.fail(str(self._tooLong()))
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.topic is not None:
-            self.broker.forget(self.topic)
+    def _tooLong(self) -> PublisherError:
+        return PublisherError(f"a JSON value is longer than {self.maxLine} characters")
 
     def _publish(self, records: list[Record]) -> None:
         if records and self.topic is not None:
@@ -145,7 +144,8 @@ class SeedProtocol(Publisher, Protocol):
                 return position
             when, zone, raw = found.groups()
             # Well-formed by the pattern, so the text itself is the key.
-            stamp = cached(when + zone) or self._stamp(when + zone)
+            time = when + zone
+            stamp = cached(time) or self._stamp(time)
             escape = raw.find("\\")
             if escape < 0:
                 text = raw
@@ -208,7 +208,7 @@ class SeedProtocol(Publisher, Protocol):
                     f"bad JSON at character {self._offset + position}: {e}"
                 ) from None
             if valueEnd - position > maxLine:
-                raise PublisherError(f"a JSON value is longer than {maxLine} characters")
+                raise self._tooLong()
             if not isinstance(value, dict):
                 raise PublisherError(f"expected a JSON object, got {type(value).__name__}")
             position = valueEnd

@@ -108,5 +108,4 @@ class TextProtocol(Publisher, LineOnlyReceiver):
         if self._buffer and not self.failed:
             line, self._buffer = self._buffer, b""
             self.linesReceived([line[:-1] if line.endswith(b"\r") else line])
-        if self.topic is not None:
-            self.broker.forget(self.topic)
+        super().connectionLost(reason)
