@@ -13,6 +13,7 @@ from twisted.web.server import Site
 from logio.broker import Broker
 from logio.topic import Topic, serverHost
 from logio.web import PAUSE_AT, SEND_LIMIT, SubscribeResource, SubscriberSite, widenWrites
+from tests.test_publish import TCPTransport
 
 TOPIC = Topic("myapp", "web", "foobar")
 TS = "2016-12-06T22:14:21.448"
@@ -39,8 +40,10 @@ class Client:
     One HTTP connection to the resource over a StringTransport.
     """
 
-    def __init__(self, site: Site, request: bytes) -> None:
-        self.transport = StringTransport()
+    def __init__(
+        self, site: Site, request: bytes, transport: StringTransport | None = None
+    ) -> None:
+        self.transport = transport or StringTransport()
         self.channel = site.buildProtocol(None)
         self.channel.makeConnection(self.transport)
         self.channel.dataReceived(request)
@@ -88,6 +91,15 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.assertIn(b"Transfer-Encoding: chunked", head)
         self.assertEqual(body, b"")
         self.assertEqual(len(self.broker.subscribers), 1)
+
+    def test_socketOptions(self) -> None:
+        """
+        A subscriber's TCP socket gets TCP_NODELAY (no Nagle delay on each
+        line) and keepalive (a dead peer is found).
+        """
+        transport = TCPTransport()
+        Client(self.site, get("app=myapp"), transport)
+        self.assertEqual(transport.options, {"keepalive": True, "nodelay": True})
 
     def test_exactOutput(self) -> None:
         """
