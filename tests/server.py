@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import IO, Callable
@@ -45,6 +46,19 @@ def waitFor(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def socketPath(testCase: SynchronousTestCase, name: str) -> str:
+    """
+    A path for a UNIX socket named C{name} in a fresh short-lived directory
+    under the system temp directory, removed when the test ends.
+
+    Trial's own temp directory can sit too deep for C{AF_UNIX}, whose paths
+    are limited to 107 bytes on Linux (CI checks out under a longer path).
+    """
+    directory = tempfile.mkdtemp(prefix="logio-")
+    testCase.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+    return os.path.join(directory, name)
 
 
 class Server:

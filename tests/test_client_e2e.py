@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import re
 import socket
 import subprocess
@@ -18,7 +17,7 @@ import threading
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio import LogioHandler
-from tests.server import Server, waitFor
+from tests.server import Server, socketPath, waitFor
 from tests.test_client_cli import Running, pub
 from tests.test_client_sink import TestServer, certificates, freePort, logio, runPython
 
@@ -215,7 +214,7 @@ class HandlerEndToEndTests(SynchronousTestCase):
         """
         logio+unix:// publishes to the server's unix: endpoint.
         """
-        path = os.path.abspath(self.mktemp())
+        path = socketPath(self, "publish.sock")
         server = Server(self, "--publish", f"unix:{path}")
         stream = server.subscribe("app=local")
         handler = LogioHandler(f"logio+unix://{path}?app=local&proc=p&host=h")

@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from logio import LogioHandler
 from logio.client.publisher import Publisher
 from logio.client.url import parse_url
-from tests.server import waitFor
+from tests.server import socketPath, waitFor
 from tests.test_client_sink import Sink, certificates, freePort, serverContext
 
 
@@ -551,7 +551,7 @@ class TransportTests(HandlerTestCase):
         """
         logio+unix:// publishes to a Unix socket.
         """
-        path = os.path.abspath(self.mktemp())
+        path = socketPath(self, "sink.sock")
         sink = Sink(self, unix=path)
         logger = self.logger(self.handler(f"logio+unix://{path}?app=a&proc=p&host=h"))
         logger.info("local")

@@ -14,7 +14,7 @@ import subprocess
 import twisted.test
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.server import TIMEOUT, Server, Stream
+from tests.server import TIMEOUT, Server, Stream, socketPath
 
 #: Twisted's own test key and self-signed certificate, in one file.
 PEM = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
@@ -44,10 +44,8 @@ class EndpointTests(SynchronousTestCase):
         curl = shutil.which("curl")
         if curl is None:
             raise SkipTest("curl is not installed")
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        publish = os.path.join(directory, "publish.sock")
-        subscribe = os.path.join(directory, "subscribe.sock")
+        publish = socketPath(self, "publish.sock")
+        subscribe = os.path.join(os.path.dirname(publish), "subscribe.sock")
         server = Server(self, "--publish", f"unix:{publish}", "--subscribe", f"unix:{subscribe}")
         self.assertEqual(server.addresses, {"publishers": [publish], "subscribers": [subscribe]})
         process = subprocess.Popen(
