@@ -67,7 +67,7 @@ class Options(usage.Options):
             "buffer-bytes",
             None,
             4 * 1024 * 1024,
-            "Bytes queued per slow subscriber before the oldest lines are dropped.",
+            "Bytes held per slow subscriber (its queue and socket buffer) before the oldest lines are dropped.",
             _positive,
         ],
     ]

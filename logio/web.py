@@ -49,16 +49,21 @@ SEND_LIMIT = 4 * 1024 * 1024
 PAUSE_AT = 1024 * 1024
 
 
-def widenWrites(transport: object) -> None:
+def widenWrites(transport: object, pauseAt: int = PAUSE_AT) -> int:
     """
-    Apply L{SEND_LIMIT} and L{PAUSE_AT} to the socket under C{transport}
-    (TLS-wrapped or not).
+    Apply L{SEND_LIMIT} and the pause threshold C{pauseAt} to the socket
+    under C{transport} (TLS-wrapped or not).
+
+    @return: C{pauseAt}, or 0 if there is no socket underneath: how many
+        bytes the transport may hold before it pauses its producer.
     """
     while transport is not None and not isinstance(transport, FileDescriptor):
         transport = getattr(transport, "transport", None)
-    if transport is not None:
-        transport.SEND_LIMIT = SEND_LIMIT
-        transport.bufferSize = PAUSE_AT
+    if transport is None:
+        return 0
+    transport.SEND_LIMIT = SEND_LIMIT
+    transport.bufferSize = pauseAt
+    return pauseAt
 
 
 def describePeer(request: Request) -> str:
@@ -86,7 +91,8 @@ class Subscription:
     One subscriber: writes matching lines to its request while the client
     keeps up, and queues them while the transport is paused.
 
-    The queue is bounded by C{maxLines} output lines and C{maxBytes} bytes;
+    The queue is bounded by C{maxLines} output lines and C{maxBytes} bytes
+    (what the transport may hold before it pauses us is left out of that);
     on overflow the oldest lines go, and the count of what went is sent in
     one notice line before anything else once the client catches up.
 
@@ -280,6 +286,9 @@ class SubscribeResource(Resource):
         self._clock = clock
         self._maxLines = maxLines
         self._maxBytes = maxBytes
+        #: The byte bound covers the queue and the transport's buffer both:
+        #: the transport pauses a subscription at a quarter of it at most.
+        self._pauseAt = min(PAUSE_AT, maxBytes // 4)
         host = serverHost()
         self._notice = lambda stamp, dropped: dropNotice(stamp, host, dropped)
 
@@ -329,13 +338,13 @@ class SubscribeResource(Resource):
         self._streamHeaders(request)
         channel = request.channel
         tuneSocket(channel.transport)
-        widenWrites(channel.transport)
+        held = widenWrites(channel.transport, self._pauseAt)
         # The request phase is over: a quiet stream is not an idle client.
         channel.setTimeout(None)
         if isinstance(channel, SubscriberChannel):
             channel.startStreaming()
         subscription = Subscription(
-            request, filters, self._clock, self._maxLines, self._maxBytes, self._notice
+            request, filters, self._clock, self._maxLines, self._maxBytes - held, self._notice
         )
         request.registerProducer(subscription, True)
         request.write(b"")

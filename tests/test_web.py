@@ -290,6 +290,24 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.assertIn(": 3 lines dropped:", lines[0])
         self.assertEqual(lines[1:], [line, line])
 
+    def test_byteBoundCoversTheSocket(self) -> None:
+        """
+        Over a socket, the byte bound covers what the transport holds too: the
+        transport pauses the subscription at a quarter of the bound, and the
+        queue gets the rest.
+        """
+        line = f"{TS} myapp[web] foobar: " + "x" * 70 + "\n"
+        self.makeSite(maxBytes=len(line) * 4)
+        socket = FileDescriptor()
+        transport = StringTransport()
+        transport.transport = socket  # type: ignore[attr-defined]
+        client = Client(self.site, get(), transport)
+        self.assertEqual(socket.bufferSize, len(line))
+        client.transport.producer.pauseProducing()
+        self.broker.publish(TOPIC, [(TS, "x" * 70)] * 5)
+        [subscription] = self.broker.subscribers
+        self.assertEqual(subscription.queued, (3, len(line) * 3))
+
     def test_multiLineRecordDroppedWhole(self) -> None:
         """
         A queued multi-line record is dropped whole, never cut in the middle.
