@@ -380,6 +380,7 @@ class Bench:
             rate=settings.latency_rate,
             seconds=settings.latency_seconds,
             memory=True,
+            profile=f"{'stall' if stall else 'latency'}-{count}",
         )
 
     def scenario_latency(self) -> None:

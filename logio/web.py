@@ -75,6 +75,12 @@ def describePeer(request: Request) -> str:
     return f"{getattr(peer, 'host', 'unix')}:{port}" if port is not None else "unix"
 
 
+#: Pieces of output smaller than this are copied into one bytes object, in
+#: a chunk or in a slow subscriber's queue: each object a transport or a
+#: queue holds costs about 100 bytes besides its data.
+SMALL = 4096
+
+
 def _writeChunk(transport: ITransport, data: bytes) -> None:
     """
     Write C{data} as one chunk of a chunked HTTP response: what
@@ -82,7 +88,10 @@ def _writeChunk(transport: ITransport, data: bytes) -> None:
     which costs more than the write itself for the one-line chunks of a
     quiet stream with many subscribers.
     """
-    transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+    if len(data) < SMALL:
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+    else:
+        transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
 
 
 @implementer(IPushProducer, ISubscriber)
@@ -148,7 +157,14 @@ class Subscription:
         if not self._paused:
             self._write(data)
             return
-        self._queue.append((data, lines, whole))
+        queue = self._queue
+        if whole and len(data) < SMALL and queue and queue[-1][2] and len(queue[-1][0]) < SMALL:
+            # Many small batches queue up behind a stalled subscriber: keep
+            # them in fewer, larger segments.
+            last, lastLines, _ = queue[-1]
+            queue[-1] = (last + data, lastLines + lines, True)
+        else:
+            queue.append((data, lines, whole))
         self._queuedLines += lines
         self._queuedBytes += len(data)
         if self._queuedLines > self._maxLines or self._queuedBytes > self._maxBytes:

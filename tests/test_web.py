@@ -274,6 +274,27 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.assertEqual(subscription.droppedTotal, 2)
         self.assertEqual(subscription.queued, (0, 0))
 
+    def test_smallBatchesQueueTogether(self) -> None:
+        """
+        Small batches queued while paused are sent as one chunk on resume;
+        a multi-line record's batch is kept apart, so it can be dropped whole.
+        """
+        client = self.subscribe()
+        client.transport.producer.pauseProducing()
+        for i in range(5):
+            self.broker.publish(TOPIC, [(TS, f"line {i}")])
+        self.broker.publish(TOPIC, [(TS, "a1\na2")])
+        self.broker.publish(TOPIC, [(TS, "line 5")])
+        client.transport.producer.resumeProducing()
+        prefix = f"{TS} myapp[web] foobar: "
+        ones = "".join(f"{prefix}line {i}\n" for i in range(5)).encode()
+        multi = f"{prefix}a1\n{prefix}a2\n".encode()
+        last = f"{prefix}line 5\n".encode()
+        self.assertEqual(
+            client.response()[1],
+            b"".join(b"%x\r\n%b\r\n" % (len(chunk), chunk) for chunk in (ones, multi, last)),
+        )
+
     def test_byteBound(self) -> None:
         """
         The queue is bounded in bytes as well as lines.
