@@ -215,6 +215,56 @@ class PubTests(SynchronousTestCase):
         self.assertIn(b"logio pub: 3 lines dropped: the queue was full\n", result.stderr)
         self.assertIn(b"logio pub: 2 lines were not sent", result.stderr)
 
+    def test_burstAllArrive(self) -> None:
+        """
+        A burst far past the queue's bounds arrives whole and in order at a
+        server that reads slower than the input comes: while the server is
+        up, reading input waits for the sender instead of dropping lines.
+        """
+        sink = Sink(self, slow=True)
+        lines = [b"%099d\n" % i for i in range(100_000)]
+        url = f"logio://127.0.0.1:{sink.port}?app=a"
+        result = pub("--timeout", "20", url, stdin=b"".join(lines))
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        self.assertEqual(sink.waitForRaws(len(lines)), [line.decode() for line in lines])
+
+    def test_maxLinesKeptWhileAway(self) -> None:
+        """
+        While the server is away --max-lines lines of usual length are all
+        kept: the byte bound grows with it.
+        """
+        result = pub(
+            "--timeout",
+            "0.3",
+            "--max-lines",
+            "15000",
+            f"logio://127.0.0.1:{freePort()}?app=a",
+            stdin=b"%099d\n" * 15000 % tuple(range(15000)),
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertNotIn(b"dropped", result.stderr)
+        self.assertIn(b"logio pub: 15000 lines were not sent", result.stderr)
+
+    def test_maxBytes(self) -> None:
+        """
+        --max-bytes bounds the lines kept while the server is away, each
+        counting its length plus 64; the drops are counted exactly.
+        """
+        result = pub(
+            "--timeout",
+            "0.3",
+            "--max-lines",
+            "15000",
+            "--max-bytes",
+            "1M",
+            f"logio://127.0.0.1:{freePort()}?app=a",
+            stdin=b"%099d\n" * 15000 % tuple(range(15000)),
+        )
+        kept = (1 << 20) // (100 + 64)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"logio pub: {15000 - kept} lines dropped".encode(), result.stderr)
+        self.assertIn(f"logio pub: {kept} lines were not sent".encode(), result.stderr)
+
     def test_longLine(self) -> None:
         """
         An over-long line is cut and marked; the next line is published as usual.
@@ -268,6 +318,8 @@ class UsageTests(SynchronousTestCase):
             ([], b"logio: error: the following arguments are required: COMMAND"),
             (["pub"], b"logio pub: error: the following arguments are required: URL"),
             (["pub", "--timeout", "-1", "logio://h?app=a"], b"not a positive number"),
+            (["pub", "--max-bytes", "1000", "logio://h?app=a"], b"not a size of at least 64K"),
+            (["pub", "--max-bytes", "1X", "logio://h?app=a"], b"not a size of at least 64K"),
             (["tail", "--color", "sometimes", "http://h/"], b"invalid choice: 'sometimes'"),
             (["tail", "ftp://h/"], b"logio tail: URL 'ftp://h/' must look like http://"),
             (["tail", "--ca", "x.pem", "http://h/"], b"--ca is only for https:// URLs"),

@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -179,17 +180,22 @@ class Sink(TestServer):
         unix: str | None = None,
         tls: ssl.SSLContext | None = None,
         reply: bytes | None = None,
+        slow: bool = False,
     ) -> None:
         """
         @param read: C{False} to accept connections and never read them.
         @param reply: on each connection, once something arrives, send this
             and close, as the server does on a protocol error.
+        @param slow: read at most 16 KiB a millisecond (at most 16 MB/s): a
+            server that reads, but slower than a publisher can write.
         """
         self.read = read
         self.reply = reply
+        self.slow = slow
         self.connections: list[bytearray] = []
-        # Small buffers fill quickly when nobody reads.
-        super().__init__(testCase, port, unix=unix, tls=tls, receiveBuffer=None if read else 4096)
+        # Small buffers fill quickly when nobody reads, or reads slowly.
+        buffer = 16384 if slow else None if read else 4096
+        super().__init__(testCase, port, unix=unix, tls=tls, receiveBuffer=buffer)
 
     def connected(self, conn: socket.socket) -> bytearray:
         received = bytearray()
@@ -200,9 +206,11 @@ class Sink(TestServer):
     def serve(self, conn: socket.socket, received: bytearray) -> None:
         if not self.read:
             return
-        while data := conn.recv(65536):
+        while data := conn.recv(16384 if self.slow else 65536):
             with self._lock:
                 received += data
+            if self.slow:
+                time.sleep(0.001)  # the pace of a slow server, not a wait
             if self.reply is not None:
                 conn.sendall(self.reply)
                 conn.close()

@@ -33,6 +33,15 @@ from logio.client.url import parse_url
 #: The subscriber port of a logio server.
 DEFAULT_SUBSCRIBE_PORT = 7702
 
+#: logio pub's byte bound by default: so much per line of --max-lines, so
+#: that lines of usual length are bounded by their count, not their bytes...
+_PUB_BYTES_PER_LINE = 1024
+#: ...but never below the handler's default,
+_PUB_MIN_DEFAULT_BYTES = 1024 * 1024
+#: and never below what the longest line needs.
+_PUB_MIN_BYTES = 64 * 1024
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
 _EXAMPLES_PUB = """\
 example:
   myapp 2>&1 | logio pub 'logio://logs.example.com:7701?app=myapp&proc=web'
@@ -75,8 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pub",
         help="publish standard input, one record per line",
         description="Publish standard input to a logio server, one record per line.\n"
+        "While the server takes them, lines are read only as fast as they are\n"
+        "sent: a fast writer waits rather than losing lines. While the server\n"
+        "cannot be reached, the newest lines are kept up to --max-lines and\n"
+        "--max-bytes; past either bound the oldest are dropped, and the server is\n"
+        "told how many once it is back. A line longer than 60 KiB is cut.\n"
         "Returns when standard input ends and the lines are sent, or when the\n"
-        "timeout passes: then it says how many were not sent and exits with 1.",
+        "timeout passes: then it says how many were not sent and exits with 1\n"
+        "(as it does when lines were dropped).",
         epilog=_EXAMPLES_PUB,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -93,8 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=_count,
         default=10000,
         metavar="N",
-        help="lines queued while the server is slow or away; past it the oldest "
-        "are dropped, and the server is told how many (default 10000)",
+        help="the most lines kept while the server is away (default 10000)",
+    )
+    pub.add_argument(
+        "--max-bytes",
+        type=_size,
+        metavar="SIZE",
+        help="the most bytes kept while the server is away, each line counting its "
+        "length plus 64; a number, or one ending in K, M or G; at least 64K "
+        f"(default {_PUB_BYTES_PER_LINE // 1024}K per --max-lines line, at least "
+        f"{_PUB_MIN_DEFAULT_BYTES >> 20}M)",
     )
     tail = commands.add_parser(
         "tail",
@@ -115,7 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "pub":
-            return _pub(args.url, args.timeout, args.max_lines, sys.stdin.buffer)
+            max_bytes = args.max_bytes or max(
+                args.max_lines * _PUB_BYTES_PER_LINE, _PUB_MIN_DEFAULT_BYTES
+            )
+            return _pub(args.url, args.timeout, args.max_lines, max_bytes, sys.stdin.buffer)
         return _tail(args.url, args.color, args.ca, sys.stdout)
     except ValueError as e:
         print(f"logio {args.command}: {e}", file=sys.stderr)
@@ -151,19 +177,37 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _size(text: str) -> int:
+    """
+    An argparse type: a number of bytes, at least 64K, optionally ending in
+    K, M or G (powers of 1024).
+    """
+    scale = _UNITS.get(text[-1:].upper())
+    number = text[:-1] if scale else text
+    size = int(number) * (scale or 1) if number.isascii() and number.isdigit() else 0
+    if size < _PUB_MIN_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size of at least 64K (a line may take 60K)"
+        )
+    return size
+
+
 # logio pub
 
 
-def _pub(url: str, timeout: float, max_lines: int, stdin: BinaryIO) -> int:
+def _pub(url: str, timeout: float, max_lines: int, max_bytes: int, stdin: BinaryIO) -> int:
     """
-    Publish C{stdin} line by line; report what could not be sent.
+    Publish C{stdin} line by line, reading no faster than the lines are
+    sent while the server is reachable; report what could not be sent.
     """
-    publisher = Publisher(parse_url(url), max_records=max_lines, flush_timeout=timeout)
+    publisher = Publisher(
+        parse_url(url), max_records=max_lines, max_bytes=max_bytes, flush_timeout=timeout
+    )
     interrupted = False
     with _patientInterrupts(stdin):
         try:
             for line in _lines(stdin, publisher.max_record_bytes):
-                publisher.put(time.time(), line)
+                publisher.put(time.time(), line, wait=True)
         except KeyboardInterrupt:
             interrupted = True
         finally:

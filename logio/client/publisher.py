@@ -150,6 +150,9 @@ class Publisher:
         self._lock = threading.RLock()
         self._has_records = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
+        # Notified when the queue shrinks or the server becomes unreachable:
+        # what put(wait=True) waits for.
+        self._room = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._queue: deque[tuple[float, str]] = deque()
         self._queued_bytes = 0
@@ -163,6 +166,9 @@ class Publisher:
         # _settled when a drain last gave up: no second wait without progress.
         self._gave_up_at = -1
         self._idle = False
+        # Whether the last attempt to connect failed (and none has worked
+        # since): the server is away, and put(wait=True) does not wait.
+        self._away = False
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._poller: select.poll | None = None
@@ -170,12 +176,18 @@ class Publisher:
         self._second_text = ""
         self._zone = ""
 
-    def put(self, created: float, raw: str) -> None:
+    def put(self, created: float, raw: str, *, wait: bool = False) -> None:
         """
-        Queue one record for sending; never blocks on the network.
+        Queue one record for sending; by default never blocks on the network.
 
         @param created: the record's time, in seconds since the epoch.
         @param raw: the record's text; a final newline is added if missing.
+        @param wait: when the queue is full, wait for the sending thread to
+            make room instead of dropping the oldest, unless the server is
+            away (the last attempt to connect failed): then the oldest are
+            dropped as usual, so a dead server cannot block the caller
+            forever.  For C{logio pub}, whose input can wait; never for
+            logging, which must not block the application.
         """
         if not raw.endswith("\n"):
             raw += "\n"
@@ -195,10 +207,16 @@ class Publisher:
             )
         if late:
             return
+        cost = len(raw) + RECORD_OVERHEAD
         with self._lock:
             queue = self._queue
+            if wait:
+                while (
+                    len(queue) >= self.max_records or self._queued_bytes + cost > self.max_bytes
+                ) and not (self._away or self._closed):
+                    self._room.wait()
             queue.append((created, raw))
-            self._queued_bytes += len(raw) + RECORD_OVERHEAD
+            self._queued_bytes += cost
             self._accepted += 1
             while len(queue) > self.max_records or self._queued_bytes > self.max_bytes:
                 self._queued_bytes -= len(queue.popleft()[1]) + RECORD_OVERHEAD
@@ -265,6 +283,7 @@ class Publisher:
             self._closed = True
             self._stop.set()
             self._has_records.notify_all()
+            self._room.notify_all()
             thread, sock = self._thread, self._sock
         if thread is not None:
             thread.join(0.1)
@@ -297,7 +316,6 @@ class Publisher:
         Connect, send batches, and redial with backoff until closed.
         """
         delay = BACKOFF_MIN
-        outage = False
         connected_at = 0.0
         while self._wait_for_records():
             try:
@@ -308,17 +326,17 @@ class Publisher:
                 if fresh:
                     error = self._connect()
                     if error is not None:
-                        if not outage:
+                        if not self._away:
+                            self._set_away(True)
                             self.report(
                                 f"logio: cannot connect to {self.target.describe()}: "
                                 f"{error}; keeping records and retrying"
                             )
-                            outage = True
                         delay = self._pause(delay)
                         continue
-                    if outage:
+                    if self._away:
                         self.report(f"logio: connected to {self.target.describe()} again")
-                        outage = False
+                        self._set_away(False)
                     connected_at = time.monotonic()
                 if not self._send_batch(fresh):
                     delay = self._lost(connected_at, delay)
@@ -327,6 +345,17 @@ class Publisher:
                 self._disconnect()
                 delay = self._pause(delay)
         self._disconnect()
+
+    def _set_away(self, away: bool) -> None:
+        """
+        Note whether the server can be reached (only this thread writes
+        C{_away}); once it cannot, callers waiting for room stop waiting
+        and the oldest records drop.
+        """
+        with self._lock:
+            self._away = away
+            if away:
+                self._room.notify_all()
 
     def _pause(self, delay: float) -> float:
         """
@@ -443,6 +472,7 @@ class Publisher:
             self._queue.clear()
             self._queued_bytes = 0
             dropped, self._dropped = self._dropped, 0
+            self._room.notify_all()
         texts = [self._record(created, raw) for created, raw in records]
         head = [self._topic] if fresh else []
         if dropped:
