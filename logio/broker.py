@@ -124,42 +124,58 @@ class Filters:
         )
 
 
+#: The subscribers of a route as publish loops over them: those without a
+#: log filter, then each log filter with the subscribers sharing it.
+Members = tuple[tuple[ISubscriber, ...], tuple[tuple[Search, tuple[ISubscriber, ...]], ...]]
+
+
 @define
 class _Route:
     """
     The subscribers of one topic, cached: filters are evaluated once per
     (subscriber, topic), not per record.
+
+    Subscribers with the same log filter share one group, so the filter
+    runs once per record for all of them.  Adding and removing one costs the
+    same however many there are; publish loops over an immutable snapshot,
+    rebuilt after a change, so a delivery that makes a subscriber go away
+    cannot make it skip another.
     """
 
     prefix: str
-    plain: list[ISubscriber] = field(factory=list)
-    filtered: dict[Search, list[ISubscriber]] = field(factory=dict)
-
-    # The containers are replaced, never changed in place: a delivery that
-    # makes a subscriber go away cannot make the loop in publish skip
-    # another.  Subscribers with the same log filter share one list, so the
-    # filter runs once per record for all of them.
+    _plain: dict[ISubscriber, None] = field(factory=dict)
+    _filtered: dict[Search, dict[ISubscriber, None]] = field(factory=dict)
+    _members: Members | None = ((), ())
 
     def add(self, subscriber: ISubscriber) -> None:
         search = subscriber.filters.log
         if search is None:
-            self.plain = [*self.plain, subscriber]
+            self._plain[subscriber] = None
         else:
-            self.filtered = {**self.filtered, search: [*self.filtered.get(search, ()), subscriber]}
+            self._filtered.setdefault(search, {})[subscriber] = None
+        self._members = None
 
     def remove(self, subscriber: ISubscriber) -> None:
         search = subscriber.filters.log
         if search is None:
-            if subscriber in self.plain:
-                plain = self.plain.copy()
-                plain.remove(subscriber)
-                self.plain = plain
-        elif subscriber in self.filtered.get(search, ()):
-            sharing = [s for s in self.filtered[search] if s is not subscriber]
-            filtered = {**self.filtered, search: sharing}
+            self._plain.pop(subscriber, None)
+        else:
+            sharing = self._filtered.get(search, {})
+            sharing.pop(subscriber, None)
             if not sharing:
-                del filtered[search]
-            self.filtered = filtered
+                self._filtered.pop(search, None)
+        self._members = None
+
+    def members(self) -> Members:
+        """
+        The current subscribers, as a snapshot.
+        """
+        if self._members is None:
+            self._members = (
+                tuple(self._plain),
+                tuple((search, tuple(group)) for search, group in self._filtered.items()),
+            )
+        return self._members
 
 
 #: A piece of output for L{ISubscriber.deliver}: data, line count, whole.
@@ -209,7 +225,7 @@ class Broker(Service):
     log = Logger()
 
     def __init__(self) -> None:
-        self._subscribers: list[ISubscriber] = []
+        self._subscribers: dict[ISubscriber, None] = {}
         self._routes: dict[Topic, _Route] = {}
         self.published = 0
         self.delivered = 0
@@ -232,14 +248,14 @@ class Broker(Service):
         matching = [
             route for topic, route in self._routes.items() if subscriber.filters.matchesTopic(topic)
         ]
-        self._subscribers.append(subscriber)
+        self._subscribers[subscriber] = None
         for route in matching:
             route.add(subscriber)
 
     def unsubscribe(self, subscriber: ISubscriber) -> None:
         if subscriber not in self._subscribers:
             return
-        self._subscribers.remove(subscriber)
+        del self._subscribers[subscriber]
         for route in self._routes.values():
             route.remove(subscriber)
 
@@ -259,22 +275,24 @@ class Broker(Service):
         if route is None:
             route = self._route(topic)
         self.published += len(records)
-        if not (route.plain or route.filtered):
+        plain, filtered = route.members()
+        if not (plain or filtered):
             return
         lines = [f"{ts}{route.prefix}{text}\n" for ts, text in records]
-        if route.plain:
-            self._fanOut(route.plain, pack(lines, route.prefix))
-        for search, subscribers in route.filtered.items():
+        if plain:
+            self._fanOut(plain, pack(lines, route.prefix))
+        for search, subscribers in filtered:
             chosen = [
                 line for line, record in zip(lines, records, strict=True) if search(record[1])
             ]
             if chosen:
                 self._fanOut(subscribers, pack(chosen, route.prefix))
 
-    def _fanOut(self, subscribers: list[ISubscriber], segments: list[Segment]) -> None:
+    def _fanOut(self, subscribers: Sequence[ISubscriber], segments: list[Segment]) -> None:
         """
         Deliver the same segments to each subscriber.  One that fails is
-        logged and dropped; the others still get everything.
+        logged, unsubscribed and disconnected; the others still get
+        everything.
         """
         for subscriber in subscribers:
             try:
@@ -282,9 +300,10 @@ class Broker(Service):
                     subscriber.deliver(data, count, whole)
             except Exception:
                 self.log.failure(
-                    "Delivery to {subscriber} failed; unsubscribing it", subscriber=subscriber
+                    "Delivery to {subscriber} failed; disconnecting it", subscriber=subscriber
                 )
                 self.unsubscribe(subscriber)
+                subscriber.abort()
         self.delivered += len(subscribers) * sum(segment[1] for segment in segments)
 
     def stopService(self) -> Deferred[Any]:

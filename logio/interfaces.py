@@ -42,6 +42,12 @@ class ISubscriber(Interface):
         queued, end the response, and fire when the connection is closed.
         """
 
+    def abort() -> None:
+        """
+        Drop the subscriber's connection at once, queue and all: delivering
+        to it failed, so it cannot be trusted to end cleanly.
+        """
+
 
 class IBroker(Interface):
     """

@@ -216,6 +216,12 @@ class Subscription:
         self._queue.clear()
         self._queuedLines = self._queuedBytes = 0
 
+    def abort(self) -> None:
+        self.stopProducing()
+        transport = self._request.channel.transport
+        if transport is not None:
+            transport.abortConnection()  # type: ignore[attr-defined]
+
     def close(self) -> Deferred[object]:
         # Only live subscriptions are registered: one whose client went
         # away was unsubscribed when its request finished.

@@ -21,7 +21,7 @@ WEB = Topic("myapp", "web", "foobar")
 
 
 @implementer(ISubscriber)
-@define
+@define(eq=False)
 class FakeSubscriber:
     """
     Records what the broker delivers.
@@ -30,6 +30,7 @@ class FakeSubscriber:
     filters: Filters
     received: list[tuple[bytes, int, bool]] = field(factory=list)
     onDeliver: Callable[[], None] | None = None
+    aborted: bool = False
 
     def deliver(self, data: bytes, lines: int, whole: bool) -> None:
         self.received.append((data, lines, whole))
@@ -38,6 +39,9 @@ class FakeSubscriber:
 
     def close(self) -> Deferred[object]:
         return succeed(None)
+
+    def abort(self) -> None:
+        self.aborted = True
 
     def text(self) -> str:
         return b"".join(data for data, _, _ in self.received).decode()
@@ -274,8 +278,8 @@ class BrokerTests(SynchronousTestCase):
 
     def test_failingSubscriberIsolated(self) -> None:
         """
-        A subscriber whose delivery raises is logged and unsubscribed; the
-        subscribers after it still get the batch.
+        A subscriber whose delivery raises is logged, unsubscribed and
+        disconnected; the subscribers after it still get the batch.
         """
         failing = self.subscribe()
         staying = self.subscribe()
@@ -287,6 +291,7 @@ class BrokerTests(SynchronousTestCase):
         self.broker.publish(WEB, [(TS, "x")])
         self.assertEqual(len(staying.received), 1)
         self.assertEqual(self.broker.subscribers, (staying,))
+        self.assertEqual((failing.aborted, staying.aborted), (True, False))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_noSubscribersNoWork(self) -> None:

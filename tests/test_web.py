@@ -234,6 +234,22 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.assertEqual(self.broker.subscribers, ())
         self.broker.publish(TOPIC, [(TS, "nobody listens")])
 
+    def test_abortDropsTheConnection(self) -> None:
+        """
+        Aborting a subscription drops its queue and its connection at once;
+        the connection's loss then unsubscribes it.
+        """
+        client = self.subscribe()
+        client.transport.producer.pauseProducing()
+        self.broker.publish(TOPIC, [(TS, "queued")])
+        [subscription] = self.broker.subscribers
+        subscription.abort()
+        self.assertEqual(subscription.queued, (0, 0))
+        self.assertTrue(client.transport.disconnected)
+        client.channel.connectionLost(Exception("aborted"))
+        self.assertEqual(self.broker.subscribers, ())
+        self.assertEqual(client.body(), b"")
+
     def test_chattySubscriberStillRead(self) -> None:
         """
         Bytes a subscriber sends after its request are thrown away and the
