@@ -30,6 +30,19 @@ class ImportTests(SynchronousTestCase):
         )
         self.assertEqual(result.stdout.split(), [b"0", b"1", b"False", b"logio.client.handler"])
 
+    def test_noTwisted(self) -> None:
+        """
+        The client (handler, URL checks and command) works where Twisted cannot be imported.
+        """
+        result = runPython(
+            "import sys\n"
+            "sys.modules['twisted'] = None\n"
+            "import logio.auto, logio.client.cli\n"
+            "print(logio.auto.handler.publisher.target.app)\n",
+            LOGIO_URL="logio://127.0.0.1:1?app=plain",
+        )
+        self.assertEqual((result.stdout, result.returncode), (b"plain\n", 0), result.stderr)
+
     def test_autoWithoutURL(self) -> None:
         """
         C{import logio.auto} with LOGIO_URL unset does nothing.

@@ -9,7 +9,9 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from logio.client.url import PublishURL, parse_url, program_name
+from logio.client import url as client
+from logio.client.url import MAX_TOPIC_FIELD, PublishURL, parse_url, program_name
+from logio.publish import base
 
 
 class ParseTests(SynchronousTestCase):
@@ -76,6 +78,31 @@ class ParseTests(SynchronousTestCase):
         url = parse_url("logio://[::1]:7000/?app=a")
         self.assertEqual(url.address, ("::1", 7000))
         self.assertEqual(url.describe(), "[::1]:7000")
+
+    def test_longestFields(self) -> None:
+        """
+        Topic fields of MAX_TOPIC_FIELD characters are accepted as they are.
+        """
+        longest = "x" * MAX_TOPIC_FIELD
+        url = parse_url(f"logio://h?app={longest}&proc={longest}&host={longest}")
+        self.assertEqual((url.app, url.proc, url.host), (longest, longest, longest))
+
+    def test_defaultsMadeAcceptable(self) -> None:
+        """
+        A program or host name the server would refuse is made acceptable, not
+        an error: control characters become "?", a long name is cut.
+        """
+        self.patch(sys, "argv", ["/usr/bin/odd\nname\x7f"])
+        self.patch(socket, "gethostname", lambda: "h" * 300)
+        url = parse_url("logio://h?app=a")
+        self.assertEqual((url.proc, url.host), ("odd?name?", "h" * MAX_TOPIC_FIELD))
+
+    def test_serverRules(self) -> None:
+        """
+        The client checks topic fields by the server's own rules.
+        """
+        self.assertEqual(MAX_TOPIC_FIELD, base.MAX_TOPIC_FIELD)
+        self.assertEqual(client._CONTROL.pattern, base._CONTROL.pattern)
 
     def test_percentEncoding(self) -> None:
         """
@@ -157,3 +184,19 @@ class ErrorTests(SynchronousTestCase):
         """
         self.assertBad("logio+unix://h?app=a", "logio+unix:///path/to/socket")
         self.assertBad("logio+unix://?app=a", "logio+unix:///path/to/socket")
+
+    def test_controlCharacter(self) -> None:
+        """
+        A topic field with a control character, which the server refuses, is refused.
+        """
+        self.assertBad("logio://h?app=a%0Ab", "app holds a control character")
+        self.assertBad("logio://h?app=a&proc=%1b[31m", "proc holds a control character")
+        self.assertBad("logio://h?app=a&host=a%7Fb", "host holds a control character")
+
+    def test_tooLong(self) -> None:
+        """
+        A topic field longer than the server accepts is refused.
+        """
+        self.assertBad(f"logio://h?app={'a' * 257}", "app is longer than 256 characters")
+        self.assertBad(f"logio://h?app=a&proc={'p' * 300}", "proc is longer than 256 characters")
+        self.assertBad(f"logio://h?app=a&host={'h' * 257}", "host is longer than 256 characters")

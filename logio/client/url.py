@@ -7,18 +7,29 @@ Parse the URL that tells a publisher where to send and under which topic.
 
 The port defaults to 7701. C{app} is required; C{proc} defaults to the program's
 name (the base name of C{sys.argv[0]}) and C{host} to the machine's host name.
-Every mistake is a L{ValueError} that says what is wrong, raised at once.
+Every mistake is a L{ValueError} that says what is wrong, raised at once,
+including a topic the server would refuse: a field longer than
+L{MAX_TOPIC_FIELD} characters or holding a control character.  The defaults
+are not the user's mistake, so they are made acceptable instead: control
+characters become C{?} and a long name is cut.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 DEFAULT_PORT = 7701
+
+#: The longest topic field the server accepts, and what it refuses in one:
+#: the same as C{MAX_TOPIC_FIELD} and C{_CONTROL} in L{logio.publish.base},
+#: which is not imported because it needs Twisted and the client must not.
+MAX_TOPIC_FIELD = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 _SCHEMES = ("logio", "logios", "logio+unix")
 _PARAMETERS = ("app", "proc", "host", "ca")
@@ -93,14 +104,30 @@ def parse_url(url: str) -> PublishURL:
         raise ValueError(f"logio URL {url!r}: ?ca= is only for logios:// (TLS)")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"logio URL {url!r}: user names and passwords are not used")
+    for name in ("app", "proc", "host"):
+        value = params.get(name, "")
+        if len(value) > MAX_TOPIC_FIELD:
+            raise ValueError(
+                f"logio URL {url!r}: {name} is longer than {MAX_TOPIC_FIELD} characters"
+            )
+        if _CONTROL.search(value):
+            raise ValueError(f"logio URL {url!r}: {name} holds a control character")
     return PublishURL(
         address=_address(url, parts),
         tls=scheme == "logios",
         ca=ca,
         app=app,
-        proc=params.get("proc") or program_name(),
-        host=params.get("host") or socket.gethostname(),
+        proc=params.get("proc") or _acceptable(program_name()),
+        host=params.get("host") or _acceptable(socket.gethostname()),
     )
+
+
+def _acceptable(default: str) -> str:
+    """
+    A default topic field as the server accepts it: control characters
+    become C{?}, and it is cut to L{MAX_TOPIC_FIELD} characters.
+    """
+    return _CONTROL.sub("?", default)[:MAX_TOPIC_FIELD]
 
 
 def _address(url: str, parts: SplitResult) -> tuple[str, int] | str:
