@@ -139,7 +139,9 @@ class ListeningService(Service):
         super().startService()
         try:
             endpoint = serverFromString(reactor, self.description)
-        except ValueError as e:
+        except Exception as e:
+            # A string Twisted cannot parse (ValueError), a missing key or
+            # certificate file (OSError), a bad one (OpenSSL's errors)...
             raise StartupError(
                 f"logio: bad endpoint {self.description!r} for {self.role}: {e}"
             ) from None
@@ -178,14 +180,27 @@ class ListeningService(Service):
         return None
 
 
+_log = Logger()
+
+
 def raiseFileLimit() -> None:
     """
     Raise the open-files soft limit to the hard limit: every subscriber and
-    publisher is a file descriptor.
+    publisher is a file descriptor.  Where that is refused (macOS refuses an
+    unlimited hard limit), say so and go on with the soft limit.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            _log.warn(
+                "Could not raise the open-files limit from {soft} to {hard} ({error}); "
+                "at most {soft} publishers and subscribers together",
+                soft=soft,
+                hard=hard,
+                error=e,
+            )
 
 
 def makeService(options: Options) -> MultiService:

@@ -5,14 +5,17 @@ Tests for L{logio.tap}, the twistd plugin and the Dockerfile.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 
 from twisted.application.service import IService
 from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from logio import tap
 from logio.broker import Broker
 from logio.tap import ListeningService, Options, describeAddress, makeService
 from tests.server import TIMEOUT, twistd
@@ -182,6 +185,71 @@ class StartupFailureTests(SynchronousTestCase):
         self.assertNotEqual(status, 0)
         self.assertIn("logio: bad endpoint 'bogus:1' for subscribers", output)
         self.assertNotIn("Traceback", output)
+
+    def test_missingKeyFile(self) -> None:
+        """
+        An C{ssl:} endpoint whose key file is missing is one clear line.
+        """
+        missing = os.path.abspath(os.path.join(self.mktemp(), "key.pem"))
+        description = f"ssl:0:interface=127.0.0.1:privateKey={missing}"
+        status, output = self.twistd("-n", "--pidfile=", "logio", "--publish", description)
+        self.assertNotEqual(status, 0)
+        self.assertIn(f"logio: bad endpoint {description!r} for publishers", output)
+        self.assertIn("No such file or directory", output)
+        self.assertNotIn("Traceback", output)
+
+
+class FakeResource:
+    """
+    The parts of the C{resource} module L{raiseFileLimit} uses, with a
+    settable outcome.
+    """
+
+    RLIMIT_NOFILE = resource.RLIMIT_NOFILE
+
+    def __init__(self, soft: int, hard: int, refuse: bool = False) -> None:
+        self.limits = (soft, hard)
+        self.refuse = refuse
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        assert which == self.RLIMIT_NOFILE
+        return self.limits
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        assert which == self.RLIMIT_NOFILE
+        if self.refuse:
+            raise ValueError("not allowed to raise maximum limit")
+        self.limits = limits
+
+
+class RaiseFileLimitTests(SynchronousTestCase):
+    """
+    The server raises its open-files limit as far as it may.
+    """
+
+    def test_raised(self) -> None:
+        """
+        The soft limit is raised to the hard limit.
+        """
+        fake = FakeResource(1024, 524288)
+        self.patch(tap, "resource", fake)
+        tap.raiseFileLimit()
+        self.assertEqual(fake.limits, (524288, 524288))
+
+    def test_refused(self) -> None:
+        """
+        A refusal is logged with both limits, and start-up goes on.
+        """
+        fake = FakeResource(256, resource.RLIM_INFINITY, refuse=True)
+        self.patch(tap, "resource", fake)
+        with capturedLogs() as events:
+            tap.raiseFileLimit()
+        self.assertEqual(fake.limits, (256, resource.RLIM_INFINITY))
+        [event] = events
+        self.assertEqual(event["log_level"], LogLevel.warn)
+        message = formatEvent(event)
+        self.assertIn("Could not raise the open-files limit from 256", message)
+        self.assertIn("not allowed to raise maximum limit", message)
 
 
 class DockerfileTests(SynchronousTestCase):
