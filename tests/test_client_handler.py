@@ -10,6 +10,7 @@ import datetime
 import logging
 import logging.config
 import os
+import socket
 import ssl
 import threading
 import time
@@ -557,6 +558,19 @@ class TransportTests(HandlerTestCase):
         logger.info("local")
         self.assertEqual(sink.waitForRaws(1), [f"INFO {logger.name}: local\n"])
         self.assertEqual(sink.values(0)[0], {"app": "a", "proc": "p", "host": "h"})
+
+    def test_socketOptions(self) -> None:
+        """
+        The TCP socket has TCP_NODELAY (no Nagle delay) and SO_KEEPALIVE (a dead server is found).
+        """
+        sink = Sink(self)
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a")
+        self.logger(handler).info("connected")
+        sink.waitForRaws(1)
+        sock = handler.publisher._sock
+        assert sock is not None
+        self.assertTrue(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        self.assertTrue(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
 
 
 class ConfigurationTests(HandlerTestCase):
