@@ -13,11 +13,12 @@ import re
 import socket
 import subprocess
 import threading
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio import LogioHandler
-from tests.server import Server, socketPath, waitFor
+from tests.server import Server, Stream, socketPath, waitFor
 from tests.test_client_cli import Running, pub
 from tests.test_client_sink import TestServer, certificates, freePort, logio, runPython
 
@@ -82,6 +83,36 @@ class HandlerEndToEndTests(SynchronousTestCase):
     LogioHandler and logio.auto publishing to the real server.
     """
 
+    def publishing(self, url: str, **options: Any) -> tuple[LogioHandler, logging.Logger]:
+        """
+        A handler for C{url} whose reports are kept in C{self.reports}, and a
+        logger of its own that sends only to it.
+        """
+        handler = LogioHandler(url, **options)
+        self.reports: list[str] = []
+        handler.publisher.report = self.reports.append
+        self.addCleanup(handler.close)
+        logger = logging.getLogger(f"e2e.{self._testMethodName}")
+        logger.propagate = False
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        return handler, logger
+
+    def startHeld(self, handler: LogioHandler, *options: str) -> tuple[Server, Stream]:
+        """
+        Start a server and subscribe to it before the handler may send.
+
+        Delivery is at-most-once, so what reaches the server before a
+        subscriber exists is gone: the publisher's lock is held meanwhile,
+        which keeps its sending thread from taking any record off the queue
+        (it may connect, but sends nothing).
+        """
+        with handler.publisher._lock:
+            server = Server(self, *options)
+            stream = server.subscribe("app=^held$")
+            server.subscribed(1)
+        return server, stream
+
     def test_autoInOrderExactFormat(self) -> None:
         """
         import logio.auto records arrive in order, exactly formatted, with their own times.
@@ -118,43 +149,48 @@ class HandlerEndToEndTests(SynchronousTestCase):
             self.assertEqual((topic, host), ("e2e[web]", "box1"))
             self.assertLess(abs(when.timestamp() - stamp), 0.0011)
 
+    def test_serverDownAtStart(self) -> None:
+        """
+        Records logged while no server listens arrive, in order, once it starts.
+        """
+        publishPort = freePort()
+        handler, logger = self.publishing(f"logio://127.0.0.1:{publishPort}?app=held&proc=p")
+        for i in range(500):
+            logger.warning("early %d", i)
+        waitFor(lambda: self.reports, what="a report that the server is away")
+        self.assertIn(f"cannot connect to 127.0.0.1:{publishPort}", self.reports[0])
+        _, stream = self.startHeld(handler, "--publish", f"tcp:{publishPort}:interface=127.0.0.1")
+        lines = stream.lines(500)
+        self.assertEqual(texts(lines), [f"WARNING {logger.name}: early {i}" for i in range(500)])
+        self.assertEqual({parseLine(line)[1] for line in lines}, {"held[p]"})
+
     def test_serverRestarted(self) -> None:
         """
-        After a server restart the handler reconnects, resends the topic and loses nothing.
+        After a server restart the handler reconnects, resends the topic and
+        loses nothing: what was logged while the server was down arrives, in order.
         """
-        publishPort, subscribePort = freePort(), freePort()
-        options = (
-            "--publish",
-            f"tcp:{publishPort}:interface=127.0.0.1",
-            "--subscribe",
-            f"tcp:{subscribePort}:interface=127.0.0.1",
-        )
-        first = Server(self, *options)
-        handler = LogioHandler(f"logio://127.0.0.1:{publishPort}?app=rs", flush_timeout=0.5)
-        handler.publisher.report = lambda message: None
-        self.addCleanup(handler.close)
-        logger = logging.getLogger("e2e.restart")
-        logger.propagate = False
-        logger.addHandler(handler)
-        self.addCleanup(logger.removeHandler, handler)
-        stream = first.subscribe("app=rs")
+        publishPort = freePort()
+        options = ("--publish", f"tcp:{publishPort}:interface=127.0.0.1")
+        handler, logger = self.publishing(f"logio://127.0.0.1:{publishPort}?app=held&proc=p")
+        first, stream = self.startHeld(handler, *options)
         logger.warning("before")
-        self.assertEqual(texts(stream.lines(1)), ["WARNING e2e.restart: before"])
+        self.assertEqual(texts(stream.lines(1)), [f"WARNING {logger.name}: before"])
         first.stop()
-        logger.warning("while away")
-        second = Server(self, *options)
-        stream = second.subscribe("app=rs")
-
-        def arrived() -> bool:
-            logger.warning("after")
-            try:
-                stream.readUntil(lambda body: b"after" in body, 0.2)
-            except TimeoutError:
-                return False
-            return True
-
-        waitFor(arrived, what="a record after the restart")
-        self.assertIn("WARNING e2e.restart: after", texts(stream.lines(1)))
+        for i in range(100):
+            logger.warning("while away %d", i)
+        waitFor(
+            lambda: any("cannot connect" in report for report in self.reports),
+            what="a report that the server is away",
+        )
+        _, stream = self.startHeld(handler, *options)
+        logger.warning("after")
+        lines = stream.lines(101)
+        self.assertEqual(
+            texts(lines),
+            [f"WARNING {logger.name}: while away {i}" for i in range(100)]
+            + [f"WARNING {logger.name}: after"],
+        )
+        self.assertEqual({parseLine(line)[1] for line in lines}, {"held[p]"})
 
     def test_dropCountReachesSubscribers(self) -> None:
         """
@@ -162,16 +198,10 @@ class HandlerEndToEndTests(SynchronousTestCase):
         """
         server = Server(self)
         gate = Gate(self, server.publishPort)
-        handler = LogioHandler(
+        handler, logger = self.publishing(
             f"logio://127.0.0.1:{gate.port}?app=gate&proc=p&host=h", max_records=50
         )
-        handler.publisher.report = lambda message: None
         handler.setFormatter(logging.Formatter("%(message)s"))
-        self.addCleanup(handler.close)
-        logger = logging.getLogger("e2e.gate")
-        logger.propagate = False
-        logger.addHandler(handler)
-        self.addCleanup(logger.removeHandler, handler)
         stream = server.subscribe("app=gate")
         for i in range(10):
             logger.warning("%d", i)
