@@ -169,7 +169,8 @@ class ListeningService(Service):
     def _failedLater(self, reason: Failure) -> None:
         from twisted.internet import reactor
 
-        self.log.critical("{message}", message=self._cannotListen(reason))
+        # Not "message": legacy log observers own that key.
+        self.log.critical("{error}", error=self._cannotListen(reason))
         reactor.stop()
 
     def stopService(self) -> Deferred[None] | None:

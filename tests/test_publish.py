@@ -18,6 +18,7 @@ from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
@@ -248,6 +249,17 @@ class SniffingTests(PublisherTestCase):
             parser = factory.parserFor(first)
             self.assertIsInstance(parser, kind)
             self.assertEqual((parser.broker, parser.clock, parser.maxLine), (broker, clock, 123))
+
+    def test_oneTimestampCache(self) -> None:
+        """
+        The seed parsers of one factory share one bounded timestamp cache,
+        so many publishers cost no more memory for it than one.
+        """
+        factory = PublisherFactory(FakeBroker(), Clock())
+        first, second = factory.parserFor(b"{"), factory.parserFor(b"{")
+        assert isinstance(first, SeedProtocol) and isinstance(second, SeedProtocol)
+        self.assertIs(first.stamps, factory.stamps)
+        self.assertIs(second.stamps, factory.stamps)
 
     def test_braceIsSeed(self) -> None:
         """
@@ -498,6 +510,23 @@ class SeedTests(PublisherTestCase):
             connection,
             WEB,
             [(NOW_TS, text) for text in ["a", "b", "c\n", "", "d\r", "e"]],
+        )
+
+    def test_rawControlNewlines(self) -> None:
+        """
+        Newlines written raw inside the JSON string (a control character the
+        decoder accepts) are treated as escaped ones: the trailing one goes,
+        on the Go-shaped fast path as on the general decoder.
+        """
+        time = '"time":"2016-12-06T17:14:21.448-05:00"'
+        connection = seed().feed(
+            b'{"app":"myapp","proc":"web","host":"foobar"}'
+            + f'{{{time},"raw":"fast\n"}}{{"raw":"slow\r\n",{time}}}'.encode()
+            + f'{{{time},"raw":"two\nlines\n"}}'.encode()
+        )
+        stamp = "2016-12-06T22:14:21.448"
+        self.assertPublished(
+            connection, WEB, [(stamp, "fast"), (stamp, "slow"), (stamp, "two\nlines")]
         )
 
     def test_loneSurrogate(self) -> None:
@@ -1164,3 +1193,60 @@ class ChunkingTests(PublisherTestCase):
         stream = b"app=myapp&proc=web&host=foobar\r\none\r\ntwo\r\nthree\r\n"
         records = [(NOW_TS, "one"), (NOW_TS, "two"), (NOW_TS, "three")]
         self.assertInvariant(stream, ({WEB}, records, b"", False))
+
+
+class PublisherLogTests(PublisherTestCase):
+    """
+    The server log says when a publisher is refused, and what a publisher's
+    input lost or changed on the way when it goes away.
+    """
+
+    def messages(self, connection: Connection) -> list[str]:
+        """
+        Close C{connection}; the messages logged, from its first read on.
+        """
+        with capturedLogs() as events:
+            connection.feed(*self.chunks).close()
+        return [formatEvent(event) for event in events]
+
+    def test_refusal(self) -> None:
+        """
+        A refusal is logged as a warning with the peer and the reason.
+        """
+        self.chunks = [b'{"proc":"web"}']
+        [message] = self.messages(seed())
+        self.assertIn(f"Publisher {PEER} refused: ", message)
+        self.assertIn("app", message)
+
+    def test_badTimes(self) -> None:
+        """
+        Records stamped with the receive time because their time did not
+        parse are counted in the log when the publisher goes away.
+        """
+        self.chunks = [
+            values(WEB_TOPIC, {"time": "yesterday", "raw": "x"}, {"time": 1, "raw": "y"})
+        ]
+        self.assertEqual(
+            self.messages(seed()),
+            [
+                f"Publisher {PEER} ({WEB!r}) went away; 2 records had a time that did not "
+                "parse and got the receive time"
+            ],
+        )
+
+    def test_discarded(self) -> None:
+        """
+        Bytes cut off over-long text lines are counted in the log.
+        """
+        self.chunks = [b"app=a\n0123456789ab\n"]
+        [message] = self.messages(text(maxLine=8))
+        self.assertTrue(message.endswith("went away; 4 bytes of over-long lines were cut off"))
+
+    def test_cleanConnection(self) -> None:
+        """
+        A publisher whose input was taken as it was leaves nothing in the log.
+        """
+        self.chunks = [GO_STREAM]
+        self.assertEqual(self.messages(seed()), [])
+        self.chunks = [b"app=a\nfine\n"]
+        self.assertEqual(self.messages(text()), [])

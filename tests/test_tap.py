@@ -11,7 +11,10 @@ import subprocess
 
 from twisted.application.service import IService
 from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
 from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -197,6 +200,25 @@ class StartupFailureTests(SynchronousTestCase):
         self.assertIn(f"logio: bad endpoint {description!r} for publishers", output)
         self.assertIn("No such file or directory", output)
         self.assertNotIn("Traceback", output)
+
+    def test_failedLater(self) -> None:
+        """
+        A listen that fails after start-up is logged as critical, naming the
+        endpoint and the reason, and stops the reactor.
+        """
+        from twisted.internet import reactor
+
+        stopped: list[bool] = []
+        self.patch(reactor, "stop", lambda: stopped.append(True))
+        service = ListeningService("subscribers", "unix:/nowhere/s.sock", Factory())
+        with capturedLogs() as events:
+            service._failedLater(Failure(CannotListenError("", "/nowhere/s.sock", "no dir")))
+        [event] = events
+        self.assertEqual(event["log_level"], LogLevel.critical)
+        self.assertIn(
+            "logio: cannot listen for subscribers on unix:/nowhere/s.sock", formatEvent(event)
+        )
+        self.assertEqual(stopped, [True])
 
 
 class FakeResource:

@@ -19,6 +19,7 @@ from logio.interfaces import IBroker
 from logio.publish.base import tuneSocket
 from logio.publish.seed import SeedProtocol
 from logio.publish.text import TextProtocol
+from logio.topic import StampParser
 
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
@@ -70,6 +71,7 @@ class PublisherFactory(Factory):
         self.broker = broker
         self.clock = clock
         self.maxLine = maxLine
+        self.stamps = StampParser()
 
     def buildProtocol(self, addr: object) -> PublisherProtocol:
         return PublisherProtocol(self)
@@ -79,5 +81,5 @@ class PublisherFactory(Factory):
         The parser for a stream that starts with the byte C{first}.
         """
         if first == b"{":
-            return SeedProtocol(self.broker, self.clock, self.maxLine)
+            return SeedProtocol(self.broker, self.clock, self.maxLine, self.stamps)
         return TextProtocol(self.broker, self.clock, self.maxLine)

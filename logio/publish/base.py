@@ -9,6 +9,7 @@ import re
 
 from twisted.internet.interfaces import IReactorTime, ITCPTransport, ITransport
 from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from logio.interfaces import IBroker
@@ -92,6 +93,7 @@ class Publisher:
     @ivar failed: Whether the connection was refused; later data is ignored.
     """
 
+    log = Logger()
     transport: ITransport | None
     topic: Topic | None = None
     failed = False
@@ -118,16 +120,35 @@ class Publisher:
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
-        The broker may forget what it cached about this topic.
+        The broker may forget what it cached about this topic.  What the
+        connection's input lost or changed on the way is logged.
         """
         if self.topic is not None:
             self.broker.forget(self.topic)
+        changes = self.changes()
+        if changes:
+            self.log.info(
+                "Publisher {peer} ({topic}) went away; {changes}",
+                peer=peerHost(self.transport),
+                topic=self.topic,
+                changes=changes,
+            )
+
+    def changes(self) -> str:
+        """
+        What this connection's input lost or changed on the way, for the
+        log; empty if nothing.
+        """
+        return ""
 
     def fail(self, message: str) -> None:
         """
         Write one error line back to the publisher and close the connection.
         """
         self.failed = True
+        self.log.warn(
+            "Publisher {peer} refused: {reason}", peer=peerHost(self.transport), reason=message
+        )
         assert self.transport is not None
         self.transport.write(f"error: {message}\n".encode("utf-8", "replace"))
         self.transport.loseConnection()

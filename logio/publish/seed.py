@@ -15,10 +15,11 @@ import codecs
 import json
 import re
 from json.decoder import scanstring  # type: ignore[attr-defined]
-from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 
+from logio.interfaces import IBroker
 from logio.publish.base import Publisher, PublisherError, makeTopic, peerHost, safeText
 from logio.topic import Record, StampParser
 
@@ -73,13 +74,21 @@ class SeedProtocol(Publisher, Protocol):
         with the receive time instead.
     """
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(
+        self,
+        broker: IBroker,
+        clock: IReactorTime,
+        maxLine: int,
+        stamps: StampParser | None = None,
+    ) -> None:
+        super().__init__(broker, clock, maxLine)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         # strict=False: a control character inside a string is kept, not an
         # error, the same as on the fast path.
         self._json = json.JSONDecoder(strict=False)
-        self._stamps = StampParser()
+        #: Shared by the publishers of one factory, so its bounded cache is
+        #: the only one, however many publishers there are.
+        self.stamps = stamps if stamps is not None else StampParser()
         self._buffer = ""
         # Characters of the stream before the start of the buffer.
         self._offset = 0
@@ -133,7 +142,7 @@ class SeedProtocol(Publisher, Protocol):
             one) starts; the general decoder takes over from there.
         """
         match = _GO_RECORD.match
-        cached = self._stamps.cached
+        cached = self.stamps.cached
         limit = self.maxLine
         while True:
             found = match(buffer, position)
@@ -148,7 +157,9 @@ class SeedProtocol(Publisher, Protocol):
             stamp = cached(time) or self._stamp(time)
             escape = raw.find("\\")
             if escape < 0:
-                text = raw
+                # A raw newline at the end (a control character JSON
+                # allows here, as strict=False does) goes, as on the slow path.
+                text = raw if raw[-1:] != "\n" else cleanText(raw)
             elif escape == len(raw) - 2 and raw[-1] == "n":
                 text = raw[:-2]
             else:
@@ -160,13 +171,18 @@ class SeedProtocol(Publisher, Protocol):
             records.append((stamp, text))
             position = end
 
+    def changes(self) -> str:
+        if not self.badTimes:
+            return ""
+        return f"{self.badTimes} records had a time that did not parse and got the receive time"
+
     def _stamp(self, time: object) -> str:
         """
         The output timestamp of a record's C{time}: parsed, or the receive
         time if there is none or it does not parse (counted in C{badTimes}).
         """
         if isinstance(time, str):
-            stamp = self._stamps(time)
+            stamp = self.stamps(time)
             if stamp is not None:
                 return stamp
         if time is not None:

@@ -66,6 +66,11 @@ class TextProtocol(Publisher, LineOnlyReceiver):
         self._buffer = rest
         self.linesReceived(lines)
 
+    def changes(self) -> str:
+        if not self.discarded:
+            return ""
+        return f"{self.discarded} bytes of over-long lines were cut off"
+
     def _cut(self, line: bytes) -> bytes:
         if len(line) <= self.maxLine:
             return line
