@@ -70,13 +70,23 @@ def compileFilter(name: str, pattern: str) -> Optional[Search]:
                 name, pattern, f"counted repetitions above {{{MAX_REPEAT}}} make matching too slow"
             )
     try:
-        compiled = re2.compile(pattern, _OPTIONS)
+        # A bytes pattern, searched in UTF-8 text: RE2 matches the same
+        # characters (its encoding is UTF-8 either way), and a search costs
+        # less than half as much from Python as one on a str.
+        compiled = re2.compile(pattern.encode("utf-8", "replace"), _OPTIONS)
     except re2.error as e:
         reason = e.args[0] if e.args else "invalid pattern"
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise BadFilter(name, pattern, str(reason)) from None
-    return compiled.search
+    return partial(_search, compiled.search)
+
+
+def _search(search: Callable[[bytes], object], text: str) -> object:
+    """
+    Run a compiled RE2 search on C{text} encoded as UTF-8.
+    """
+    return search(text.encode("utf-8", "replace"))
 
 
 def _contains(literal: str, text: str) -> Optional[bool]:

@@ -111,6 +111,26 @@ class FiltersTests(SynchronousTestCase):
         self.assertIsNone(search("error 500"))
         self.assertIs(compileFilter("log", "ERROR 5"), search)
 
+    def test_unicodeCharacters(self) -> None:
+        """
+        Patterns match characters, not bytes: C{.} is one character however
+        many bytes it takes, case folding and Unicode classes work, and a
+        lone surrogate in a pattern or text cannot make a search raise.
+        """
+        cases = [
+            ("^.$", "é", True),
+            ("^..$", "é", False),
+            ("(?i)école", "ÉCOLE", True),
+            (r"^\p{Greek}+$", "αβγ", True),
+            ("^[^a]$", "€", True),
+            ("x.y", "x\ud800y", True),
+        ]
+        for pattern, text, matches in cases:
+            search = compileFilter("log", pattern)
+            assert search is not None
+            self.assertEqual(bool(search(text)), matches, (pattern, text))
+        self.assertIsNotNone(compileFilter("log", "a.\udc80"))
+
     def test_bigRepetitionRefused(self) -> None:
         """
         A counted repetition above 100 is refused (it makes RE2 very slow);
