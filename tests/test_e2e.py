@@ -116,13 +116,8 @@ class EndToEndTests(SynchronousTestCase):
         either = self.server.subscribe("app=myapp&proc=web|worker")
         anchoredEnd = self.server.subscribe("log=bar%24")
         everything = self.server.subscribe("app=&proc=")
-        stream = b"".join(
-            topic("myapp", proc) + record(text)
-            for proc, text in [("web", "open bar"), ("worker", "bar none"), ("clock", "tick")]
-        )
         for proc, text in [("web", "open bar"), ("worker", "bar none"), ("clock", "tick")]:
             self.server.publish(topic("myapp", proc) + record(text + "\n")).close()
-        del stream
         self.assertEqual(
             sorted(line.split(b"] h: ")[1] for line in either.lines(2)), [b"bar none", b"open bar"]
         )
@@ -310,3 +305,36 @@ class EndToEndTests(SynchronousTestCase):
         stream.readToEnd()
         self.assertTrue(stream.ended)
         self.assertIn("Server Shut Down.", self.server.log())
+
+    def test_sigtermStopsAccepting(self) -> None:
+        """
+        On SIGTERM the server stops accepting connections at once, and still
+        ends the streams it has: a subscriber that was not reading gets what
+        was waiting for it, then the final chunk.
+        """
+        publishPort, subscribePort = self.server.publishPort, self.server.subscribePort
+        slow = socket.socket()
+        self.addCleanup(slow.close)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", subscribePort))
+        slow.sendall(b"GET /?app=seq HTTP/1.1\r\nHost: x\r\n\r\n")
+        fast = self.server.subscribe("app=seq")
+        self.server.subscribed(2)
+        count = 20000
+        body = b"".join(record(f"{i:06d} " + "y" * 80 + "\n") for i in range(count))
+        self.server.publish(topic("seq", "p") + body).close()
+        # Everything has been read and delivered or queued.
+        self.assertEqual(len(fast.lines(count)), count)
+        self.server.process.terminate()
+        for port in (publishPort, subscribePort):
+            self.server.waitForLog(f"(TCP Port {port} Closed)")
+            self.assertRaises(
+                ConnectionRefusedError, socket.create_connection, ("127.0.0.1", port), TIMEOUT
+            )
+        slow.settimeout(TIMEOUT)
+        data = b""
+        while chunk := slow.recv(1 << 20):
+            data += chunk
+        self.assertTrue(data.endswith(b"\r\n0\r\n\r\n"), data[-100:])
+        self.assertIn(b"seq[p] h: 019999 ", data)
+        self.assertEqual(self.server.stop(), -signal.SIGTERM)
