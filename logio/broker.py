@@ -20,7 +20,8 @@ from zope.interface import implementer
 from logio.interfaces import IBroker, ISubscriber
 from logio.topic import Record, Topic
 
-Search = Callable[[str], object]
+#: An unanchored search in UTF-8 text: a match (true) or L{None}.
+Search = Callable[[bytes], object]
 
 FILTER_FIELDS = ("app", "proc", "host", "log")
 
@@ -63,7 +64,7 @@ def compileFilter(name: str, pattern: str) -> Optional[Search]:
     if not pattern:
         return None
     if _SPECIAL.isdisjoint(pattern):
-        return partial(_contains, pattern)
+        return partial(_contains, pattern.encode("utf-8", "surrogatepass"))
     for low, high in _REPEAT.findall(pattern):
         if max(int(low), int(high or 0)) > MAX_REPEAT:
             raise BadFilter(
@@ -72,24 +73,18 @@ def compileFilter(name: str, pattern: str) -> Optional[Search]:
     try:
         # A bytes pattern, searched in UTF-8 text: RE2 matches the same
         # characters (its encoding is UTF-8 either way), and a search costs
-        # less than half as much from Python as one on a str.
-        compiled = re2.compile(pattern.encode("utf-8", "replace"), _OPTIONS)
+        # less than half as much from Python as one on a str.  A lone
+        # surrogate is not UTF-8, and RE2 refuses it.
+        compiled = re2.compile(pattern.encode("utf-8", "surrogatepass"), _OPTIONS)
     except re2.error as e:
         reason = e.args[0] if e.args else "invalid pattern"
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise BadFilter(name, pattern, str(reason)) from None
-    return partial(_search, compiled.search)
+    return compiled.search
 
 
-def _search(search: Callable[[bytes], object], text: str) -> object:
-    """
-    Run a compiled RE2 search on C{text} encoded as UTF-8.
-    """
-    return search(text.encode("utf-8", "replace"))
-
-
-def _contains(literal: str, text: str) -> Optional[bool]:
+def _contains(literal: bytes, text: bytes) -> Optional[bool]:
     """
     The search for a pattern without special characters: as RE2 would
     answer, but without its per-call cost.
@@ -125,7 +120,7 @@ class Filters:
         filter is applied per record, not here).
         """
         return all(
-            search is None or search(value) is not None
+            search is None or search(value.encode("utf-8", "replace")) is not None
             for search, value in (
                 (self.app, topic.app),
                 (self.proc, topic.proc),
@@ -167,13 +162,12 @@ class _Route:
 
     def remove(self, subscriber: ISubscriber) -> None:
         search = subscriber.filters.log
-        if search is None:
-            self._plain.pop(subscriber, None)
-        else:
-            sharing = self._filtered.get(search, {})
-            sharing.pop(subscriber, None)
-            if not sharing:
-                self._filtered.pop(search, None)
+        group = self._plain if search is None else self._filtered.get(search, {})
+        if subscriber not in group:
+            return
+        del group[subscriber]
+        if search is not None and not group:
+            del self._filtered[search]
         self._members = None
 
     def members(self) -> Members:
@@ -291,10 +285,11 @@ class Broker(Service):
         lines = [f"{ts}{route.prefix}{text}\n" for ts, text in records]
         if plain:
             self._fanOut(plain, pack(lines, route.prefix))
+        if not filtered:
+            return
+        texts = [text.encode("utf-8", "replace") for _, text in records]
         for search, subscribers in filtered:
-            chosen = [
-                line for line, record in zip(lines, records, strict=True) if search(record[1])
-            ]
+            chosen = [line for line, text in zip(lines, texts, strict=True) if search(text)]
             if chosen:
                 self._fanOut(subscribers, pack(chosen, route.prefix))
 
@@ -313,7 +308,10 @@ class Broker(Service):
                     "Delivery to {subscriber} failed; disconnecting it", subscriber=subscriber
                 )
                 self.unsubscribe(subscriber)
-                subscriber.abort()
+                try:
+                    subscriber.abort()
+                except Exception:
+                    self.log.failure("Disconnecting {subscriber} failed", subscriber=subscriber)
         self.delivered += len(subscribers) * sum(segment[1] for segment in segments)
 
     def stopService(self) -> Deferred[Any]:

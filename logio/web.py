@@ -218,9 +218,10 @@ class Subscription:
 
     def abort(self) -> None:
         self.stopProducing()
-        transport = self._request.channel.transport
-        if transport is not None:
-            transport.abortConnection()  # type: ignore[attr-defined]
+        # A request whose connection is already gone has no channel.
+        channel = self._request.channel
+        if channel is not None and channel.transport is not None:
+            channel.transport.abortConnection()  # type: ignore[attr-defined]
 
     def close(self) -> Deferred[object]:
         # Only live subscriptions are registered: one whose client went
@@ -308,9 +309,12 @@ class SubscribeResource(Resource):
         self._clock = clock
         self._maxLines = maxLines
         self._maxBytes = maxBytes
-        #: The byte bound covers the queue and the transport's buffer both:
-        #: the transport pauses a subscription at a quarter of it at most.
-        self._pauseAt = min(PAUSE_AT, maxBytes // 4)
+        #: The byte bound covers the queue and the transport's buffer both.
+        #: The transport pauses a subscription at a quarter of it, up to
+        #: PAUSE_AT; but a small bound gives up to half of it, up to 256 KiB,
+        #: since pausing much earlier makes a subscriber that keeps up
+        #: lose lines (see L{SEND_LIMIT}).
+        self._pauseAt = max(min(PAUSE_AT, maxBytes // 4), min(256 * 1024, maxBytes // 2))
         host = serverHost()
         self._notice = lambda stamp, dropped: dropNotice(stamp, host, dropped)
 

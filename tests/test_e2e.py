@@ -325,16 +325,24 @@ class EndToEndTests(SynchronousTestCase):
         self.server.publish(topic("seq", "p") + body).close()
         # Everything has been read and delivered or queued.
         self.assertEqual(len(fast.lines(count)), count)
+        slow.settimeout(TIMEOUT)
+        received: list[bytes] = []
+
+        def drain() -> None:
+            while chunk := slow.recv(1 << 20):
+                received.append(chunk)
+
         self.server.process.terminate()
+        # Read at once: the server gives streams a few seconds to end.
+        reader = threading.Thread(target=drain)
+        reader.start()
         for port in (publishPort, subscribePort):
             self.server.waitForLog(f"(TCP Port {port} Closed)")
             self.assertRaises(
                 ConnectionRefusedError, socket.create_connection, ("127.0.0.1", port), TIMEOUT
             )
-        slow.settimeout(TIMEOUT)
-        data = b""
-        while chunk := slow.recv(1 << 20):
-            data += chunk
+        reader.join(TIMEOUT)
+        data = b"".join(received)
         self.assertTrue(data.endswith(b"\r\n0\r\n\r\n"), data[-100:])
         self.assertIn(b"seq[p] h: 019999 ", data)
         self.assertEqual(self.server.stop(), -signal.SIGTERM)

@@ -250,6 +250,16 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.assertEqual(self.broker.subscribers, ())
         self.assertEqual(client.body(), b"")
 
+    def test_abortAfterConnectionLost(self) -> None:
+        """
+        Aborting a subscription whose connection is already gone does nothing.
+        """
+        client = self.subscribe()
+        [subscription] = self.broker.subscribers
+        client.channel.connectionLost(Exception("gone"))
+        subscription.abort()
+        self.assertEqual(self.broker.subscribers, ())
+
     def test_chattySubscriberStillRead(self) -> None:
         """
         Bytes a subscriber sends after its request are thrown away and the
@@ -327,23 +337,45 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.assertIn(": 3 lines dropped:", lines[0])
         self.assertEqual(lines[1:], [line, line])
 
-    def test_byteBoundCoversTheSocket(self) -> None:
+    def socketClient(self) -> tuple[Client, FileDescriptor]:
         """
-        Over a socket, the byte bound covers what the transport holds too: the
-        transport pauses the subscription at a quarter of the bound, and the
-        queue gets the rest.
+        A client whose transport has a socket underneath.
         """
-        line = f"{TS} myapp[web] foobar: " + "x" * 70 + "\n"
-        self.makeSite(maxBytes=len(line) * 4)
         socket = FileDescriptor()
         transport = StringTransport()
         transport.transport = socket  # type: ignore[attr-defined]
-        client = Client(self.site, get(), transport)
-        self.assertEqual(socket.bufferSize, len(line))
+        return Client(self.site, get(), transport), socket
+
+    def test_byteBoundCoversTheSocket(self) -> None:
+        """
+        Over a socket, the byte bound covers what the transport holds too: the
+        transport pauses the subscription at part of the bound, and the queue
+        gets the rest.  A small bound is split in halves.
+        """
+        line = f"{TS} myapp[web] foobar: " + "x" * 70 + "\n"
+        self.makeSite(maxBytes=len(line) * 4)
+        client, socket = self.socketClient()
+        self.assertEqual(socket.bufferSize, len(line) * 2)
         client.transport.producer.pauseProducing()
         self.broker.publish(TOPIC, [(TS, "x" * 70)] * 5)
         [subscription] = self.broker.subscribers
-        self.assertEqual(subscription.queued, (3, len(line) * 3))
+        self.assertEqual(subscription.queued, (2, len(line) * 2))
+
+    def test_pauseThresholds(self) -> None:
+        """
+        The transport pauses a subscription at a quarter of the byte bound up
+        to L{PAUSE_AT}, and never below half of it up to 256 KiB.
+        """
+        for maxBytes, pauseAt in [
+            (64 * 1024 * 1024, PAUSE_AT),
+            (4 * 1024 * 1024, 1024 * 1024),
+            (2 * 1024 * 1024, 512 * 1024),
+            (1024 * 1024, 256 * 1024),
+            (256 * 1024, 128 * 1024),
+            (1000, 500),
+        ]:
+            self.makeSite(maxBytes=maxBytes)
+            self.assertEqual(self.socketClient()[1].bufferSize, pauseAt, maxBytes)
 
     def test_multiLineRecordDroppedWhole(self) -> None:
         """
