@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from logio import LogioHandler
 from logio.client.publisher import Publisher
 from logio.client.url import parse_url
-from tests.server import socketPath, waitFor
+from tests.server import TIMEOUT, socketPath, waitFor
 from tests.test_client_sink import Sink, certificates, freePort, serverContext
 
 
@@ -126,6 +126,22 @@ class WireFormatTests(HandlerTestCase):
             time.tzset()
             publisher._second = -1  # forget the cached second
             self.assertEqual(publisher._timestamp(instant), expected)
+
+    def test_waitingPutWithoutSender(self) -> None:
+        """
+        A put that may wait for room does not wait when no sending thread is
+        running (it never started, or died): the oldest record is dropped.
+        """
+        self.patch(Publisher, "_start", lambda self: None)
+        publisher = Publisher(parse_url("logio://127.0.0.1:9?app=a"), max_records=2)
+        putter = threading.Thread(
+            target=lambda: [publisher.put(1.0, f"r{i}", wait=True) for i in range(3)]
+        )
+        putter.start()
+        putter.join(TIMEOUT)
+        self.assertFalse(putter.is_alive())
+        self.assertEqual([raw for _, raw in publisher._queue], ["r1\n", "r2\n"])
+        self.assertEqual(publisher.dropped_total, 1)
 
     def test_tracebackIsOneRecord(self) -> None:
         """

@@ -27,7 +27,13 @@ from contextlib import contextmanager
 from typing import BinaryIO, NoReturn, TextIO
 from urllib.parse import urlsplit
 
-from logio.client.publisher import BACKOFF_MAX, BACKOFF_MIN, Publisher, truncate
+from logio.client.publisher import (
+    BACKOFF_MAX,
+    BACKOFF_MIN,
+    RECORD_OVERHEAD,
+    Publisher,
+    truncate,
+)
 from logio.client.url import parse_url
 
 #: The subscriber port of a logio server.
@@ -115,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=_size,
         metavar="SIZE",
         help="the most bytes kept while the server is away, each line counting its "
-        "length plus 64; a number, or one ending in K, M or G; at least 64K "
+        f"length plus {RECORD_OVERHEAD}; a number, or one ending in K, M or G; at least "
+        f"{_PUB_MIN_BYTES // 1024}K "
         f"(default {_PUB_BYTES_PER_LINE // 1024}K per --max-lines line, at least "
         f"{_PUB_MIN_DEFAULT_BYTES >> 20}M)",
     )
@@ -187,7 +194,7 @@ def _size(text: str) -> int:
     size = int(number) * (scale or 1) if number.isascii() and number.isdigit() else 0
     if size < _PUB_MIN_BYTES:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a size of at least 64K (a line may take 60K)"
+            f"{text!r} is not a size of at least {_PUB_MIN_BYTES // 1024}K (a line may take 60K)"
         )
     return size
 

@@ -176,6 +176,12 @@ class Publisher:
         self._second_text = ""
         self._zone = ""
 
+    def _sending(self) -> bool:
+        """
+        Whether the sending thread is running.
+        """
+        return self._thread is not None and self._thread.is_alive()
+
     def put(self, created: float, raw: str, *, wait: bool = False) -> None:
         """
         Queue one record for sending; by default never blocks on the network.
@@ -212,9 +218,13 @@ class Publisher:
             queue = self._queue
             if wait:
                 while (
-                    len(queue) >= self.max_records or self._queued_bytes + cost > self.max_bytes
-                ) and not (self._away or self._closed):
-                    self._room.wait()
+                    (len(queue) >= self.max_records or self._queued_bytes + cost > self.max_bytes)
+                    and not (self._away or self._closed)
+                    and self._sending()
+                ):
+                    # Woken when a batch goes; the timeout only re-checks
+                    # that the sending thread is still there.
+                    self._room.wait(1.0)
             queue.append((created, raw))
             self._queued_bytes += cost
             self._accepted += 1
