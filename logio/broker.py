@@ -74,7 +74,8 @@ def compileFilter(name: str, pattern: str) -> Optional[Search]:
         # A bytes pattern, searched in UTF-8 text: RE2 matches the same
         # characters (its encoding is UTF-8 either way), and a search costs
         # less than half as much from Python as one on a str.  A lone
-        # surrogate is not UTF-8, and RE2 refuses it.
+        # surrogate keeps its own bytes, which no UTF-8 text holds: it
+        # matches nothing (replaced by "?", it would be a quantifier).
         compiled = re2.compile(pattern.encode("utf-8", "surrogatepass"), _OPTIONS)
     except re2.error as e:
         reason = e.args[0] if e.args else "invalid pattern"
