@@ -134,9 +134,12 @@ class WireFormatTests(HandlerTestCase):
         """
         self.patch(Publisher, "_start", lambda self: None)
         publisher = Publisher(parse_url("logio://127.0.0.1:9?app=a"), max_records=2)
-        putter = threading.Thread(
-            target=lambda: [publisher.put(1.0, f"r{i}", wait=True) for i in range(3)]
-        )
+
+        def putThree() -> None:
+            for i in range(3):
+                publisher.put(1.0, f"r{i}", wait=True)
+
+        putter = threading.Thread(target=putThree)
         putter.start()
         putter.join(TIMEOUT)
         self.assertFalse(putter.is_alive())
@@ -231,18 +234,26 @@ class BufferingTests(HandlerTestCase):
         waitFor(lambda: len(self.reports) == 2, what="a report that it is back")
         self.assertIn("connected to", self.reports[1])
 
-    def test_serverRestarted(self) -> None:
+    def wentAway(self, query: str, **options: Any) -> tuple[Sink, LogioHandler, logging.Logger]:
         """
-        After a server restart the handler reconnects, resends the topic and loses nothing.
+        A handler (logging just the message) whose server received records
+        0 to 9 and then went away.
         """
         sink = Sink(self)
-        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a&proc=p&host=h")
+        handler = self.handler(f"logio://127.0.0.1:{sink.port}?{query}", **options)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger = self.logger(handler)
         for i in range(10):
             logger.info("%d", i)
         sink.waitForRaws(10)
         sink.stop()
+        return sink, handler, logger
+
+    def test_serverRestarted(self) -> None:
+        """
+        After a server restart the handler reconnects, resends the topic and loses nothing.
+        """
+        sink, handler, logger = self.wentAway("app=a&proc=p&host=h")
         for i in range(10, 20):
             logger.info("%d", i)
         again = Sink(self, sink.port)
@@ -253,14 +264,7 @@ class BufferingTests(HandlerTestCase):
         """
         A full queue drops the oldest; the first record back says how many; the newest follow.
         """
-        sink = Sink(self)
-        handler = self.handler(f"logio://127.0.0.1:{sink.port}?app=a", max_records=50)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger = self.logger(handler)
-        for i in range(10):
-            logger.info("%d", i)
-        sink.waitForRaws(10)
-        sink.stop()
+        sink, handler, logger = self.wentAway("app=a", max_records=50)
         for i in range(10, 210):
             logger.info("%d", i)
         again = Sink(self, sink.port)
