@@ -79,7 +79,7 @@ class SeedProtocol(Publisher, Protocol):
         broker: IBroker,
         clock: IReactorTime,
         maxLine: int,
-        stamps: StampParser | None = None,
+        stamps: StampParser,
     ) -> None:
         super().__init__(broker, clock, maxLine)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -88,7 +88,7 @@ class SeedProtocol(Publisher, Protocol):
         self._json = json.JSONDecoder(strict=False)
         #: Shared by the publishers of one factory, so its bounded cache is
         #: the only one, however many publishers there are.
-        self.stamps = stamps if stamps is not None else StampParser()
+        self.stamps = stamps
         self._buffer = ""
         # Characters of the stream before the start of the buffer.
         self._offset = 0
