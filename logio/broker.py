@@ -1,239 +1,141 @@
+# -*- test-case-name: tests.test_broker -*-
 """
-The Broker: the one central service.  Publisher protocols hand it batches of
-records; it formats each record once and fans the bytes out to every
-subscriber whose filters match.
+The Broker: the one central service.  Publishers hand it batches of records
+through a publication per topic; it numbers them, keeps them in history,
+and encodes each batch once per group of subscribers that share a format
+and a C{log} filter.
 """
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache, partial
-from typing import Any, Callable, Mapping, Optional, Sequence
+import time
+from typing import Any, Optional, Sequence
 
-import re2
-from attrs import define, field, frozen
+from attrs import define, field
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from logio.interfaces import IBroker, ISubscriber
+from logio.filters import Filters, Pattern, Search
+from logio.formats import Encoder, Segment
+from logio.history import History, Replay
+from logio.interfaces import IBroker, IFormat, IPublication, ISubscriber
+from logio.stats import Stats, TopicInfo
 from logio.topic import Record, Topic
 
-#: An unanchored search in UTF-8 text: a match (true) or L{None}.
-Search = Callable[[bytes], object]
-
-FILTER_FIELDS = ("app", "proc", "host", "log")
-
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False
-# RE2 is linear in the text, but a big counted repetition (a[ab]{999}c)
-# makes the constant huge: hundreds of milliseconds per 64 KiB record, and
-# megabytes of automaton per pattern.  Such counts are refused, and each
-# pattern's memory is capped.
-_OPTIONS.max_mem = 1 << 20
-MAX_REPEAT = 100
-_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+#: One group of a route as publish loops over it: the encoder of its
+#: format, its C{log} search (or L{None}), its format's name, its members.
+Group = tuple[Encoder, Optional[Search], str, tuple[ISubscriber, ...]]
 
 
-class BadFilter(ValueError):
-    """
-    A filter parameter is not a valid RE2 regular expression.
-    """
-
-    def __init__(self, name: str, pattern: str, reason: str) -> None:
-        super().__init__(f"bad regular expression for {name!r}: {pattern!r}: {reason}")
-        self.name = name
-
-
-#: Characters with a meaning in RE2 syntax; a pattern without any of them is
-#: a plain substring search.
-_SPECIAL = frozenset("\\.^$|?*+()[]{}")
-
-
-@lru_cache(maxsize=128)
-def compileFilter(name: str, pattern: str) -> Optional[Search]:
-    """
-    Compile one filter pattern into an unanchored search, or L{None} if the
-    pattern is empty (which matches everything).  The same pattern gives the
-    same search object, so subscribers sharing a C{log} filter share its
-    work.
-
-    @raise BadFilter: If C{pattern} is not valid RE2 syntax.
-    """
-    if not pattern:
-        return None
-    if _SPECIAL.isdisjoint(pattern):
-        return partial(_contains, pattern.encode("utf-8", "surrogatepass"))
-    for low, high in _REPEAT.findall(pattern):
-        if max(int(low), int(high or 0)) > MAX_REPEAT:
-            raise BadFilter(
-                name, pattern, f"counted repetitions above {{{MAX_REPEAT}}} make matching too slow"
-            )
-    try:
-        # A bytes pattern, searched in UTF-8 text: RE2 matches the same
-        # characters (its encoding is UTF-8 either way), and a search costs
-        # less than half as much from Python as one on a str.  A lone
-        # surrogate keeps its own bytes, which no UTF-8 text holds: it
-        # matches nothing (replaced by "?", it would be a quantifier).
-        compiled = re2.compile(pattern.encode("utf-8", "surrogatepass"), _OPTIONS)
-    except re2.error as e:
-        reason = e.args[0] if e.args else "invalid pattern"
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        raise BadFilter(name, pattern, str(reason)) from None
-    return compiled.search
-
-
-def _contains(literal: bytes, text: bytes) -> Optional[bool]:
-    """
-    The search for a pattern without special characters: as RE2 would
-    answer, but without its per-call cost.
-    """
-    return True if literal in text else None
-
-
-@frozen
-class Filters:
-    """
-    What one subscriber asked for: an unanchored RE2 search per field, or
-    L{None} for a field that matches everything.
-    """
-
-    app: Optional[Search] = None
-    proc: Optional[Search] = None
-    host: Optional[Search] = None
-    log: Optional[Search] = None
-
-    @classmethod
-    def fromQuery(cls, query: Mapping[str, str]) -> Filters:
-        """
-        Build filters from query parameters already reduced to one string
-        each.
-
-        @raise BadFilter: If a pattern does not compile.
-        """
-        return cls(**{name: compileFilter(name, query.get(name, "")) for name in FILTER_FIELDS})
-
-    def matchesTopic(self, topic: Topic) -> bool:
-        """
-        Whether records from C{topic} can reach this subscriber (the C{log}
-        filter is applied per record, not here).
-        """
-        return all(
-            search is None or search(value.encode("utf-8", "replace")) is not None
-            for search, value in (
-                (self.app, topic.app),
-                (self.proc, topic.proc),
-                (self.host, topic.host),
-            )
-        )
-
-
-#: The subscribers of a route as publish loops over them: those without a
-#: log filter, then each log filter with the subscribers sharing it.
-Members = tuple[tuple[ISubscriber, ...], tuple[tuple[Search, tuple[ISubscriber, ...]], ...]]
-
-
-@define
+@define(eq=False)
 class _Route:
     """
     The subscribers of one topic, cached: filters are evaluated once per
-    (subscriber, topic), not per record.
+    (subscriber, topic), not per record.  Also what is known of the topic:
+    its publishers, records published and held in history.
 
-    Subscribers with the same log filter share one group, so the filter
-    runs once per record for all of them.  Adding and removing one costs the
-    same however many there are; publish loops over an immutable snapshot,
-    rebuilt after a change, so a delivery that makes a subscriber go away
-    cannot make it skip another.
+    Subscribers with the same format and C{log} pattern share one group:
+    the pattern runs and the batch is encoded once for all of them.  Adding
+    and removing one costs the same however many there are; publish loops
+    over an immutable snapshot, rebuilt after a change, so a delivery that
+    makes a subscriber go away cannot make it skip another.
     """
 
-    prefix: str
-    _plain: dict[ISubscriber, None] = field(factory=dict)
-    _filtered: dict[Search, dict[ISubscriber, None]] = field(factory=dict)
-    _members: Members | None = ((), ())
+    topic: Topic
+    publishers: int = 0
+    records: int = 0
+    last: str = ""
+    held: int = 0
+    _groups: dict[tuple[IFormat, Optional[Pattern]], dict[ISubscriber, None]] = field(factory=dict)
+    _encoders: dict[IFormat, Encoder] = field(factory=dict)
+    _members: Optional[tuple[Group, ...]] = ()
 
     def add(self, subscriber: ISubscriber) -> None:
-        search = subscriber.filters.log
-        if search is None:
-            self._plain[subscriber] = None
-        else:
-            self._filtered.setdefault(search, {})[subscriber] = None
+        key = (subscriber.format, subscriber.filters.log)
+        self._groups.setdefault(key, {})[subscriber] = None
         self._members = None
 
     def remove(self, subscriber: ISubscriber) -> None:
-        search = subscriber.filters.log
-        group = self._plain if search is None else self._filtered.get(search, {})
+        key = (subscriber.format, subscriber.filters.log)
+        group = self._groups.get(key, {})
         if subscriber not in group:
             return
         del group[subscriber]
-        if search is not None and not group:
-            del self._filtered[search]
+        if not group:
+            del self._groups[key]
         self._members = None
 
-    def members(self) -> Members:
+    def members(self) -> tuple[Group, ...]:
         """
-        The current subscribers, as a snapshot.
+        The current groups, as a snapshot, those without a C{log} filter first.
         """
         if self._members is None:
-            self._members = (
-                tuple(self._plain),
-                tuple((search, tuple(group)) for search, group in self._filtered.items()),
-            )
+            groups = []
+            for (format, pattern), subscribers in self._groups.items():
+                encoder = self._encoders.get(format)
+                if encoder is None:
+                    encoder = self._encoders[format] = format.encoder(self.topic)
+                search = pattern.search if pattern is not None else None
+                groups.append((encoder, search, format.name, tuple(subscribers)))
+            groups.sort(key=lambda group: group[1] is not None)
+            self._members = tuple(groups)
         return self._members
 
 
-#: A piece of output for L{ISubscriber.deliver}: data, line count, whole.
-Segment = tuple[bytes, int, bool]
-
-
-def pack(lines: Sequence[str], prefix: str) -> list[Segment]:
+@implementer(IPublication)
+class _Publication:
     """
-    Encode formatted output lines into as few segments as possible.
-
-    Each line is C{<ts><prefix><text>\\n}, all with the same C{prefix}.  Usually every text is one
-    physical line and the result is one segment.  A multi-line text gets
-    the timestamp and prefix repeated on each of its physical lines and
-    becomes a segment of its own, so a subscriber's queue can drop it whole.
+    One publisher's handle on one topic's route.
     """
-    text = "".join(lines)
-    count = text.count("\n")
-    if count == len(lines):
-        return [(text.encode("utf-8", "replace"), count, True)]
-    segments: list[Segment] = []
-    run: list[str] = []
-    for line in lines:
-        physical = line.count("\n")
-        if physical == 1:
-            run.append(line)
-            continue
-        if run:
-            segments.append(("".join(run).encode("utf-8", "replace"), len(run), True))
-            run = []
-        head = line[: line.index(prefix) + len(prefix)]
-        line = line.replace("\n", "\n" + head, physical - 1)
-        segments.append((line.encode("utf-8", "replace"), physical, False))
-    if run:
-        segments.append(("".join(run).encode("utf-8", "replace"), len(run), True))
-    return segments
+
+    def __init__(self, broker: Broker, route: _Route, protocol: str) -> None:
+        self._broker = broker
+        self._route: Optional[_Route] = route
+        self._protocol = protocol
+        route.publishers += 1
+
+    def publish(self, records: list[Record]) -> None:
+        assert self._route is not None, "publishing after close"
+        self._broker._publish(self._route, self._protocol, records)
+
+    def close(self) -> None:
+        route, self._route = self._route, None
+        if route is not None:
+            route.publishers -= 1
+            self._broker._retire(route)
 
 
 @implementer(IBroker)
 class Broker(Service):
     """
-    Fan records out from publishers to subscribers.
+    Fan records out from publishers to subscribers, and keep the newest in
+    history.
 
-    @ivar published: Records published since start-up.
-    @ivar delivered: Output lines handed to subscribers since start-up.
+    @ivar start: The server's start instant, in milliseconds since the epoch.
     """
 
     log = Logger()
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        historyRecords: int = 10000,
+        historyBytes: int = 16 * 1024 * 1024,
+        start: Optional[int] = None,
+    ) -> None:
+        self.stats = Stats()
+        self.start = int(time.time() * 1000) if start is None else start
         self._subscribers: dict[ISubscriber, None] = {}
         self._routes: dict[Topic, _Route] = {}
-        self.published = 0
-        self.delivered = 0
+        self._history = History(historyRecords, historyBytes, self._evicted)
+
+    @property
+    def history(self) -> History:
+        """
+        The records held for replay.
+        """
+        return self._history
 
     @property
     def subscribers(self) -> Sequence[ISubscriber]:
@@ -242,11 +144,7 @@ class Broker(Service):
         """
         return tuple(self._subscribers)
 
-    @property
     def subscriberCount(self) -> int:
-        """
-        How many subscribers there are (without copying them).
-        """
         return len(self._subscribers)
 
     def subscribe(self, subscriber: ISubscriber) -> None:
@@ -264,37 +162,68 @@ class Broker(Service):
         for route in self._routes.values():
             route.remove(subscriber)
 
-    def _route(self, topic: Topic) -> _Route:
-        route = _Route(topic.prefix())
-        for subscriber in self._subscribers:
-            if subscriber.filters.matchesTopic(topic):
-                route.add(subscriber)
-        self._routes[topic] = route
-        return route
+    def replay(self, filters: Filters, tail: int, after: Optional[int] = None) -> Replay:
+        return self._history.replay(filters, tail, after)
 
-    def forget(self, topic: Topic) -> None:
-        self._routes.pop(topic, None)
+    def topics(self) -> Sequence[TopicInfo]:
+        return [
+            TopicInfo(route.topic, route.records, route.last, route.publishers)
+            for route in self._routes.values()
+        ]
 
-    def publish(self, topic: Topic, records: list[Record]) -> None:
+    def publisher(self, topic: Topic, protocol: str) -> IPublication:
         route = self._routes.get(topic)
         if route is None:
-            route = self._route(topic)
-        self.published += len(records)
-        plain, filtered = route.members()
-        if not (plain or filtered):
-            return
-        lines = [f"{ts}{route.prefix}{text}\n" for ts, text in records]
-        if plain:
-            self._fanOut(plain, pack(lines, route.prefix))
-        if not filtered:
-            return
-        texts = [text.encode("utf-8", "replace") for _, text in records]
-        for search, subscribers in filtered:
-            chosen = [line for line, text in zip(lines, texts, strict=True) if search(text)]
-            if chosen:
-                self._fanOut(subscribers, pack(chosen, route.prefix))
+            route = self._routes[topic] = _Route(topic)
+            for subscriber in self._subscribers:
+                if subscriber.filters.matchesTopic(topic):
+                    route.add(subscriber)
+        return _Publication(self, route, protocol)
 
-    def _fanOut(self, subscribers: Sequence[ISubscriber], segments: list[Segment]) -> None:
+    def _retire(self, route: _Route) -> None:
+        """
+        Forget a route nobody publishes to and history holds nothing of.
+        """
+        if not (route.publishers or route.held) and self._routes.get(route.topic) is route:
+            del self._routes[route.topic]
+
+    def _evicted(self, route: _Route, count: int) -> None:
+        route.held -= count
+        self._retire(route)
+
+    def _publish(self, route: _Route, protocol: str, records: list[Record]) -> None:
+        """
+        Number, keep and fan out a batch of C{route}'s records.
+        """
+        count = len(records)
+        if not count:
+            return
+        if self._history.maxRecords:
+            route.held += count
+        first = self._history.add(route, records)
+        route.records += count
+        route.last = records[-1][0]
+        self.stats.recordsIn[protocol] += count
+        groups = route.members()
+        if not groups:
+            return
+        seqs = range(first, first + count)
+        texts: Optional[list[bytes]] = None
+        for encoder, search, name, subscribers in groups:
+            if search is None:
+                segments = encoder(records, seqs)
+            else:
+                if texts is None:
+                    texts = [text.encode("utf-8", "replace") for _, text in records]
+                chosen = [i for i, text in enumerate(texts) if search(text)]
+                if not chosen:
+                    continue
+                segments = encoder([records[i] for i in chosen], [first + i for i in chosen])
+            self._fanOut(subscribers, segments, name)
+
+    def _fanOut(
+        self, subscribers: Sequence[ISubscriber], segments: list[Segment], name: str
+    ) -> None:
         """
         Deliver the same segments to each subscriber.  One that fails is
         logged, unsubscribed and disconnected; the others still get
@@ -302,8 +231,8 @@ class Broker(Service):
         """
         for subscriber in subscribers:
             try:
-                for data, count, whole in segments:
-                    subscriber.deliver(data, count, whole)
+                for segment in segments:
+                    subscriber.deliver(segment)
             except Exception:
                 self.log.failure(
                     "Delivery to {subscriber} failed; disconnecting it", subscriber=subscriber
@@ -313,7 +242,7 @@ class Broker(Service):
                     subscriber.abort()
                 except Exception:
                     self.log.failure("Disconnecting {subscriber} failed", subscriber=subscriber)
-        self.delivered += len(subscribers) * sum(segment[1] for segment in segments)
+        self.stats.linesOut[name] += len(subscribers) * sum(segment.lines for segment in segments)
 
     def stopService(self) -> Deferred[Any]:
         """

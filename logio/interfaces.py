@@ -1,11 +1,12 @@
 """
-The interfaces between logio's parts: publishers feed an L{IBroker}, which
-fans records out to L{ISubscriber}s.
+The interfaces between logio's parts: publishers feed an L{IBroker} through
+an L{IPublication} per topic; the broker fans records out to
+L{ISubscriber}s, each encoded by its L{IFormat}.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from zope.interface import Attribute, Interface
 
@@ -14,26 +15,54 @@ from logio.topic import Record, Topic
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
+    from logio.filters import Filters
+    from logio.formats import Encoder, Segment
+    from logio.history import Replay
+    from logio.stats import TopicInfo
+
+
+class IFormat(Interface):
+    """
+    An output format: turns batches of records into bytes, once for every
+    subscriber that shares it.
+    """
+
+    name = Attribute("The format's name in C{?format=}: C{text}, C{json}, C{sse}.")
+    contentType = Attribute("The response's C{Content-Type}, as bytes.")
+    keepAlive = Attribute(
+        "Bytes to send a subscriber after a long silence so proxies keep the "
+        "stream open, or L{None} for formats that have no such thing."
+    )
+
+    def encoder(topic: Topic) -> Encoder:
+        """
+        The encoder for batches of C{topic}'s records: called with the
+        records and their sequence numbers, it returns L{Segment}s.
+        """
+
+    def notice(stamp: str, message: str, dropped: Optional[int] = None) -> bytes:
+        """
+        A notice from the server to one subscriber (it bypasses filters).
+
+        @param stamp: The output timestamp of now.
+        @param message: What to say.
+        @param dropped: How many lines the notice reports as lost, if any.
+        """
+
 
 class ISubscriber(Interface):
     """
-    One live subscription: topic filters, an optional log filter, and a
-    destination for the lines that match.
+    One live subscription: filters, a format, and a destination for the
+    output that matches.
     """
 
-    filters = Attribute(
-        "The L{logio.broker.Filters} that choose which records this subscriber receives."
-    )
+    filters = Attribute("The L{logio.filters.Filters} that choose what this subscriber receives.")
+    format = Attribute("The L{IFormat} this subscriber's output is encoded in.")
 
-    def deliver(data: bytes, lines: int, whole: bool) -> None:
+    def deliver(segment: Segment) -> None:
         """
-        Take some formatted output lines.
-
-        @param data: One or more complete output lines, UTF-8.
-        @param lines: How many lines C{data} holds.
-        @param whole: C{True} if every line is a record of its own, so a
-            queue may drop part of C{data} at any line boundary; C{False} if
-            C{data} is one multi-line record that must be dropped whole.
+        Take a piece of encoded output (which may be shared with other
+        subscribers: never change it).
         """
 
     def close() -> Deferred[object]:
@@ -49,19 +78,39 @@ class ISubscriber(Interface):
         """
 
 
+class IPublication(Interface):
+    """
+    One publisher's handle on one topic.
+    """
+
+    def publish(records: list[Record]) -> None:
+        """
+        Fan a batch of records out to every matching subscriber and keep it
+        in history.  The broker keeps C{records}: never change it after.
+
+        @param records: C{(timestamp, text)} pairs, oldest first.
+        """
+
+    def close() -> None:
+        """
+        The publisher is done with this topic.  Closing twice does nothing.
+        """
+
+
 class IBroker(Interface):
     """
     The hub: publisher protocols hand it records, subscribers register with
     it to receive the ones they match.
     """
 
-    def publish(topic: Topic, records: list[Record]) -> None:
-        """
-        Fan a batch of records from one topic out to every matching
-        subscriber, formatting each record once.
+    stats = Attribute("The server's L{logio.stats.Stats}.")
+    history = Attribute("The L{logio.history.History} of records held for replay.")
 
-        @param topic: Where the records come from.
-        @param records: C{(timestamp, text)} pairs, oldest first.
+    def publisher(topic: Topic, protocol: str) -> IPublication:
+        """
+        A handle for publishing to C{topic} over the wire protocol named
+        C{protocol} (for the metrics).  Several publishers of one topic
+        each have their own.
         """
 
     def subscribe(subscriber: ISubscriber) -> None:
@@ -74,7 +123,20 @@ class IBroker(Interface):
         Stop delivering to C{subscriber}; unknown subscribers are ignored.
         """
 
-    def forget(topic: Topic) -> None:
+    def subscriberCount() -> int:
         """
-        A publisher of C{topic} went away: drop what is cached about it.
+        How many subscribers there are.
+        """
+
+    def replay(filters: Filters, tail: int, after: Optional[int] = None) -> Replay:
+        """
+        The records in history that match C{filters}: the last C{tail}, or,
+        if C{after} is given, every one after that sequence number.  Call
+        L{subscribe} in the same reactor turn for a stream with no gap and
+        no duplicate.
+        """
+
+    def topics() -> Sequence[TopicInfo]:
+        """
+        Every topic the broker knows of: publishing now, or in history.
         """

@@ -5,10 +5,11 @@ C{twistd logio}: command-line options and the service tree.
 from __future__ import annotations
 
 import resource
-from typing import Any
+from typing import Any, Optional
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
@@ -16,8 +17,9 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from logio.broker import Broker
+from logio.net import describeAddress
 from logio.publish import PublisherFactory
-from logio.web import SubscribeResource, SubscriberSite
+from logio.web import RootResource, SubscribeResource, SubscriberSite
 
 DEFAULT_PUBLISH = "tcp:7701"
 DEFAULT_SUBSCRIBE = "tcp:7702"
@@ -31,6 +33,16 @@ def _positive(value: str) -> int:
 
 
 _positive.coerceDoc = "Must be a positive integer."  # type: ignore[attr-defined]
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value} is not a whole number")
+    return number
+
+
+_count.coerceDoc = "Must be a whole number (0 turns it off)."  # type: ignore[attr-defined]
 
 
 class Options(usage.Options):
@@ -70,6 +82,20 @@ class Options(usage.Options):
             "Bytes held per slow subscriber (its queue and socket buffer) before the oldest lines are dropped.",
             _positive,
         ],
+        [
+            "history",
+            None,
+            10000,
+            "Records kept in memory for replay (?tail=N, SSE resume); the oldest go first.",
+            _count,
+        ],
+        [
+            "history-bytes",
+            None,
+            16 * 1024 * 1024,
+            "Bytes of log text kept in memory for replay (plus 64 per record).",
+            _positive,
+        ],
     ]
 
     def __init__(self) -> None:
@@ -96,19 +122,6 @@ class Options(usage.Options):
             self["subscribe"] = [DEFAULT_SUBSCRIBE]
 
 
-def describeAddress(address: Any) -> str:
-    """
-    A human-readable listening address: C{tcp 127.0.0.1:7701}, C{unix /path}.
-    """
-    kind = getattr(address, "type", None)
-    if kind is not None:
-        return f"{kind.lower()} {address.host}:{address.port}"
-    name = getattr(address, "name", address)
-    if isinstance(name, bytes):
-        name = name.decode("utf-8", "replace")
-    return f"unix {name}"
-
-
 class StartupError(SystemExit, Exception):
     """
     The server cannot start; the message says why, in one line.
@@ -119,66 +132,67 @@ class StartupError(SystemExit, Exception):
     """
 
 
-class ListeningService(Service):
+class ListeningService(StreamServerEndpointService):
     """
-    Listen on one endpoint and log the real address; a port that cannot be
-    listened on stops the server with one clear line.
+    Listen on one endpoint (in C{privilegedStartService}, so C{twistd
+    --uid} can bind a privileged port) and log the real address; an
+    endpoint that cannot be built or listened on stops the server with one
+    clear line.
+
+    @ivar role: What listens here: C{publishers} or C{subscribers}.
+    @ivar description: The endpoint string.
     """
 
     log = Logger()
 
-    def __init__(self, role: str, description: str, factory: IProtocolFactory) -> None:
-        self.role = role
-        self.description = description
-        self.factory = factory
-        self.port: IListeningPort | None = None
-
-    def startService(self) -> None:
-        from twisted.internet import reactor
-
-        super().startService()
+    def __init__(
+        self, role: str, description: str, factory: IProtocolFactory, reactor: Any
+    ) -> None:
         try:
-            endpoint = serverFromString(reactor, self.description)
+            endpoint = serverFromString(reactor, description)
         except Exception as e:
             # A string Twisted cannot parse (ValueError), a missing key or
             # certificate file (OSError), a bad one (OpenSSL's errors)...
-            raise StartupError(
-                f"logio: bad endpoint {self.description!r} for {self.role}: {e}"
-            ) from None
-        listening = endpoint.listen(self.factory)
-        outcome: list[object] = []
-        listening.addBoth(outcome.append)
-        if outcome and isinstance(outcome[0], Failure):
-            raise StartupError(self._cannotListen(outcome[0]))
-        if outcome:
-            self._listening(outcome[0])  # type: ignore[arg-type]
-        else:
-            listening.addCallbacks(self._listening, self._failedLater)
+            raise StartupError(f"logio: bad endpoint {description!r} for {role}: {e}") from None
+        super().__init__(endpoint, factory)
+        self.role = role
+        self.description = description
+        self._reactor = reactor
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        starting = True
+        early: list[Failure] = []
+
+        def failed(reason: Failure) -> None:
+            if starting:
+                early.append(reason)
+            else:
+                self._failedLater(reason)
+
+        self._waitingForPort = self.endpoint.listen(self.factory)
+        self._waitingForPort.addCallbacks(self._listening, failed)
+        starting = False
+        if early:
+            raise StartupError(self._cannotListen(early[0]))
 
     def _cannotListen(self, reason: Failure) -> str:
         return f"logio: cannot listen for {self.role} on {self.description}: {reason.getErrorMessage()}"
 
-    def _listening(self, port: IListeningPort) -> None:
-        self.port = port
+    def _listening(self, port: IListeningPort) -> IListeningPort:
         self.log.info(
             "Listening for {role} on {address}",
             role=self.role,
             address=describeAddress(port.getHost()),
         )
+        return port
 
     def _failedLater(self, reason: Failure) -> None:
-        from twisted.internet import reactor
-
+        if reason.check(CancelledError):
+            return
         # Not "message": legacy log observers own that key.
         self.log.critical("{error}", error=self._cannotListen(reason))
-        reactor.stop()
-
-    def stopService(self) -> Deferred[None] | None:
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
-        return None
+        self._reactor.stop()
 
 
 _log = Logger()
@@ -204,23 +218,26 @@ def raiseFileLimit() -> None:
             )
 
 
-def makeService(options: Options) -> MultiService:
+def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService:
     """
     Build the service tree: the broker, then one listening service per
     publisher and subscriber endpoint.
     """
-    from twisted.internet import reactor as clock
+    if reactor is None:
+        from twisted.internet import reactor as installed
 
+        reactor = installed
     raiseFileLimit()
     top = MultiService()
-    broker = Broker()
+    broker = Broker(options["history"], options["history-bytes"], int(reactor.seconds() * 1000))
     broker.setServiceParent(top)
-    publishers = PublisherFactory(broker, clock, options["max-line"])
+    publishers = PublisherFactory(broker, reactor, options["max-line"])
     for description in options["publish"]:
-        ListeningService("publishers", description, publishers).setServiceParent(top)
-    site = SubscriberSite(
-        SubscribeResource(broker, clock, options["buffer"], options["buffer-bytes"])
+        ListeningService("publishers", description, publishers, reactor).setServiceParent(top)
+    subscribe = SubscribeResource(
+        broker, reactor, broker.start, options["buffer"], options["buffer-bytes"]
     )
+    site = SubscriberSite(RootResource(broker, subscribe), reactor=reactor)
     for description in options["subscribe"]:
-        ListeningService("subscribers", description, site).setServiceParent(top)
+        ListeningService("subscribers", description, site, reactor).setServiceParent(top)
     return top

@@ -1,79 +1,54 @@
+# -*- test-case-name: tests.test_web -*-
 """
-The subscriber side: a streaming HTTP resource.  Each request becomes a
-L{Subscription}, an IPushProducer with a bounded queue, registered with the
-L{logio.broker.Broker}.
+The subscriber side: the HTTP root routes reserved paths to their resources
+and every other path to L{SubscribeResource}, where each request becomes a
+L{Subscription}: an IPushProducer with a bounded queue, registered with the
+broker.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from functools import partial
-from typing import Callable
+from typing import Mapping, Optional
 
-from twisted.internet.abstract import FileDescriptor
+from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer, IReactorTime, ITransport
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
-from logio.broker import FILTER_FIELDS, BadFilter, Broker, Filters
-from logio.interfaces import ISubscriber
-from logio.publish.base import tuneSocket
+from logio.filters import FILTER_FIELDS, BadFilter, Filters
+from logio.formats import (
+    JSONFormat,
+    Segment,
+    SSEFormat,
+    TextFormat,
+    chooseFormat,
+    dropMessage,
+    parseEventId,
+)
+from logio.interfaces import IBroker, IFormat, ISubscriber
+from logio.net import PAUSE_AT, describePeer, tuneSocket, widenWrites
+from logio.stats import Stats
+from logio.status import HealthResource, MetricsResource, NotFoundResource, TopicsResource
 from logio.topic import formatEpoch, serverHost
 
 PLAIN_TEXT = b"text/plain; charset=utf-8"
 #: How long a stopping server waits for subscribers' sockets to flush.
 CLOSE_TIMEOUT = 5.0
-
-
-def dropNotice(stamp: str, host: str, dropped: int) -> bytes:
-    """
-    The line a subscriber gets after it lost C{dropped} lines.
-    """
-    return (
-        f"{stamp} logio[logio] {host}: {dropped} lines dropped: "
-        "this subscriber is reading too slowly\n"
-    ).encode("utf-8", "replace")
-
-
-#: How much a subscriber's socket may send in one reactor pass (Twisted's
-#: default is 128 KiB), and how much may wait in its transport before the
-#: subscription is paused and starts queueing (default 64 KiB).  With the
-#: defaults, a chunk of output from one 64 KiB read already pauses the
-#: subscription, and one chunk leaves the queue per pass while several
-#: publishers' chunks arrive: a subscriber that keeps up would lose lines.
-SEND_LIMIT = 4 * 1024 * 1024
-PAUSE_AT = 1024 * 1024
-
-
-def widenWrites(transport: object, pauseAt: int = PAUSE_AT) -> int:
-    """
-    Apply L{SEND_LIMIT} and the pause threshold C{pauseAt} to the socket
-    under C{transport} (TLS-wrapped or not).
-
-    @return: C{pauseAt}, or 0 if there is no socket underneath: how many
-        bytes the transport may hold before it pauses its producer.
-    """
-    while transport is not None and not isinstance(transport, FileDescriptor):
-        transport = getattr(transport, "transport", None)
-    if transport is None:
-        return 0
-    transport.SEND_LIMIT = SEND_LIMIT
-    transport.bufferSize = pauseAt
-    return pauseAt
-
-
-def describePeer(request: Request) -> str:
-    """
-    The subscriber's address for the log: C{host:port}, or C{unix}.
-    """
-    peer = request.getClientAddress()
-    port = getattr(peer, "port", None)
-    return f"{getattr(peer, 'host', 'unix')}:{port}" if port is not None else "unix"
-
+#: The query parameters of a subscription.
+PARAMETERS = (*FILTER_FIELDS, "tail", "follow", "format", "last_event_id")
+#: C{follow=} values, and what each means.
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+#: A keep-alive goes to a stream that has been silent for this many
+#: seconds (give or take one sweep).
+KEEP_ALIVE = 15.0
+_SWEEPS = 3
 
 #: Pieces of output smaller than this are copied into one bytes object, in
 #: a chunk or in a slow subscriber's queue: each object a transport or a
@@ -97,39 +72,44 @@ def _writeChunk(transport: ITransport, data: bytes) -> None:
 @implementer(IPushProducer, ISubscriber)
 class Subscription:
     """
-    One subscriber: writes matching lines to its request while the client
-    keeps up, and queues them while the transport is paused.
+    One subscriber: writes its output to its request while the client keeps
+    up, and queues it while the transport is paused.
 
     The queue is bounded by C{maxLines} output lines and C{maxBytes} bytes
     (what the transport may hold before it pauses us is left out of that);
-    on overflow the oldest lines go, and the count of what went is sent in
-    one notice line before anything else once the client catches up.
+    on overflow the oldest records go, and the count of what went is sent
+    in one notice before anything else once the client catches up.
 
     @ivar dropped: Lines dropped and not yet reported to the client.
     @ivar droppedTotal: Lines dropped since the subscription began.
+    @ivar spoke: Whether anything was written since this was last cleared.
     """
 
     def __init__(
         self,
         request: Request,
         filters: Filters,
+        format: IFormat,
         clock: IReactorTime,
         maxLines: int,
         maxBytes: int,
-        notice: Callable[[str, int], bytes],
+        stats: Stats,
     ) -> None:
         self.filters = filters
+        self.format = format
         self._request = request
         self._clock = clock
         self._maxLines = maxLines
         self._maxBytes = maxBytes
-        self._notice = notice
+        self._stats = stats
         self._paused = False
-        self._queue: deque[tuple[bytes, int, bool]] = deque()
+        self._finishing = False
+        self._queue: deque[Segment] = deque()
         self._queuedLines = 0
         self._queuedBytes = 0
         self.dropped = 0
         self.droppedTotal = 0
+        self.spoke = False
 
     @property
     def queued(self) -> tuple[int, int]:
@@ -153,41 +133,66 @@ class Subscription:
         """
         self._request.write(data)
 
-    def deliver(self, data: bytes, lines: int, whole: bool) -> None:
+    def deliver(self, segment: Segment) -> None:
         if not self._paused:
-            self._write(data)
+            self.spoke = True
+            self._stats.bytesOut += len(segment.data)
+            self._write(segment.data)
             return
         queue = self._queue
-        if whole and len(data) < SMALL and queue and queue[-1][2] and len(queue[-1][0]) < SMALL:
+        if (
+            segment.end is not None
+            and len(segment.data) < SMALL
+            and queue
+            and queue[-1].end == segment.end
+            and len(queue[-1].data) < SMALL
+        ):
             # Many small batches queue up behind a stalled subscriber: keep
             # them in fewer, larger segments.
-            last, lastLines, _ = queue[-1]
-            queue[-1] = (last + data, lastLines + lines, True)
+            last = queue[-1]
+            queue[-1] = Segment(last.data + segment.data, last.lines + segment.lines, segment.end)
         else:
-            queue.append((data, lines, whole))
-        self._queuedLines += lines
-        self._queuedBytes += len(data)
+            queue.append(segment)
+        self._queuedLines += segment.lines
+        self._queuedBytes += len(segment.data)
         if self._queuedLines > self._maxLines or self._queuedBytes > self._maxBytes:
             self._trim()
 
+    def notify(self, message: str, dropped: Optional[int] = None) -> None:
+        """
+        Send the subscriber a notice from the server, in its format, behind
+        what is already queued.
+        """
+        data = self.format.notice(formatEpoch(self._clock.seconds()), message, dropped)
+        self.deliver(Segment(data, 1, None))
+
+    def keepAlive(self) -> None:
+        """
+        Tell a silent stream the server is still there, if its format can
+        and the client is reading.
+        """
+        if self.format.keepAlive is not None and not (self._paused or self._queue):
+            self.deliver(Segment(self.format.keepAlive, 0, None))
+
     def _trim(self) -> None:
         """
-        Drop the oldest queued lines until the queue is within its bounds,
-        never splitting a multi-line record.
+        Drop the oldest queued records until the queue is within its
+        bounds, never splitting a record.
         """
         while self._queuedLines > self._maxLines or self._queuedBytes > self._maxBytes:
-            data, lines, whole = self._queue[0]
+            segment = self._queue[0]
+            data, lines, end = segment.data, segment.lines, segment.end
             excessLines = self._queuedLines - self._maxLines
             excessBytes = self._queuedBytes - self._maxBytes
-            if whole and excessLines < lines and excessBytes < len(data):
+            if end is not None and excessLines < lines and excessBytes < len(data):
                 # Keep the newest part of this segment: cut after the first
-                # newline that removes enough lines and enough bytes.
-                cut = len(data) - len(data.split(b"\n", excessLines)[-1]) if excessLines > 0 else 0
+                # record end that removes enough lines and enough bytes.
+                cut = len(data) - len(data.split(end, excessLines)[-1]) if excessLines > 0 else 0
                 if excessBytes > cut:
-                    cut = data.index(b"\n", excessBytes - 1) + 1
-                gone = data.count(b"\n", 0, cut)
+                    cut = data.index(end, max(excessBytes - len(end), 0)) + len(end)
+                gone = data.count(end, 0, cut)
                 if cut < len(data):
-                    self._queue[0] = (data[cut:], lines - gone, True)
+                    self._queue[0] = Segment(data[cut:], lines - gone, end)
                 else:
                     self._queue.popleft()
             else:
@@ -197,6 +202,7 @@ class Subscription:
             self._queuedBytes -= cut
             self.dropped += gone
             self.droppedTotal += gone
+            self._stats.linesDropped[self.format.name] += gone
 
     def pauseProducing(self) -> None:
         self._paused = True
@@ -204,17 +210,39 @@ class Subscription:
     def resumeProducing(self) -> None:
         self._paused = False
         if self.dropped:
-            self._write(self._notice(formatEpoch(self._clock.seconds()), self.dropped))
-            self.dropped = 0
-        while self._queue and not self._paused:
-            data, lines, whole = self._queue.popleft()
-            self._queuedLines -= lines
-            self._queuedBytes -= len(data)
+            dropped, self.dropped = self.dropped, 0
+            data = self.format.notice(
+                formatEpoch(self._clock.seconds()), dropMessage(dropped), dropped
+            )
+            self._stats.bytesOut += len(data)
             self._write(data)
+        while self._queue and not self._paused:
+            segment = self._queue.popleft()
+            self._queuedLines -= segment.lines
+            self._queuedBytes -= len(segment.data)
+            self._stats.bytesOut += len(segment.data)
+            self._write(segment.data)
+        if self._finishing and not (self._queue or self._paused):
+            self._finish()
 
     def stopProducing(self) -> None:
         self._queue.clear()
         self._queuedLines = self._queuedBytes = 0
+
+    def finishWhenSent(self) -> None:
+        """
+        Nothing more will be delivered: end the response once the queue has
+        been sent.
+        """
+        self._finishing = True
+        if not (self._queue or self._paused):
+            self._finish()
+
+    def _finish(self) -> None:
+        self._finishing = False
+        if not self._request.finished and self._request.channel is not None:
+            self._request.unregisterProducer()
+            self._request.finish()
 
     def abort(self) -> None:
         self.stopProducing()
@@ -280,18 +308,49 @@ class SubscriberChannel(HTTPChannel):
 
 class SubscriberSite(Site):
     """
-    The subscriber port's site: a L{SubscribeResource} behind
+    The subscriber port's site: a L{RootResource} behind
     L{SubscriberChannel}s.
     """
 
     protocol = SubscriberChannel  # type: ignore[assignment]
 
 
+class BadRequest(Exception):
+    """
+    A subscription request that cannot be served; the message says why.
+    """
+
+
+@frozen
+class _Asked:
+    """
+    What a subscription request asked for.
+
+    @ivar after: The sequence number to resume after, if any.
+    @ivar stale: An event id from an earlier run of the server, if given.
+    """
+
+    filters: Filters
+    format: IFormat
+    tail: int
+    follow: bool
+    after: Optional[int]
+    stale: Optional[str]
+
+
+def _reply(request: Request, code: int, body: str) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", PLAIN_TEXT)
+    return f"{body}\n".encode("utf-8", "replace")
+
+
 class SubscribeResource(Resource):
     """
-    Any path: C{GET /?app=RE&proc=RE&host=RE&log=RE} streams every matching
-    line until the client goes away.  HEAD checks the filters and returns
-    the headers only.
+    Any path but the reserved ones: C{GET /?app=RE&proc=RE&host=RE&log=RE}
+    streams every matching record until the client goes away, in the
+    format asked for; C{tail}, C{last_event_id} and C{follow} replay
+    history first, or only.  HEAD checks the request and returns the
+    headers only.
     """
 
     isLeaf = True
@@ -299,45 +358,78 @@ class SubscribeResource(Resource):
 
     def __init__(
         self,
-        broker: Broker,
+        broker: IBroker,
         clock: IReactorTime,
+        start: int,
         maxLines: int = 10000,
         maxBytes: int = 4 * 1024 * 1024,
     ) -> None:
         super().__init__()
         self._broker = broker
         self._clock = clock
+        self._start = start
         self._maxLines = maxLines
         self._maxBytes = maxBytes
         #: The byte bound covers the queue and the transport's buffer both.
         #: The transport pauses a subscription at a quarter of it, up to
         #: PAUSE_AT; but a small bound gives up to half of it, up to 256 KiB,
         #: since pausing much earlier makes a subscriber that keeps up
-        #: lose lines (see L{SEND_LIMIT}).
+        #: lose lines (see L{logio.net.SEND_LIMIT}).
         self._pauseAt = max(min(PAUSE_AT, maxBytes // 4), min(256 * 1024, maxBytes // 2))
-        host = serverHost()
-        self._notice = lambda stamp, dropped: dropNotice(stamp, host, dropped)
+        self.formats: Mapping[str, IFormat] = {
+            format.name: format
+            for format in (TextFormat(serverHost()), JSONFormat(), SSEFormat(start))
+        }
+        self._quiet: dict[Subscription, int] = {}
+        self._sweeper = LoopingCall(self._sweep)
+        self._sweeper.clock = clock
 
-    def _filters(self, request: Request) -> Filters | bytes:
+    def _parse(self, request: Request) -> _Asked:
         """
-        Parse the filters of a request; on a bad one, set up a 400 response
-        and return its body.
+        Read a subscription request's parameters and headers.
+
+        @raise BadRequest: If any is unknown or malformed.
         """
-        args = request.args or {}
-        query = {}
-        for name in FILTER_FIELDS:
-            values = args.get(name.encode("ascii"))
-            if values:
-                query[name] = values[0].decode("utf-8", "replace")
+        args = {
+            name.decode("utf-8", "replace"): values[0].decode("utf-8", "replace")
+            for name, values in (request.args or {}).items()
+        }
+        unknown = sorted(set(args) - set(PARAMETERS))
+        if unknown:
+            raise BadRequest(
+                f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))}: use {' '.join(PARAMETERS)}"
+            )
         try:
-            return Filters.fromQuery(query)
-        except BadFilter as e:
-            request.setResponseCode(400)
-            request.setHeader(b"content-type", PLAIN_TEXT)
-            return f"{e}\n".encode("utf-8", "replace")
+            filters = Filters.fromQuery(
+                {name: args[name] for name in FILTER_FIELDS if name in args}
+            )
+            format = chooseFormat(self.formats, args.get("format"), request.getHeader(b"accept"))
+        except (BadFilter, ValueError) as e:
+            raise BadRequest(str(e)) from None
+        tail = args.get("tail") or "0"
+        if not (tail.isascii() and tail.isdigit() and len(tail) < 10):
+            raise BadRequest(f"tail must be a number of records, not {tail!r}")
+        follow = _BOOLEANS.get((args.get("follow") or "1").lower())
+        if follow is None:
+            raise BadRequest(f"follow must be 1 or 0, not {args['follow']!r}")
+        header = request.getHeader(b"last-event-id")
+        eventId = header.decode("utf-8", "replace") if header else args.get("last_event_id")
+        after = stale = None
+        if eventId:
+            try:
+                after = parseEventId(eventId, self._start)
+            except ValueError as e:
+                raise BadRequest(str(e)) from None
+            stale = eventId if after is None else None
+        return _Asked(filters, format, int(tail), follow, after, stale)
 
-    def _streamHeaders(self, request: Request) -> None:
-        request.setHeader(b"content-type", PLAIN_TEXT)
+    def _refuse(self, request: Request, code: int, reason: str) -> bytes:
+        self._broker.stats.refusals["subscriber"] += 1
+        return _reply(request, code, reason)
+
+    def _streamHeaders(self, request: Request, format: IFormat) -> None:
+        request.setHeader(b"content-type", format.contentType)
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-accel-buffering", b"no")
 
@@ -346,22 +438,24 @@ class SubscribeResource(Resource):
         GET and HEAD only: any other method is a 405 naming the allowed ones.
         """
         if request.method not in (b"GET", b"HEAD"):
-            request.setResponseCode(405)
             request.setHeader(b"allow", b"GET, HEAD")
-            request.setHeader(b"content-type", PLAIN_TEXT)
-            return b"method not allowed: subscribe with GET\n"
+            return self._refuse(request, 405, "method not allowed: subscribe with GET")
         return super().render(request)
 
     def render_HEAD(self, request: Request) -> bytes:
-        if isinstance(self._filters(request), Filters):
-            self._streamHeaders(request)
+        try:
+            asked = self._parse(request)
+        except BadRequest as e:
+            return self._refuse(request, 400, str(e))
+        self._streamHeaders(request, asked.format)
         return b""
 
     def render_GET(self, request: Request) -> bytes | int:
-        filters = self._filters(request)
-        if isinstance(filters, bytes):
-            return filters
-        self._streamHeaders(request)
+        try:
+            asked = self._parse(request)
+        except BadRequest as e:
+            return self._refuse(request, 400, str(e))
+        self._streamHeaders(request, asked.format)
         channel = request.channel
         tuneSocket(channel.transport)
         held = widenWrites(channel.transport, self._pauseAt)
@@ -370,29 +464,117 @@ class SubscribeResource(Resource):
         if isinstance(channel, SubscriberChannel):
             channel.startStreaming()
         subscription = Subscription(
-            request, filters, self._clock, self._maxLines, self._maxBytes - held, self._notice
+            request,
+            asked.filters,
+            asked.format,
+            self._clock,
+            self._maxLines,
+            self._maxBytes - held,
+            self._broker.stats,
         )
         request.registerProducer(subscription, True)
         request.write(b"")
         subscription.startStreaming()
-        self._broker.subscribe(subscription)
-        peer = describePeer(request)
+        self._replay(subscription, asked)
+        peer = describePeer(request.getClientAddress())
         query = request.uri.partition(b"?")[2].decode("utf-8", "replace")
+        if not asked.follow:
+            subscription.finishWhenSent()
+            return NOT_DONE_YET
+        self._broker.subscribe(subscription)
+        if asked.format.keepAlive is not None:
+            self._quiet[subscription] = 0
+            if not self._sweeper.running:
+                self._sweeper.start(KEEP_ALIVE / _SWEEPS, now=False)
         self.log.info(
             "Subscriber {peer} subscribed to {query!r} ({count} subscribers)",
             peer=peer,
-            query=query,
-            count=self._broker.subscriberCount,
+            query=query[:200],
+            count=self._broker.subscriberCount(),
         )
 
         def finished(result: object) -> None:
             self._broker.unsubscribe(subscription)
+            self._quiet.pop(subscription, None)
+            if not self._quiet and self._sweeper.running:
+                self._sweeper.stop()
             self.log.info(
                 "Subscriber {peer} went away, {dropped} lines dropped ({count} subscribers)",
                 peer=peer,
                 dropped=subscription.droppedTotal,
-                count=self._broker.subscriberCount,
+                count=self._broker.subscriberCount(),
             )
 
         request.notifyFinish().addBoth(finished)
         return NOT_DONE_YET
+
+    def _replay(self, subscription: Subscription, asked: _Asked) -> None:
+        """
+        Deliver what history holds for a new subscription, through its
+        queue like live records.
+        """
+        if asked.stale is not None:
+            subscription.notify(
+                f"event id {asked.stale!r} is from an earlier run of this server: "
+                "the records after it are gone"
+            )
+        if not (asked.tail or asked.after is not None):
+            return
+        replay = self._broker.replay(asked.filters, asked.tail, asked.after)
+        if replay.missed:
+            subscription.notify(
+                f"{replay.missed} records after event id {self._start}-{asked.after} "
+                "are no longer in history",
+                replay.missed,
+            )
+        lines = 0
+        for run in replay.runs:
+            for segment in asked.format.encoder(run.topic)(run.records, run.seqs):
+                subscription.deliver(segment)
+                lines += segment.lines
+        self._broker.stats.linesOut[asked.format.name] += lines
+
+    def _sweep(self) -> None:
+        """
+        Send a keep-alive to each stream that has been silent for
+        L{KEEP_ALIVE} seconds.
+        """
+        for subscription, quiet in list(self._quiet.items()):
+            if subscription.spoke:
+                subscription.spoke = False
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet >= _SWEEPS:
+                    subscription.keepAlive()
+                    subscription.spoke = False
+                    quiet = 0
+            self._quiet[subscription] = quiet
+
+
+#: Paths that never subscribe, and what serves each.
+RESERVED = (b"healthz", b"metrics", b"topics", b"favicon.ico", b"ui", b"publish", b"v1")
+
+
+class RootResource(Resource):
+    """
+    The subscriber port's root: the reserved paths (C{/healthz},
+    C{/metrics}, C{/topics}, ...), and a subscription on every other path,
+    as the original had on any path.
+    """
+
+    def __init__(self, broker: IBroker, subscribe: SubscribeResource) -> None:
+        super().__init__()
+        self._subscribe = subscribe
+        self.putChild(b"healthz", HealthResource())
+        self.putChild(b"metrics", MetricsResource(broker))
+        self.putChild(b"topics", TopicsResource(broker))
+        for name in RESERVED:
+            if name not in self.children:
+                self.putChild(name, NotFoundResource())
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return self._subscribe
+
+    def render(self, request: Request) -> bytes | int:
+        return self._subscribe.render(request)

@@ -1,7 +1,8 @@
 """
 Tests for the C{logio} command (L{logio.client.cli}), run as a subprocess:
 C{pub} against L{Sink} servers, C{tail} against L{HTTPStub}, a scripted HTTP
-server, and both commands' help and errors.
+server, and both commands' help and errors; and C{tail}'s URL building
+(L{subscriptionURL}) directly.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from logio.client.cli import Subscription, parseArguments, subscriptionURL
 from tests.server import waitFor
 from tests.test_client_sink import (
     Sink,
@@ -99,9 +101,12 @@ class Running:
         testCase.addCleanup(self.kill)
         self.err = b""
         self.out = b""
-        threading.Thread(target=self._collect, args=("err",), daemon=True).start()
-        if self.process.stdout is not None:
-            threading.Thread(target=self._collect, args=("out",), daemon=True).start()
+        names = ["err"] if self.process.stdout is None else ["err", "out"]
+        self._collectors = [
+            threading.Thread(target=self._collect, args=(name,), daemon=True) for name in names
+        ]
+        for thread in self._collectors:
+            thread.start()
 
     def _collect(self, name: str) -> None:
         stream = getattr(self.process, f"std{name}")
@@ -119,6 +124,15 @@ class Running:
         Wait until standard error holds C{text}.
         """
         waitFor(lambda: text in self.err, what=f"{text!r} on stderr; got {self.err!r}")
+
+    def wait(self, timeout: float = 20) -> int:
+        """
+        Wait for the exit status and for the end of the output collected.
+        """
+        status = self.process.wait(timeout)
+        for thread in self._collectors:
+            thread.join(timeout)
+        return status
 
     def interrupt(self) -> int:
         """
@@ -323,6 +337,9 @@ class UsageTests(SynchronousTestCase):
             (["tail", "--color", "sometimes", "http://h/"], b"invalid choice: 'sometimes'"),
             (["tail", "ftp://h/"], b"logio tail: URL 'ftp://h/' must look like http://"),
             (["tail", "--ca", "x.pem", "http://h/"], b"--ca is only for https:// URLs"),
+            (["tail", "--ca", "x.pem", "h:9000"], b"--ca is only for https:// URLs"),
+            (["tail", "http://h:port/"], b"logio tail: URL 'http://h:port/' has a bad port"),
+            (["tail", "-n", "-1", "h"], b"argument -n/--tail: '-1' is not a whole number"),
         ]:
             result = subprocess.run(
                 logio(*args), capture_output=True, env=environment(), timeout=30
@@ -330,6 +347,121 @@ class UsageTests(SynchronousTestCase):
             self.assertEqual(result.returncode, 2, args)
             self.assertIn(says, result.stderr)
             self.assertEqual(result.stderr.count(b"\n"), 1, result.stderr)
+
+    def test_tailHelp(self) -> None:
+        """
+        tail's --help describes every flag and gives the examples.
+        """
+        result = subprocess.run(
+            logio("tail", "--help"), capture_output=True, env=environment(), timeout=30
+        )
+        self.assertEqual(result.returncode, 0)
+        for says in [
+            b"--app RE",
+            b"--proc RE",
+            b"--host RE",
+            b"--log RE",
+            b"-n N, --tail N",
+            b"-f, --follow, --no-follow",
+            b"--json",
+            b"never on a reconnection",
+            b"http://localhost:7702/",
+            b"logio tail --app myapp --log '\\d+ms' -n 100\n",
+        ]:
+            self.assertIn(says, result.stdout)
+
+
+def subscription(*args: str) -> Subscription:
+    """
+    The subscription of C{logio tail ARGS}.
+    """
+    return subscriptionURL(parseArguments(["tail", *args]))
+
+
+class SubscriptionURLTests(SynchronousTestCase):
+    """
+    L{subscriptionURL} turns tail's URL and flags into where to connect and
+    what to request.
+    """
+
+    def test_defaultPorts(self) -> None:
+        """
+        http:// means port 80, https:// 443, a bare host 7702, no URL localhost:7702.
+        """
+        for args, where in [
+            ([], ("http", "localhost", 7702, "/")),
+            (["h"], ("http", "h", 7702, "/")),
+            (["h:9000"], ("http", "h", 9000, "/")),
+            (["h:9000/x?app=a"], ("http", "h", 9000, "/x?app=a")),
+            (["[::1]:9000"], ("http", "::1", 9000, "/")),
+            (["http://h/"], ("http", "h", 80, "/")),
+            (["http://h:9000"], ("http", "h", 9000, "/")),
+            (["https://h/?app=a"], ("https", "h", 443, "/?app=a")),
+            (["HTTPS://h:9443/"], ("https", "h", 9443, "/")),
+        ]:
+            self.assertEqual(subscription(*args)[:4], where, args)
+
+    def test_badURLs(self) -> None:
+        """
+        Another scheme, no host or a bad port is a ValueError that names the URL.
+        """
+        for url, says in [
+            ("ftp://h/", "URL 'ftp://h/' must look like http://HOST[:PORT]/?app=RE"),
+            ("http:///?app=a", "URL 'http:///?app=a' must look like http://"),
+            ("h:99999", "URL 'h:99999' has a bad port"),
+        ]:
+            with self.assertRaises(ValueError) as raised:
+                subscription(url)
+            self.assertIn(says, str(raised.exception))
+
+    def test_filtersEncoded(self) -> None:
+        """
+        The filter flags are URL-encoded, so + stays a plus and & cannot start a parameter.
+        """
+        self.assertEqual(
+            subscription("--log", "\\d+ms", "--app", "a&b", "--proc", "web|worker", "h").path,
+            "/?app=a%26b&proc=web%7Cworker&log=%5Cd%2Bms",
+        )
+
+    def test_flagReplacesURL(self) -> None:
+        """
+        A flag replaces the URL's parameter (every one of that name) in its
+        place; the rest of the query is kept as given.
+        """
+        found = subscription("--app", "new", "http://h/s?app=old&proc=web|worker&app=older&x")
+        self.assertEqual(found.path, "/s?app=new&proc=web|worker&x")
+
+    def test_replayFlags(self) -> None:
+        """
+        -n, --no-follow and --json add tail=, follow=0 and format=json; a reconnection drops tail=.
+        """
+        found = subscription("-n", "5", "--no-follow", "--json", "h/?app=a")
+        self.assertEqual(found.path, "/?app=a&tail=5&follow=0&format=json")
+        self.assertEqual(found.again, "/?app=a&follow=0&format=json")
+        self.assertEqual((found.follow, found.json), (False, True))
+        following = subscription("-n", "5", "h")
+        self.assertEqual((following.path, following.again), ("/?tail=5", "/"))
+        self.assertEqual((following.follow, following.json), (True, False))
+
+    def test_urlReplayParameters(self) -> None:
+        """
+        The URL's own tail=, follow=0 and format=json count as the flags would,
+        and the flags replace them: -f sends follow=1, -n 0 no tail=.
+        """
+        found = subscription("http://h/?tail=9&follow=0&format=json")
+        self.assertEqual(found.again, "/?follow=0&format=json")
+        self.assertEqual((found.follow, found.json), (False, True))
+        replaced = subscription("-f", "-n", "0", "http://h/?tail=9&follow=0")
+        self.assertEqual((replaced.path, replaced.follow), ("/?follow=1", True))
+
+    def test_unsendableEncoded(self) -> None:
+        """
+        Spaces and non-ASCII characters in the URL are percent-encoded; its escapes are kept.
+        """
+        self.assertEqual(
+            subscription("http://h/a b?log=caf\u00e9 x&app=%41").path,
+            "/a%20b?log=caf%C3%A9%20x&app=%41",
+        )
 
 
 class TailTests(SynchronousTestCase):
@@ -352,6 +484,95 @@ class TailTests(SynchronousTestCase):
         conn.sendall(chunk(b"wo\n"))
         tail.waitOut(b"two\n")
         self.assertEqual(tail.out, b"t1 myapp[web] h: one\nt2 myapp[web] h: two\n")
+
+    def test_flagsInRequestLine(self) -> None:
+        """
+        The filter flags go URL-encoded into the request, replacing the URL's parameter.
+        """
+        stub = HTTPStub(self)
+        self.tail(
+            "--log", "\\d+ms", "--app", "new", f"127.0.0.1:{stub.port}/?app=old&proc=web|worker"
+        )
+        stub.next()
+        self.assertEqual(stub.requests, [b"GET /?app=new&proc=web|worker&log=%5Cd%2Bms HTTP/1.1"])
+
+    def test_noFollow(self) -> None:
+        """
+        With -n 5 --no-follow --json it asks for the replay as JSON, prints it
+        unchanged (no colour, even with --color always) and exits 0 when the
+        response ends, without reconnecting.
+        """
+        stub = HTTPStub(self)
+        tail = self.tail(
+            "-n",
+            "5",
+            "--no-follow",
+            "--json",
+            "--color",
+            "always",
+            f"http://127.0.0.1:{stub.port}/",
+        )
+        records = (
+            b'{"seq": 1, "time": "2026-11-26T10:51:39.289Z", "app": "a", "proc": "b", '
+            b'"host": "h", "log": "x] y"}\n'
+            b'{"seq": 2, "time": "2026-11-26T10:51:39.290Z", "app": "a", "proc": "b", '
+            b'"host": "h", "log": "z"}\n'
+        )
+        stub.next().sendall(STREAM_HEAD + chunk(records) + STREAM_END)
+        self.assertEqual(tail.wait(), 0, tail.err)
+        self.assertEqual((tail.out, tail.err), (records, b""))
+        self.assertEqual(stub.requests, [b"GET /?tail=5&follow=0&format=json HTTP/1.1"])
+
+    def test_noFollowCut(self) -> None:
+        """
+        With --no-follow a response cut short is one line on stderr and status 1, no reconnecting.
+        """
+        stub = HTTPStub(self)
+        tail = self.tail("--no-follow", f"127.0.0.1:{stub.port}")
+        conn = stub.next()
+        conn.sendall(STREAM_HEAD + chunk(b"t a[p] h: whole\nt a[p] h: cut"))
+        tail.waitOut(b"cut")
+        conn.shutdown(socket.SHUT_RDWR)
+        self.assertEqual(tail.wait(), 1)
+        self.assertEqual(tail.out, b"t a[p] h: whole\nt a[p] h: cut\n")
+        self.assertEqual(
+            tail.err, f"logio tail: 127.0.0.1:{stub.port}: the stream was cut short\n".encode()
+        )
+        self.assertEqual(stub.requests, [b"GET /?follow=0 HTTP/1.1"])
+
+    def test_noFollowServerAway(self) -> None:
+        """
+        With --no-follow a server that cannot be reached is one line on stderr and status 1.
+        """
+        port = freePort()
+        tail = self.tail("--no-follow", f"127.0.0.1:{port}")
+        self.assertEqual(tail.wait(), 1)
+        self.assertRegex(
+            tail.err, f"^logio tail: 127\\.0\\.0\\.1:{port}: .*Connection refused\n$".encode()
+        )
+
+    def test_reconnectDoesNotReplay(self) -> None:
+        """
+        Only the first connection that gets the stream asks for tail=: a retry
+        after a 503 asks again, the reconnection after the stream does not.
+        """
+        stub = HTTPStub(self)
+        tail = self.tail("-n", "5", f"http://127.0.0.1:{stub.port}/?app=a")
+        unavailable = stub.next()
+        unavailable.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+        unavailable.close()
+        stub.next().sendall(STREAM_HEAD + chunk(b"t a[p] h: replayed\n") + STREAM_END)
+        stub.next().sendall(STREAM_HEAD + chunk(b"t a[p] h: new\n"))
+        tail.waitOut(b"new\n")
+        self.assertEqual(tail.out, b"t a[p] h: replayed\nt a[p] h: new\n")
+        self.assertEqual(
+            stub.requests,
+            [
+                b"GET /?app=a&tail=5 HTTP/1.1",
+                b"GET /?app=a&tail=5 HTTP/1.1",
+                b"GET /?app=a HTTP/1.1",
+            ],
+        )
 
     def test_ctrlC(self) -> None:
         """
@@ -410,7 +631,7 @@ class TailTests(SynchronousTestCase):
         stub.next().sendall(
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         )
-        self.assertEqual(tail.process.wait(20), 1)
+        self.assertEqual(tail.wait(), 1)
         self.assertEqual(
             tail.err,
             b"logio tail: the server refused the subscription: "

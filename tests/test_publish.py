@@ -14,18 +14,17 @@ from typing import Any, Union
 
 from attrs import define
 from twisted.internet.address import IPv4Address, UNIXAddress
-from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from logio.publish import PublisherFactory
 from logio.publish.seed import SeedProtocol
 from logio.publish.text import TextProtocol
 from logio.topic import Record, Topic
+from tests.fakes import FakeBroker, TCPTransport
 
 #: The fixed receive time of every test connection, and how it is output.
 NOW = 1500000000.5
@@ -68,23 +67,6 @@ def splitAt(stream: bytes, split: int) -> list[bytes]:
     C{stream} as two reads cut at C{split}, or as one read if C{split} is 0.
     """
     return [part for part in (stream[:split], stream[split:]) if part]
-
-
-class FakeBroker:
-    """
-    Stand in for L{logio.broker.Broker}: remember every C{publish} and
-    C{forget} call.
-    """
-
-    def __init__(self) -> None:
-        self.published: list[tuple[Topic, list[Record]]] = []
-        self.forgotten: list[Topic] = []
-
-    def publish(self, topic: Topic, records: list[Record]) -> None:
-        self.published.append((topic, list(records)))
-
-    def forget(self, topic: Topic) -> None:
-        self.forgotten.append(topic)
 
 
 @define
@@ -172,24 +154,6 @@ def text(maxLine: int = 65536) -> Connection:
     return connect(b"a", maxLine)
 
 
-@implementer(ITCPTransport)
-class TCPTransport(StringTransport):
-    """
-    A L{StringTransport} that is a TCP transport and remembers the socket
-    options set on it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.options: dict[str, bool] = {}
-
-    def setTcpKeepAlive(self, enabled: bool) -> None:
-        self.options["keepalive"] = enabled
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.options["nodelay"] = enabled
-
-
 class PublisherTestCase(SynchronousTestCase):
     """
     Assertions on what a connection published and wrote back.
@@ -217,6 +181,7 @@ class PublisherTestCase(SynchronousTestCase):
         else:
             self.assertEqual(written, f"error: {message}\n".encode())
         self.assertTrue(connection.transport.disconnecting)
+        self.assertEqual(connection.broker.stats.refusals["publisher"], 1)
 
     def assertRefusedAtSplits(
         self, stream: bytes, splits: list[int], records: list[Record], message: str
@@ -328,20 +293,38 @@ class SniffingTests(PublisherTestCase):
 
     def test_connectionLostBeforeFirstByte(self) -> None:
         """
-        A connection that closes after only whitespace publishes, forgets and
-        writes nothing.
+        A connection that closes after only whitespace publishes nothing,
+        opens no publication and writes nothing.
         """
         connection = connect().feed(b" \n", BOM).close()
-        self.assertEqual((connection.broker.published, connection.broker.forgotten), ([], []))
+        self.assertEqual((connection.broker.published, connection.broker.opened), ([], []))
         self.assertEqual(connection.transport.value(), b"")
+
+    def test_publicationPerProtocol(self) -> None:
+        """
+        Each parser opens one publication for its topic, named after its
+        wire protocol (for the metrics).
+        """
+        self.assertEqual(connect().feed(GO_STREAM).broker.opened, [(WEB, "seed")])
+        connection = connect().feed(b"app=myapp&proc=web&host=foobar\nx\n")
+        self.assertEqual(connection.broker.opened, [(WEB, "text")])
+
+    def test_publishersCounted(self) -> None:
+        """
+        The broker's stats count publisher connections while they are open.
+        """
+        connection = connect()
+        self.assertEqual(connection.broker.stats.publishers, 1)
+        connection.close()
+        self.assertEqual(connection.broker.stats.publishers, 0)
 
     def test_connectionLostReachesParser(self) -> None:
         """
         Losing the connection after sniffing reaches the chosen parser, which
-        forgets its topic.
+        closes its publication.
         """
         connection = connect().feed(GO_STREAM).close()
-        self.assertEqual(connection.broker.forgotten, [WEB])
+        self.assertEqual(connection.broker.closed, [WEB])
 
     def test_tcpSocketTuned(self) -> None:
         """
@@ -717,7 +700,7 @@ class SeedTests(PublisherTestCase):
         connection.feed(values({"raw": "y"}), b"garbage", values({"raw": "z"})).close()
         self.assertEqual(connection.records(), [(NOW_TS, "x")])
         self.assertRefused(connection, "expected a JSON object, got list")
-        self.assertEqual(connection.broker.forgotten, [WEB])
+        self.assertEqual(connection.broker.closed, [WEB])
 
     def test_valueGrowsPastMaxLine(self) -> None:
         """
@@ -756,15 +739,16 @@ class SeedTests(PublisherTestCase):
         connection = seed(maxLine=64).feed(values(WEB_TOPIC), fast, slow)
         self.assertPublished(connection, WEB, [("2016-12-06T22:14:21.000", "y" * 24)] * 2)
 
-    def test_connectionLostForgetsTopic(self) -> None:
+    def test_connectionLostClosesPublication(self) -> None:
         """
-        Closing forgets the topic once; a connection without a topic forgets
-        nothing and an incomplete last value is dropped.
+        Losing the connection closes its publication once; a connection
+        without a topic closes nothing, and an incomplete last value is
+        dropped.
         """
         connection = seed().feed(GO_STREAM + b'{"raw":"never fini').close()
         self.assertEqual(connection.records(), GO_RECORDS)
-        self.assertEqual(connection.broker.forgotten, [WEB])
-        self.assertEqual(seed().feed(b'{"app":').close().broker.forgotten, [])
+        self.assertEqual(connection.broker.closed, [WEB])
+        self.assertEqual(seed().feed(b'{"app":').close().broker.closed, [])
 
     # BUG (395db03): the fast path slices the time out of the buffer without decoding
     # JSON escapes, so a valid escaped time is treated as unparseable.
@@ -940,16 +924,16 @@ class TextTests(PublisherTestCase):
         for line in [b"proc=web&host=foobar", b"app=&proc=web", b"myapp", b"logio://h:7701"]:
             connection = text().feed(line + b"\nhello\n", b"more\n", b"partial").close()
             self.assertRefused(connection, f"the topic needs a non-empty 'app' {TOPIC_HINT}")
-            self.assertEqual((connection.broker.published, connection.broker.forgotten), ([], []))
+            self.assertEqual((connection.broker.published, connection.broker.closed), ([], []))
 
     def test_topicOnly(self) -> None:
         """
-        A topic line and nothing else publishes nothing and forgets the topic
-        on close.
+        A topic line and nothing else publishes nothing, and closes its
+        publication when the connection closes.
         """
         connection = text().feed(b"app=myapp&proc=web&host=foobar\n").close()
         self.assertEqual(connection.broker.published, [])
-        self.assertEqual(connection.broker.forgotten, [WEB])
+        self.assertEqual(connection.broker.closed, [WEB])
 
     def test_onePublishPerRead(self) -> None:
         """
@@ -980,14 +964,14 @@ class TextTests(PublisherTestCase):
     def test_finalLineOnClose(self) -> None:
         """
         A last line without a newline is published when the connection
-        closes, without a trailing CR, and the topic is then forgotten.
+        closes, without a trailing CR, and the publication is then closed.
         """
         for last in [b"last", b"last\r"]:
             connection = text().feed(b"app=myapp&proc=web&host=foobar\nfirst\n", last)
             self.assertEqual(connection.records(), [(NOW_TS, "first")])
             connection.close()
             self.assertPublished(connection, WEB, [(NOW_TS, "first"), (NOW_TS, "last")])
-            self.assertEqual(connection.broker.forgotten, [WEB])
+            self.assertEqual(connection.broker.closed, [WEB])
 
     def test_topicLineOnClose(self) -> None:
         """
@@ -995,7 +979,7 @@ class TextTests(PublisherTestCase):
         """
         connection = text().feed(b"app=myapp&proc=web&host=foobar").close()
         self.assertEqual(connection.broker.published, [])
-        self.assertEqual(connection.broker.forgotten, [WEB])
+        self.assertEqual(connection.broker.closed, [WEB])
 
     # BUG (395db03): the CR before the LF that ends a read's last complete line is kept
     # (rpartition on LF leaves it at the end of the complete part, where the

@@ -10,7 +10,6 @@ import socket
 import subprocess
 
 from twisted.application.service import IService
-from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import LogLevel, capturedLogs, formatEvent
@@ -20,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio import tap
 from logio.broker import Broker
-from logio.tap import ListeningService, Options, describeAddress, makeService
+from logio.tap import ListeningService, Options, makeService
 from tests.server import TIMEOUT, twistd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,13 +114,6 @@ class MakeServiceTests(SynchronousTestCase):
             [("publishers", "tcp:0"), ("publishers", "unix:x.sock"), ("subscribers", "tcp:0")],
         )
 
-    def test_describeAddress(self) -> None:
-        """
-        Listening addresses are logged as C{tcp host:port} or C{unix path}.
-        """
-        self.assertEqual(describeAddress(IPv4Address("TCP", "0.0.0.0", 7701)), "tcp 0.0.0.0:7701")
-        self.assertEqual(describeAddress(UNIXAddress("/run/logio.sock")), "unix /run/logio.sock")
-
 
 class StartupFailureTests(SynchronousTestCase):
     """
@@ -210,7 +202,7 @@ class StartupFailureTests(SynchronousTestCase):
 
         stopped: list[bool] = []
         self.patch(reactor, "stop", lambda: stopped.append(True))
-        service = ListeningService("subscribers", "unix:/nowhere/s.sock", Factory())
+        service = ListeningService("subscribers", "unix:/nowhere/s.sock", Factory(), reactor)
         with capturedLogs() as events:
             service._failedLater(Failure(CannotListenError("", "/nowhere/s.sock", "no dir")))
         [event] = events

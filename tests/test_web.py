@@ -5,18 +5,24 @@ real L{Site} over a L{StringTransport}.
 
 from __future__ import annotations
 
+import json
+
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
 from logio.broker import Broker
+from logio.net import PAUSE_AT
 from logio.topic import Topic, serverHost
-from logio.web import PAUSE_AT, SEND_LIMIT, SubscribeResource, SubscriberSite, widenWrites
-from tests.test_publish import TCPTransport
+from logio.web import RootResource, SubscribeResource, SubscriberSite
+from tests.fakes import TCPTransport, publish
+from tests.test_formats import sseEvents
 
 TOPIC = Topic("myapp", "web", "foobar")
 TS = "2016-12-06T22:14:21.448"
+START = 1700000000000
 
 
 def dechunk(body: bytes) -> tuple[bytes, bool]:
@@ -33,6 +39,18 @@ def dechunk(body: bytes) -> tuple[bytes, bool]:
         assert rest[length : length + 2] == b"\r\n", "bad chunk framing"
         body = rest[length + 2 :]
     return data, False
+
+
+class PausingTransport(StringTransport):
+    """
+    A transport whose buffer fills at once: it pauses its producer after
+    every write with data, as a socket that is not read does.
+    """
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.producer is not None and data:
+            self.producer.pauseProducing()
 
 
 class Client:
@@ -74,8 +92,8 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.makeSite()
 
     def makeSite(self, maxLines: int = 10000, maxBytes: int = 4 * 1024 * 1024) -> None:
-        resource = SubscribeResource(self.broker, self.clock, maxLines, maxBytes)
-        self.site = SubscriberSite(resource, reactor=self.clock)
+        resource = SubscribeResource(self.broker, self.clock, START, maxLines, maxBytes)
+        self.site = SubscriberSite(RootResource(self.broker, resource), reactor=self.clock)
 
     def subscribe(self, query: str = "") -> Client:
         return Client(self.site, get(query))
@@ -106,7 +124,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         A record is written as one chunk holding C{<ts> <app>[<proc>] <host>: <log>}.
         """
         client = self.subscribe()
-        self.broker.publish(TOPIC, [(TS, "2016/12/06 17:14:21 INFO hi")])
+        publish(self.broker, TOPIC, [(TS, "2016/12/06 17:14:21 INFO hi")])
         line = f"{TS} myapp[web] foobar: 2016/12/06 17:14:21 INFO hi\n".encode()
         self.assertEqual(client.response()[1], b"%x\r\n%s\r\n" % (len(line), line))
 
@@ -115,7 +133,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         An HTTP/1.0 client gets the lines unframed (no chunked encoding).
         """
         client = Client(self.site, b"GET /?app=myapp HTTP/1.0\r\n\r\n")
-        self.broker.publish(TOPIC, [(TS, "one")])
+        publish(self.broker, TOPIC, [(TS, "one")])
         head, body = client.response()
         self.assertTrue(head.startswith(b"HTTP/1.0 200 OK\r\n"))
         self.assertNotIn(b"chunked", head.lower())
@@ -126,7 +144,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         A batch of records reaches a subscriber as a single chunk.
         """
         client = self.subscribe()
-        self.broker.publish(TOPIC, [(TS, "one"), (TS, "two"), (TS, "three")])
+        publish(self.broker, TOPIC, [(TS, "one"), (TS, "two"), (TS, "three")])
         body = client.response()[1]
         self.assertEqual(body.count(b"\r\n"), 2)
         self.assertEqual(dechunk(body)[0].count(b"\n"), 3)
@@ -136,7 +154,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         Each physical line of a multi-line record gets the prefix; no doubled newline.
         """
         client = self.subscribe()
-        self.broker.publish(TOPIC, [(TS, "Traceback:\n  File x\nValueError")])
+        publish(self.broker, TOPIC, [(TS, "Traceback:\n  File x\nValueError")])
         head = f"{TS} myapp[web] foobar: "
         expected = f"{head}Traceback:\n{head}  File x\n{head}ValueError\n"
         self.assertEqual(client.body(), expected.encode())
@@ -147,8 +165,8 @@ class SubscribeResourceTests(SynchronousTestCase):
         """
         client = self.subscribe("app=app&proc=web|worker")
         for proc in ("web", "worker", "clock", "webhook"):
-            self.broker.publish(Topic("myapp", proc, "h"), [(TS, proc)])
-        self.broker.publish(Topic("other", "web", "h"), [(TS, "other")])
+            publish(self.broker, Topic("myapp", proc, "h"), [(TS, proc)])
+        publish(self.broker, Topic("other", "web", "h"), [(TS, "other")])
         lines = client.body().decode().splitlines()
         self.assertEqual([line.rsplit(" ", 1)[1] for line in lines], ["web", "worker", "webhook"])
 
@@ -157,7 +175,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         C{log=} searches the record's text without its trailing newline.
         """
         client = self.subscribe("log=bar%24")
-        self.broker.publish(TOPIC, [(TS, "open bar"), (TS, "bar none"), (TS, "a\nbar")])
+        publish(self.broker, TOPIC, [(TS, "open bar"), (TS, "bar none"), (TS, "a\nbar")])
         self.assertEqual(
             client.body().decode().splitlines(),
             [
@@ -172,7 +190,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         Only the first value of a repeated parameter is used.
         """
         client = self.subscribe("app=zzz&app=myapp")
-        self.broker.publish(TOPIC, [(TS, "x")])
+        publish(self.broker, TOPIC, [(TS, "x")])
         self.assertEqual(client.body(), b"")
 
     def test_emptyMatchesAll(self) -> None:
@@ -180,7 +198,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         An empty parameter matches every record.
         """
         client = self.subscribe("app=&log=")
-        self.broker.publish(TOPIC, [(TS, "x")])
+        publish(self.broker, TOPIC, [(TS, "x")])
         self.assertEqual(client.body(), f"{TS} myapp[web] foobar: x\n".encode())
 
     def test_badRegex(self) -> None:
@@ -232,7 +250,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.assertEqual(len(self.broker.subscribers), 1)
         other.channel.connectionLost(Exception("gone"))
         self.assertEqual(self.broker.subscribers, ())
-        self.broker.publish(TOPIC, [(TS, "nobody listens")])
+        publish(self.broker, TOPIC, [(TS, "nobody listens")])
 
     def test_abortDropsTheConnection(self) -> None:
         """
@@ -241,7 +259,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         """
         client = self.subscribe()
         client.transport.producer.pauseProducing()
-        self.broker.publish(TOPIC, [(TS, "queued")])
+        publish(self.broker, TOPIC, [(TS, "queued")])
         [subscription] = self.broker.subscribers
         subscription.abort()
         self.assertEqual(subscription.queued, (0, 0))
@@ -268,7 +286,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         client = Client(self.site, get("app=myapp") + b"x" * 40000)
         client.channel.dataReceived(b"GET /more HTTP/1.1\r\n\r\n" + b"y" * 40000)
         self.assertEqual(client.transport.producerState, "producing")
-        self.broker.publish(TOPIC, [(TS, "still here")])
+        publish(self.broker, TOPIC, [(TS, "still here")])
         self.assertEqual(client.body(), f"{TS} myapp[web] foobar: still here\n".encode())
         client.channel.connectionLost(Exception("gone"))
         self.assertEqual(self.broker.subscribers, ())
@@ -281,8 +299,8 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.makeSite(maxLines=3)
         client = self.subscribe()
         client.transport.producer.pauseProducing()
-        self.broker.publish(TOPIC, [(TS, f"line {i}") for i in range(4)])
-        self.broker.publish(TOPIC, [(TS, "line 4")])
+        publish(self.broker, TOPIC, [(TS, f"line {i}") for i in range(4)])
+        publish(self.broker, TOPIC, [(TS, "line 4")])
         self.assertEqual(client.body(), b"")
         [subscription] = self.broker.subscribers
         self.assertEqual(subscription.queued[0], 3)
@@ -308,9 +326,9 @@ class SubscribeResourceTests(SynchronousTestCase):
         client = self.subscribe()
         client.transport.producer.pauseProducing()
         for i in range(5):
-            self.broker.publish(TOPIC, [(TS, f"line {i}")])
-        self.broker.publish(TOPIC, [(TS, "a1\na2")])
-        self.broker.publish(TOPIC, [(TS, "line 5")])
+            publish(self.broker, TOPIC, [(TS, f"line {i}")])
+        publish(self.broker, TOPIC, [(TS, "a1\na2")])
+        publish(self.broker, TOPIC, [(TS, "line 5")])
         client.transport.producer.resumeProducing()
         prefix = f"{TS} myapp[web] foobar: "
         ones = "".join(f"{prefix}line {i}\n" for i in range(5)).encode()
@@ -329,7 +347,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.makeSite(maxBytes=len(line) * 2 + 10)
         client = self.subscribe()
         client.transport.producer.pauseProducing()
-        self.broker.publish(TOPIC, [(TS, "x" * 70)] * 5)
+        publish(self.broker, TOPIC, [(TS, "x" * 70)] * 5)
         [subscription] = self.broker.subscribers
         self.assertEqual(subscription.queued, (2, len(line) * 2))
         client.transport.producer.resumeProducing()
@@ -357,7 +375,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         client, socket = self.socketClient()
         self.assertEqual(socket.bufferSize, len(line) * 2)
         client.transport.producer.pauseProducing()
-        self.broker.publish(TOPIC, [(TS, "x" * 70)] * 5)
+        publish(self.broker, TOPIC, [(TS, "x" * 70)] * 5)
         [subscription] = self.broker.subscribers
         self.assertEqual(subscription.queued, (2, len(line) * 2))
 
@@ -384,7 +402,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.makeSite(maxLines=3)
         client = self.subscribe()
         client.transport.producer.pauseProducing()
-        self.broker.publish(TOPIC, [(TS, "a1\na2\na3"), (TS, "b")])
+        publish(self.broker, TOPIC, [(TS, "a1\na2\na3"), (TS, "b")])
         client.transport.producer.resumeProducing()
         lines = client.body().decode().splitlines()
         self.assertIn(": 3 lines dropped:", lines[0])
@@ -399,7 +417,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         fast = self.subscribe()
         slow.transport.producer.pauseProducing()
         for i in range(10):
-            self.broker.publish(TOPIC, [(TS, str(i))])
+            publish(self.broker, TOPIC, [(TS, str(i))])
         self.assertEqual(len(fast.body().splitlines()), 10)
         self.assertEqual(slow.body(), b"")
 
@@ -411,7 +429,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         clients = [self.subscribe() for _ in range(4)]
         for client in clients:
             client.transport.producer.pauseProducing()
-        self.broker.publish(TOPIC, [(TS, "queued")])
+        publish(self.broker, TOPIC, [(TS, "queued")])
         self.broker.startService()
         stopped = self.broker.stopService()
         for client in clients:
@@ -424,35 +442,330 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.successResultOf(stopped)
 
 
-class WidenWritesTests(SynchronousTestCase):
+class QueryTests(SubscribeResourceTests):
     """
-    Subscriber sockets send more per pass and pause later than Twisted's defaults.
+    What a subscription request may ask for, and the 400s for what it may not.
     """
 
-    def test_socket(self) -> None:
+    def test_unknownParameter(self) -> None:
         """
-        A socket transport gets L{SEND_LIMIT} and L{PAUSE_AT}.
+        A misspelt parameter is a 400 naming it and the known ones, never
+        an unfiltered stream.
         """
-        transport = FileDescriptor()
-        widenWrites(transport)
-        self.assertEqual((transport.SEND_LIMIT, transport.bufferSize), (SEND_LIMIT, PAUSE_AT))
-        self.assertGreater(SEND_LIMIT, FileDescriptor.SEND_LIMIT)
-        self.assertGreater(PAUSE_AT, FileDescriptor.bufferSize)
+        for query, named in [("ap=myapp", "'ap'"), ("APP=x&zz=1", "'APP', 'zz'")]:
+            head, body = self.subscribe(query).response()
+            self.assertTrue(head.startswith(b"HTTP/1.1 400 "), query)
+            self.assertIn(named.encode(), body)
+            self.assertIn(b"app proc host log tail follow format last_event_id", body)
+        self.assertEqual(self.broker.subscribers, ())
+        self.assertEqual(self.broker.stats.refusals, {"subscriber": 2})
 
-    def test_wrapped(self) -> None:
+    def test_badValues(self) -> None:
         """
-        Under a wrapper (TLS), the socket transport underneath is changed.
+        A C{tail}, C{follow}, C{format} or event id that means nothing is a 400 saying why.
         """
-        transport = FileDescriptor()
-        wrapper = StringTransport()
-        wrapper.transport = transport  # type: ignore[attr-defined]
-        widenWrites(wrapper)
-        self.assertEqual(transport.SEND_LIMIT, SEND_LIMIT)
+        for query, reason in [
+            ("tail=-1", b"tail must be a number"),
+            ("tail=ten", b"tail must be a number"),
+            ("follow=maybe", b"follow must be 1 or 0"),
+            ("format=xml", b"unknown format 'xml'"),
+            ("last_event_id=42", b"not a logio event id"),
+        ]:
+            head, body = self.subscribe(query).response()
+            self.assertTrue(head.startswith(b"HTTP/1.1 400 "), query)
+            self.assertIn(reason, body, query)
+        self.assertEqual(self.broker.subscribers, ())
 
-    def test_notASocket(self) -> None:
+    def test_anyOtherPathSubscribes(self) -> None:
         """
-        A transport with no socket underneath is left alone.
+        Every path but the reserved ones subscribes, as the original did.
         """
-        transport = StringTransport()
-        widenWrites(transport)
-        self.assertFalse(hasattr(transport, "SEND_LIMIT"))
+        client = Client(self.site, b"GET /some/path?app=myapp HTTP/1.1\r\nHost: x\r\n\r\n")
+        publish(self.broker, TOPIC, [(TS, "x")])
+        self.assertEqual(client.body(), f"{TS} myapp[web] foobar: x\n".encode())
+
+    def test_json(self) -> None:
+        """
+        C{?format=json} or C{Accept: application/x-ndjson} streams JSON lines.
+        """
+        clients = [
+            self.subscribe("format=json"),
+            Client(self.site, b"GET / HTTP/1.1\r\nAccept: application/x-ndjson\r\n\r\n"),
+        ]
+        publish(self.broker, TOPIC, [(TS, "one\ntwo")])
+        for client in clients:
+            self.assertIn(b"Content-Type: application/x-ndjson", client.response()[0])
+            [line] = client.body().splitlines()
+            self.assertEqual(json.loads(line)["log"], "one\ntwo")
+        self.assertEqual(self.broker.stats.linesOut, {"json": 2})
+
+    def test_jsonDropNotice(self) -> None:
+        """
+        In JSON, the drop notice is an object with the count.
+        """
+        self.makeSite(maxLines=2)
+        client = self.subscribe("format=json")
+        client.transport.producer.pauseProducing()
+        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(5)])
+        client.transport.producer.resumeProducing()
+        notice, *records = [json.loads(line) for line in client.body().splitlines()]
+        self.assertEqual(notice["dropped"], 3)
+        self.assertIn("3 lines dropped", notice["notice"])
+        self.assertEqual([r["log"] for r in records], ["3", "4"])
+        self.assertEqual(self.broker.stats.linesDropped, {"json": 3})
+
+    def test_sse(self) -> None:
+        """
+        C{?format=sse} or C{Accept: text/event-stream} streams events with ids.
+        """
+        clients = [
+            self.subscribe("format=sse"),
+            Client(self.site, b"GET / HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n"),
+        ]
+        publish(self.broker, TOPIC, [(TS, "a"), (TS, "b")])
+        for client in clients:
+            head = client.response()[0]
+            self.assertIn(b"Content-Type: text/event-stream", head)
+            self.assertIn(b"X-Accel-Buffering: no", head)
+            events = sseEvents(client.body())
+            self.assertEqual([e["id"] for e in events], [f"{START}-1", f"{START}-2"])
+
+    def test_sseQueueDropsWholeEvents(self) -> None:
+        """
+        A slow SSE subscriber's queue drops whole events and then says so
+        in an C{event: dropped}.
+        """
+        self.makeSite(maxLines=2)
+        client = self.subscribe("format=sse")
+        client.transport.producer.pauseProducing()
+        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(3)])
+        publish(self.broker, TOPIC, [(TS, "3")])
+        client.transport.producer.resumeProducing()
+        dropped, *events = sseEvents(client.body())
+        self.assertEqual(dropped["event"], "dropped")
+        self.assertEqual(json.loads(dropped["data"])["dropped"], 2)
+        self.assertEqual([e["id"] for e in events], [f"{START}-3", f"{START}-4"])
+
+    def test_keepAlive(self) -> None:
+        """
+        An SSE stream silent for 15 s gets a comment; a busy one does not,
+        nor does a text stream.
+        """
+        quiet = self.subscribe("format=sse&app=quiet")
+        busy = self.subscribe("format=sse&app=busy")
+        text = self.subscribe()
+        for _ in range(20):
+            self.clock.advance(1)
+            publish(self.broker, Topic("busy", "p", "h"), [(TS, "x")])
+        self.assertEqual(quiet.body().count(b": keep-alive\n\n"), 1)
+        self.assertNotIn(b"keep-alive", busy.body())
+        self.assertNotIn(b"keep-alive", text.body())
+        for _ in range(20):
+            self.clock.advance(1)
+        self.assertEqual(busy.body().count(b": keep-alive\n\n"), 1)
+        for client in (quiet, busy, text):
+            client.channel.connectionLost(Exception("gone"))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_tailThenLive(self) -> None:
+        """
+        C{tail=N} replays the newest N matching records from history, then
+        streams live with no gap and no duplicate.
+        """
+        publish(self.broker, TOPIC, [(TS, f"old {i}") for i in range(5)])
+        publish(self.broker, Topic("other", "p", "h"), [(TS, "not mine")])
+        client = self.subscribe("app=myapp&tail=3&format=json")
+        publish(self.broker, TOPIC, [(TS, "live")])
+        records = [json.loads(line) for line in client.body().splitlines()]
+        self.assertEqual([r["log"] for r in records], ["old 2", "old 3", "old 4", "live"])
+        self.assertEqual([r["seq"] for r in records], [3, 4, 5, 7])
+
+    def test_tailWithLogFilter(self) -> None:
+        """
+        The replay applies the C{log} filter too.
+        """
+        publish(
+            self.broker, TOPIC, [(TS, "ERROR 1"), (TS, "INFO 2"), (TS, "ERROR 3"), (TS, "INFO 4")]
+        )
+        client = self.subscribe("log=ERROR&tail=10")
+        self.assertEqual(
+            client.body().decode().splitlines(),
+            [f"{TS} myapp[web] foobar: ERROR 1", f"{TS} myapp[web] foobar: ERROR 3"],
+        )
+
+    def test_noFollow(self) -> None:
+        """
+        C{follow=0} returns the replay and ends the response with the final
+        chunk; it never subscribes.
+        """
+        publish(self.broker, TOPIC, [(TS, "a"), (TS, "b")])
+        client = self.subscribe("tail=10&follow=0")
+        data, ended = dechunk(client.response()[1])
+        self.assertEqual(data, f"{TS} myapp[web] foobar: a\n{TS} myapp[web] foobar: b\n".encode())
+        self.assertTrue(ended)
+        self.assertEqual(self.broker.subscribers, ())
+
+    def test_noFollowWaitsForSlowClient(self) -> None:
+        """
+        A replay that fills the transport goes through the queue, and the
+        response ends only once all of it has been sent.
+        """
+        for i in range(4):
+            publish(self.broker, Topic("myapp", str(i % 2), "h"), [(TS, str(i))])
+        transport = PausingTransport()
+        client = Client(self.site, get("tail=4&follow=0"), transport)
+        self.assertEqual(dechunk(client.response()[1]), (f"{TS} myapp[0] h: 0\n".encode(), False))
+        for _ in range(4):
+            transport.producer.resumeProducing()
+        data, ended = dechunk(client.response()[1])
+        self.assertEqual(
+            [line.rsplit(" ", 1)[1] for line in data.decode().splitlines()], list("0123")
+        )
+        self.assertTrue(ended)
+
+    def test_resume(self) -> None:
+        """
+        C{Last-Event-ID} (or C{?last_event_id=}) replays every matching
+        record after that id, then streams live.
+        """
+        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(5)])
+        header = Client(
+            self.site,
+            f"GET /?format=sse HTTP/1.1\r\nLast-Event-ID: {START}-3\r\n\r\n".encode(),
+        )
+        query = self.subscribe(f"format=json&last_event_id={START}-3&tail=1")
+        publish(self.broker, TOPIC, [(TS, "live")])
+        self.assertEqual(
+            [e["id"] for e in sseEvents(header.body())], [f"{START}-{i}" for i in (4, 5, 6)]
+        )
+        self.assertEqual([json.loads(line)["seq"] for line in query.body().splitlines()], [4, 5, 6])
+
+    def test_resumePastHistory(self) -> None:
+        """
+        Resuming from an id history no longer reaches says exactly how many
+        records it no longer has, then replays what it has.
+        """
+        self.broker = Broker(historyRecords=3)
+        self.makeSite()
+        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(10)])
+        client = self.subscribe(f"format=sse&last_event_id={START}-2")
+        dropped, *events = sseEvents(client.body())
+        self.assertEqual(dropped["event"], "dropped")
+        notice = json.loads(dropped["data"])
+        self.assertEqual(notice["dropped"], 5)
+        self.assertIn(
+            f"5 records after event id {START}-2 are no longer in history", notice["notice"]
+        )
+        self.assertEqual([e["id"] for e in events], [f"{START}-{i}" for i in (8, 9, 10)])
+
+    def test_resumeFromEarlierRun(self) -> None:
+        """
+        An id from before a restart is answered with a notice and never
+        taken for a seq of this run.
+        """
+        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(3)])
+        client = self.subscribe("format=sse&last_event_id=1600000000000-1")
+        publish(self.broker, TOPIC, [(TS, "live")])
+        notice, live = sseEvents(client.body())
+        self.assertEqual(notice["event"], "notice")
+        self.assertIn("earlier run of this server", json.loads(notice["data"])["notice"])
+        self.assertEqual(live["id"], f"{START}-4")
+
+
+class ReservedPathTests(SubscribeResourceTests):
+    """
+    The reserved paths answer for themselves and never subscribe.
+    """
+
+    def request(self, path: str, method: bytes = b"GET") -> tuple[bytes, bytes]:
+        client = Client(self.site, method + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = client.response()
+        if b"Transfer-Encoding: chunked" in head:
+            body = dechunk(body)[0]
+        return head, body
+
+    def test_healthz(self) -> None:
+        """
+        C{/healthz} is 200 C{ok}, and ends.
+        """
+        head, body = self.request("/healthz")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(body, b"ok\n")
+        self.assertEqual(self.broker.subscribers, ())
+
+    def test_notFound(self) -> None:
+        """
+        C{/favicon.ico} and the reserved paths with nothing behind them yet are 404s.
+        """
+        for path in ("/favicon.ico", "/ui", "/ui/app.js", "/publish", "/v1/logs", "/healthz/x"):
+            head, _ = self.request(path)
+            self.assertTrue(head.startswith(b"HTTP/1.1 404 "), path)
+        self.assertEqual(self.broker.subscribers, ())
+
+    def test_methods(self) -> None:
+        """
+        The reports answer HEAD without a body, and other methods with 405.
+        """
+        head, body = self.request("/healthz", b"HEAD")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(body, b"")
+        self.assertTrue(self.request("/topics", b"POST")[0].startswith(b"HTTP/1.1 405 "))
+
+    def test_topics(self) -> None:
+        """
+        C{/topics} lists each topic: records, last record time, publishers now.
+        """
+        publication = self.broker.publisher(TOPIC, "seed")
+        publication.publish([(TS, "a"), ("2016-12-06T22:14:22.000", "b")])
+        publish(self.broker, Topic("cron", "-", "h"), [(TS, "c")])
+        head, body = self.request("/topics")
+        self.assertIn(b"Content-Type: application/json", head)
+        self.assertEqual(
+            json.loads(body),
+            [
+                {
+                    "app": "cron",
+                    "proc": "-",
+                    "host": "h",
+                    "records": 1,
+                    "last": f"{TS}Z",
+                    "publishers": 0,
+                },
+                {
+                    "app": "myapp",
+                    "proc": "web",
+                    "host": "foobar",
+                    "records": 2,
+                    "last": "2016-12-06T22:14:22.000Z",
+                    "publishers": 1,
+                },
+            ],
+        )
+
+    def test_metrics(self) -> None:
+        """
+        C{/metrics} is Prometheus text with the server's counters.
+        """
+        self.makeSite(maxLines=1)
+        slow = self.subscribe("format=json")
+        slow.transport.producer.pauseProducing()
+        self.subscribe()
+        publish(self.broker, TOPIC, [(TS, "a"), (TS, "b")])
+        self.subscribe("ap=x")
+        head, body = self.request("/metrics")
+        self.assertIn(b"Content-Type: text/plain; version=", head)
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+        self.assertEqual(samples[("logio_records_in_total", (("protocol", "test"),))], 2)
+        self.assertEqual(samples[("logio_lines_out_total", (("format", "text"),))], 2)
+        self.assertEqual(samples[("logio_lines_out_total", (("format", "json"),))], 2)
+        self.assertEqual(samples[("logio_lines_dropped_total", (("format", "json"),))], 1)
+        self.assertEqual(samples[("logio_refusals_total", (("side", "subscriber"),))], 1)
+        self.assertGreater(samples[("logio_bytes_out_total", ())], 0)
+        self.assertEqual(samples[("logio_subscribers", ())], 2)
+        self.assertEqual(samples[("logio_publishers", ())], 0)
+        self.assertEqual(samples[("logio_history_records", ())], 2)
+        self.assertEqual(samples[("logio_history_bytes", ())], 2 * (1 + 64))

@@ -1,8 +1,8 @@
 """
 The C{logio} command.
 
-    logio pub URL     publish standard input, line by line
-    logio tail URL    print a subscription's lines as they come
+    logio pub URL       publish standard input, line by line
+    logio tail [URL]    print a subscription's lines as they come
 
 C{pub} uses the same queue, reconnection and exit flush as L{LogioHandler}.
 C{tail} speaks plain HTTP (no Twisted), reconnects with backoff when the server
@@ -15,17 +15,19 @@ import argparse
 import http.client
 import os
 import random
+import re
 import signal
 import socket
 import ssl
+import string
 import sys
 import threading
 import time
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO, NoReturn, TextIO
-from urllib.parse import urlsplit
+from typing import BinaryIO, NamedTuple, NoReturn, TextIO
+from urllib.parse import parse_qs, quote, unquote_plus, urlsplit
 
 from logio.client.publisher import (
     BACKOFF_MAX,
@@ -56,13 +58,33 @@ URL: logio://HOST[:PORT]?app=APP[&proc=PROC][&host=HOST] (port 7701), logios://.
 for TLS (add &ca=/path/ca.pem to trust a private CA), or logio+unix:///path?app=APP.
 """
 
-_EXAMPLES_TAIL = """\
-example:
-  logio tail 'http://logs.example.com:7702/?app=myapp&proc=web|worker'
+_DESCRIPTION_TAIL = f"""\
+Subscribe to a logio server over HTTP and print the matching records as they
+come, one line each (a multi-line record gives several). The subscription is
+the URL's query plus the flags below: a flag replaces the URL's parameter of the
+same name, and the rest of the query is sent as given. The filters are regular
+expressions (RE2) searched anywhere in their field; a missing or empty one
+matches everything.
 
-The query's app, proc, host and log parameters are regular expressions (RE2)
-searched in each field; see the server's README. https:// URLs are verified
-with the system's CAs, or with --ca.
+URL is http://HOST[:PORT]/?QUERY (port 80) or https://... (port 443, verified
+with the system's CAs or with --ca). A bare HOST or HOST:PORT means
+http://HOST:{DEFAULT_SUBSCRIBE_PORT}/ or that port; without a URL, http://localhost:{DEFAULT_SUBSCRIBE_PORT}/.
+
+When the server goes away or ends the stream, it says so on stderr and
+reconnects with backoff ({BACKOFF_MIN:g} s, doubling up to {BACKOFF_MAX:g} s). Only the first
+connection replays history: a reconnection sends no tail=, so no record is
+printed twice (those published while it was away are missed). Ctrl-C ends it
+(status 130). A refusal (4xx, e.g. a bad pattern) or a certificate that fails
+verification ends it with status 1, a bad command line with status 2.
+"""
+
+_EXAMPLES_TAIL = f"""\
+examples:
+  logio tail --app myapp --log '\\d+ms' -n 100
+      on localhost:{DEFAULT_SUBSCRIBE_PORT}, the last 100 records of app myapp whose text
+      holds a number followed by "ms", then those to come
+  logio tail --no-follow --json -n 1000 'https://logs.example.com/?app=myapp&proc=web|worker'
+      the last 1000 records of procs web and worker of myapp, as JSON; then exit
 """
 
 # Colours for app[proc]: green, yellow, blue, magenta, cyan and their bright
@@ -83,6 +105,30 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """
     Run the C{logio} command; returns the exit status.
+    """
+    args = parseArguments(argv)
+    try:
+        if args.command == "pub":
+            max_bytes = args.max_bytes or max(
+                args.max_lines * _PUB_BYTES_PER_LINE, _PUB_MIN_DEFAULT_BYTES
+            )
+            return _pub(args.url, args.timeout, args.max_lines, max_bytes, sys.stdin.buffer)
+        return _tail(subscriptionURL(args), args.color, args.ca, sys.stdout)
+    except ValueError as e:
+        print(f"logio {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except _OutputClosed:
+        # As in "logio tail URL | head": end quietly. Python flushes stdout
+        # again at exit, so point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def parseArguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """
+    The C{logio} command line, parsed; a wrong one exits with status 2.
     """
     parser = _Parser(prog="logio", description="Publish to and subscribe to a logio server.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -129,37 +175,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     tail = commands.add_parser(
         "tail",
         help="print the lines of a subscription as they come",
-        description="Subscribe to a logio server over HTTP and print the lines as\n"
-        "they come. Reconnects when the server goes away; Ctrl-C ends it.",
+        description=_DESCRIPTION_TAIL,
         epilog=_EXAMPLES_TAIL,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tail.add_argument("url", metavar="URL", help="http://HOST[:PORT]/?app=RE&proc=RE&...")
+    tail.add_argument(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="the server, and a query to subscribe with "
+        f"(default http://localhost:{DEFAULT_SUBSCRIBE_PORT}/)",
+    )
     tail.add_argument(
         "--color",
         choices=["auto", "always", "never"],
         default="auto",
-        help="colour app[proc] per topic: auto means when printing to a terminal",
+        help="colour app[proc] per topic: auto means when printing to a terminal "
+        "(never with --json)",
     )
     tail.add_argument("--ca", metavar="FILE", help="trust the CAs in this PEM file (https)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "pub":
-            max_bytes = args.max_bytes or max(
-                args.max_lines * _PUB_BYTES_PER_LINE, _PUB_MIN_DEFAULT_BYTES
-            )
-            return _pub(args.url, args.timeout, args.max_lines, max_bytes, sys.stdin.buffer)
-        return _tail(args.url, args.color, args.ca, sys.stdout)
-    except ValueError as e:
-        print(f"logio {args.command}: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except _OutputClosed:
-        # As in "logio tail URL | head": end quietly. Python flushes stdout
-        # again at exit, so point it at /dev/null first.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    for name, field in [
+        ("app", "app"),
+        ("proc", "proc"),
+        ("host", "publisher's host"),
+        ("log", "log text"),
+    ]:
+        tail.add_argument(
+            f"--{name}", metavar="RE", help=f"only records whose {field} matches RE ({name}=RE)"
+        )
+    tail.add_argument(
+        "-n",
+        "--tail",
+        type=_whole,
+        metavar="N",
+        help="first print the last N matching records of the server's history (tail=N): "
+        "on the first connection only, never on a reconnection; 0 for none",
+    )
+    tail.add_argument(
+        "-f",
+        "--follow",
+        action=argparse.BooleanOptionalAction,
+        help="-f: go on printing records as they come (the default); --no-follow "
+        "(follow=0): print the history that -n asks for, then exit with 0 when the "
+        "server ends the response; it never reconnects: a failure exits with 1",
+    )
+    tail.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per record and line (format=json), as the server "
+        'sends it: {"seq": ..., "time": ..., "app": ..., "proc": ..., "host": ..., '
+        '"log": ...}',
+    )
+    return parser.parse_args(argv)
 
 
 def _seconds(text: str) -> float:
@@ -181,6 +248,15 @@ def _count(text: str) -> int:
     """
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _whole(text: str) -> int:
+    """
+    An argparse type: a whole number, 0 or more.
+    """
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
     return int(text)
 
 
@@ -298,37 +374,146 @@ class _OutputClosed(Exception):
     """
 
 
-def _tail(url: str, color: str, ca: str | None, stdout: TextIO) -> int:
+class Subscription(NamedTuple):
     """
-    Print the subscription's lines until interrupted, reconnecting with
-    backoff.
+    Where C{logio tail} subscribes, and how: see L{subscriptionURL}.
     """
-    parts = urlsplit(url)
+
+    scheme: str
+    host: str
+    port: int
+    #: The path and query of the first request.
+    path: str
+    #: The path and query of every later one: the same without C{tail=}, so
+    #: that no line is replayed twice.
+    again: str
+    #: C{False} for C{follow=0}: the response ends after the replay.
+    follow: bool
+    #: C{True} for C{format=json}: one JSON object per line.
+    json: bool
+
+
+#: The subscription parameters that flags of the same name set.
+_FILTERS = ("app", "proc", "host", "log")
+
+
+def subscriptionURL(args: argparse.Namespace) -> Subscription:
+    """
+    Where and how C{logio tail} subscribes, from its parsed arguments.
+
+    The URL is C{http://} (port 80 by default) or C{https://} (443); a bare
+    C{HOST[:PORT]} (no scheme) is C{http://} on port 7702 by default; no URL
+    at all is C{http://localhost:7702/}. Each flag replaces the URL's
+    parameter of the same name, or is added at the end.
+
+    @raise ValueError: the URL is none of those.
+    """
+    url = f"localhost:{DEFAULT_SUBSCRIBE_PORT}" if args.url is None else args.url
+    bare = _SCHEME.match(url) is None
+    parts = urlsplit(f"http://{url}" if bare else url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"URL {url!r} must look like http://HOST[:PORT]/?app=RE")
+        raise ValueError(
+            f"URL {url!r} must look like http://HOST[:PORT]/?app=RE, https://... or HOST[:PORT]"
+        )
     try:
-        port = parts.port or DEFAULT_SUBSCRIBE_PORT
+        port = parts.port
     except ValueError:
         raise ValueError(f"URL {url!r} has a bad port") from None
-    if ca is not None and parts.scheme != "https":
+    if port is None:
+        port = DEFAULT_SUBSCRIBE_PORT if bare else 443 if parts.scheme == "https" else 80
+    flags: dict[str, str | None] = {
+        name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None
+    }
+    if args.tail is not None:
+        flags["tail"] = str(args.tail) if args.tail else None
+    if args.follow is not None:
+        flags["follow"] = "1" if args.follow else "0"
+    if args.json:
+        flags["format"] = "json"
+    query = _withParameters(_sendable(parts.query), flags)
+    path = _sendable(parts.path) or "/"
+    # As the server reads it: the first value of a parameter counts.
+    sent = parse_qs(query, keep_blank_values=True)
+    return Subscription(
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=port,
+        path=_withQuery(path, query),
+        again=_withQuery(path, _withParameters(query, {"tail": None})),
+        follow=sent.get("follow", [""])[0] != "0",
+        json=sent.get("format", [""])[0] == "json",
+    )
+
+
+#: What a URL with a scheme starts with (RFC 3986).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _sendable(text: str) -> str:
+    """
+    C{text} with what cannot go in a request line as it is (spaces, control
+    characters and non-ASCII ones) percent-encoded; the rest, C{%XX} escapes
+    included, kept as given.
+    """
+    return quote(text, safe=string.punctuation)
+
+
+def _withParameters(query: str, replace: dict[str, str | None]) -> str:
+    """
+    C{query} with each parameter named in C{replace} set to its value
+    (URL-encoded, in the place of the first parameter of that name, or at
+    the end) and the others of that name removed; a value of C{None} removes
+    them all. The rest of C{query} is kept byte for byte.
+    """
+    pieces = []
+    done = set()
+    for piece in query.split("&") if query else []:
+        name = unquote_plus(piece.partition("=")[0])
+        if name not in replace:
+            pieces.append(piece)
+        elif name not in done:
+            done.add(name)
+            if (value := replace[name]) is not None:
+                pieces.append(f"{quote(name, safe='')}={quote(value, safe='')}")
+    for name, value in replace.items():
+        if name not in done and value is not None:
+            pieces.append(f"{quote(name, safe='')}={quote(value, safe='')}")
+    return "&".join(pieces)
+
+
+def _withQuery(path: str, query: str) -> str:
+    """
+    C{path}, then C{?query} unless the query is empty.
+    """
+    return f"{path}?{query}" if query else path
+
+
+def _tail(subscription: Subscription, color: str, ca: str | None, stdout: TextIO) -> int:
+    """
+    Print the subscription's lines until interrupted, reconnecting with
+    backoff; without follow, until the response ends.
+    """
+    if ca is not None and subscription.scheme != "https":
         raise ValueError("--ca is only for https:// URLs")
     context = None
-    if parts.scheme == "https":
+    if subscription.scheme == "https":
         try:
             context = ssl.create_default_context(cafile=ca)
         except (OSError, ssl.SSLError) as e:
             raise ValueError(f"cannot load the CA file {ca!r}: {e}") from None
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    where = f"{parts.hostname}:{port}"
-    colour = color == "always" or (color == "auto" and stdout.isatty())
+    host, port = subscription.host, subscription.port
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    colour = not subscription.json and (color == "always" or (color == "auto" and stdout.isatty()))
+    accept = "application/x-ndjson" if subscription.json else "text/plain"
     out = stdout.buffer
+    path = subscription.path
     delay = BACKOFF_MIN
     lost = False
     while True:
         try:
-            connection = _connect(parts.hostname, port, context)
+            connection = _connect(host, port, context)
             try:
-                connection.request("GET", path, headers={"Accept": "text/plain"})
+                connection.request("GET", path, headers={"Accept": accept})
                 response = connection.getresponse()
                 if 400 <= response.status < 500:
                     body = response.read(4096).decode("utf-8", "replace").strip()
@@ -336,11 +521,16 @@ def _tail(url: str, color: str, ca: str | None, stdout: TextIO) -> int:
                     raise _Refused(f"{response.status} {response.reason}: {first}")
                 if response.status != 200:
                     raise OSError(f"{response.status} {response.reason}")
+                # The replay, if any, has begun: a reconnection must not ask
+                # for it again.
+                path = subscription.again
                 if lost:
                     _say(f"logio tail: connected to {where} again")
                     lost = False
                 started = time.monotonic()
                 _copy(response, out, _Painter() if colour else None)
+                if not subscription.follow:
+                    return 0
                 problem = "the server ended the stream"
                 if time.monotonic() - started > 1.0:
                     # Only a stream that lasted resets the backoff: a server
@@ -355,8 +545,14 @@ def _tail(url: str, color: str, ca: str | None, stdout: TextIO) -> int:
             # Retrying cannot help: the certificate will not change.
             _say(f"logio tail: {where}: certificate verify failed: {e.verify_message}")
             return 1
+        except http.client.IncompleteRead:
+            problem = "the stream was cut short"
         except (OSError, http.client.HTTPException) as e:
             problem = str(e) or e.__class__.__name__
+        if not subscription.follow:
+            # Reconnecting would replay the history again, or nothing at all.
+            _say(f"logio tail: {where}: {problem}")
+            return 1
         wait = min(delay * random.uniform(1.0, 1.5), BACKOFF_MAX)
         _say(f"logio tail: {where}: {problem}; reconnecting in {wait:.1f} s")
         lost = True

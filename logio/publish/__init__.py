@@ -16,7 +16,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from logio.interfaces import IBroker
-from logio.publish.base import tuneSocket
+from logio.net import tuneSocket
 from logio.publish.seed import SeedProtocol
 from logio.publish.text import TextProtocol
 from logio.topic import StampParser
@@ -38,6 +38,7 @@ class PublisherProtocol(Protocol):
 
     def connectionMade(self) -> None:
         tuneSocket(self.transport)
+        self._factory.broker.stats.publishers += 1
 
     def dataReceived(self, data: bytes) -> None:
         data = (self._pending + data).lstrip(_WHITESPACE)
@@ -56,6 +57,7 @@ class PublisherProtocol(Protocol):
         inner.dataReceived(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._factory.broker.stats.publishers -= 1
         if self._inner is not None:
             self._inner.connectionLost(reason)
 

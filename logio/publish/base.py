@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 
-from twisted.internet.interfaces import IReactorTime, ITCPTransport, ITransport
+from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from logio.interfaces import IBroker
-from logio.topic import Topic, formatEpoch
+from logio.interfaces import IBroker, IPublication
+from logio.net import peerHost
+from logio.topic import Record, Topic, formatEpoch
 
 
 class PublisherError(Exception):
@@ -65,37 +66,21 @@ def makeTopic(app: object, proc: object, host: object, peer: str) -> Topic:
     return Topic(safeText(app), safeText(proc or "-"), safeText(host or peer))  # type: ignore[arg-type]
 
 
-def peerHost(transport: object) -> str:
-    """
-    The publisher's address as a topic host: its IP, or C{unix} for a UNIX
-    socket peer.
-    """
-    peer = getattr(transport, "getPeer", lambda: None)()
-    return str(getattr(peer, "host", None) or "unix")
-
-
-def tuneSocket(transport: object) -> None:
-    """
-    Turn on TCP keepalive (dead peers are found) and TCP_NODELAY (no Nagle
-    delay) where the transport is TCP, TLS-wrapped or not.
-    """
-    if ITCPTransport.providedBy(transport):
-        transport.setTcpKeepAlive(True)
-        transport.setTcpNoDelay(True)
-
-
 class Publisher:
     """
     Mixin for publisher protocols: the broker they feed, and how they give
     up on a connection.
 
+    @ivar protocolName: The wire protocol's name, for the metrics.
     @ivar topic: The connection's topic, once it has been received.
     @ivar failed: Whether the connection was refused; later data is ignored.
     """
 
     log = Logger()
+    protocolName: str
     transport: ITransport | None
     topic: Topic | None = None
+    _publication: IPublication | None = None
     failed = False
 
     def __init__(self, broker: IBroker, clock: IReactorTime, maxLine: int) -> None:
@@ -118,13 +103,27 @@ class Publisher:
             self._nowText = formatEpoch(seconds)
         return self._nowText
 
+    def setTopic(self, topic: Topic) -> None:
+        """
+        The connection's topic has arrived: publish to it from now on.
+        """
+        self.topic = topic
+        self._publication = self.broker.publisher(topic, self.protocolName)
+
+    def publish(self, records: list[Record]) -> None:
+        """
+        Hand a batch of records to the broker, if the topic is known.
+        """
+        if records and self._publication is not None:
+            self._publication.publish(records)
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
-        The broker may forget what it cached about this topic.  What the
-        connection's input lost or changed on the way is logged.
+        Let go of the topic.  What the connection's input lost or changed on
+        the way is logged.
         """
-        if self.topic is not None:
-            self.broker.forget(self.topic)
+        if self._publication is not None:
+            self._publication.close()
         changes = self.changes()
         if changes:
             self.log.info(
@@ -146,6 +145,7 @@ class Publisher:
         Write one error line back to the publisher and close the connection.
         """
         self.failed = True
+        self.broker.stats.refusals["publisher"] += 1
         self.log.warn(
             "Publisher {peer} refused: {reason}", peer=peerHost(self.transport), reason=message
         )

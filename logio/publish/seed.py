@@ -20,7 +20,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 
 from logio.interfaces import IBroker
-from logio.publish.base import Publisher, PublisherError, makeTopic, peerHost, safeText
+from logio.net import peerHost
+from logio.publish.base import Publisher, PublisherError, makeTopic, safeText
 from logio.topic import Record, StampParser
 
 _WHITESPACE = " \t\r\n"
@@ -74,6 +75,8 @@ class SeedProtocol(Publisher, Protocol):
         with the receive time instead.
     """
 
+    protocolName = "seed"
+
     def __init__(
         self,
         broker: IBroker,
@@ -109,11 +112,11 @@ class SeedProtocol(Publisher, Protocol):
         try:
             position = self._parse(buffer, records)
         except PublisherError as e:
-            self._publish(records)
+            self.publish(records)
             self._buffer = ""
             self.fail(str(e))
             return
-        self._publish(records)
+        self.publish(records)
         self._buffer = buffer[position:]
         self._offset += position
         self._checkLength()
@@ -128,10 +131,6 @@ class SeedProtocol(Publisher, Protocol):
 
     def _tooLong(self) -> PublisherError:
         return PublisherError(f"a JSON value is longer than {self.maxLine} characters")
-
-    def _publish(self, records: list[Record]) -> None:
-        if records and self.topic is not None:
-            self.broker.publish(self.topic, records)
 
     def _fastRecords(self, buffer: str, position: int, records: list[Record]) -> int:
         """
@@ -229,8 +228,13 @@ class SeedProtocol(Publisher, Protocol):
                 raise PublisherError(f"expected a JSON object, got {type(value).__name__}")
             position = valueEnd
             if self.topic is None:
-                self.topic = makeTopic(
-                    value.get("app"), value.get("proc"), value.get("host"), peerHost(self.transport)
+                self.setTopic(
+                    makeTopic(
+                        value.get("app"),
+                        value.get("proc"),
+                        value.get("host"),
+                        peerHost(self.transport),
+                    )
                 )
                 continue
             records.append((self._stamp(value.get("time")), cleanText(value.get("raw", ""))))

@@ -15,7 +15,8 @@ from twisted.internet.protocol import connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from logio.publish.base import Publisher, PublisherError, makeTopic, peerHost
+from logio.net import peerHost
+from logio.publish.base import Publisher, PublisherError, makeTopic
 
 TRUNCATED = b" [truncated]"
 
@@ -31,6 +32,7 @@ class TextProtocol(Publisher, LineOnlyReceiver):
     """
 
     delimiter = b"\n"
+    protocolName = "text"
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -97,17 +99,18 @@ class TextProtocol(Publisher, LineOnlyReceiver):
                 name: query[name][0] if name in query else None for name in ("app", "proc", "host")
             }
             try:
-                self.topic = makeTopic(
+                topic = makeTopic(
                     values["app"], values["proc"], values["host"], peerHost(self.transport)
                 )
             except PublisherError as e:
                 self.fail(f"{e} (the first line is the topic, e.g. app=myapp&proc=web&host=foobar)")
                 return
+            self.setTopic(topic)
             if not lines:
                 return
         stamp = self.now()
         text = b"\n".join(lines).decode("utf-8", "replace")
-        self.broker.publish(self.topic, [(stamp, line) for line in text.split("\n")])
+        self.publish([(stamp, line) for line in text.split("\n")])
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._buffer and not self.failed:

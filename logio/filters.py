@@ -1,0 +1,139 @@
+# -*- test-case-name: tests.test_filters -*-
+"""
+The filter language of a subscription: an unanchored RE2 search per topic
+field (C{app}, C{proc}, C{host}) and per record (C{log}).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache, partial
+from typing import Callable, Mapping, Optional
+
+import re2
+from attrs import field, frozen
+
+from logio.topic import Topic
+
+#: An unanchored search in UTF-8 text: a match (true) or L{None}.
+Search = Callable[[bytes], object]
+
+FILTER_FIELDS = ("app", "proc", "host", "log")
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False
+# RE2 is linear in the text, but a big counted repetition (a[ab]{999}c)
+# makes the constant huge: hundreds of milliseconds per 64 KiB record, and
+# megabytes of automaton per pattern.  Such counts are refused, and each
+# pattern's memory is capped.
+_OPTIONS.max_mem = 1 << 20
+MAX_REPEAT = 100
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+class BadFilter(ValueError):
+    """
+    A filter parameter is not a valid RE2 regular expression.
+    """
+
+    def __init__(self, name: str, pattern: str, reason: str) -> None:
+        super().__init__(f"bad regular expression for {name!r}: {pattern!r}: {reason}")
+        self.name = name
+
+
+#: Characters with a meaning in RE2 syntax; a pattern without any of them is
+#: a plain substring search.
+_SPECIAL = frozenset("\\.^$|?*+()[]{}")
+
+
+@frozen
+class Pattern:
+    """
+    One compiled filter pattern.  Patterns are equal when their text is, so
+    subscribers that ask for the same C{log} pattern share its work however
+    their searches were compiled.
+
+    @ivar text: The pattern as the subscriber wrote it.
+    @ivar search: The unanchored search it compiles to.
+    """
+
+    text: str
+    search: Search = field(eq=False, repr=False)
+
+
+@lru_cache(maxsize=128)
+def compileFilter(name: str, pattern: str) -> Optional[Pattern]:
+    """
+    Compile one filter pattern into an unanchored search, or L{None} if the
+    pattern is empty (which matches everything).  The cache only saves
+    compiling a popular pattern again.
+
+    @raise BadFilter: If C{pattern} is not valid RE2 syntax.
+    """
+    if not pattern:
+        return None
+    if _SPECIAL.isdisjoint(pattern):
+        return Pattern(pattern, partial(_contains, pattern.encode("utf-8", "surrogatepass")))
+    for low, high in _REPEAT.findall(pattern):
+        if max(int(low), int(high or 0)) > MAX_REPEAT:
+            raise BadFilter(
+                name, pattern, f"counted repetitions above {{{MAX_REPEAT}}} make matching too slow"
+            )
+    try:
+        # A bytes pattern, searched in UTF-8 text: RE2 matches the same
+        # characters (its encoding is UTF-8 either way), and a search costs
+        # less than half as much from Python as one on a str.  A lone
+        # surrogate keeps its own bytes, which no UTF-8 text holds: it
+        # matches nothing (replaced by "?", it would be a quantifier).
+        compiled = re2.compile(pattern.encode("utf-8", "surrogatepass"), _OPTIONS)
+    except re2.error as e:
+        reason = e.args[0] if e.args else "invalid pattern"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise BadFilter(name, pattern, str(reason)) from None
+    return Pattern(pattern, compiled.search)
+
+
+def _contains(literal: bytes, text: bytes) -> Optional[bool]:
+    """
+    The search for a pattern without special characters: as RE2 would
+    answer, but without its per-call cost.
+    """
+    return True if literal in text else None
+
+
+@frozen
+class Filters:
+    """
+    What one subscriber asked for: a pattern per field, or L{None} for a
+    field that matches everything.
+    """
+
+    app: Optional[Pattern] = None
+    proc: Optional[Pattern] = None
+    host: Optional[Pattern] = None
+    log: Optional[Pattern] = None
+
+    @classmethod
+    def fromQuery(cls, query: Mapping[str, str]) -> Filters:
+        """
+        Build filters from query parameters already reduced to one string
+        each.
+
+        @raise BadFilter: If a pattern does not compile.
+        """
+        return cls(**{name: compileFilter(name, query.get(name, "")) for name in FILTER_FIELDS})
+
+    def matchesTopic(self, topic: Topic) -> bool:
+        """
+        Whether records from C{topic} can reach this subscriber (the C{log}
+        filter is applied per record, not here).
+        """
+        return all(
+            pattern is None or pattern.search(value.encode("utf-8", "replace")) is not None
+            for pattern, value in (
+                (self.app, topic.app),
+                (self.proc, topic.proc),
+                (self.host, topic.host),
+            )
+        )

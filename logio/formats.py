@@ -1,0 +1,257 @@
+# -*- test-case-name: tests.test_formats -*-
+"""
+Output formats: how a batch of records from one topic becomes bytes for the
+subscribers that share a format.
+
+  - L{TextFormat}: the seed's C{<ts> <app>[<proc>] <host>: <log>} lines;
+  - L{JSONFormat}: one JSON object per record (C{application/x-ndjson});
+  - L{SSEFormat}: server-sent events, one per record, with resumable ids.
+
+A format encodes a batch once per group of subscribers, into L{Segment}s
+that say where their records end, so a subscriber's queue can drop whole
+records without knowing the format.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Mapping, Optional, Sequence
+
+from attrs import frozen
+from zope.interface import implementer
+
+from logio.interfaces import IFormat
+from logio.topic import Record, Topic
+
+#: JSON's string encoder (the C one): quotes and escapes, non-ASCII kept.
+_escape: Callable[[str], str] = json.encoder.encode_basestring
+#: Quote a string that needs no escapes.
+_quote: Callable[[str], str] = '"%s"'.__mod__
+#: The UTF-8 bytes a JSON string must escape: controls, quote, backslash.
+_ESCAPES = bytes(c < 0x20 or c in b'"\\' for c in range(256))
+
+
+def _quoter(records: Sequence[Record]) -> Callable[[str], str]:
+    """
+    How to quote the texts of C{records} as JSON strings.  JSON's own
+    encoder costs several nanoseconds a character, so a batch that needs no
+    escape anywhere (one check for all its bytes) is only put in quotes.
+    """
+    joined = "".join([text for _, text in records]).encode("utf-8", "replace")
+    return _escape if 1 in joined.translate(_ESCAPES) else _quote
+
+
+@frozen
+class Segment:
+    """
+    A piece of output for one subscriber's queue.
+
+    @ivar data: Complete records, UTF-8.
+    @ivar lines: How many output lines the queue counts for C{data}: the
+        text format's physical lines, one per record in the others.
+    @ivar end: What ends each record in C{data} and appears nowhere else in
+        it, so the queue may cut after any of them; L{None} if C{data} is
+        one record that must be dropped whole.
+    """
+
+    data: bytes
+    lines: int
+    end: Optional[bytes]
+
+
+#: Encode a batch of one topic's records, given each record's sequence
+#: number, into segments.
+Encoder = Callable[[Sequence[Record], Sequence[int]], list[Segment]]
+
+
+def dropMessage(dropped: int) -> str:
+    """
+    What a subscriber is told after it lost C{dropped} lines.
+    """
+    return f"{dropped} lines dropped: this subscriber is reading too slowly"
+
+
+def pack(lines: Sequence[str], prefix: str) -> list[Segment]:
+    """
+    Encode formatted text lines into as few segments as possible.
+
+    Each line is C{<ts><prefix><text>\\n}, all with the same C{prefix}.
+    Usually every text is one physical line and the result is one segment.
+    A multi-line text gets the timestamp and prefix repeated on each of its
+    physical lines and becomes a segment of its own, so a subscriber's
+    queue can drop it whole.
+    """
+    text = "".join(lines)
+    count = text.count("\n")
+    if count == len(lines):
+        return [Segment(text.encode("utf-8", "replace"), count, b"\n")]
+    segments: list[Segment] = []
+    run: list[str] = []
+    for line in lines:
+        physical = line.count("\n")
+        if physical == 1:
+            run.append(line)
+            continue
+        if run:
+            segments.append(Segment("".join(run).encode("utf-8", "replace"), len(run), b"\n"))
+            run = []
+        head = line[: line.index(prefix) + len(prefix)]
+        line = line.replace("\n", "\n" + head, physical - 1)
+        segments.append(Segment(line.encode("utf-8", "replace"), physical, None))
+    if run:
+        segments.append(Segment("".join(run).encode("utf-8", "replace"), len(run), b"\n"))
+    return segments
+
+
+@implementer(IFormat)
+class TextFormat:
+    """
+    The seed's output: C{<ts> <app>[<proc>] <host>: <log>}, one line per
+    physical line of a record, each with the prefix.
+
+    @ivar host: The server's name, in its notices.
+    """
+
+    name = "text"
+    contentType = b"text/plain; charset=utf-8"
+    keepAlive = None
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def encoder(self, topic: Topic) -> Encoder:
+        prefix = topic.prefix()
+
+        def encode(records: Sequence[Record], seqs: Sequence[int]) -> list[Segment]:
+            return pack([f"{ts}{prefix}{text}\n" for ts, text in records], prefix)
+
+        return encode
+
+    def notice(self, stamp: str, message: str, dropped: Optional[int] = None) -> bytes:
+        return f"{stamp} logio[logio] {self.host}: {message}\n".encode("utf-8", "replace")
+
+
+def _topicFields(topic: Topic) -> str:
+    """
+    The middle of a record's JSON object: its topic, up to the C{log} value.
+    """
+    return (
+        f'"app": {_escape(topic.app)}, "proc": {_escape(topic.proc)}, '
+        f'"host": {_escape(topic.host)}, "log": '
+    )
+
+
+def _noticeObject(stamp: str, message: str, dropped: Optional[int]) -> str:
+    fields: dict[str, object] = {} if dropped is None else {"dropped": dropped}
+    fields.update(time=stamp + "Z", notice=message)
+    return json.dumps(fields, ensure_ascii=False)
+
+
+@implementer(IFormat)
+class JSONFormat:
+    """
+    JSON lines: C{{"seq": 42, "time": "2016-12-06T22:14:21.448Z", "app":
+    …, "proc": …, "host": …, "log": …}} per record, a multi-line record in
+    one object; a notice is C{{"dropped": N, "time": …, "notice": …}}.
+    """
+
+    name = "json"
+    contentType = b"application/x-ndjson"
+    keepAlive = None
+
+    def encoder(self, topic: Topic) -> Encoder:
+        fields = _topicFields(topic)
+
+        def encode(records: Sequence[Record], seqs: Sequence[int]) -> list[Segment]:
+            quote = _quoter(records)
+            text = "".join(
+                [
+                    f'{{"seq": {seq}, "time": "{ts}Z", {fields}{quote(log)}}}\n'
+                    for seq, (ts, log) in zip(seqs, records, strict=True)
+                ]
+            )
+            return [Segment(text.encode("utf-8", "replace"), len(records), b"\n")]
+
+        return encode
+
+    def notice(self, stamp: str, message: str, dropped: Optional[int] = None) -> bytes:
+        return (_noticeObject(stamp, message, dropped) + "\n").encode("utf-8", "replace")
+
+
+@implementer(IFormat)
+class SSEFormat:
+    """
+    Server-sent events: C{id: <start>-<seq>} and C{data: <the JSON
+    object>} per record; a drop notice is C{event: dropped}, other notices
+    C{event: notice}, both without an id, so a client resumes after the
+    last record it got.
+
+    @ivar start: The server's start instant in milliseconds, the first part
+        of every id, so an id from before a restart is recognised.
+    """
+
+    name = "sse"
+    contentType = b"text/event-stream; charset=utf-8"
+    keepAlive = b": keep-alive\n\n"
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+    def encoder(self, topic: Topic) -> Encoder:
+        fields = _topicFields(topic)
+        start = self.start
+
+        def encode(records: Sequence[Record], seqs: Sequence[int]) -> list[Segment]:
+            quote = _quoter(records)
+            text = "".join(
+                [
+                    f'id: {start}-{seq}\ndata: {{"seq": {seq}, "time": "{ts}Z", '
+                    f"{fields}{quote(log)}}}\n\n"
+                    for seq, (ts, log) in zip(seqs, records, strict=True)
+                ]
+            )
+            return [Segment(text.encode("utf-8", "replace"), len(records), b"\n\n")]
+
+        return encode
+
+    def notice(self, stamp: str, message: str, dropped: Optional[int] = None) -> bytes:
+        event = "notice" if dropped is None else "dropped"
+        data = _noticeObject(stamp, message, dropped)
+        return f"event: {event}\ndata: {data}\n\n".encode("utf-8", "replace")
+
+
+def parseEventId(eventId: str, start: int) -> Optional[int]:
+    """
+    The sequence number in an event id this server wrote, or L{None} for
+    an id from another run of the server (another C{start}).
+
+    @raise ValueError: If C{eventId} is not of the form C{<start>-<seq>}.
+    """
+    first, dash, seq = eventId.partition("-")
+    if not (dash and first.isdigit() and seq.isdigit() and first.isascii() and seq.isascii()):
+        raise ValueError(f"not a logio event id (<start>-<seq>): {eventId!r}")
+    return int(seq) if int(first) == start else None
+
+
+#: Media types a subscriber may ask for in C{Accept}, and the format each means.
+ACCEPT = {b"application/x-ndjson": "json", b"text/event-stream": "sse"}
+
+
+def chooseFormat(
+    formats: Mapping[str, IFormat], asked: Optional[str], accept: Optional[bytes]
+) -> IFormat:
+    """
+    The format a subscription asked for: C{?format=} first, else the first
+    media type of C{Accept} that names one, else text.
+
+    @raise ValueError: If C{asked} names no format.
+    """
+    if asked:
+        if asked not in formats:
+            raise ValueError(f"unknown format {asked!r}: use one of {', '.join(formats)}")
+        return formats[asked]
+    for item in (accept or b"").split(b","):
+        name = ACCEPT.get(item.partition(b";")[0].strip().lower())
+        if name is not None:
+            return formats[name]
+    return formats["text"]

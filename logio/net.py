@@ -1,0 +1,78 @@
+# -*- test-case-name: tests.test_net -*-
+"""
+Socket options and address formatting, shared by the publisher and
+subscriber sides and the listeners.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.interfaces import ITCPTransport
+
+#: How much a subscriber's socket may send in one reactor pass (Twisted's
+#: default is 128 KiB), and how much may wait in its transport before the
+#: subscription is paused and starts queueing (default 64 KiB).  With the
+#: defaults, a chunk of output from one 64 KiB read already pauses the
+#: subscription, and one chunk leaves the queue per pass while several
+#: publishers' chunks arrive: a subscriber that keeps up would lose lines.
+SEND_LIMIT = 4 * 1024 * 1024
+PAUSE_AT = 1024 * 1024
+
+
+def tuneSocket(transport: object) -> None:
+    """
+    Turn on TCP keepalive (dead peers are found) and TCP_NODELAY (no Nagle
+    delay) where the transport is TCP, TLS-wrapped or not.
+    """
+    if ITCPTransport.providedBy(transport):
+        transport.setTcpKeepAlive(True)
+        transport.setTcpNoDelay(True)
+
+
+def widenWrites(transport: object, pauseAt: int = PAUSE_AT) -> int:
+    """
+    Apply L{SEND_LIMIT} and the pause threshold C{pauseAt} to the socket
+    under C{transport} (TLS-wrapped or not).
+
+    @return: C{pauseAt}, or 0 if there is no socket underneath: how many
+        bytes the transport may hold before it pauses its producer.
+    """
+    while transport is not None and not isinstance(transport, FileDescriptor):
+        transport = getattr(transport, "transport", None)
+    if transport is None:
+        return 0
+    transport.SEND_LIMIT = SEND_LIMIT
+    transport.bufferSize = pauseAt
+    return pauseAt
+
+
+def peerHost(transport: object) -> str:
+    """
+    A peer's address as a topic host: its IP, or C{unix} for a UNIX socket
+    peer.
+    """
+    peer = getattr(transport, "getPeer", lambda: None)()
+    return str(getattr(peer, "host", None) or "unix")
+
+
+def describePeer(address: Any) -> str:
+    """
+    A peer's address for the log: C{host:port}, or C{unix}.
+    """
+    port = getattr(address, "port", None)
+    return f"{getattr(address, 'host', 'unix')}:{port}" if port is not None else "unix"
+
+
+def describeAddress(address: Any) -> str:
+    """
+    A human-readable listening address: C{tcp 127.0.0.1:7701}, C{unix /path}.
+    """
+    kind = getattr(address, "type", None)
+    if kind is not None:
+        return f"{kind.lower()} {address.host}:{address.port}"
+    name = getattr(address, "name", address)
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return f"unix {name}"

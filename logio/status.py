@@ -1,0 +1,151 @@
+# -*- test-case-name: tests.test_status -*-
+"""
+The reserved paths of the subscriber port that report on the server:
+C{/healthz}, C{/metrics} (Prometheus text) and C{/topics} (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from logio.interfaces import IBroker
+
+PLAIN_TEXT = b"text/plain; charset=utf-8"
+
+
+class _Report(Resource):
+    """
+    A leaf that answers GET and HEAD, and 405 to anything else.
+    """
+
+    isLeaf = True
+    contentType = PLAIN_TEXT
+
+    def render(self, request: Request) -> bytes | int:
+        if request.postpath and request.postpath != [b""]:
+            request.setResponseCode(404)
+            request.setHeader(b"content-type", PLAIN_TEXT)
+            return b"not found\n"
+        if request.method not in (b"GET", b"HEAD"):
+            request.setResponseCode(405)
+            request.setHeader(b"allow", b"GET, HEAD")
+            request.setHeader(b"content-type", PLAIN_TEXT)
+            return b"method not allowed\n"
+        request.setHeader(b"content-type", self.contentType)
+        request.setHeader(b"cache-control", b"no-cache")
+        return self.report()
+
+    def report(self) -> bytes:
+        raise NotImplementedError
+
+
+class HealthResource(_Report):
+    """
+    C{/healthz}: 200 C{ok} while the server runs.
+    """
+
+    def report(self) -> bytes:
+        return b"ok\n"
+
+
+class NotFoundResource(_Report):
+    """
+    A reserved path with nothing behind it (yet): 404, never a subscription.
+    """
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", PLAIN_TEXT)
+        return b"not found\n"
+
+
+class _Collector:
+    """
+    Read the broker's counters when Prometheus scrapes (the hot paths only
+    add to plain integers).
+    """
+
+    def __init__(self, broker: IBroker) -> None:
+        self._broker = broker
+
+    def collect(self) -> Iterator[Metric]:
+        broker = self._broker
+        stats = broker.stats
+        labelled = [
+            ("logio_records_in", "Records published, by wire protocol.", "protocol", stats.recordsIn),
+            ("logio_lines_out", "Output lines handed to subscribers, by format.", "format", stats.linesOut),
+            ("logio_lines_dropped", "Output lines dropped for slow subscribers, by format.", "format", stats.linesDropped),
+            ("logio_refusals", "Connections and requests refused, by side.", "side", stats.refusals),
+        ]  # fmt: skip
+        for name, documentation, label, counts in labelled:
+            family = CounterMetricFamily(name, documentation, labels=[label])
+            for value, count in sorted(counts.items()):
+                family.add_metric([value], count)
+            yield family
+        yield CounterMetricFamily(
+            "logio_bytes_out", "Bytes written to subscribers.", value=stats.bytesOut
+        )
+        history = broker.history
+        gauges = [
+            ("logio_publishers", "Publisher connections open.", stats.publishers),
+            ("logio_subscribers", "Subscribers streaming live.", broker.subscriberCount()),
+            ("logio_history_records", "Records held in history.", history.records),
+            ("logio_history_bytes", "Bytes held in history (text plus overhead).", history.bytes),
+        ]
+        for name, documentation, value in gauges:
+            yield GaugeMetricFamily(name, documentation, value=value)
+
+
+class MetricsResource(_Report):
+    """
+    C{/metrics}: the server's counters in Prometheus's text format.
+    """
+
+    contentType = CONTENT_TYPE_LATEST.encode("ascii")
+
+    def __init__(self, broker: IBroker) -> None:
+        super().__init__()
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(_Collector(broker))
+
+    def report(self) -> bytes:
+        return generate_latest(self._registry)
+
+
+class TopicsResource(_Report):
+    """
+    C{/topics}: a JSON array with one object per topic the server knows
+    (publishing now, or in history): C{app}, C{proc}, C{host}, C{records}
+    published, the C{last} record's time, C{publishers} connected.
+    """
+
+    contentType = b"application/json"
+
+    def __init__(self, broker: IBroker) -> None:
+        super().__init__()
+        self._broker = broker
+
+    def report(self) -> bytes:
+        topics = sorted(
+            self._broker.topics(),
+            key=lambda info: (info.topic.app, info.topic.proc, info.topic.host),
+        )
+        body = [
+            {
+                "app": info.topic.app,
+                "proc": info.topic.proc,
+                "host": info.topic.host,
+                "records": info.records,
+                "last": info.last + "Z",
+                "publishers": info.publishers,
+            }
+            for info in topics
+        ]
+        return (json.dumps(body, ensure_ascii=False, indent=1) + "\n").encode("utf-8", "replace")

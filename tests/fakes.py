@@ -1,0 +1,134 @@
+"""
+Test doubles shared by the unit tests: a broker that records what
+publishers hand it, a subscriber that records what the broker delivers, and
+a TCP-like L{StringTransport}.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from attrs import define, field
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
+
+from logio.filters import Filters
+from logio.formats import Segment, TextFormat
+from logio.history import History, Replay
+from logio.interfaces import IBroker, IFormat, IPublication, ISubscriber
+from logio.stats import Stats, TopicInfo
+from logio.topic import Record, Topic, serverHost
+
+TEXT = TextFormat(serverHost())
+
+
+@implementer(IPublication)
+@define
+class FakePublication:
+    """
+    A publication that tells its L{FakeBroker} what happens to it.
+    """
+
+    broker: FakeBroker
+    topic: Topic
+    protocol: str
+
+    def publish(self, records: list[Record]) -> None:
+        self.broker.published.append((self.topic, list(records)))
+
+    def close(self) -> None:
+        self.broker.closed.append(self.topic)
+
+
+@implementer(IBroker)
+class FakeBroker:
+    """
+    Stand in for L{logio.broker.Broker}: remember every publication opened,
+    every batch published and every publication closed.
+    """
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.history = History(0, 0, lambda owner, count: None)
+        self.opened: list[tuple[Topic, str]] = []
+        self.published: list[tuple[Topic, list[Record]]] = []
+        self.closed: list[Topic] = []
+
+    def publisher(self, topic: Topic, protocol: str) -> IPublication:
+        self.opened.append((topic, protocol))
+        return FakePublication(self, topic, protocol)
+
+    def subscribe(self, subscriber: ISubscriber) -> None:
+        raise NotImplementedError("publishers do not subscribe")
+
+    def unsubscribe(self, subscriber: ISubscriber) -> None:
+        raise NotImplementedError("publishers do not subscribe")
+
+    def subscriberCount(self) -> int:
+        return 0
+
+    def replay(self, filters: Filters, tail: int, after: Optional[int] = None) -> Replay:
+        return Replay([])
+
+    def topics(self) -> Sequence[TopicInfo]:
+        return []
+
+
+@implementer(ISubscriber)
+@define(eq=False)
+class FakeSubscriber:
+    """
+    Records what the broker delivers.
+    """
+
+    filters: Filters
+    format: IFormat = TEXT
+    received: list[Segment] = field(factory=list)
+    onDeliver: Callable[[], None] | None = None
+    aborted: bool = False
+    onAbort: Callable[[], None] | None = None
+
+    def deliver(self, segment: Segment) -> None:
+        self.received.append(segment)
+        if self.onDeliver is not None:
+            self.onDeliver()
+
+    def close(self) -> Deferred[object]:
+        return succeed(None)
+
+    def abort(self) -> None:
+        self.aborted = True
+        if self.onAbort is not None:
+            self.onAbort()
+
+    def text(self) -> str:
+        return b"".join(segment.data for segment in self.received).decode()
+
+
+def publish(broker: IBroker, topic: Topic, records: list[Record]) -> None:
+    """
+    Publish one batch to C{broker} as a publisher that comes and goes.
+    """
+    publication = broker.publisher(topic, "test")
+    publication.publish(records)
+    publication.close()
+
+
+@implementer(ITCPTransport)
+class TCPTransport(StringTransport):
+    """
+    A L{StringTransport} that is a TCP transport and remembers the socket
+    options set on it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.options: dict[str, bool] = {}
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.options["keepalive"] = enabled
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.options["nodelay"] = enabled

@@ -1,0 +1,208 @@
+"""
+Tests for L{logio.formats}: text lines, JSON lines and server-sent events,
+their notices, and how a subscription chooses one.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from logio.formats import (
+    JSONFormat,
+    Segment,
+    SSEFormat,
+    TextFormat,
+    chooseFormat,
+    pack,
+    parseEventId,
+)
+from logio.interfaces import IFormat
+from logio.topic import Topic
+
+TS = "2016-12-06T22:14:21.448"
+WEB = Topic("myapp", "web", "foobar")
+FORMATS = {f.name: f for f in (TextFormat("me"), JSONFormat(), SSEFormat(1700000000000))}
+
+
+def sseEvents(data: bytes) -> list[dict[str, str]]:
+    """
+    Parse an event stream the way the SSE specification says: fields up to
+    a blank line, C{data} lines joined.
+    """
+    events = []
+    for block in data.decode().split("\n\n")[:-1]:
+        event: dict[str, str] = {}
+        for line in block.split("\n"):
+            name, _, value = line.partition(": ")
+            event[name] = event[name] + "\n" + value if name in event else value
+        events.append(event)
+    return events
+
+
+class FormatTests(SynchronousTestCase):
+    """
+    Each format encodes a batch once, into segments that say where records end.
+    """
+
+    def test_interface(self) -> None:
+        """
+        Every format provides L{IFormat}.
+        """
+        for format in FORMATS.values():
+            self.assertTrue(verifyObject(IFormat, format))
+
+    def test_text(self) -> None:
+        """
+        The text format is the seed's line, each physical line prefixed.
+        """
+        encode = FORMATS["text"].encoder(WEB)
+        self.assertEqual(
+            encode([(TS, "a"), (TS, "b1\nb2")], [1, 2]),
+            [
+                Segment(f"{TS} myapp[web] foobar: a\n".encode(), 1, b"\n"),
+                Segment(
+                    f"{TS} myapp[web] foobar: b1\n{TS} myapp[web] foobar: b2\n".encode(), 2, None
+                ),
+            ],
+        )
+
+    def test_json(self) -> None:
+        """
+        One JSON object per record with exactly C{seq time app proc host
+        log}; a multi-line record, quotes, unicode and controls round-trip.
+        """
+        records = [(TS, "a"), (TS, 'Traceback:\n  "x" \\ é\t\x01'), (TS, "€")]
+        [segment] = FORMATS["json"].encoder(WEB)(records, [7, 8, 9])
+        self.assertEqual((segment.lines, segment.end), (3, b"\n"))
+        objects = [json.loads(line) for line in segment.data.decode().splitlines()]
+        self.assertEqual(
+            objects[0],
+            {
+                "seq": 7,
+                "time": f"{TS}Z",
+                "app": "myapp",
+                "proc": "web",
+                "host": "foobar",
+                "log": "a",
+            },
+        )
+        self.assertEqual(list(objects[0]), ["seq", "time", "app", "proc", "host", "log"])
+        self.assertEqual([o["log"] for o in objects], [text for _, text in records])
+        self.assertEqual([o["seq"] for o in objects], [7, 8, 9])
+
+    def test_jsonTopicEscaped(self) -> None:
+        """
+        Topic fields are JSON-escaped too.
+        """
+        [segment] = FORMATS["json"].encoder(Topic('a"b', "p\\", "h"))([(TS, "x")], [1])
+        self.assertEqual(json.loads(segment.data)["app"], 'a"b')
+        self.assertEqual(json.loads(segment.data)["proc"], "p\\")
+
+    def test_jsonLoneSurrogate(self) -> None:
+        """
+        A lone surrogate is written as C{?}: the output is valid UTF-8 JSON.
+        """
+        for text in ("a\ud800b", 'a\ud800"'):
+            [segment] = FORMATS["json"].encoder(WEB)([(TS, text)], [1])
+            self.assertEqual(
+                json.loads(segment.data.decode("utf-8"))["log"], text.replace("\ud800", "?")
+            )
+
+    def test_sse(self) -> None:
+        """
+        One event per record: C{id: <start>-<seq>} and the JSON object as its data.
+        """
+        [segment] = FORMATS["sse"].encoder(WEB)([(TS, "a"), (TS, "b\nc")], [5, 6])
+        self.assertEqual((segment.lines, segment.end), (2, b"\n\n"))
+        events = sseEvents(segment.data)
+        self.assertEqual([e["id"] for e in events], ["1700000000000-5", "1700000000000-6"])
+        self.assertEqual([json.loads(e["data"])["log"] for e in events], ["a", "b\nc"])
+
+    def test_notices(self) -> None:
+        """
+        A drop notice is a line, an object, or an C{event: dropped}; other
+        notices are C{event: notice} and carry no count.
+        """
+        self.assertEqual(
+            FORMATS["text"].notice(TS, "3 lines dropped: x", 3),
+            f"{TS} logio[logio] me: 3 lines dropped: x\n".encode(),
+        )
+        self.assertEqual(
+            json.loads(FORMATS["json"].notice(TS, "3 lines dropped: x", 3)),
+            {"dropped": 3, "time": f"{TS}Z", "notice": "3 lines dropped: x"},
+        )
+        [dropped] = sseEvents(FORMATS["sse"].notice(TS, "gone", 3))
+        self.assertEqual(dropped["event"], "dropped")
+        self.assertNotIn("id", dropped)
+        self.assertEqual(json.loads(dropped["data"])["dropped"], 3)
+        [notice] = sseEvents(FORMATS["sse"].notice(TS, "hello"))
+        self.assertEqual(notice["event"], "notice")
+        self.assertEqual(json.loads(notice["data"]), {"time": f"{TS}Z", "notice": "hello"})
+
+
+class ChooseTests(SynchronousTestCase):
+    """
+    C{?format=} wins, then C{Accept}, then text.
+    """
+
+    def test_choose(self) -> None:
+        """
+        The query names a format; else the first known media type in C{Accept}.
+        """
+        cases = [
+            ("json", None, "json"),
+            ("sse", b"application/x-ndjson", "sse"),
+            (None, b"text/event-stream", "sse"),
+            (None, b"text/html, application/x-ndjson;q=0.9", "json"),
+            (None, b"*/*", "text"),
+            (None, None, "text"),
+        ]
+        for asked, accept, name in cases:
+            self.assertEqual(chooseFormat(FORMATS, asked, accept).name, name, (asked, accept))
+
+    def test_unknown(self) -> None:
+        """
+        An unknown C{?format=} is an error naming the known ones.
+        """
+        e = self.assertRaises(ValueError, chooseFormat, FORMATS, "xml", None)
+        self.assertIn("'xml'", str(e))
+        self.assertIn("text, json, sse", str(e))
+
+    def test_eventIds(self) -> None:
+        """
+        An id of this run gives its seq; another run's gives L{None}; junk is an error.
+        """
+        self.assertEqual(parseEventId("1700000000000-42", 1700000000000), 42)
+        self.assertIsNone(parseEventId("1600000000000-42", 1700000000000))
+        for bad in ("42", "a-1", "1-", "-1", "1-2-3", "١-٢"):
+            self.assertRaises(ValueError, parseEventId, bad, 1700000000000)
+
+
+class PackTests(SynchronousTestCase):
+    """
+    L{pack} turns formatted lines into as few segments as possible.
+    """
+
+    def test_singleLines(self) -> None:
+        """
+        Single-line records become one splittable segment.
+        """
+        self.assertEqual(
+            pack(["t p: a\n", "t p: b\n"], " p: "), [Segment(b"t p: a\nt p: b\n", 2, b"\n")]
+        )
+
+    def test_multiLineSegments(self) -> None:
+        """
+        Multi-line records become their own unsplittable segments, prefix repeated.
+        """
+        self.assertEqual(
+            pack(["t p: a\n", "t p: b1\nb2\n", "t p: c\n", "t p: d\n"], " p: "),
+            [
+                Segment(b"t p: a\n", 1, b"\n"),
+                Segment(b"t p: b1\nt p: b2\n", 2, None),
+                Segment(b"t p: c\nt p: d\n", 2, b"\n"),
+            ],
+        )
