@@ -12,6 +12,7 @@ import subprocess
 from twisted.application.service import IService
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
@@ -47,7 +48,10 @@ class PluginTests(SynchronousTestCase):
         out = subprocess.run(
             [twistd(), "logio", "--help"], capture_output=True, text=True, timeout=TIMEOUT
         ).stdout
-        for option in ("--publish=", "--subscribe=", "--max-line=", "--buffer=", "--buffer-bytes="):
+        for option in (
+            "--publish=", "--subscribe=", "--max-line=", "--buffer=", "--buffer-bytes=",
+            "--history=", "--history-bytes=",
+        ):  # fmt: skip
             self.assertIn(option, out)
 
 
@@ -113,6 +117,36 @@ class MakeServiceTests(SynchronousTestCase):
             [(c.role, c.description) for c in children[1:] if isinstance(c, ListeningService)],
             [("publishers", "tcp:0"), ("publishers", "unix:x.sock"), ("subscribers", "tcp:0")],
         )
+
+    def test_listensWhenPrivileged(self) -> None:
+        """
+        Listeners listen in C{privilegedStartService}, before twistd drops
+        privileges (C{--uid} with a port below 1024), on the reactor given
+        to L{makeService}; stopping stops them.
+        """
+        options = Options()
+        options.parseOptions(["--publish", "tcp:514", "--subscribe", "tcp:80:interface=127.0.0.1"])
+        reactor = MemoryReactorClock()
+        top = makeService(options, reactor)
+        self.assertEqual(reactor.tcpServers, [])
+        top.privilegedStartService()
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(514, ""), (80, "127.0.0.1")],
+        )
+        top.startService()
+        self.assertEqual(len(reactor.tcpServers), 2)
+        self.successResultOf(top.stopService())
+
+    def test_history(self) -> None:
+        """
+        C{--history} and C{--history-bytes} size the broker's history; 0 turns it off.
+        """
+        options = Options()
+        options.parseOptions(["--history", "0", "--history-bytes", "1000"])
+        broker = list(IService(makeService(options, MemoryReactorClock())))[0]
+        self.assertEqual((broker.history.maxRecords, broker.history.maxBytes), (0, 1000))
+        self.assertRaises(UsageError, Options().parseOptions, ["--history", "-1"])
 
 
 class StartupFailureTests(SynchronousTestCase):
