@@ -9,19 +9,23 @@ benchmark sends carries the same fixed-width fields in its text::
 (publisher id, per-publisher sequence number, intended send time on the monotonic clock in
 nanoseconds), padded to 99 characters plus the newline: a 100-byte line.
 
-Subscribers read logio's streaming HTTP/1.1 response (chunked) and either count lines, or
-parse those fields to check sequence numbers and measure latency. Because every output line
-for one topic has the same length, a block of complete lines is parsed as a NumPy matrix;
-anything else (the server's drop notices) takes a slower regex path. Redis subscribers
-count ``pmessage`` replies. Counting is always of delivered lines, never bytes divided by
-an assumed line size.
+Subscribers read logio's streaming HTTP/1.1 response (chunked) in the format their query
+asks for (``format=``: text lines, JSON lines or server-sent events, see L{OutputFormat})
+and either count records, or parse those fields to check sequence numbers and measure
+latency. Because every output record for one topic has the same length (in JSON and SSE,
+while the server's own sequence number keeps its number of digits), a block of complete
+records is parsed as a NumPy matrix; anything else (the server's drop notices, a change of
+width) takes a slower regex path. Redis subscribers count ``pmessage`` replies. Counting is
+always of delivered records, never bytes divided by an assumed line size.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 
@@ -33,6 +37,58 @@ _PAD = b"x" * (LINE_TEXT - len(_FIELDS % (0, 0, 0)))
 FIELDS_RE = re.compile(rb"pub=(\d{3}) seq=(\d{10}) ts=(\d{19}) ")
 NOTICE = b" lines dropped: "
 NOTICE_RE = re.compile(rb"logio\[logio\] [^\n]*?: (\d+) lines dropped: [^\n]*\n")
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How one of logio's subscriber formats frames records and drop notices."""
+
+    name: str
+    content_type: bytes
+    """The start of the response's ``Content-Type``."""
+    end: bytes
+    """What ends each unit of output: a record, a notice or a keep-alive."""
+    notice: bytes
+    """Appears in a drop notice and in no record."""
+    notice_re: re.Pattern[bytes]
+    """Finds each drop notice in a block of whole lines; group 1 is the count."""
+    record: bytes = b""
+    """The start of the line that carries a record (empty: every line but a notice)."""
+    keep_alive: bytes = b""
+    """A unit that carries nothing (SSE comments)."""
+
+
+FORMATS = {
+    "text": OutputFormat("text", b"text/plain", b"\n", NOTICE, NOTICE_RE),
+    # {"seq": 42, "time": "...Z", "app": ..., "log": ...} per line; a drop notice is
+    # {"dropped": N, "time": ..., "notice": ...}.
+    "json": OutputFormat(
+        "json",
+        b"application/x-ndjson",
+        b"\n",
+        b'{"dropped": ',
+        re.compile(rb'(?m)^\{"dropped": (\d+)[,}]'),
+    ),
+    # id: <start>-<seq>\ndata: <the JSON object>\n\n per record; a drop notice is
+    # event: dropped\ndata: {"dropped": N, ...}\n\n, without an id.
+    "sse": OutputFormat(
+        "sse",
+        b"text/event-stream",
+        b"\n\n",
+        b'data: {"dropped": ',
+        re.compile(rb'(?m)^data: \{"dropped": (\d+)[,}]'),
+        record=b'data: {"seq": ',
+        keep_alive=b": keep-alive\n\n",
+    ),
+}
+
+
+def query_format(query: str) -> OutputFormat:
+    """The output format a subscriber query asks for (``format=``; text by default)."""
+    name = parse_qs(query).get("format", ["text"])[0]
+    if name not in FORMATS:
+        raise ValueError(f"the benchmark does not read format {name!r}")
+    return FORMATS[name]
 
 # Latency histogram: log-spaced bucket edges from 1 us to 100 s, under 1 % apart.
 FLUSH_LINES = 4096

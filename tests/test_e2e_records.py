@@ -18,7 +18,7 @@ import sseclient
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.server import TIMEOUT, Server, Stream, waitFor
+from tests.server import TIMEOUT, Server, waitFor
 from tests.test_e2e import record, topic
 
 
