@@ -55,7 +55,7 @@ class OutputFormat:
     record: bytes = b""
     """The start of the line that carries a record (empty: every line but a notice)."""
     keep_alive: bytes = b""
-    """A unit that carries nothing (SSE comments)."""
+    """Starts a unit that carries nothing (an SSE comment line)."""
 
 
 FORMATS = {
@@ -78,7 +78,7 @@ FORMATS = {
         b'data: {"dropped": ',
         re.compile(rb'(?m)^data: \{"dropped": (\d+)[,}]'),
         record=b'data: {"seq": ',
-        keep_alive=b": keep-alive\n\n",
+        keep_alive=b": keep-alive\n",
     ),
 }
 
@@ -89,6 +89,7 @@ def query_format(query: str) -> OutputFormat:
     if name not in FORMATS:
         raise ValueError(f"the benchmark does not read format {name!r}")
     return FORMATS[name]
+
 
 # Latency histogram: log-spaced bucket edges from 1 us to 100 s, under 1 % apart.
 FLUSH_LINES = 4096
@@ -233,19 +234,25 @@ def _digits(block: np.ndarray, offset: int, width: int) -> np.ndarray:
 
 
 class HttpLines:
-    """One logio subscriber connection: HTTP response headers, then the chunked body,
-    split into lines that are counted (``parse=False``) or parsed into L{Fields}.
+    """One logio subscriber connection: HTTP response headers, then the chunked body in
+    the format the query asks for, split into records that are counted (``parse=False``)
+    or parsed into L{Fields}.
 
-    ``feed`` is called with the worker's shared receive buffer after each ``recv_into``;
-    nothing here keeps a reference to it.
+    ``lines`` counts records (an SSE event is one, however many lines it takes); drop
+    notices are counted apart, in ``notices`` and ``dropped``. ``feed`` is called with
+    the worker's shared receive buffer after each ``recv_into``; nothing here keeps a
+    reference to it.
     """
 
     def __init__(self, query: str, parse: bool) -> None:
         self.request = b"GET /?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % query.encode()
+        self.format = query_format(query)
+        self._marker = b"\n" + self.format.record
         self.parse = parse
         self.fields = Fields() if parse else None
         self.head = bytearray()
         self.status = 0
+        self.content_type = b""
         self.open = False
         self.chunked = False
         self.ended = False
@@ -257,13 +264,21 @@ class HttpLines:
         self._arrivals: list[tuple[int, int]] = []
         self._flushed_ns = 0
         self.pending = 0
-        """Lines received and not parsed yet (parse mode)."""
+        """Units (records, notices, keep-alives) received and not parsed yet (parse mode)."""
         self._width = 0
         self._offsets = (0, 0, 0)
         self.lines = 0
         self.dropped = 0
         self.notices = 0
         self.unparsed = 0
+        self.keep_alives = 0
+
+    @property
+    def format_error(self) -> str:
+        """Why the response is not in the format asked for ('' if it is)."""
+        if self.content_type.startswith(self.format.content_type):
+            return ""
+        return f"content-type {self.content_type.decode()!r} for format={self.format.name}"
 
     def feed(self, buf: bytearray, view: memoryview, n: int, now_ns: int) -> None:
         """Consume ``buf[:n]``, just received at ``now_ns``."""
@@ -277,6 +292,8 @@ class HttpLines:
             head = bytes(self.head[:end]).lower()
             self.status = int(head.split(b" ", 2)[1])
             self.chunked = b"transfer-encoding: chunked" in head
+            found = re.search(rb"\r\ncontent-type: *([^\r]*)", head)
+            self.content_type = found.group(1) if found else b""
             self.open = True
             del self.head[:]
         if self.chunked:
@@ -284,7 +301,8 @@ class HttpLines:
         else:
             self._data(buf, view, pos, n)
         if self.parse:
-            arrived = self._tail.count(b"\n", self._counted)
+            end = self.format.end
+            arrived = self._tail.count(end, max(0, self._counted - len(end) + 1))
             self._counted = len(self._tail)
             if arrived:
                 self._arrivals.append((arrived, now_ns))
@@ -333,46 +351,60 @@ class HttpLines:
             self._tail += view[start:end]
             return
         last = buf.rfind(b"\n", first, end)
-        count = buf.count(b"\n", first + 1, last + 1) + 1
         if self._tail:
             self._tail += view[start : first + 1]
-            if NOTICE in self._tail:
-                count -= self._notices(bytes(self._tail))
+            whole = bytes(self._tail)
             del self._tail[:]
-            if buf.find(NOTICE, first + 1, last + 1) >= 0:
-                count -= self._notices(bytes(view[first + 1 : last + 1]))
-        elif buf.find(NOTICE, start, last + 1) >= 0:
-            count -= self._notices(bytes(view[start : last + 1]))
+            count = self._count(whole, 0, len(whole)) + self._count(buf, first + 1, last + 1)
+        else:
+            count = self._count(buf, start, last + 1)
         self.lines += count
         if last + 1 < end:
             self._tail += view[last + 1 : end]
 
+    def _count(self, data: bytes | bytearray, start: int, end: int) -> int:
+        """The records among the whole lines ``data[start:end]``; notices apart."""
+        form = self.format
+        notices = 0
+        if data.find(form.notice, start, end) >= 0:
+            notices = self._notices(bytes(data[start:end]))
+        if form.keep_alive and data.find(form.keep_alive, start, end) >= 0:
+            self.keep_alives += bytes(data[start:end]).count(form.keep_alive)
+        if not form.record:
+            return data.count(b"\n", start, end) - notices
+        return data.count(self._marker, start, end) + data.startswith(form.record, start, end)
+
     def _notices(self, block: bytes) -> int:
-        counts = NOTICE_RE.findall(block)
+        counts = self.format.notice_re.findall(block)
         self.notices += len(counts)
         self.dropped += sum(int(c) for c in counts)
         return len(counts)
 
     def flush(self) -> None:
-        """Parse the complete lines received so far (parse mode). Lines are parsed in
+        """Parse the complete units received so far (parse mode). Records are parsed in
         bulk; each keeps the time of the ``feed`` that completed it."""
         if not self.pending:
             return
         assert self.fields is not None
+        form = self.format
+        end = form.end
         tail = self._tail
-        size = tail.rfind(b"\n") + 1
-        lines = self.pending
+        size = tail.rfind(end) + len(end)
+        units = self.pending
         counts, stamps = zip(*self._arrivals, strict=True)
         arrived = np.repeat(np.array(stamps, dtype=np.int64), counts)
         self._arrivals.clear()
         self.pending = 0
         self._counted -= size
-        if not self._width:
-            self._learn(bytes(tail[: tail.find(b"\n") + 1]))
+        # Learn again from each block: the JSON and SSE records grow by a digit when the
+        # server's sequence number does.
+        self._learn(bytes(tail[: tail.find(end) + len(end)]))
         width = self._width
-        if width and size == lines * width and tail.find(NOTICE, 0, size) < 0:
-            block = np.frombuffer(tail, np.uint8, size).reshape(lines, width)
+        if width and size == units * width and tail.find(form.notice, 0, size) < 0:
+            block = np.frombuffer(tail, np.uint8, size).reshape(units, width)
             uniform = bool((block[:, -1] == 10).all())
+            if uniform and len(end) == 2:
+                uniform = bool((block[:, -2] == 10).all())
             if uniform:
                 pub, seq, ts = (
                     _digits(block, o, w) for o, w in zip(self._offsets, (3, 10, 19), strict=True)
@@ -380,28 +412,30 @@ class HttpLines:
             del block
             if uniform:
                 self.fields.add(pub, seq, ts, arrived)
-                self.lines += lines
+                self.lines += units
                 del tail[:size]
                 return
         data = bytes(tail[:size])
         del tail[:size]
         notices = self._notices(data)
+        idle = data.count(form.keep_alive) if form.keep_alive else 0
+        self.keep_alives += idle
         rows = []
-        for line, when in zip(data.split(b"\n"), arrived.tolist(), strict=False):
-            found = FIELDS_RE.search(line)
+        for unit, when in zip(data.split(end), arrived.tolist(), strict=False):
+            found = FIELDS_RE.search(unit)
             if found:
                 rows.append([*map(int, found.groups()), when])
         if rows:
             table = np.array(rows, dtype=np.int64)
             self.fields.add(table[:, 0], table[:, 1], table[:, 2], table[:, 3])
         self.lines += len(rows)
-        self.unparsed += lines - len(rows) - notices
+        self.unparsed += units - len(rows) - notices - idle
 
-    def _learn(self, line: bytes) -> None:
-        """Learn the line width and field offsets from a data line."""
-        match = FIELDS_RE.search(line)
+    def _learn(self, unit: bytes) -> None:
+        """Learn the record width and field offsets from a record (not a notice)."""
+        match = FIELDS_RE.search(unit)
         if match:
-            self._width = len(line)
+            self._width = len(unit)
             self._offsets = (match.start(1), match.start(2), match.start(3))
 
     def result(self, published: dict[int, int]) -> dict[str, Any]:
@@ -409,10 +443,12 @@ class HttpLines:
         self.flush()
         out: dict[str, Any] = {
             "status": self.status,
+            "format": self.format.name,
             "lines": self.lines,
             "dropped": self.dropped,
             "notices": self.notices,
             "unparsed": self.unparsed,
+            "keep_alives": self.keep_alives,
             "ended": self.ended,
         }
         if self.fields is not None:

@@ -212,12 +212,15 @@ class EndToEndTests(SynchronousTestCase):
     def test_noLossInOrder(self) -> None:
         """
         100k lines from four publishers at full speed reach a subscriber
-        that keeps up (C{curl} writing to a file): none lost, each
-        publisher's lines in order.
+        (C{curl} writing to a file): none lost, each publisher's lines in
+        order.  Its queue may hold them all, so a busy machine that slows
+        C{curl} cannot make it drop any.
         """
         curl = shutil.which("curl")
         if curl is None:
             raise SkipTest("curl is not installed")
+        self.server.stop()
+        self.server = Server(self, "--buffer", "200000", "--buffer-bytes", str(64 << 20))
         count = 25000
         names = ("a", "b", "c", "d")
         output = os.path.abspath(self.mktemp())
@@ -254,24 +257,29 @@ class EndToEndTests(SynchronousTestCase):
     def test_slowSubscriberAccounted(self) -> None:
         """
         A stalled subscriber loses lines, is told exactly how many, and
-        slows nobody: the fast subscriber gets every line.
+        slows nobody: the fast subscriber gets every line.  The publisher
+        sends in steps the fast subscriber has read, so a busy machine
+        cannot make the fast one fall behind.
         """
         self.server.stop()
         self.server = Server(self, "--buffer", "500")
         count = 100000
+        step = 200
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.connect(("127.0.0.1", self.server.subscribePort))
         slow.sendall(b"GET /?app=seq HTTP/1.1\r\nHost: x\r\n\r\n")
         fast = self.server.subscribe("app=seq")
         self.server.subscribed(2)
-        body = b"".join(record(f"{i:06d} " + "y" * 80 + "\n") for i in range(count))
-        publisher = threading.Thread(
-            target=lambda: self.server.publish(topic("seq", "p") + body).close()
-        )
-        publisher.start()
-        self.assertEqual(len(fast.lines(count, timeout=60)), count)
-        publisher.join()
+        publisher = self.server.publish(topic("seq", "p"))
+        for first in range(0, count, step):
+            publisher.sendall(
+                b"".join(record(f"{i:06d} " + "y" * 80 + "\n") for i in range(first, first + step))
+            )
+            fast.lines(first + step, timeout=60)
+        publisher.close()
+        self.assertEqual(len(fast.lines(count)), count)
+        self.assertNotIn(b"dropped", fast.body)
         received = 0
         dropped = 0
         data = b""
@@ -321,8 +329,14 @@ class EndToEndTests(SynchronousTestCase):
         fast = self.server.subscribe("app=seq")
         self.server.subscribed(2)
         count = 20000
-        body = b"".join(record(f"{i:06d} " + "y" * 80 + "\n") for i in range(count))
-        self.server.publish(topic("seq", "p") + body).close()
+        step = 1000
+        publisher = self.server.publish(topic("seq", "p"))
+        for first in range(0, count, step):
+            publisher.sendall(
+                b"".join(record(f"{i:06d} " + "y" * 80 + "\n") for i in range(first, first + step))
+            )
+            fast.lines(first + step)
+        publisher.close()
         # Everything has been read and delivered or queued.
         self.assertEqual(len(fast.lines(count)), count)
         slow.settimeout(TIMEOUT)

@@ -63,7 +63,8 @@ class HistoryTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.server = Server(self)
+        # Queues that may hold everything: a test that reads late loses nothing.
+        self.server = Server(self, "--buffer", "200000", "--buffer-bytes", str(64 << 20))
 
     def test_tailWhilePublishing(self) -> None:
         """
