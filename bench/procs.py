@@ -8,6 +8,7 @@ Starts ``twistd -n logio`` or ``redis-server`` as a subprocess listening only on
 from __future__ import annotations
 
 import collections
+import http.client
 import os
 import re
 import shutil
@@ -88,6 +89,25 @@ class Server:
         """VmRSS and VmHWM in kB."""
         status = proc_status(self.pid)
         return {"rss_kb": status.get("VmRSS", 0), "hwm_kb": status.get("VmHWM", 0)}
+
+    def metrics(self, timeout: float = 10.0) -> dict[str, float]:
+        """logio's ``GET /metrics`` on the subscriber port: each sample's value by its
+        name with its labels (``logio_history_records``, ...)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.sub_port, timeout=timeout)
+        try:
+            connection.request("GET", "/metrics")
+            response = connection.getresponse()
+            body = response.read().decode()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise RuntimeError(f"GET /metrics: HTTP status {response.status}")
+        samples = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
 
     def stop(self) -> int | None:
         """Stop the server (SIGTERM, then SIGKILL) and return its exit code."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,33 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
         )
     if name == "soak":
         out.append((name, "rate lines/s", si(result["rate"]), "", "", "", ""))
+    if "replay" in result:
+        out += _replay_rows(name, result)
+    return out
+
+
+def _replay_rows(name: str, result: dict[str, Any]) -> list[Row]:
+    """Per format: median ms to the first and to the last replayed line; then whether
+    every run got every line, in order, and the end of the response."""
+    out: list[Row] = []
+    runs = complete = 0
+    for form, summary in result["replay"].items():
+        figures = f"{summary['first_ms']:.1f} / {summary['last_ms']:.1f}"
+        measure = f"{form}: ms to first / last line"
+        out.append((name, measure, figures, "", "", f"median of {len(summary['runs'])}", ""))
+        runs += len(summary["runs"])
+        complete += summary["complete"]
+    out.append(
+        (
+            name,
+            "runs complete, in order",
+            f"{complete}/{runs}",
+            "",
+            "",
+            f"all {result['records']} lines, no notice",
+            verdict(complete == runs),
+        )
+    )
     return out
 
 
@@ -192,7 +220,8 @@ def write_json(path: Path, meta: dict[str, Any], results: dict[str, dict[str, An
 
 def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
     """A PNG: deliveries/s per throughput case (logio beside redis), latency percentiles
-    per latency case, and memory figures."""
+    per latency case, memory figures and history replay times; a panel only if the run
+    measured something for it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,8 +233,37 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
         if "deliveries_per_s" in r and not (n.startswith("redis-") and _has_logio_twin(n, results))
     ]
     timed = [n for n, r in results.items() if "latency" in r]
-    fig, axes = plt.subplots(1, 3, figsize=(18, 6), gridspec_kw={"width_ratios": [3, 2, 1.5]})
-    ax = axes[0]
+    memory = _memory_bars(results)
+    replays = [n for n, r in results.items() if "replay" in r]
+    panels: list[tuple[float, Callable[[Any], None]]] = []
+    if blast:
+        panels.append((3, lambda ax: _throughput_panel(ax, results, blast)))
+    if timed:
+        panels.append((2, lambda ax: _latency_panel(ax, results, timed)))
+    if memory[0]:
+        panels.append((1.5, lambda ax: _memory_panel(ax, *memory)))
+    if replays:
+        panels.append((1.5 + 0.3 * len(replays), lambda ax: _replay_panel(ax, results, replays)))
+    if not panels:
+        panels.append((1, lambda ax: ax.set_title("no figures measured")))
+    ratios = [ratio for ratio, _ in panels]
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(max(8.0, 2.2 * sum(ratios) + 2), 6.5),
+        gridspec_kw={"width_ratios": ratios},
+        squeeze=False,
+    )
+    for ax, (_, draw) in zip(axes[0], panels, strict=True):
+        draw(ax)
+    fig.suptitle("logio benchmark (loopback, 100-byte lines)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _throughput_panel(ax: Any, results: dict[str, dict[str, Any]], blast: list[str]) -> None:
+    """Million deliveries/s per blast case, logio beside redis-server."""
     ys = range(len(blast))
     ax.barh(
         [y + 0.2 for y in ys],
@@ -214,13 +272,17 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
         label="logio",
     )
     peers = [results.get(PEERS.get(n, ""), {}).get("deliveries_per_s", 0) / 1e6 for n in blast]
-    ax.barh([y - 0.2 for y in ys], peers, height=0.4, label="redis-server")
+    if any(peers):
+        ax.barh([y - 0.2 for y in ys], peers, height=0.4, label="redis-server")
     ax.set_yticks(list(ys), blast)
     ax.invert_yaxis()
     ax.set_xlabel("million lines delivered per second")
     ax.set_title("Throughput")
     ax.legend()
-    ax = axes[1]
+
+
+def _latency_panel(ax: Any, results: dict[str, dict[str, Any]], timed: list[str]) -> None:
+    """p50 / p99 / p99.9 per open-loop case."""
     width = 0.25
     for i, (key, label) in enumerate((("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))):
         ax.bar(
@@ -234,7 +296,10 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
     ax.set_ylabel("ms from intended send time to receipt")
     ax.set_title("Latency (open loop)")
     ax.legend()
-    ax = axes[2]
+
+
+def _memory_bars(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[float]]:
+    """The memory figures to draw: RSS growth under load, and per 1000 idle subscribers."""
     labels, values = [], []
     for name in ("latency-10", "stall-10", "soak"):
         if "memory" in results.get(name, {}):
@@ -244,11 +309,32 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
         if "idle" in result:
             labels.append(f"{name}\nper 1000 idle")
             values.append(result["idle"]["per_subscriber_kib"] * 1000 / 1024)
+    return labels, values
+
+
+def _memory_panel(ax: Any, labels: list[str], values: list[float]) -> None:
+    """Server memory figures in MiB."""
     ax.bar(range(len(values)), values)
     ax.set_xticks(list(range(len(values))), labels, fontsize=7)
     ax.set_ylabel("MiB")
     ax.set_title("Server memory")
-    fig.suptitle("logio benchmark (loopback, 100-byte lines)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+
+def _replay_panel(ax: Any, results: dict[str, dict[str, Any]], names: list[str]) -> None:
+    """Median ms from request to the first and to the last replayed line, per case and
+    format, each bar labelled with its figure."""
+    labels, firsts, lasts = [], [], []
+    for name in names:
+        for form, summary in results[name]["replay"].items():
+            labels.append(f"{name}\n{form}")
+            firsts.append(summary["first_ms"])
+            lasts.append(summary["last_ms"])
+    xs = range(len(labels))
+    width = 0.38
+    for offset, values, label in ((-1, firsts, "first line"), (1, lasts, "last line")):
+        bars = ax.bar([x + offset * width / 2 for x in xs], values, width=width, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_ylabel("ms from request sent (median)")
+    ax.set_title("History replay (tail=N, follow=0)")
+    ax.legend()

@@ -5,14 +5,18 @@ Scenarios (the names ``--scenario`` takes):
 
 - ``ingest``: 4 publishers -> 1 and -> 10 subscribers, seed JSON and text protocol.
 - ``fanout``: 1 publisher -> 10 and -> 100 subscribers with the same filter; 100
-  publishers on 100 apps -> 100 subscribers with 100 different app filters; and 10
-  subscribers with a ``log=`` regex, to show what per-record regexes cost.
+  publishers on 100 apps -> 100 subscribers with 100 different app filters; 10
+  subscribers with a ``log=`` regex, to show what per-record regexes cost; and 10
+  subscribers reading ``format=json`` and ``format=sse``.
 - ``latency``: open-loop 10k lines/s for 10 s to 10 and to 100 subscribers.
 - ``stall``: the 10-subscriber latency run plus one subscriber that never reads.
 - ``idle``: server memory per idle subscriber with 10000 connected.
 - ``peer``: the ingest and fan-out loads through redis-server (PUBLISH / PSUBSCRIBE).
 - ``soak``: 20 publishers at half the measured capacity -> 19 subscribers that must see
   every line in order, and 1 throttled subscriber whose drop notices must add up.
+- ``replay``: 10000 records published into the server's history, then
+  ``?tail=10000&follow=0`` in text, JSON and SSE timed to the first and the last line,
+  each run checked for every line in order.
 """
 
 from __future__ import annotations
@@ -31,9 +35,19 @@ from tqdm import tqdm
 
 from .procs import MemorySampler, Profiler, Server, start_logio, start_redis
 from .wire import percentiles
-from .workers import CTX, Plan, PubSpec, SubSpec, publish, subscribe
+from .workers import (
+    CTX,
+    Plan,
+    PubSpec,
+    SubSpec,
+    fetch_replays,
+    publish,
+    publish_records,
+    subscribe,
+)
 
-SCENARIOS = ("ingest", "fanout", "latency", "stall", "idle", "peer", "soak")
+SCENARIOS = ("ingest", "fanout", "replay", "latency", "stall", "idle", "peer", "soak")
+REPLAY_FORMATS = ("text", "json", "sse")
 BLAST_RECORDS = 512
 OUTPUT_LINE = 137
 """Approximate bytes of one logio output line, only to size the slow reader's throttle."""
@@ -53,6 +67,9 @@ class Settings:
     soak_seconds: float = 60.0
     soak_rate: float = 0.0
     """Lines/s over all soak publishers; 0: half the capacity measured just before."""
+    replay_records: int = 10_000
+    replay_repeats: int = 9
+    """Replay requests per format; the table shows the median."""
     profile: bool = False
     python: str | None = None
     server_args: list[str] = field(default_factory=list)
@@ -68,6 +85,7 @@ class Settings:
             latency_seconds=3.0,
             idle_count=1000,
             soak_seconds=10.0,
+            replay_repeats=5,
         )
 
 
@@ -314,7 +332,8 @@ class Bench:
         """How many cases a scenario runs (for the progress bar)."""
         return {
             "ingest": 4,
-            "fanout": 4,
+            "fanout": 6,
+            "replay": 1,
             "latency": 2,
             "stall": 1,
             "idle": 1,
@@ -355,10 +374,14 @@ class Bench:
             self.ingest_cases("logio", proto, f"ingest-{proto}")
 
     def scenario_fanout(self) -> None:
-        """The fan-out loads, and 10 subscribers that each run a ``log=`` regex."""
+        """The fan-out loads, 10 subscribers that each run a ``log=`` regex, and 10 that
+        read JSON lines and server-sent events."""
         self.fanout_cases("logio", "seed", "fanout")
         logre = [SubSpec("http", "app=bench&log=" + quote("seq=[0-9]+ ts="))] * 10
         self.blast_case("fanout-10-log", "logio", [PubSpec("seed", "bench")], logre, 1)
+        for form in ("json", "sse"):
+            subs = [SubSpec("http", f"app=bench&format={form}")] * 10
+            self.blast_case(f"fanout-10-{form}", "logio", [PubSpec("seed", "bench")], subs, 1)
 
     def scenario_peer(self) -> None:
         """The ingest and fan-out loads through redis-server."""
@@ -456,3 +479,68 @@ class Bench:
             return out
 
         self.case("soak", "logio", body)
+
+    def replay_load(self, server: Server, count: int) -> dict[str, Any]:
+        """Publish ``count`` lines, wait until history holds them all, then time
+        ``?tail=count&follow=0`` in each format, ``replay_repeats`` times, in turn."""
+        settings = self.settings
+        publish_records(server.pub_port, PubSpec("seed", "bench", proc="replay"), count)
+        deadline = time.monotonic() + 30
+        while (held := server.metrics().get("logio_history_records", 0.0)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"history holds {held:g} of {count} records after 30 s")
+            time.sleep(0.02)
+        if held != count:
+            raise RuntimeError(f"history holds {held:g} records, {count} were published")
+        queries = {
+            form: f"tail={count}&follow=0" + ("" if form == "text" else f"&format={form}")
+            for form in REPLAY_FORMATS
+        }
+        repeats = settings.replay_repeats
+        worker = Worker(fetch_replays, server.sub_port, list(queries.values()), repeats, count)
+        try:
+            runs = worker.wait("done", 60 + 30 * repeats * len(queries))
+        finally:
+            worker.close()
+        metrics = server.metrics()
+        replay = {form: replay_summary(runs[query], count) for form, query in queries.items()}
+        return {
+            "records": count,
+            "repeats": repeats,
+            "history_records": metrics.get("logio_history_records"),
+            "history_bytes": metrics.get("logio_history_bytes"),
+            "lines_dropped": {
+                form: metrics.get(f'logio_lines_dropped_total{{format="{form}"}}', 0.0)
+                for form in queries
+            },
+            "replay": replay,
+        }
+
+    def scenario_replay(self) -> None:
+        """History: how soon a ``follow=0`` replay of 10000 records starts and ends."""
+        count = self.settings.replay_records
+        self.case(f"replay-{count}", "logio", partial(self.replay_load, count=count))
+
+
+def replay_summary(runs: list[dict[str, Any]], expected: int) -> dict[str, Any]:
+    """The median times of a format's replay runs, and how many runs were complete:
+    exactly ``expected`` lines, in order, no notice, and the response ended."""
+
+    def median(key: str) -> float:
+        values = [r[key] for r in runs if r[key] is not None]
+        return float(np.median(values)) if values else float("nan")
+
+    complete = [
+        not r["error"]
+        and r["ended"]
+        and r["lines"] == r["parsed"] == expected
+        and r["missing"] == r["reordered"] == r["unparsed"] == r["notices"] == 0
+        for r in runs
+    ]
+    return {
+        "first_ms": median("first_ms"),
+        "last_ms": median("last_ms"),
+        "end_ms": median("end_ms"),
+        "complete": sum(complete),
+        "runs": runs,
+    }

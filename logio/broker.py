@@ -96,9 +96,9 @@ class _Publication:
         self._protocol = protocol
         route.publishers += 1
 
-    def publish(self, records: list[Record]) -> None:
+    def publish(self, records: list[Record], size: int) -> None:
         assert self._route is not None, "publishing after close"
-        self._broker._publish(self._route, self._protocol, records)
+        self._broker._publish(self._route, self._protocol, records, size)
 
     def close(self) -> None:
         route, self._route = self._route, None
@@ -191,7 +191,7 @@ class Broker(Service):
         route.held -= count
         self._retire(route)
 
-    def _publish(self, route: _Route, protocol: str, records: list[Record]) -> None:
+    def _publish(self, route: _Route, protocol: str, records: list[Record], size: int) -> None:
         """
         Number, keep and fan out a batch of C{route}'s records.
         """
@@ -200,7 +200,7 @@ class Broker(Service):
             return
         if self._history.maxRecords:
             route.held += count
-        first = self._history.add(route, records)
+        first = self._history.add(route, records, size)
         route.records += count
         route.last = records[-1][0]
         self.stats.recordsIn[protocol] += count

@@ -7,7 +7,6 @@ the newest, bounded in records and bytes, for replay to new subscribers.
 from __future__ import annotations
 
 from collections import deque
-from operator import itemgetter
 from typing import Any, Callable, Optional, Protocol
 
 from attrs import define, frozen
@@ -15,15 +14,9 @@ from attrs import define, frozen
 from logio.filters import Filters
 from logio.topic import Record, Topic
 
-#: What history charges a record besides its text: about what the tuple
+#: What history charges a record besides its size: about what the tuple
 #: and the string objects cost.
 RECORD_OVERHEAD = 64
-
-_text = itemgetter(1)
-
-
-def _size(records: list[Record]) -> int:
-    return sum(map(len, map(_text, records))) + RECORD_OVERHEAD * len(records)
 
 
 class Owner(Protocol):
@@ -36,10 +29,17 @@ class Owner(Protocol):
 
 @define
 class _Batch:
+    """
+    One publish call's records.  The oldest C{skip} of them are evicted
+    already (the list is not copied to drop them): the record at C{skip}
+    has sequence number C{first}.  C{size} is what the rest cost.
+    """
+
     owner: Any
     first: int
     records: list[Record]
     size: int
+    skip: int = 0
 
 
 @frozen
@@ -75,8 +75,10 @@ class History:
 
     @ivar next: The sequence number the next record gets.
     @ivar records: Records held.
-    @ivar bytes: What they cost: their text's length plus
-        L{RECORD_OVERHEAD} each.
+    @ivar bytes: What they cost: the input size their publishers gave for
+        them, plus L{RECORD_OVERHEAD} each.  Evicting part of a batch frees
+        its share of the batch's size, so the count is exact for whole
+        batches and off by less than one batch's size otherwise.
     """
 
     def __init__(self, maxRecords: int, maxBytes: int, evicted: Callable[[Any, int], None]) -> None:
@@ -95,17 +97,20 @@ class History:
         """
         return self._batches[0].first if self._batches else self.next
 
-    def add(self, owner: Owner, records: list[Record]) -> int:
+    def add(self, owner: Owner, records: list[Record], size: int) -> int:
         """
         Number a batch of C{owner}'s records and keep it, evicting what the
         bounds no longer allow.
 
+        @param size: About how many bytes of input the batch took (its
+            publisher has counted them already, which is cheaper than
+            measuring every record again).
         @return: The first record's sequence number; the others follow.
         """
         first = self.next
         self.next = first + len(records)
         if self.maxRecords:
-            size = _size(records)
+            size += RECORD_OVERHEAD * len(records)
             self._batches.append(_Batch(owner, first, records, size))
             self.records += len(records)
             self.bytes += size
@@ -117,28 +122,22 @@ class History:
         batches = self._batches
         while self.records > self.maxRecords or self.bytes > self.maxBytes:
             batch = batches[0]
-            count = len(batch.records)
+            left = len(batch.records) - batch.skip
             gone = max(self.records - self.maxRecords, 0)
-            if gone < count and self.bytes - batch.size > self.maxBytes:
-                gone = count
-            if gone >= count:
+            excess = self.bytes - self.maxBytes
+            if excess > 0:
+                # As few records as free the excess at the batch's average size.
+                gone = max(gone, -(-excess * left // batch.size))
+            if gone >= left:
                 batches.popleft()
-                gone, size = count, batch.size
+                gone, freed = left, batch.size
             else:
-                # Keep the newest part of the oldest batch: as few records
-                # go as both bounds allow.
-                excess = self.bytes - self.maxBytes
-                size = _size(batch.records[:gone])
-                while size < excess:
-                    size += len(batch.records[gone][1]) + RECORD_OVERHEAD
-                    gone += 1
-                batch.records = batch.records[gone:]
+                freed = batch.size * gone // left
+                batch.skip += gone
                 batch.first += gone
-                batch.size -= size
-                if not batch.records:
-                    batches.popleft()
+                batch.size -= freed
             self.records -= gone
-            self.bytes -= size
+            self.bytes -= freed
             self._evicted(batch.owner, gone)
 
     def replay(self, filters: Filters, tail: int, after: Optional[int] = None) -> Replay:
@@ -156,14 +155,17 @@ class History:
         for batch in reversed(self._batches):
             if tail <= 0:
                 break
-            if after is not None and batch.first + len(batch.records) <= after + 1:
+            end = batch.first + len(batch.records) - batch.skip
+            if after is not None and end <= after + 1:
                 break
             key = id(batch.owner)
             if key not in matches:
                 matches[key] = filters.matchesTopic(batch.owner.topic)
             if not matches[key]:
                 continue
-            low = 0 if after is None else max(after + 1 - batch.first, 0)
+            # Indices into the batch's list, and the seq of index 0.
+            base = batch.first - batch.skip
+            low = batch.skip if after is None else max(after + 1 - base, batch.skip)
             chosen = range(low, len(batch.records))
             if search is not None:
                 records = batch.records
@@ -172,7 +174,7 @@ class History:
             if not chosen:
                 continue
             tail -= len(chosen)
-            seqs = [batch.first + i for i in chosen]
+            seqs = [base + i for i in chosen]
             records = [batch.records[i] for i in chosen]
             if runs and runs[-1].topic == batch.owner.topic:
                 # A topic's consecutive batches replay as one run.

@@ -83,12 +83,14 @@ class IPublication(Interface):
     One publisher's handle on one topic.
     """
 
-    def publish(records: list[Record]) -> None:
+    def publish(records: list[Record], size: int) -> None:
         """
         Fan a batch of records out to every matching subscriber and keep it
         in history.  The broker keeps C{records}: never change it after.
 
         @param records: C{(timestamp, text)} pairs, oldest first.
+        @param size: About how many bytes of input the batch took, for
+            history's byte bound.
         """
 
     def close() -> None:

@@ -93,7 +93,7 @@ class Options(usage.Options):
             "history-bytes",
             None,
             16 * 1024 * 1024,
-            "Bytes of log text kept in memory for replay (plus 64 per record).",
+            "Bytes kept in memory for replay: the input records came in, plus 64 per record.",
             _positive,
         ],
     ]

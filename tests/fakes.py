@@ -35,8 +35,9 @@ class FakePublication:
     topic: Topic
     protocol: str
 
-    def publish(self, records: list[Record]) -> None:
+    def publish(self, records: list[Record], size: int) -> None:
         self.broker.published.append((self.topic, list(records)))
+        self.broker.sizes.append(size)
 
     def close(self) -> None:
         self.broker.closed.append(self.topic)
@@ -55,6 +56,7 @@ class FakeBroker:
         self.opened: list[tuple[Topic, str]] = []
         self.published: list[tuple[Topic, list[Record]]] = []
         self.closed: list[Topic] = []
+        self.sizes: list[int] = []
 
     def publisher(self, topic: Topic, protocol: str) -> IPublication:
         self.opened.append((topic, protocol))
@@ -112,7 +114,7 @@ def publish(broker: IBroker, topic: Topic, records: list[Record]) -> None:
     Publish one batch to C{broker} as a publisher that comes and goes.
     """
     publication = broker.publisher(topic, "test")
-    publication.publish(records)
+    publication.publish(records, sum(len(text) for _, text in records))
     publication.close()
 
 

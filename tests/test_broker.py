@@ -139,7 +139,7 @@ class BrokerTests(SynchronousTestCase):
         self.assertEqual([info.publishers for info in self.broker.topics()], [2])
         first.close()
         first.close()
-        second.publish([(TS, "still routed")])
+        second.publish([(TS, "still routed")], 12)
         self.assertEqual([info.publishers for info in self.broker.topics()], [1])
         second.close()
         self.assertEqual(self.broker.topics(), [])

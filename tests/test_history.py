@@ -28,8 +28,12 @@ class Owner:
     evicted: int = 0
 
 
-def records(*texts: str) -> list[Record]:
-    return [(TS, text) for text in texts]
+def add(history: History, owner: Owner, *texts: str) -> int:
+    """
+    Add a batch of records with C{texts}, its size their length.
+    """
+    records: list[Record] = [(TS, text) for text in texts]
+    return history.add(owner, records, sum(map(len, texts)))
 
 
 class HistoryTests(SynchronousTestCase):
@@ -52,8 +56,8 @@ class HistoryTests(SynchronousTestCase):
         Each record gets the next number, starting at 1.
         """
         history = self.history()
-        self.assertEqual(history.add(Owner(A), records("x", "y")), 1)
-        self.assertEqual(history.add(Owner(B), records("z")), 3)
+        self.assertEqual(add(history, Owner(A), "x", "y"), 1)
+        self.assertEqual(add(history, Owner(B), "z"), 3)
         self.assertEqual((history.next, history.oldest, history.records), (4, 1, 3))
 
     def test_recordBound(self) -> None:
@@ -63,11 +67,11 @@ class HistoryTests(SynchronousTestCase):
         """
         history = self.history(maxRecords=3)
         a, b = Owner(A), Owner(B)
-        history.add(a, records("1", "2"))
-        history.add(b, records("3", "4"))
+        add(history, a, "1", "2")
+        add(history, b, "3", "4")
         self.assertEqual(self.texts(history), ["2", "3", "4"])
         self.assertEqual((a.evicted, b.evicted, history.oldest), (1, 0, 2))
-        history.add(b, records("5", "6", "7", "8"))
+        add(history, b, "5", "6", "7", "8")
         self.assertEqual(self.texts(history), ["6", "7", "8"])
         self.assertEqual((a.evicted, b.evicted, history.records), (2, 3, 3))
 
@@ -78,20 +82,35 @@ class HistoryTests(SynchronousTestCase):
         """
         size = 10 + RECORD_OVERHEAD
         history = self.history(maxBytes=size * 3)
-        history.add(Owner(A), records(*(str(i) * 10 for i in range(2))))
-        history.add(Owner(A), records("2" * 10, "3" * 10))
+        add(history, Owner(A), *(str(i) * 10 for i in range(2)))
+        add(history, Owner(A), "2" * 10, "3" * 10)
         self.assertEqual(self.texts(history), ["1" * 10, "2" * 10, "3" * 10])
         self.assertEqual(history.bytes, size * 3)
-        history.add(Owner(A), records("x" * (size * 2 - RECORD_OVERHEAD)))
+        add(history, Owner(A), "x" * (size * 2 - RECORD_OVERHEAD))
         self.assertEqual(self.texts(history), ["3" * 10, "x" * (size * 2 - RECORD_OVERHEAD)])
         self.assertEqual((history.records, history.bytes), (2, size * 3))
+
+    def test_partialEvictionByShare(self) -> None:
+        """
+        Evicting part of a batch frees its share of the batch's size: the
+        count stays within the bound, and is exact again once the batch is
+        gone.
+        """
+        history = self.history(maxBytes=1000)
+        add(history, Owner(A), "x" * 10, "y" * 700)
+        add(history, Owner(A), "z" * 100)
+        self.assertLessEqual(history.bytes, 1000)
+        self.assertEqual(self.texts(history), ["y" * 700, "z" * 100])
+        add(history, Owner(A), "w" * 500)
+        self.assertEqual(self.texts(history), ["z" * 100, "w" * 500])
+        self.assertEqual(history.bytes, 100 + 500 + 2 * RECORD_OVERHEAD)
 
     def test_oversizedRecord(self) -> None:
         """
         A record bigger than the whole byte bound is not kept at all.
         """
         history = self.history(maxBytes=100)
-        history.add(Owner(A), records("x" * 200))
+        add(history, Owner(A), "x" * 200)
         self.assertEqual((history.records, history.bytes, history.oldest), (0, 0, 2))
 
     def test_off(self) -> None:
@@ -99,8 +118,8 @@ class HistoryTests(SynchronousTestCase):
         With no room, records are still numbered but nothing is kept.
         """
         history = self.history(maxRecords=0)
-        self.assertEqual(history.add(Owner(A), records("x")), 1)
-        self.assertEqual(history.add(Owner(A), records("y")), 2)
+        self.assertEqual(add(history, Owner(A), "x"), 1)
+        self.assertEqual(add(history, Owner(A), "y"), 2)
         self.assertEqual((history.records, self.texts(history)), (0, []))
 
     def test_tail(self) -> None:
@@ -110,10 +129,10 @@ class HistoryTests(SynchronousTestCase):
         """
         history = self.history()
         a, b = Owner(A), Owner(B)
-        history.add(a, records("a1", "a2 x"))
-        history.add(b, records("b1 x"))
-        history.add(a, records("a3 x", "a4"))
-        history.add(a, records("a5 x"))
+        add(history, a, "a1", "a2 x")
+        add(history, b, "b1 x")
+        add(history, a, "a3 x", "a4")
+        add(history, a, "a5 x")
         runs = history.replay(Filters.fromQuery({"log": "x"}), 3).runs
         self.assertEqual(
             [(run.topic, [text for _, text in run.records], run.seqs) for run in runs],
@@ -130,10 +149,10 @@ class HistoryTests(SynchronousTestCase):
         """
         history = self.history(maxRecords=4)
         owner = Owner(A)
-        history.add(owner, records("1", "2", "3"))
+        add(history, owner, "1", "2", "3")
         replay = history.replay(Filters(), 1, after=1)
         self.assertEqual(([s for run in replay.runs for s in run.seqs], replay.missed), ([2, 3], 0))
-        history.add(owner, records("4", "5", "6"))
+        add(history, owner, "4", "5", "6")
         replay = history.replay(Filters(), 0, after=1)
         self.assertEqual(
             ([s for run in replay.runs for s in run.seqs], replay.missed), ([3, 4, 5, 6], 1)

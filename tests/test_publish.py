@@ -309,6 +309,15 @@ class SniffingTests(PublisherTestCase):
         connection = connect().feed(b"app=myapp&proc=web&host=foobar\nx\n")
         self.assertEqual(connection.broker.opened, [(WEB, "text")])
 
+    def test_batchSizes(self) -> None:
+        """
+        Each batch comes with the size of the input it took, for history's
+        byte bound: the text of a text batch, what a seed batch consumed.
+        """
+        connection = connect().feed(b"app=myapp\nfirst\nsecond\n")
+        self.assertEqual(connection.broker.sizes, [len("first\nsecond")])
+        self.assertEqual(connect().feed(GO_STREAM).broker.sizes, [len(GO_STREAM.decode())])
+
     def test_publishersCounted(self) -> None:
         """
         The broker's stats count publisher connections while they are open.

@@ -716,7 +716,7 @@ class ReservedPathTests(SubscribeResourceTests):
         C{/topics} lists each topic: records, last record time, publishers now.
         """
         publication = self.broker.publisher(TOPIC, "seed")
-        publication.publish([(TS, "a"), ("2016-12-06T22:14:22.000", "b")])
+        publication.publish([(TS, "a"), ("2016-12-06T22:14:22.000", "b")], 2)
         publish(self.broker, Topic("cron", "-", "h"), [(TS, "c")])
         head, body = self.request("/topics")
         self.assertIn(b"Content-Type: application/json", head)

@@ -110,12 +110,14 @@ class Publisher:
         self.topic = topic
         self._publication = self.broker.publisher(topic, self.protocolName)
 
-    def publish(self, records: list[Record]) -> None:
+    def publish(self, records: list[Record], size: int) -> None:
         """
         Hand a batch of records to the broker, if the topic is known.
+
+        @param size: About how many bytes of input the batch took.
         """
         if records and self._publication is not None:
-            self._publication.publish(records)
+            self._publication.publish(records, size)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """

@@ -112,11 +112,11 @@ class SeedProtocol(Publisher, Protocol):
         try:
             position = self._parse(buffer, records)
         except PublisherError as e:
-            self.publish(records)
+            self.publish(records, len(buffer))
             self._buffer = ""
             self.fail(str(e))
             return
-        self.publish(records)
+        self.publish(records, position)
         self._buffer = buffer[position:]
         self._offset += position
         self._checkLength()

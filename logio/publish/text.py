@@ -110,7 +110,7 @@ class TextProtocol(Publisher, LineOnlyReceiver):
                 return
         stamp = self.now()
         text = b"\n".join(lines).decode("utf-8", "replace")
-        self.publish([(stamp, line) for line in text.split("\n")])
+        self.publish([(stamp, line) for line in text.split("\n")], len(text))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._buffer and not self.failed:
