@@ -265,15 +265,16 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
 def _throughput_panel(ax: Any, results: dict[str, dict[str, Any]], blast: list[str]) -> None:
     """Million deliveries/s per blast case, logio beside redis-server."""
     ys = range(len(blast))
+    peers = [results.get(PEERS.get(n, ""), {}).get("deliveries_per_s", 0) / 1e6 for n in blast]
+    shift = 0.2 if any(peers) else 0.0
     ax.barh(
-        [y + 0.2 for y in ys],
+        [y + shift for y in ys],
         [results[n]["deliveries_per_s"] / 1e6 for n in blast],
-        height=0.4,
+        height=0.4 if shift else 0.6,
         label="logio",
     )
-    peers = [results.get(PEERS.get(n, ""), {}).get("deliveries_per_s", 0) / 1e6 for n in blast]
-    if any(peers):
-        ax.barh([y - 0.2 for y in ys], peers, height=0.4, label="redis-server")
+    if shift:
+        ax.barh([y - shift for y in ys], peers, height=0.4, label="redis-server")
     ax.set_yticks(list(ys), blast)
     ax.invert_yaxis()
     ax.set_xlabel("million lines delivered per second")

@@ -265,8 +265,6 @@ class HttpLines:
         self._flushed_ns = 0
         self.pending = 0
         """Units (records, notices, keep-alives) received and not parsed yet (parse mode)."""
-        self._width = 0
-        self._offsets = (0, 0, 0)
         self.lines = 0
         self.dropped = 0
         self.notices = 0
@@ -385,9 +383,7 @@ class HttpLines:
         bulk; each keeps the time of the ``feed`` that completed it."""
         if not self.pending:
             return
-        assert self.fields is not None
-        form = self.format
-        end = form.end
+        end = self.format.end
         tail = self._tail
         size = tail.rfind(end) + len(end)
         units = self.pending
@@ -396,32 +392,66 @@ class HttpLines:
         self._arrivals.clear()
         self.pending = 0
         self._counted -= size
-        # Learn again from each block: the JSON and SSE records grow by a digit when the
-        # server's sequence number does.
-        self._learn(bytes(tail[: tail.find(end) + len(end)]))
-        width = self._width
-        if width and size == units * width and tail.find(form.notice, 0, size) < 0:
-            block = np.frombuffer(tail, np.uint8, size).reshape(units, width)
-            uniform = bool((block[:, -1] == 10).all())
-            if uniform and len(end) == 2:
-                uniform = bool((block[:, -2] == 10).all())
-            if uniform:
-                pub, seq, ts = (
-                    _digits(block, o, w) for o, w in zip(self._offsets, (3, 10, 19), strict=True)
-                )
-            del block
-            if uniform:
-                self.fields.add(pub, seq, ts, arrived)
-                self.lines += units
-                del tail[:size]
-                return
         data = bytes(tail[:size])
         del tail[:size]
+        width = data.find(end) + len(end)
+        if size == units * width and self._matrix(data, width, arrived):
+            return
+        self._runs(data, arrived)
+
+    def _matrix(self, data: bytes, width: int, arrived: np.ndarray) -> bool:
+        """Parse ``data``, units all ``width`` bytes long, as one byte matrix if they are
+        all records with their fields at the same offsets; whether they were."""
+        form = self.format
+        found = FIELDS_RE.search(data, 0, width)
+        if not found or data.find(form.notice) >= 0:
+            return False
+        block = np.frombuffer(data, np.uint8).reshape(len(arrived), width)
+        offsets = (found.start(1), found.start(2), found.start(3))
+        for column in range(1, len(form.end) + 1):
+            if not (block[:, -column] == 10).all():
+                return False
+        for offset, label in zip(offsets, (b"pub=", b"seq=", b"ts="), strict=True):
+            start = offset - len(label)
+            if not (block[:, start:offset] == np.frombuffer(label, np.uint8)).all():
+                return False
+        pub, seq, ts = (_digits(block, o, w) for o, w in zip(offsets, (3, 10, 19), strict=True))
+        assert self.fields is not None
+        self.fields.add(pub, seq, ts, arrived)
+        self.lines += len(arrived)
+        return True
+
+    def _runs(self, data: bytes, arrived: np.ndarray) -> None:
+        """Parse ``data`` run by run of units of one length (the JSON and SSE records grow
+        by a digit when the server's sequence number does), each run as a matrix if it
+        can be; what is not a run of records, by regex."""
+        end = self.format.end
+        codes = np.frombuffer(data, np.uint8) == 10
+        if len(end) == 1:
+            ends = np.flatnonzero(codes) + 1
+        else:
+            ends = np.flatnonzero(codes[:-1] & codes[1:]) + 2
+        if len(ends) != len(arrived) or data.count(end) != len(arrived):
+            self._regex(data, arrived)
+            return
+        lengths = np.diff(ends, prepend=0)
+        bounds = [0, *(np.flatnonzero(np.diff(lengths)) + 1).tolist(), len(ends)]
+        for first, stop in zip(bounds[:-1], bounds[1:], strict=False):
+            begin = int(ends[first - 1]) if first else 0
+            run = data[begin : int(ends[stop - 1])]
+            width = int(lengths[first])
+            if stop - first < 8 or not self._matrix(run, width, arrived[first:stop]):
+                self._regex(run, arrived[first:stop])
+
+    def _regex(self, data: bytes, arrived: np.ndarray) -> None:
+        """Parse whole units one by one: records by their fields, and notices."""
+        assert self.fields is not None
+        form = self.format
         notices = self._notices(data)
         idle = data.count(form.keep_alive) if form.keep_alive else 0
         self.keep_alives += idle
         rows = []
-        for unit, when in zip(data.split(end), arrived.tolist(), strict=False):
+        for unit, when in zip(data.split(form.end), arrived.tolist(), strict=False):
             found = FIELDS_RE.search(unit)
             if found:
                 rows.append([*map(int, found.groups()), when])
@@ -429,14 +459,7 @@ class HttpLines:
             table = np.array(rows, dtype=np.int64)
             self.fields.add(table[:, 0], table[:, 1], table[:, 2], table[:, 3])
         self.lines += len(rows)
-        self.unparsed += units - len(rows) - notices - idle
-
-    def _learn(self, unit: bytes) -> None:
-        """Learn the record width and field offsets from a record (not a notice)."""
-        match = FIELDS_RE.search(unit)
-        if match:
-            self._width = len(unit)
-            self._offsets = (match.start(1), match.start(2), match.start(3))
+        self.unparsed += len(arrived) - len(rows) - notices - idle
 
     def result(self, published: dict[int, int]) -> dict[str, Any]:
         """What this subscriber saw."""

@@ -50,6 +50,9 @@ _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "
 KEEP_ALIVE = 15.0
 _SWEEPS = 3
 
+#: How many records of a replay are encoded into one piece of output.
+REPLAY_PIECE = 256
+
 #: Pieces of output smaller than this are copied into one bytes object, in
 #: a chunk or in a slow subscriber's queue: each object a transport or a
 #: queue holds costs about 100 bytes besides its data.
@@ -529,9 +532,14 @@ class SubscribeResource(Resource):
             )
         lines = 0
         for run in replay.runs:
-            for segment in asked.format.encoder(run.topic)(run.records, run.seqs):
-                subscription.deliver(segment)
-                lines += segment.lines
+            encode = asked.format.encoder(run.topic)
+            # In pieces, so the transport pauses the subscription after the
+            # first few and the queue's bounds apply to the rest.
+            for start in range(0, len(run.records), REPLAY_PIECE):
+                end = start + REPLAY_PIECE
+                for segment in encode(run.records[start:end], run.seqs[start:end]):
+                    subscription.deliver(segment)
+                    lines += segment.lines
         self._broker.stats.linesOut[asked.format.name] += lines
 
     def _sweep(self) -> None:

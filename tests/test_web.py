@@ -6,6 +6,7 @@ real L{Site} over a L{StringTransport}.
 from __future__ import annotations
 
 import json
+from typing import Iterable
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.abstract import FileDescriptor
@@ -44,13 +45,17 @@ def dechunk(body: bytes) -> tuple[bytes, bool]:
 class PausingTransport(StringTransport):
     """
     A transport whose buffer fills at once: it pauses its producer after
-    every write with data, as a socket that is not read does.
+    every write with data (the response's headers included), as a socket
+    that is not read does.
     """
 
     def write(self, data: bytes) -> None:
         super().write(data)
         if self.producer is not None and data:
             self.producer.pauseProducing()
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self.write(b"".join(data))
 
 
 class Client:
@@ -614,7 +619,7 @@ class QueryTests(SubscribeResourceTests):
             publish(self.broker, Topic("myapp", str(i % 2), "h"), [(TS, str(i))])
         transport = PausingTransport()
         client = Client(self.site, get("tail=4&follow=0"), transport)
-        self.assertEqual(dechunk(client.response()[1]), (f"{TS} myapp[0] h: 0\n".encode(), False))
+        self.assertEqual(dechunk(client.response()[1]), (b"", False))
         for _ in range(4):
             transport.producer.resumeProducing()
         data, ended = dechunk(client.response()[1])
@@ -622,6 +627,27 @@ class QueryTests(SubscribeResourceTests):
             [line.rsplit(" ", 1)[1] for line in data.decode().splitlines()], list("0123")
         )
         self.assertTrue(ended)
+
+    def test_replayBoundedByQueue(self) -> None:
+        """
+        A replay larger than the subscriber's queue is not written whole:
+        what the paused transport cannot take queues within the bounds, the
+        oldest of it dropped and counted like live lines.
+        """
+        self.makeSite(maxLines=300)
+        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(1000)])
+        transport = PausingTransport()
+        client = Client(self.site, get("tail=1000&follow=0"), transport)
+        for _ in range(10):
+            if transport.producer is not None:
+                transport.producer.resumeProducing()
+        data, ended = dechunk(client.response()[1])
+        lines = data.decode().splitlines()
+        self.assertTrue(ended)
+        self.assertIn(": 700 lines dropped:", lines[0])
+        self.assertEqual(
+            [line.rsplit(" ", 1)[1] for line in lines[1:]], [str(i) for i in range(700, 1000)]
+        )
 
     def test_resume(self) -> None:
         """
