@@ -242,10 +242,17 @@ class Subscription:
             self._finish()
 
     def _finish(self) -> None:
+        """
+        End the response and then the connection: it reads no further
+        requests once it has streamed.
+        """
         self._finishing = False
-        if not self._request.finished and self._request.channel is not None:
+        channel = self._request.channel
+        if not self._request.finished and channel is not None:
             self._request.unregisterProducer()
             self._request.finish()
+            if channel.transport is not None:
+                channel.transport.loseConnection()
 
     def abort(self) -> None:
         self.stopProducing()
@@ -297,7 +304,8 @@ class SubscriberChannel(HTTPChannel):
 
     def _keepReading(self) -> None:
         assert self.transport is not None
-        self.transport.resumeProducing()  # type: ignore[attr-defined]
+        if not self.transport.disconnecting:  # type: ignore[attr-defined]
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
         if self.streaming:

@@ -114,6 +114,8 @@ class HistoryTests(SynchronousTestCase):
         stream = self.server.subscribe("app=myapp&tail=3&follow=0")
         body = stream.readToEnd()
         self.assertTrue(stream.ended)
+        # Then the server closes the connection.
+        self.assertEqual(stream.sock.recv(100), b"")
         self.assertEqual(
             [line.rsplit(b" ", 1)[1] for line in body.splitlines()], [b"2", b"3", b"4"]
         )

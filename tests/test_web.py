@@ -57,6 +57,11 @@ class PausingTransport(StringTransport):
     def writeSequence(self, data: Iterable[bytes]) -> None:
         self.write(b"".join(data))
 
+    def resumeProducing(self) -> None:
+        # A socket transport ignores this once it is closing.
+        if not self.disconnecting:
+            super().resumeProducing()
+
 
 class Client:
     """
@@ -608,6 +613,7 @@ class QueryTests(SubscribeResourceTests):
         data, ended = dechunk(client.response()[1])
         self.assertEqual(data, f"{TS} myapp[web] foobar: a\n{TS} myapp[web] foobar: b\n".encode())
         self.assertTrue(ended)
+        self.assertTrue(client.transport.disconnecting)
         self.assertEqual(self.broker.subscribers, ())
 
     def test_noFollowWaitsForSlowClient(self) -> None:
@@ -621,7 +627,8 @@ class QueryTests(SubscribeResourceTests):
         client = Client(self.site, get("tail=4&follow=0"), transport)
         self.assertEqual(dechunk(client.response()[1]), (b"", False))
         for _ in range(4):
-            transport.producer.resumeProducing()
+            if not transport.disconnecting:
+                transport.producer.resumeProducing()
         data, ended = dechunk(client.response()[1])
         self.assertEqual(
             [line.rsplit(" ", 1)[1] for line in data.decode().splitlines()], list("0123")
@@ -639,7 +646,7 @@ class QueryTests(SubscribeResourceTests):
         transport = PausingTransport()
         client = Client(self.site, get("tail=1000&follow=0"), transport)
         for _ in range(10):
-            if transport.producer is not None:
+            if not transport.disconnecting:
                 transport.producer.resumeProducing()
         data, ended = dechunk(client.response()[1])
         lines = data.decode().splitlines()
