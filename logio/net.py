@@ -31,21 +31,31 @@ def tuneSocket(transport: object) -> None:
         transport.setTcpNoDelay(True)
 
 
-def widenWrites(transport: object, pauseAt: int = PAUSE_AT) -> int:
+def widenWrites(transport: object, pauseAt: int = PAUSE_AT) -> FileDescriptor | None:
     """
     Apply L{SEND_LIMIT} and the pause threshold C{pauseAt} to the socket
     under C{transport} (TLS-wrapped or not).
 
-    @return: C{pauseAt}, or 0 if there is no socket underneath: how many
-        bytes the transport may hold before it pauses its producer.
+    @return: The socket's transport, or L{None} if there is none underneath.
     """
     while transport is not None and not isinstance(transport, FileDescriptor):
         transport = getattr(transport, "transport", None)
     if transport is None:
-        return 0
+        return None
     transport.SEND_LIMIT = SEND_LIMIT
     transport.bufferSize = pauseAt
-    return pauseAt
+    return transport
+
+
+def bufferedBytes(socket: FileDescriptor | None) -> int:
+    """
+    How many bytes a socket's transport holds, written but not yet sent (0
+    without a socket).  Twisted keeps them in a buffer, an offset into it,
+    and a list of later writes.
+    """
+    if socket is None:
+        return 0
+    return len(socket.dataBuffer) - socket.offset + socket._tempDataLen
 
 
 def peerHost(transport: object) -> str:

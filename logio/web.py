@@ -13,6 +13,7 @@ from functools import partial
 from typing import Mapping, Optional
 
 from attrs import frozen
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer, IReactorTime, ITransport
 from twisted.internet.task import LoopingCall
@@ -33,7 +34,7 @@ from logio.formats import (
     parseEventId,
 )
 from logio.interfaces import IBroker, IFormat, ISubscriber
-from logio.net import PAUSE_AT, describePeer, tuneSocket, widenWrites
+from logio.net import PAUSE_AT, bufferedBytes, describePeer, tuneSocket, widenWrites
 from logio.stats import Stats
 from logio.status import HealthResource, MetricsResource, NotFoundResource, TopicsResource
 from logio.topic import formatEpoch, serverHost
@@ -52,6 +53,9 @@ _SWEEPS = 3
 
 #: How many records of a replay are encoded into one piece of output.
 REPLAY_PIECE = 256
+
+#: How far over its byte bound one write may take what a subscriber holds.
+SLACK = 64 * 1024
 
 #: Pieces of output smaller than this are copied into one bytes object, in
 #: a chunk or in a slow subscriber's queue: each object a transport or a
@@ -78,10 +82,11 @@ class Subscription:
     One subscriber: writes its output to its request while the client keeps
     up, and queues it while the transport is paused.
 
-    The queue is bounded by C{maxLines} output lines and C{maxBytes} bytes
-    (what the transport may hold before it pauses us is left out of that);
-    on overflow the oldest records go, and the count of what went is sent
-    in one notice before anything else once the client catches up.
+    The queue holds at most C{maxLines} output lines, and the queue and the
+    socket's transport together at most C{maxBytes} bytes (plus L{SLACK}):
+    the bound is applied before a write, so output larger than it is cut
+    at record boundaries first.  The oldest records go, and the count of
+    what went is sent in one notice before anything else.
 
     @ivar dropped: Lines dropped and not yet reported to the client.
     @ivar droppedTotal: Lines dropped since the subscription began.
@@ -97,6 +102,7 @@ class Subscription:
         maxLines: int,
         maxBytes: int,
         stats: Stats,
+        socket: Optional[FileDescriptor] = None,
     ) -> None:
         self.filters = filters
         self.format = format
@@ -105,6 +111,7 @@ class Subscription:
         self._maxLines = maxLines
         self._maxBytes = maxBytes
         self._stats = stats
+        self._socket = socket
         self._paused = False
         self._finishing = False
         self._queue: deque[Segment] = deque()
@@ -138,9 +145,13 @@ class Subscription:
 
     def deliver(self, segment: Segment) -> None:
         if not self._paused:
+            data = segment.data
+            if len(data) > SLACK and len(data) > self._room():
+                self._deliverCut(segment)
+                return
             self.spoke = True
-            self._stats.bytesOut += len(segment.data)
-            self._write(segment.data)
+            self._stats.bytesOut += len(data)
+            self._write(data)
             return
         queue = self._queue
         if (
@@ -158,8 +169,54 @@ class Subscription:
             queue.append(segment)
         self._queuedLines += segment.lines
         self._queuedBytes += len(segment.data)
-        if self._queuedLines > self._maxLines or self._queuedBytes > self._maxBytes:
+        if (
+            self._queuedLines > self._maxLines
+            or self._queuedBytes + bufferedBytes(self._socket) > self._maxBytes
+        ):
             self._trim()
+
+    def _room(self) -> int:
+        """
+        How many more bytes this subscriber may hold, one write's slack
+        included.
+        """
+        return self._maxBytes + SLACK - self._queuedBytes - bufferedBytes(self._socket)
+
+    def _deliverCut(self, segment: Segment) -> None:
+        """
+        Deliver the newest records of C{segment} that fit in what the
+        subscriber may still hold, and drop the rest: it is larger than the
+        bound, and must not be written whole.
+        """
+        data, end = segment.data, segment.end
+        room = self._room()
+        if end is None:
+            cut = len(data)
+        else:
+            cut = data.find(end, max(len(data) - room - len(end), 0)) + len(end)
+            if cut < len(data) - room:
+                cut = len(data)
+        gone = segment.lines if end is None or cut >= len(data) else data.count(end, 0, cut)
+        self._drop(gone)
+        self._sendNotice()
+        if cut < len(data):
+            self._stats.bytesOut += len(data) - cut
+            self._write(data[cut:])
+
+    def _drop(self, lines: int) -> None:
+        self.dropped += lines
+        self.droppedTotal += lines
+        self._stats.linesDropped[self.format.name] += lines
+
+    def _sendNotice(self) -> None:
+        """
+        Tell the client how many lines it lost since it was last told.
+        """
+        dropped, self.dropped = self.dropped, 0
+        data = self.format.notice(formatEpoch(self._clock.seconds()), dropMessage(dropped), dropped)
+        self.spoke = True
+        self._stats.bytesOut += len(data)
+        self._write(data)
 
     def notify(self, message: str, dropped: Optional[int] = None) -> None:
         """
@@ -182,11 +239,12 @@ class Subscription:
         Drop the oldest queued records until the queue is within its
         bounds, never splitting a record.
         """
-        while self._queuedLines > self._maxLines or self._queuedBytes > self._maxBytes:
+        maxBytes = self._maxBytes - bufferedBytes(self._socket)
+        while self._queue and (self._queuedLines > self._maxLines or self._queuedBytes > maxBytes):
             segment = self._queue[0]
             data, lines, end = segment.data, segment.lines, segment.end
             excessLines = self._queuedLines - self._maxLines
-            excessBytes = self._queuedBytes - self._maxBytes
+            excessBytes = self._queuedBytes - maxBytes
             if end is not None and excessLines < lines and excessBytes < len(data):
                 # Keep the newest part of this segment: cut after the first
                 # record end that removes enough lines and enough bytes.
@@ -203,9 +261,7 @@ class Subscription:
                 cut, gone = len(data), lines
             self._queuedLines -= gone
             self._queuedBytes -= cut
-            self.dropped += gone
-            self.droppedTotal += gone
-            self._stats.linesDropped[self.format.name] += gone
+            self._drop(gone)
 
     def pauseProducing(self) -> None:
         self._paused = True
@@ -213,12 +269,7 @@ class Subscription:
     def resumeProducing(self) -> None:
         self._paused = False
         if self.dropped:
-            dropped, self.dropped = self.dropped, 0
-            data = self.format.notice(
-                formatEpoch(self._clock.seconds()), dropMessage(dropped), dropped
-            )
-            self._stats.bytesOut += len(data)
-            self._write(data)
+            self._sendNotice()
         while self._queue and not self._paused:
             segment = self._queue.popleft()
             self._queuedLines -= segment.lines
@@ -469,7 +520,7 @@ class SubscribeResource(Resource):
         self._streamHeaders(request, asked.format)
         channel = request.channel
         tuneSocket(channel.transport)
-        held = widenWrites(channel.transport, self._pauseAt)
+        socket = widenWrites(channel.transport, self._pauseAt)
         # The request phase is over: a quiet stream is not an idle client.
         channel.setTimeout(None)
         if isinstance(channel, SubscriberChannel):
@@ -480,8 +531,9 @@ class SubscribeResource(Resource):
             asked.format,
             self._clock,
             self._maxLines,
-            self._maxBytes - held,
+            self._maxBytes,
             self._broker.stats,
+            socket,
         )
         request.registerProducer(subscription, True)
         request.write(b"")

@@ -6,6 +6,7 @@ real L{Site} over a L{StringTransport}.
 from __future__ import annotations
 
 import json
+import re
 from typing import Iterable
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +18,7 @@ from twisted.web.server import Site
 from logio.broker import Broker
 from logio.net import PAUSE_AT
 from logio.topic import Topic, serverHost
-from logio.web import RootResource, SubscribeResource, SubscriberSite
+from logio.web import SLACK, RootResource, SubscribeResource, SubscriberSite
 from tests.fakes import TCPTransport, publish
 from tests.test_formats import sseEvents
 
@@ -91,9 +92,9 @@ def get(query: str = "", method: bytes = b"GET") -> bytes:
     return method + b" /?" + query.encode() + b" HTTP/1.1\r\nHost: logio\r\n\r\n"
 
 
-class SubscribeResourceTests(SynchronousTestCase):
+class ResourceTestCase(SynchronousTestCase):
     """
-    Streaming, errors, flow control and clean-up of subscriptions.
+    A subscriber port's site over a fake clock, and clients for it.
     """
 
     def setUp(self) -> None:
@@ -107,6 +108,12 @@ class SubscribeResourceTests(SynchronousTestCase):
 
     def subscribe(self, query: str = "") -> Client:
         return Client(self.site, get(query))
+
+
+class SubscribeResourceTests(ResourceTestCase):
+    """
+    Streaming, errors, flow control and clean-up of subscriptions.
+    """
 
     def test_headersAtOnce(self) -> None:
         """
@@ -377,17 +384,61 @@ class SubscribeResourceTests(SynchronousTestCase):
     def test_byteBoundCoversTheSocket(self) -> None:
         """
         Over a socket, the byte bound covers what the transport holds too: the
-        transport pauses the subscription at part of the bound, and the queue
-        gets the rest.  A small bound is split in halves.
+        transport pauses the subscription at part of the bound (a small
+        bound is split in halves), and the queue gets what the transport
+        does not hold.
         """
         line = f"{TS} myapp[web] foobar: " + "x" * 70 + "\n"
         self.makeSite(maxBytes=len(line) * 4)
         client, socket = self.socketClient()
         self.assertEqual(socket.bufferSize, len(line) * 2)
+        socket.dataBuffer = b"y" * (len(line) * 3 - 10)
+        socket.offset = len(line) - 10
         client.transport.producer.pauseProducing()
         publish(self.broker, TOPIC, [(TS, "x" * 70)] * 5)
         [subscription] = self.broker.subscribers
         self.assertEqual(subscription.queued, (2, len(line) * 2))
+
+    def test_outputOverTheBoundCut(self) -> None:
+        """
+        A batch whose output alone is larger than the byte bound is never
+        written whole: the newest records that fit are written, after a
+        notice counting the rest as dropped.
+        """
+        self.makeSite(maxBytes=200 * 1024)
+        client, socket = self.socketClient()
+        publish(self.broker, TOPIC, [(TS, f"{i:05d} " + "x" * 100) for i in range(5000)])
+        lines = client.body().decode().splitlines()
+        written = len(client.response()[1])
+        self.assertLessEqual(written, 200 * 1024 + SLACK + 100)
+        self.assertGreater(written, 200 * 1024)
+        notice = re.search(r": (\d+) lines dropped:", lines[0])
+        assert notice is not None
+        dropped = int(notice.group(1))
+        self.assertEqual(dropped + len(lines) - 1, 5000)
+        self.assertEqual(
+            [line.split(": ", 1)[1][:5] for line in lines[1:]],
+            [f"{i:05d}" for i in range(dropped, 5000)],
+        )
+        self.assertEqual(self.broker.stats.linesDropped, {"text": dropped})
+
+    def test_recordOverTheBoundDroppedWhole(self) -> None:
+        """
+        One multi-line record whose output is larger than the bound is
+        dropped whole and counted, and the next record is delivered.
+        """
+        self.makeSite(maxBytes=100 * 1024)
+        client, socket = self.socketClient()
+        publish(self.broker, TOPIC, [(TS, "\n" * 20000)])
+        publish(self.broker, TOPIC, [(TS, "after")])
+        self.assertEqual(
+            client.body().decode().splitlines(),
+            [
+                f"1970-01-01T00:00:00.000 logio[logio] {serverHost()}: 20001 lines dropped: "
+                "this subscriber is reading too slowly",
+                f"{TS} myapp[web] foobar: after",
+            ],
+        )
 
     def test_pauseThresholds(self) -> None:
         """
@@ -452,7 +503,7 @@ class SubscribeResourceTests(SynchronousTestCase):
         self.successResultOf(stopped)
 
 
-class QueryTests(SubscribeResourceTests):
+class QueryTests(ResourceTestCase):
     """
     What a subscription request may ask for, and the 400s for what it may not.
     """
@@ -705,7 +756,7 @@ class QueryTests(SubscribeResourceTests):
         self.assertEqual(live["id"], f"{START}-4")
 
 
-class ReservedPathTests(SubscribeResourceTests):
+class ReservedPathTests(ResourceTestCase):
     """
     The reserved paths answer for themselves and never subscribe.
     """
