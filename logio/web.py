@@ -106,7 +106,7 @@ class Subscription:
     ) -> None:
         self.filters = filters
         self.format = format
-        self._request = request
+        self._request: Optional[Request] = request
         self._clock = clock
         self._maxLines = maxLines
         self._maxBytes = maxBytes
@@ -133,6 +133,7 @@ class Subscription:
         The response headers are out: from now on, chunks of a chunked
         response go straight to the connection's transport.
         """
+        assert self._request is not None
         transport = self._request.channel.transport
         if self._request.chunked and transport is not None:
             self._write = partial(_writeChunk, transport)  # type: ignore[method-assign]
@@ -141,7 +142,8 @@ class Subscription:
         """
         Send C{data} as part of the response.
         """
-        self._request.write(data)
+        if self._request is not None:
+            self._request.write(data)
 
     def deliver(self, segment: Segment) -> None:
         if not self._paused:
@@ -298,30 +300,42 @@ class Subscription:
         requests once it has streamed.
         """
         self._finishing = False
-        channel = self._request.channel
-        if not self._request.finished and channel is not None:
-            self._request.unregisterProducer()
-            self._request.finish()
+        request = self._request
+        if request is not None and not request.finished and request.channel is not None:
+            channel = request.channel
+            request.unregisterProducer()
+            request.finish()
             if channel.transport is not None:
                 channel.transport.loseConnection()
+
+    def release(self) -> None:
+        """
+        The response is over: let go of the request and of anything queued,
+        so nothing here waits for the cyclic garbage collector (the request
+        refers to this producer too).
+        """
+        self.stopProducing()
+        self._request = None
 
     def abort(self) -> None:
         self.stopProducing()
         # A request whose connection is already gone has no channel.
-        channel = self._request.channel
+        request = self._request
+        channel = request.channel if request is not None else None
         if channel is not None and channel.transport is not None:
             channel.transport.abortConnection()  # type: ignore[attr-defined]
 
     def close(self) -> Deferred[object]:
         # Only live subscriptions are registered: one whose client went
-        # away was unsubscribed when its request finished.
-        if self._request.finished:
+        # away was unsubscribed and released when its request finished.
+        request = self._request
+        if request is None or request.finished:
             return succeed(None)
         self.resumeProducing()
-        transport = self._request.channel.transport
+        transport = request.channel.transport
         assert transport is not None
-        self._request.unregisterProducer()
-        self._request.finish()
+        request.unregisterProducer()
+        request.finish()
         transport.loseConnection()
         closed: Deferred[object] = Deferred()
 
@@ -542,6 +556,7 @@ class SubscribeResource(Resource):
         peer = describePeer(request.getClientAddress())
         query = request.uri.partition(b"?")[2].decode("utf-8", "replace")
         if not asked.follow:
+            request.notifyFinish().addBoth(lambda result: subscription.release())
             subscription.finishWhenSent()
             return NOT_DONE_YET
         self._broker.subscribe(subscription)
@@ -558,6 +573,7 @@ class SubscribeResource(Resource):
 
         def finished(result: object) -> None:
             self._broker.unsubscribe(subscription)
+            subscription.release()
             self._quiet.pop(subscription, None)
             if not self._quiet and self._sweeper.running:
                 self._sweeper.stop()

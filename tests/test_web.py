@@ -5,8 +5,11 @@ real L{Site} over a L{StringTransport}.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import weakref
+from typing import Any
 from typing import Iterable
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,7 +21,7 @@ from twisted.web.server import Site
 from logio.broker import Broker
 from logio.net import PAUSE_AT
 from logio.topic import Topic, serverHost
-from logio.web import SLACK, RootResource, SubscribeResource, SubscriberSite
+from logio.web import SLACK, RootResource, SubscribeResource, SubscriberSite, Subscription
 from tests.fakes import TCPTransport, publish
 from tests.test_formats import sseEvents
 
@@ -853,3 +856,53 @@ class ReservedPathTests(ResourceTestCase):
         self.assertEqual(samples[("logio_publishers", ())], 0)
         self.assertEqual(samples[("logio_history_records", ())], 2)
         self.assertEqual(samples[("logio_history_bytes", ())], 2 * (1 + 64))
+
+
+class RetentionTests(ResourceTestCase):
+    """
+    What a subscriber held is freed when it leaves, by reference counting
+    alone.
+    """
+
+    def leave(self, client: Client) -> None:
+        """
+        Lose C{client}'s connection as a socket transport does: it lets go
+        of its producer, then tells the protocol.
+        """
+        producer = client.transport.producer
+        client.transport.producer = None
+        if producer is not None:
+            producer.stopProducing()
+        client.channel.connectionLost(Exception("gone"))
+
+    def test_noCycles(self) -> None:
+        """
+        With the cyclic garbage collector off, a subscription (queue and
+        all), its request and its channel are gone as soon as the client
+        leaves: live, or after a replay.
+        """
+        gc.disable()
+        self.addCleanup(gc.enable)
+        made: list[weakref.ref[Subscription]] = []
+        original = Subscription.__init__
+
+        def recording(subscription: Subscription, *args: Any) -> None:
+            original(subscription, *args)
+            made.append(weakref.ref(subscription))
+
+        self.patch(Subscription, "__init__", recording)
+        publish(self.broker, TOPIC, [(TS, "x" * 100)] * 100)
+        for query in ("app=myapp", "format=sse&tail=5", "tail=100&follow=0"):
+            client = self.subscribe(query)
+            if not client.transport.disconnecting:
+                client.transport.producer.pauseProducing()
+            publish(self.broker, TOPIC, [(TS, "y" * 100)] * 100)
+            refs = [made[-1], weakref.ref(client.channel)]
+            subscription = made[-1]()
+            if subscription is not None and subscription._request is not None:
+                refs.append(weakref.ref(subscription._request))
+            del subscription
+            self.leave(client)
+            client.channel.transport = None
+            del client
+            self.assertEqual([ref() for ref in refs], [None] * len(refs), query)
