@@ -83,6 +83,27 @@ class Options(usage.Options):
             _positive,
         ],
         [
+            "max-subscribers",
+            None,
+            20000,
+            "Subscribers at once; more get HTTP 503.",
+            _positive,
+        ],
+        [
+            "max-log-filters",
+            None,
+            1000,
+            "Distinct log= patterns across all subscribers; a new one beyond gets HTTP 503.",
+            _positive,
+        ],
+        [
+            "max-queued-bytes",
+            None,
+            256 * 1024 * 1024,
+            "Bytes queued for all subscribers together; past it the biggest queues drop their oldest lines.",
+            _positive,
+        ],
+        [
             "history",
             None,
             10000,
@@ -132,6 +153,22 @@ class StartupError(SystemExit, Exception):
     """
 
 
+#: How many connections the kernel may hold for us before we accept them
+#: (Twisted's default is 50).
+BACKLOG = 511
+
+
+def withBacklog(description: str) -> str:
+    """
+    C{description} with a listen backlog of L{BACKLOG}, unless it names one
+    or is not an endpoint kind that takes one.
+    """
+    kind = description.partition(":")[0]
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={BACKLOG}"
+    return description
+
+
 class ListeningService(StreamServerEndpointService):
     """
     Listen on one endpoint (in C{privilegedStartService}, so C{twistd
@@ -149,7 +186,7 @@ class ListeningService(StreamServerEndpointService):
         self, role: str, description: str, factory: IProtocolFactory, reactor: Any
     ) -> None:
         try:
-            endpoint = serverFromString(reactor, description)
+            endpoint = serverFromString(reactor, withBacklog(description))
         except Exception as e:
             # A string Twisted cannot parse (ValueError), a missing key or
             # certificate file (OSError), a bad one (OpenSSL's errors)...
@@ -235,7 +272,14 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     for description in options["publish"]:
         ListeningService("publishers", description, publishers, reactor).setServiceParent(top)
     subscribe = SubscribeResource(
-        broker, reactor, broker.start, options["buffer"], options["buffer-bytes"]
+        broker,
+        reactor,
+        broker.start,
+        options["buffer"],
+        options["buffer-bytes"],
+        maxSubscribers=options["max-subscribers"],
+        maxLogFilters=options["max-log-filters"],
+        maxQueuedBytes=options["max-queued-bytes"],
     )
     site = SubscriberSite(RootResource(broker, subscribe), reactor=reactor)
     for description in options["subscribe"]:
