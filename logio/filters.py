@@ -29,6 +29,14 @@ _OPTIONS.log_errors = False
 _OPTIONS.max_mem = 1 << 20
 MAX_REPEAT = 100
 _REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+#: The longest pattern accepted, in characters.
+MAX_PATTERN = 1024
+#: The largest RE2 program accepted.  A search costs up to about the
+#: program's size in steps per byte of text (when the DFA gives up, as it
+#: does for patterns like C{[ab]*a[ab]{50}c}), so this bounds the cost of
+#: every pattern per byte; nested repetitions such as C{(.{1,100}){10}}
+#: make programs of thousands of instructions.
+MAX_PROGRAM = 500
 
 
 class BadFilter(ValueError):
@@ -72,6 +80,10 @@ def compileFilter(name: str, pattern: str) -> Optional[Pattern]:
     """
     if not pattern:
         return None
+    if len(pattern) > MAX_PATTERN:
+        raise BadFilter(
+            name, pattern[:40] + "...", f"patterns are at most {MAX_PATTERN} characters"
+        )
     if _SPECIAL.isdisjoint(pattern):
         return Pattern(pattern, partial(_contains, pattern.encode("utf-8", "surrogatepass")))
     for low, high in _REPEAT.findall(pattern):
@@ -91,6 +103,13 @@ def compileFilter(name: str, pattern: str) -> Optional[Pattern]:
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise BadFilter(name, pattern, str(reason)) from None
+    if compiled.programsize > MAX_PROGRAM:
+        raise BadFilter(
+            name,
+            pattern,
+            f"too costly to match (an RE2 program of {compiled.programsize} instructions, "
+            f"at most {MAX_PROGRAM}: nested or large repetitions)",
+        )
     return Pattern(pattern, compiled.search)
 
 

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from collections import deque
 from functools import partial
-from typing import Mapping, Optional
+from io import BytesIO
+from typing import Any, Mapping, Optional
 
 from attrs import frozen
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IPushProducer, IReactorTime, ITransport
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+    ITransport,
+)
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -35,6 +44,7 @@ from logio.formats import (
 )
 from logio.interfaces import IBroker, IFormat, ISubscriber
 from logio.net import PAUSE_AT, bufferedBytes, describePeer, tuneSocket, widenWrites
+from logio.refusals import Refusals
 from logio.stats import Stats
 from logio.status import HealthResource, MetricsResource, NotFoundResource, TopicsResource
 from logio.topic import formatEpoch, serverHost
@@ -76,6 +86,40 @@ def _writeChunk(transport: ITransport, data: bytes) -> None:
         transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
 
 
+class QueueBudget:
+    """
+    The bound on all subscribers' queues together: past C{maxBytes}, the
+    biggest queues drop their oldest records first, each with its own drop
+    notice.
+
+    @ivar total: Bytes queued now, for every subscriber together.
+    """
+
+    def __init__(self, maxBytes: int) -> None:
+        self.maxBytes = maxBytes
+        self.total = 0
+        #: The subscriptions that have something queued.
+        self._queues: dict[Subscription, None] = {}
+
+    def changed(self, subscription: Subscription, size: int) -> None:
+        """
+        C{subscription}'s queue grew (or shrank) by C{size} bytes.
+        """
+        self.total += size
+        if subscription.queued[1]:
+            self._queues[subscription] = None
+        else:
+            self._queues.pop(subscription, None)
+
+    def check(self) -> None:
+        """
+        Shed the biggest queues until all of them fit together.
+        """
+        while self.total > self.maxBytes and self._queues:
+            biggest = max(self._queues, key=lambda subscription: subscription.queued[1])
+            biggest.shed(self.total - self.maxBytes)
+
+
 @implementer(IPushProducer, ISubscriber)
 class Subscription:
     """
@@ -103,6 +147,7 @@ class Subscription:
         maxBytes: int,
         stats: Stats,
         socket: Optional[FileDescriptor] = None,
+        budget: Optional[QueueBudget] = None,
     ) -> None:
         self.filters = filters
         self.format = format
@@ -112,6 +157,7 @@ class Subscription:
         self._maxBytes = maxBytes
         self._stats = stats
         self._socket = socket
+        self._budget = budget or QueueBudget(maxBytes)
         self._paused = False
         self._finishing = False
         self._queue: deque[Segment] = deque()
@@ -169,13 +215,21 @@ class Subscription:
             queue[-1] = Segment(last.data + segment.data, last.lines + segment.lines, segment.end)
         else:
             queue.append(segment)
-        self._queuedLines += segment.lines
-        self._queuedBytes += len(segment.data)
+        self._queued(segment.lines, len(segment.data))
         if (
             self._queuedLines > self._maxLines
             or self._queuedBytes + bufferedBytes(self._socket) > self._maxBytes
         ):
-            self._trim()
+            self._trim(self._maxBytes - bufferedBytes(self._socket))
+        self._budget.check()
+
+    def _queued(self, lines: int, size: int) -> None:
+        """
+        The queue grew (or, if negative, shrank) by C{lines} and C{size} bytes.
+        """
+        self._queuedLines += lines
+        self._queuedBytes += size
+        self._budget.changed(self, size)
 
     def _room(self) -> int:
         """
@@ -236,12 +290,18 @@ class Subscription:
         if self.format.keepAlive is not None and not (self._paused or self._queue):
             self.deliver(Segment(self.format.keepAlive, 0, None))
 
-    def _trim(self) -> None:
+    def shed(self, size: int) -> None:
         """
-        Drop the oldest queued records until the queue is within its
-        bounds, never splitting a record.
+        Drop at least C{size} bytes of the oldest queued records (all of
+        them if there are fewer): the server's queues together are too big.
         """
-        maxBytes = self._maxBytes - bufferedBytes(self._socket)
+        self._trim(self._queuedBytes - size)
+
+    def _trim(self, maxBytes: int) -> None:
+        """
+        Drop the oldest queued records until the queue holds at most
+        C{maxLines} lines and C{maxBytes} bytes, never splitting a record.
+        """
         while self._queue and (self._queuedLines > self._maxLines or self._queuedBytes > maxBytes):
             segment = self._queue[0]
             data, lines, end = segment.data, segment.lines, segment.end
@@ -261,8 +321,7 @@ class Subscription:
             else:
                 self._queue.popleft()
                 cut, gone = len(data), lines
-            self._queuedLines -= gone
-            self._queuedBytes -= cut
+            self._queued(-gone, -cut)
             self._drop(gone)
 
     def pauseProducing(self) -> None:
@@ -274,8 +333,7 @@ class Subscription:
             self._sendNotice()
         while self._queue and not self._paused:
             segment = self._queue.popleft()
-            self._queuedLines -= segment.lines
-            self._queuedBytes -= len(segment.data)
+            self._queued(-segment.lines, -len(segment.data))
             self._stats.bytesOut += len(segment.data)
             self._write(segment.data)
         if self._finishing and not (self._queue or self._paused):
@@ -283,7 +341,7 @@ class Subscription:
 
     def stopProducing(self) -> None:
         self._queue.clear()
-        self._queuedLines = self._queuedBytes = 0
+        self._queued(-self._queuedLines, -self._queuedBytes)
 
     def finishWhenSent(self) -> None:
         """
@@ -350,15 +408,147 @@ class Subscription:
         return closed
 
 
+#: How long a client has to send a request line and its headers.
+REQUEST_DEADLINE = 10.0
+#: The largest request body read (in memory, never spooled to disk); a
+#: larger one gets 413.
+MAX_BODY = 64 * 1024
+
+
+class _Discard:
+    """
+    Where the body of a request refused for its size goes: nowhere.
+    """
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+
+class SubscriberRequest(Request):
+    """
+    A request whose body is kept in memory up to L{MAX_BODY} and refused
+    beyond it, never written to a temporary file.
+    """
+
+    channel: SubscriberChannel
+
+    content: Any
+
+    def gotLength(self, length: Optional[int]) -> None:
+        self._bodyLength = 0
+        if length is not None and length > MAX_BODY:
+            self.content = _Discard()
+            self.channel.refuse(413, b"Payload Too Large", self._tooLarge())
+        else:
+            self.content = BytesIO()
+
+    def _tooLarge(self) -> str:
+        return f"a request body may hold at most {MAX_BODY} bytes"
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._bodyLength += len(data)
+        if self._bodyLength > MAX_BODY:
+            self.content = _Discard()
+            self.channel.refuse(413, b"Payload Too Large", self._tooLarge())
+        else:
+            self.content.write(data)
+
+    def process(self) -> None:
+        if not self.channel.refused:
+            super().process()
+
+
+@implementer(IHalfCloseableProtocol)
 class SubscriberChannel(HTTPChannel):
     """
-    An HTTP connection that, once its request has become a subscription,
-    throws away whatever else the client sends.  Twisted's channel would
-    buffer it and, past 16 KiB, stop reading the socket, and then never see
-    the client go away.
+    An HTTP connection with deadlines and bounds, which, once its request
+    has become a subscription, throws away whatever else the client sends.
+    Twisted's channel would buffer it and, past 16 KiB, stop reading the
+    socket, and then never see the client go away.
+
+    A request line and its headers must arrive within L{REQUEST_DEADLINE}
+    (however slowly they trickle in), a body may not pass L{MAX_BODY}, and
+    a client that half-closes after its request still gets its response.
+
+    @ivar refused: Whether the connection was answered with an error and is
+        being closed; what else it sends is ignored.
     """
 
     streaming = False
+    refused = False
+    _readClosed = False
+    _deadline: Optional[IDelayedCall] = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._deadline = self.callLater(REQUEST_DEADLINE, self._tooSlow)
+
+    def _stopDeadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _tooSlow(self) -> None:
+        self._deadline = None
+        self.refuse(
+            408,
+            b"Request Timeout",
+            f"the request line and headers must arrive within {REQUEST_DEADLINE:g} s",
+        )
+
+    def refuse(self, code: int, reason: bytes, message: str) -> None:
+        """
+        Answer C{code} with C{message} at once, outside any request, and
+        close the connection.
+        """
+        if self.refused:
+            return
+        self.refused = True
+        self._stopDeadline()
+        refusals = getattr(getattr(self, "site", None), "refusals", None)
+        if refusals is not None:
+            refusals.refuse("subscriber", message, describePeer(self.getPeer()))
+        body = f"{message}\n".encode()
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (code, reason, len(body), body)
+        )
+        self.transport.loseConnection()
+
+    def allHeadersReceived(self) -> None:
+        self._stopDeadline()
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Request) -> None:
+        super().requestDone(request)
+        if self._readClosed and not self.streaming and self.transport is not None:
+            self.transport.loseConnection()
+        elif not (self.streaming or self.refused) and self._deadline is None:
+            # The next request of a persistent connection has its own deadline.
+            self._deadline = self.callLater(REQUEST_DEADLINE, self._tooSlow)
+
+    def readConnectionLost(self) -> None:
+        """
+        The client has sent all it will: answer what it asked, then close.
+        """
+        self._readClosed = True
+        if not (self.streaming or self.requests) and self.transport is not None:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stopDeadline()
+        super().connectionLost(reason)
 
     def startStreaming(self) -> None:
         """
@@ -373,7 +563,7 @@ class SubscriberChannel(HTTPChannel):
             self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
-        if self.streaming:
+        if self.streaming or self.refused:
             return
         super().dataReceived(data)
         if self.streaming:
@@ -389,6 +579,14 @@ class SubscriberSite(Site):
     """
 
     protocol = SubscriberChannel  # type: ignore[assignment]
+    requestFactory = SubscriberRequest
+
+    @property
+    def refusals(self) -> Optional[Refusals]:
+        """
+        Where the connections' refusals are counted and logged: the root's.
+        """
+        return getattr(self.resource, "refusals", None)
 
 
 class BadRequest(Exception):
@@ -439,9 +637,21 @@ class SubscribeResource(Resource):
         start: int,
         maxLines: int = 10000,
         maxBytes: int = 4 * 1024 * 1024,
+        maxSubscribers: int = 20000,
+        maxLogFilters: int = 1000,
+        maxQueuedBytes: int = 256 * 1024 * 1024,
+        refusals: Optional[Refusals] = None,
     ) -> None:
         super().__init__()
         self._broker = broker
+        self._maxSubscribers = maxSubscribers
+        self._maxLogFilters = maxLogFilters
+        self._budget = QueueBudget(maxQueuedBytes)
+        self.refusals = self._refusals = refusals or Refusals(broker.stats, clock)
+        #: Open subscription requests, live or replaying.
+        self._open = 0
+        #: How many open subscriptions use each C{log} pattern.
+        self._logFilters: dict[str, int] = {}
         self._clock = clock
         self._start = start
         self._maxLines = maxLines
@@ -500,9 +710,46 @@ class SubscribeResource(Resource):
             stale = eventId if after is None else None
         return _Asked(filters, format, int(tail), follow, after, stale)
 
-    def _refuse(self, request: Request, code: int, reason: str) -> bytes:
-        self._broker.stats.refusals["subscriber"] += 1
+    def _refuse(
+        self, request: Request, code: int, reason: str, cause: str = "bad request"
+    ) -> bytes:
+        peer = describePeer(request.getClientAddress())
+        self._refusals.refuse("subscriber", cause, f"{peer}: {reason[:200]}")
         return _reply(request, code, reason)
+
+    def _overLimit(self, asked: _Asked) -> Optional[str]:
+        """
+        Why a new subscription would take the server past one of its
+        limits, if it would.
+        """
+        if self._open >= self._maxSubscribers:
+            return f"too many subscribers ({self._maxSubscribers}): try again later"
+        pattern = asked.filters.log
+        if (
+            pattern is not None
+            and pattern.text not in self._logFilters
+            and len(self._logFilters) >= self._maxLogFilters
+        ):
+            return (
+                f"too many distinct log= patterns ({self._maxLogFilters}): "
+                "use one that others use, or try again later"
+            )
+        return None
+
+    def _opened(self, subscription: Subscription) -> None:
+        self._open += 1
+        if subscription.filters.log is not None:
+            text = subscription.filters.log.text
+            self._logFilters[text] = self._logFilters.get(text, 0) + 1
+
+    def _closed(self, subscription: Subscription) -> None:
+        self._open -= 1
+        subscription.release()
+        if subscription.filters.log is not None:
+            text = subscription.filters.log.text
+            self._logFilters[text] -= 1
+            if not self._logFilters[text]:
+                del self._logFilters[text]
 
     def _streamHeaders(self, request: Request, format: IFormat) -> None:
         request.setHeader(b"content-type", format.contentType)
@@ -531,6 +778,9 @@ class SubscribeResource(Resource):
             asked = self._parse(request)
         except BadRequest as e:
             return self._refuse(request, 400, str(e))
+        overLimit = self._overLimit(asked)
+        if overLimit is not None:
+            return self._refuse(request, 503, overLimit, overLimit.partition(" (")[0])
         self._streamHeaders(request, asked.format)
         channel = request.channel
         tuneSocket(channel.transport)
@@ -548,7 +798,9 @@ class SubscribeResource(Resource):
             self._maxBytes,
             self._broker.stats,
             socket,
+            self._budget,
         )
+        self._opened(subscription)
         request.registerProducer(subscription, True)
         request.write(b"")
         subscription.startStreaming()
@@ -556,7 +808,7 @@ class SubscribeResource(Resource):
         peer = describePeer(request.getClientAddress())
         query = request.uri.partition(b"?")[2].decode("utf-8", "replace")
         if not asked.follow:
-            request.notifyFinish().addBoth(lambda result: subscription.release())
+            request.notifyFinish().addBoth(lambda result: self._closed(subscription))
             subscription.finishWhenSent()
             return NOT_DONE_YET
         self._broker.subscribe(subscription)
@@ -573,7 +825,7 @@ class SubscribeResource(Resource):
 
         def finished(result: object) -> None:
             self._broker.unsubscribe(subscription)
-            subscription.release()
+            self._closed(subscription)
             self._quiet.pop(subscription, None)
             if not self._quiet and self._sweeper.running:
                 self._sweeper.stop()
@@ -656,6 +908,13 @@ class RootResource(Resource):
         for name in RESERVED:
             if name not in self.children:
                 self.putChild(name, NotFoundResource())
+
+    @property
+    def refusals(self) -> Refusals:
+        """
+        Where the subscriber port's refusals are counted and logged.
+        """
+        return self._subscribe.refusals
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         return self._subscribe

@@ -109,6 +109,24 @@ class FiltersTests(SynchronousTestCase):
         self.assertRaises(BadFilter, compileFilter, "log", "x{2,5000}")
         self.assertIsNotNone(compileFilter("log", "a[ab]{100}c"))
 
+    def test_costlyPatternsRefused(self) -> None:
+        """
+        Patterns are costed before they are accepted: nested repetition (a
+        big RE2 program) and patterns over 1 KiB are refused, saying why;
+        ordinary ones pass.
+        """
+        for pattern, reason in [
+            ("(.{1,100}){10}x", "too costly to match"),
+            ("(a{1,30}b){20}", "too costly to match"),
+            ("x" * 1025, "at most 1024 characters"),
+            ("(a|b)" * 300, "at most 1024 characters"),
+        ]:
+            e = self.assertRaises(BadFilter, compileFilter, "log", pattern)
+            self.assertIn(reason, str(e))
+            self.assertLess(len(str(e)), 300)
+        for pattern in [r"\d+ms", "(?i)error|warn|fatal", "a[ab]{100}c", "x" * 1024, r"^\S+@\S+$"]:
+            self.assertIsNotNone(compileFilter("log", pattern))
+
     def test_linearTime(self) -> None:
         """
         C{(a+)+$} against a long line answers (RE2 never backtracks).

@@ -9,6 +9,7 @@ import gc
 import json
 import re
 import weakref
+from io import BytesIO
 from typing import Any
 from typing import Iterable
 
@@ -105,8 +106,10 @@ class ResourceTestCase(SynchronousTestCase):
         self.broker = Broker()
         self.makeSite()
 
-    def makeSite(self, maxLines: int = 10000, maxBytes: int = 4 * 1024 * 1024) -> None:
-        resource = SubscribeResource(self.broker, self.clock, START, maxLines, maxBytes)
+    def makeSite(
+        self, maxLines: int = 10000, maxBytes: int = 4 * 1024 * 1024, **limits: int
+    ) -> None:
+        resource = SubscribeResource(self.broker, self.clock, START, maxLines, maxBytes, **limits)
         self.site = SubscriberSite(RootResource(self.broker, resource), reactor=self.clock)
 
     def subscribe(self, query: str = "") -> Client:
@@ -906,3 +909,128 @@ class RetentionTests(ResourceTestCase):
             client.channel.transport = None
             del client
             self.assertEqual([ref() for ref in refs], [None] * len(refs), query)
+
+
+class LimitTests(ResourceTestCase):
+    """
+    Every limit of the subscriber port, and its refusal.
+    """
+
+    def status(self, client: Client) -> bytes:
+        return client.transport.value().split(b"\r\n", 1)[0]
+
+    def test_maxSubscribers(self) -> None:
+        """
+        Past C{maxSubscribers} open subscriptions a new one gets 503; when
+        one leaves there is room again.
+        """
+        self.makeSite(maxSubscribers=2)
+        first = self.subscribe()
+        self.subscribe("tail=5")
+        refused = self.subscribe()
+        self.assertEqual(self.status(refused), b"HTTP/1.1 503 Service Unavailable")
+        self.assertIn(b"too many subscribers (2)", refused.response()[1])
+        first.channel.connectionLost(Exception("gone"))
+        self.assertEqual(self.status(self.subscribe()), b"HTTP/1.1 200 OK")
+        self.assertEqual(self.broker.stats.refusals, {"subscriber": 1})
+
+    def test_maxLogFilters(self) -> None:
+        """
+        Past C{maxLogFilters} distinct C{log=} patterns a new pattern gets
+        503; a pattern already in use is shared and always welcome.
+        """
+        self.makeSite(maxLogFilters=1)
+        first = self.subscribe("log=a")
+        second = self.subscribe("log=a")
+        self.assertEqual(self.status(second), b"HTTP/1.1 200 OK")
+        refused = self.subscribe("log=b")
+        self.assertEqual(self.status(refused), b"HTTP/1.1 503 Service Unavailable")
+        self.assertIn(b"too many distinct log= patterns (1)", refused.response()[1])
+        self.assertEqual(self.status(self.subscribe("app=x")), b"HTTP/1.1 200 OK")
+        for client in (first, second):
+            client.channel.connectionLost(Exception("gone"))
+        self.assertEqual(self.status(self.subscribe("log=b")), b"HTTP/1.1 200 OK")
+
+    def test_maxQueuedBytes(self) -> None:
+        """
+        All queues together stay within C{maxQueuedBytes}: the biggest
+        queue drops its oldest records first, and says so.
+        """
+        line = f"{TS} myapp[web] foobar: " + "x" * 70 + "\n"
+        self.makeSite(maxQueuedBytes=len(line) * 10)
+        big = self.subscribe()
+        small = self.subscribe("log=keep")
+        for client in (big, small):
+            client.transport.producer.pauseProducing()
+        publish(self.broker, TOPIC, [(TS, "keep" + "x" * 66)] * 3)
+        publish(self.broker, TOPIC, [(TS, "x" * 70)] * 6)
+        [bigSubscription, smallSubscription] = self.broker.subscribers
+        self.assertEqual(bigSubscription.queued, (7, len(line) * 7))
+        self.assertEqual(smallSubscription.queued, (3, len(line) * 3))
+        for client in (big, small):
+            client.transport.producer.resumeProducing()
+        self.assertIn(": 2 lines dropped:", big.body().decode().splitlines()[0])
+        self.assertEqual(len(small.body().splitlines()), 3)
+
+    def test_requestDeadline(self) -> None:
+        """
+        A request line and headers that do not arrive within 10 s, however
+        slowly they trickle in, get 408 and the connection is closed.
+        """
+        client = Client(self.site, b"GET /?app=x HTTP/1.1\r\n")
+        for _ in range(9):
+            self.clock.advance(1)
+            client.channel.dataReceived(b"X-Slow: 1\r\n")
+        self.assertEqual(client.transport.value(), b"")
+        self.clock.advance(1)
+        self.assertEqual(self.status(client), b"HTTP/1.1 408 Request Timeout")
+        self.assertTrue(client.transport.disconnecting)
+        self.assertEqual(self.broker.subscribers, ())
+
+    def test_deadlineEndsWithTheHeaders(self) -> None:
+        """
+        Once its headers are in, a subscription streams for as long as it
+        likes; a persistent connection's next request gets its own deadline.
+        """
+        client = self.subscribe()
+        self.clock.advance(60)
+        publish(self.broker, TOPIC, [(TS, "late")])
+        self.assertIn(b"late", client.body())
+        self.assertFalse(client.transport.disconnecting)
+        health = Client(self.site, b"GET /healthz HTTP/1.1\r\n\r\n")
+        self.assertIn(b"ok\n", health.transport.value())
+        self.clock.advance(10)
+        self.assertIn(b"408 Request Timeout", health.transport.value())
+
+    def test_bodyTooLarge(self) -> None:
+        """
+        A request body over 64 KiB gets 413 as soon as that is known, and
+        is never spooled to a temporary file; a small one is fine.
+        """
+        declared = Client(self.site, b"GET / HTTP/1.1\r\nContent-Length: 70000\r\n\r\n")
+        self.assertEqual(self.status(declared), b"HTTP/1.1 413 Payload Too Large")
+        self.assertTrue(declared.transport.disconnecting)
+        chunked = Client(self.site, b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(20):
+            chunked.channel.dataReceived(b"1000\r\n" + b"x" * 4096 + b"\r\n")
+        self.assertEqual(self.status(chunked), b"HTTP/1.1 413 Payload Too Large")
+        [request] = chunked.channel.requests
+        self.assertNotIsInstance(request.content, BytesIO)
+        small = Client(self.site, b"GET /?app=x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+        self.assertEqual(self.status(small), b"HTTP/1.1 200 OK")
+        self.assertEqual(len(self.broker.subscribers), 1)
+
+    def test_halfClosedSubscriber(self) -> None:
+        """
+        A client that half-closes after its request still gets its stream
+        (and a one-shot answer, after which the connection closes).
+        """
+        client = self.subscribe()
+        client.channel.readConnectionLost()
+        publish(self.broker, TOPIC, [(TS, "still sent")])
+        self.assertIn(b"still sent", client.body())
+        self.assertFalse(client.transport.disconnecting)
+        health = Client(self.site, b"GET /healthz HTTP/1.1\r\n\r\n")
+        health.channel.readConnectionLost()
+        self.assertIn(b"ok\n", health.transport.value())
+        self.assertTrue(health.transport.disconnecting)
