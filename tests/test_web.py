@@ -10,8 +10,7 @@ import json
 import re
 import weakref
 from io import BytesIO
-from typing import Any
-from typing import Iterable
+from typing import Any, Iterable
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.abstract import FileDescriptor
