@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence
 from attrs import define, field
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -23,6 +24,11 @@ from logio.history import History, Replay
 from logio.interfaces import IBroker, IFormat, IPublication, ISubscriber
 from logio.stats import Stats, TopicInfo
 from logio.topic import Record, Topic
+
+#: How many routes a new subscriber is matched against per reactor turn.
+#: The pattern costing bounds a match to a few microseconds per field, so a
+#: turn stays around a millisecond however many topics there are.
+MATCH_SLICE = 64
 
 #: One group of a route as publish loops over it: the encoder of its
 #: format, its C{log} search (or L{None}), its format's name, its members.
@@ -123,11 +129,16 @@ class Broker(Service):
         historyRecords: int = 10000,
         historyBytes: int = 16 * 1024 * 1024,
         start: Optional[int] = None,
+        clock: Optional[IReactorTime] = None,
     ) -> None:
         self.stats = Stats()
         self.start = int(time.time() * 1000) if start is None else start
+        self._clock = clock
         self._subscribers: dict[ISubscriber, None] = {}
         self._routes: dict[Topic, _Route] = {}
+        #: New subscribers still being matched against the routes that
+        #: existed when they came, and those routes not matched yet.
+        self._pending: dict[ISubscriber, dict[_Route, None]] = {}
         self._history = History(historyRecords, historyBytes, self._evicted)
 
     @property
@@ -148,17 +159,54 @@ class Broker(Service):
         return len(self._subscribers)
 
     def subscribe(self, subscriber: ISubscriber) -> None:
-        matching = [
-            route for topic, route in self._routes.items() if subscriber.filters.matchesTopic(topic)
-        ]
+        """
+        With a clock and many topics, matching goes on in slices of
+        L{MATCH_SLICE} routes per reactor turn; a route published to before
+        its turn is matched first, so nothing is missed meanwhile.
+        """
+        if self._clock is None or len(self._routes) <= MATCH_SLICE:
+            matching = [
+                route
+                for topic, route in self._routes.items()
+                if subscriber.filters.matchesTopic(topic)
+            ]
+            self._subscribers[subscriber] = None
+            for route in matching:
+                route.add(subscriber)
+            return
         self._subscribers[subscriber] = None
-        for route in matching:
-            route.add(subscriber)
+        self._pending[subscriber] = dict.fromkeys(self._routes.values())
+        self._clock.callLater(0, self._matchSome, subscriber)
+
+    def _matchSome(self, subscriber: ISubscriber) -> None:
+        remaining = self._pending.get(subscriber)
+        if remaining is None:
+            return
+        for _ in range(min(MATCH_SLICE, len(remaining))):
+            route, _ = remaining.popitem()
+            if subscriber.filters.matchesTopic(route.topic):
+                route.add(subscriber)
+        if remaining:
+            assert self._clock is not None
+            self._clock.callLater(0, self._matchSome, subscriber)
+        else:
+            del self._pending[subscriber]
+
+    def _matchPending(self, route: _Route) -> None:
+        """
+        Match C{route} now for each new subscriber that has not got to it.
+        """
+        for subscriber, remaining in self._pending.items():
+            if route in remaining:
+                del remaining[route]
+                if subscriber.filters.matchesTopic(route.topic):
+                    route.add(subscriber)
 
     def unsubscribe(self, subscriber: ISubscriber) -> None:
         if subscriber not in self._subscribers:
             return
         del self._subscribers[subscriber]
+        self._pending.pop(subscriber, None)
         for route in self._routes.values():
             route.remove(subscriber)
 
@@ -204,6 +252,8 @@ class Broker(Service):
         route.records += count
         route.last = records[-1][0]
         self.stats.recordsIn[protocol] += count
+        if self._pending:
+            self._matchPending(route)
         groups = route.members()
         if not groups:
             return

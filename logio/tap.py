@@ -266,7 +266,9 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         reactor = installed
     raiseFileLimit()
     top = MultiService()
-    broker = Broker(options["history"], options["history-bytes"], int(reactor.seconds() * 1000))
+    broker = Broker(
+        options["history"], options["history-bytes"], int(reactor.seconds() * 1000), reactor
+    )
     broker.setServiceParent(top)
     publishers = PublisherFactory(broker, reactor, options["max-line"])
     for description in options["publish"]:

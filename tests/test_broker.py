@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from logio.broker import Broker
+from logio.broker import MATCH_SLICE, Broker
 from logio.filters import Filters, Pattern, compileFilter
 from logio.formats import JSONFormat, Segment
 from logio.interfaces import IBroker, IPublication
@@ -313,3 +314,71 @@ class BrokerTests(SynchronousTestCase):
         subscriber = self.subscribe()
         publish(self.broker, WEB, [(TS, "a\ud800b")])
         self.assertEqual(subscriber.text(), f"{TS} myapp[web] foobar: a?b\n")
+
+
+class IncrementalMatchTests(SynchronousTestCase):
+    """
+    A new subscriber is matched against many topics a slice per reactor
+    turn, missing nothing meanwhile.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.broker = Broker(clock=self.clock)
+        self.topics = [Topic(f"app{i}", "p", "h") for i in range(MATCH_SLICE * 5)]
+        self.publications = [self.broker.publisher(topic, "test") for topic in self.topics]
+
+    def turn(self) -> None:
+        """
+        One reactor turn: run the calls that were due when it began (a
+        fake clock's advance would also run those they schedule).
+        """
+        due = list(self.clock.calls)
+        self.clock.calls.clear()
+        for call in due:
+            call.func(*call.args, **call.kw)
+
+    def test_slices(self) -> None:
+        """
+        Each reactor turn matches at most L{MATCH_SLICE} topics; in the end
+        the subscriber gets every topic it matches.
+        """
+        search = CountingSearch("app")
+        subscriber = FakeSubscriber(Filters(app=Pattern("app", search)))
+        self.broker.subscribe(subscriber)
+        self.assertEqual(search.calls, 0)
+        self.turn()
+        self.assertEqual(search.calls, MATCH_SLICE)
+        for _ in range(10):
+            self.turn()
+        self.assertEqual(search.calls, len(self.topics))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        for publication in self.publications:
+            publication.publish([(TS, "x")], 1)
+        self.assertEqual(len(subscriber.received), len(self.topics))
+
+    def test_nothingMissedMeanwhile(self) -> None:
+        """
+        A topic published to before its turn is matched then, once.
+        """
+        search = CountingSearch("app")
+        subscriber = FakeSubscriber(Filters(app=Pattern("app", search)))
+        self.broker.subscribe(subscriber)
+        self.publications[0].publish([(TS, "early")], 5)
+        self.assertEqual(subscriber.text(), f"{TS} app0[p] h: early\n")
+        for _ in range(10):
+            self.turn()
+        self.assertEqual(search.calls, len(self.topics))
+
+    def test_unsubscribedWhileMatching(self) -> None:
+        """
+        A subscriber that leaves while being matched is matched no further.
+        """
+        search = CountingSearch("app")
+        subscriber = FakeSubscriber(Filters(app=Pattern("app", search)))
+        self.broker.subscribe(subscriber)
+        self.turn()
+        self.broker.unsubscribe(subscriber)
+        self.turn()
+        self.assertEqual(search.calls, MATCH_SLICE)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
