@@ -1,0 +1,186 @@
+"""
+End-to-end tests of the subscriber port's bounds against the real
+C{twistd -n logio}: memory under amplifying input, limits and their
+refusals, and clients that half-close.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests.server import TIMEOUT, Server, waitFor
+from tests.test_e2e_records import get, metrics
+
+
+def rss(server: Server) -> int:
+    """
+    The server process's resident memory, in bytes.
+    """
+    with open(f"/proc/{server.process.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def stalledSubscriber(server: Server, query: str) -> socket.socket:
+    """
+    A subscriber that sends its request and never reads.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.subscribePort))
+    sock.sendall(f"GET /?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+class MemoryTests(SynchronousTestCase):
+    """
+    What the server holds for subscribers stays within their bounds.
+    """
+
+    def test_amplification(self) -> None:
+        """
+        64 KiB of empty lines from a publisher with 256-character topic
+        fields make about 52 MB of output per subscriber; twenty
+        subscribers that never read hold at most their bound each (4 MiB),
+        not the whole output.
+        """
+        server = Server(self)
+        subscribers = [stalledSubscriber(server, "") for _ in range(20)]
+        for sock in subscribers:
+            self.addCleanup(sock.close)
+        server.subscribed(20)
+        before = rss(server)
+        field = "x" * 256
+        publisher = server.publish(
+            f"app={field}&proc={field}&host={field}\n".encode() + b"\n" * 65536
+        )
+        self.addCleanup(publisher.close)
+        waitFor(lambda: metrics(server)[("logio_records_in_total", (("protocol", "text"),))] >= 65536,
+                what="the empty lines to be read")  # fmt: skip
+        samples = metrics(server)
+        dropped = samples[("logio_lines_dropped_total", (("format", "text"),))]
+        self.assertGreater(dropped, 20 * 60000)
+        growth = rss(server) - before
+        # Before the bound, the twenty transports held over 1 GB.
+        self.assertLess(growth, 300 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB")
+
+
+class LimitTests(SynchronousTestCase):
+    """
+    Limits of the real server's subscriber port.
+    """
+
+    def test_maxSubscribers(self) -> None:
+        """
+        Past C{--max-subscribers} a subscription gets 503 (seen with curl).
+        """
+        curl = shutil.which("curl")
+        if curl is None:
+            raise SkipTest("curl is not installed")
+        server = Server(self, "--max-subscribers", "2")
+        streams = [server.subscribe(), server.subscribe()]
+        for stream in streams:
+            self.addCleanup(stream.close)
+        server.subscribed(2)
+        result = subprocess.run(
+            [curl, "-sS", "-w", "%{http_code}", f"http://127.0.0.1:{server.subscribePort}/"],
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+        self.assertTrue(result.stdout.endswith(b"503"), result.stdout)
+        self.assertIn(b"too many subscribers (2)", result.stdout)
+        server.waitForLog("Refused a subscriber: too many subscribers")
+
+    def test_costlyPattern(self) -> None:
+        """
+        A pattern too costly to match is a 400 saying so.
+        """
+        server = Server(self)
+        stream = server.subscribe("log=%28.%7B1%2C100%7D%29%7B10%7Dx")
+        self.assertEqual(stream.status, 400)
+        self.assertIn(b"too costly to match", stream.readUntil(lambda b: b.endswith(b"\n")))
+
+    def test_bodyTooLarge(self) -> None:
+        """
+        A request with a body over 64 KiB gets 413 at once.
+        """
+        server = Server(self)
+        sock = socket.create_connection(("127.0.0.1", server.subscribePort), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n" + b"x" * 1000
+        )
+        reply = sock.recv(1000)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413 "), reply)
+
+    def test_slowRequest(self) -> None:
+        """
+        A request whose headers trickle in for more than 10 s gets 408 and
+        is closed.
+        """
+        server = Server(self)
+        sock = socket.create_connection(("127.0.0.1", server.subscribePort), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        reply = b""
+        sock.settimeout(1)
+        for _ in range(int(TIMEOUT)):
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+                reply += sock.recv(1000)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if reply:
+                break
+        self.assertTrue(reply.startswith(b"HTTP/1.1 408 "), reply)
+
+
+class HalfCloseTests(SynchronousTestCase):
+    """
+    Clients that half-close after their request, as C{nc -N} does.
+    """
+
+    def test_ncHealthz(self) -> None:
+        """
+        C{nc -N} (which shuts down its sending side at the end of input)
+        gets C{/healthz}'s answer, and the connection ends.
+        """
+        nc = shutil.which("nc")
+        if nc is None:
+            raise SkipTest("nc is not installed")
+        server = Server(self)
+        result = subprocess.run(
+            [nc, "-N", "127.0.0.1", str(server.subscribePort)],
+            input=b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+        self.assertTrue(result.stdout.startswith(b"HTTP/1.1 200 "), result.stdout)
+        self.assertTrue(result.stdout.endswith(b"ok\n"), result.stdout)
+
+    def test_halfClosedSubscription(self) -> None:
+        """
+        A subscriber that half-closes after its request still gets its lines.
+        """
+        server = Server(self)
+        sock = socket.create_connection(("127.0.0.1", server.subscribePort), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        sock.sendall(b"GET /?app=half HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        server.subscribed(1)
+        server.publish(b"app=half\nstill here\n").close()
+        received = b""
+        while b"still here" not in received:
+            data = sock.recv(65536)
+            self.assertNotEqual(data, b"", received)
+            received += data
+        self.assertIn(b"half[-] 127.0.0.1: still here", received)
+        self.assertEqual(get(server, "/healthz").status, 200)
