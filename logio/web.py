@@ -429,6 +429,9 @@ class _Discard:
     def read(self, size: int = -1) -> bytes:
         return b""
 
+    def close(self) -> None:
+        pass
+
 
 class SubscriberRequest(Request):
     """
