@@ -302,4 +302,15 @@ class Broker(Service):
         super().stopService()
         # Closing a subscription unsubscribes it: loop over a copy.
         closing = [subscriber.close() for subscriber in tuple(self._subscribers)]
-        return DeferredList(closing, consumeErrors=True)
+
+        def report(results: list[tuple[bool, Any]]) -> None:
+            lost = [result for ok, result in results if ok and result]
+            self.log.info(
+                "Stopped: {records} records read since start-up; {lines} output lines "
+                "could not be delivered ({subscribers} subscribers did not read them in time)",
+                records=sum(self.stats.recordsIn.values()),
+                lines=sum(lost),
+                subscribers=len(lost),
+            )
+
+        return DeferredList(closing, consumeErrors=True).addCallback(report)

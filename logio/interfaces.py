@@ -65,10 +65,12 @@ class ISubscriber(Interface):
         subscribers: never change it).
         """
 
-    def close() -> Deferred[object]:
+    def close() -> Deferred[int]:
         """
         End the subscription cleanly (the server is stopping): send what is
-        queued, end the response, and fire when the connection is closed.
+        queued, end the response, and fire when the connection is closed,
+        or a few seconds later, with how many output lines the client never
+        got.
         """
 
     def abort() -> None:

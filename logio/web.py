@@ -86,6 +86,23 @@ def _writeChunk(transport: ITransport, data: bytes) -> None:
         transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
 
 
+def _linesIn(segments: list[Segment], size: int) -> int:
+    """
+    How many lines the last C{size} bytes of C{segments} hold: what a
+    transport that still holds C{size} bytes did not send of them.
+    """
+    lines = 0
+    for segment in reversed(segments):
+        if size <= 0:
+            break
+        if size >= len(segment.data) or segment.end is None:
+            lines += segment.lines
+        else:
+            lines += segment.data.count(segment.end, len(segment.data) - size)
+        size -= len(segment.data)
+    return lines
+
+
 class QueueBudget:
     """
     The bound on all subscribers' queues together: past C{maxBytes}, the
@@ -383,23 +400,35 @@ class Subscription:
         if channel is not None and channel.transport is not None:
             channel.transport.abortConnection()  # type: ignore[attr-defined]
 
-    def close(self) -> Deferred[object]:
+    def close(self) -> Deferred[int]:
         # Only live subscriptions are registered: one whose client went
         # away was unsubscribed and released when its request finished.
         request = self._request
         if request is None or request.finished:
-            return succeed(None)
-        self.resumeProducing()
+            return succeed(0)
+        # Everything queued goes to the transport now, paused or not: it is
+        # the last chance, and the bound holds for the two together.
+        last = list(self._queue)
+        if self.dropped:
+            self._sendNotice()
+        self._queue.clear()
+        self._queued(-self._queuedLines, -self._queuedBytes)
+        for segment in last:
+            self._stats.bytesOut += len(segment.data)
+            self._write(segment.data)
         transport = request.channel.transport
         assert transport is not None
+        socket = self._socket
         request.unregisterProducer()
         request.finish()
         transport.loseConnection()
-        closed: Deferred[object] = Deferred()
+        closed: Deferred[int] = Deferred()
 
         def check() -> None:
-            if getattr(transport, "disconnected", True) or self._clock.seconds() > deadline:
-                closed.callback(None)
+            if getattr(transport, "disconnected", True):
+                closed.callback(0)
+            elif self._clock.seconds() > deadline:
+                closed.callback(_linesIn(last, bufferedBytes(socket)))
             else:
                 self._clock.callLater(0.05, check)
 

@@ -97,8 +97,8 @@ class FakeSubscriber:
         if self.onDeliver is not None:
             self.onDeliver()
 
-    def close(self) -> Deferred[object]:
-        return succeed(None)
+    def close(self) -> Deferred[int]:
+        return succeed(0)
 
     def abort(self) -> None:
         self.aborted = True

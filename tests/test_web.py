@@ -15,13 +15,22 @@ from typing import Any, Iterable
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
 from logio.broker import Broker
 from logio.net import PAUSE_AT
 from logio.topic import Topic, serverHost
-from logio.web import SLACK, RootResource, SubscribeResource, SubscriberSite, Subscription
+from logio.web import (
+    CLOSE_TIMEOUT,
+    SLACK,
+    SMALL,
+    RootResource,
+    SubscribeResource,
+    SubscriberSite,
+    Subscription,
+)
 from tests.fakes import TCPTransport, publish
 from tests.test_formats import sseEvents
 
@@ -113,6 +122,15 @@ class ResourceTestCase(SynchronousTestCase):
 
     def subscribe(self, query: str = "") -> Client:
         return Client(self.site, get(query))
+
+    def socketClient(self) -> tuple[Client, FileDescriptor]:
+        """
+        A client whose transport has a socket underneath.
+        """
+        socket = FileDescriptor()
+        transport = StringTransport()
+        transport.transport = socket  # type: ignore[attr-defined]
+        return Client(self.site, get(), transport), socket
 
 
 class SubscribeResourceTests(ResourceTestCase):
@@ -377,15 +395,6 @@ class SubscribeResourceTests(ResourceTestCase):
         self.assertIn(": 3 lines dropped:", lines[0])
         self.assertEqual(lines[1:], [line, line])
 
-    def socketClient(self) -> tuple[Client, FileDescriptor]:
-        """
-        A client whose transport has a socket underneath.
-        """
-        socket = FileDescriptor()
-        transport = StringTransport()
-        transport.transport = socket  # type: ignore[attr-defined]
-        return Client(self.site, get(), transport), socket
-
     def test_byteBoundCoversTheSocket(self) -> None:
         """
         Over a socket, the byte bound covers what the transport holds too: the
@@ -506,6 +515,51 @@ class SubscribeResourceTests(ResourceTestCase):
         self.assertEqual(self.broker.subscribers, ())
         self.clock.advance(10)
         self.successResultOf(stopped)
+
+
+class StopTests(ResourceTestCase):
+    """
+    What a stopping server sends, and what it says it could not.
+    """
+
+    def test_wholeQueueSent(self) -> None:
+        """
+        Stopping sends a paused subscriber all of its queue, behind its drop
+        notice and ahead of the final chunk, even though its transport is full.
+        """
+        self.makeSite(maxLines=3)
+        transport = PausingTransport()
+        client = Client(self.site, get(), transport)
+        for i in range(5):
+            # Records too big to be merged in the queue: one segment each.
+            publish(self.broker, TOPIC, [(TS, "x" * SMALL + f" {i}")])
+        self.broker.startService()
+        self.broker.stopService()
+        data, ended = dechunk(client.response()[1])
+        lines = data.decode().splitlines()
+        self.assertIn(": 2 lines dropped:", lines[0])
+        self.assertEqual([line.rsplit(" ", 1)[1] for line in lines[1:]], ["2", "3", "4"])
+        self.assertTrue(ended)
+
+    def test_undeliveredCounted(self) -> None:
+        """
+        Lines a subscriber's socket still holds when the server stops
+        waiting are counted, and the log says so with the records read.
+        """
+        client, socket = self.socketClient()
+        client.transport.producer.pauseProducing()
+        publish(self.broker, TOPIC, [(TS, "x" * 70)] * 4)
+        line = len(f"{TS} myapp[web] foobar: " + "x" * 70 + "\n")
+        # The socket will still hold the last two lines.
+        socket.dataBuffer = b"z" * (line * 2)
+        socket.disconnected = False
+        self.broker.startService()
+        with capturedLogs() as events:
+            stopped = self.broker.stopService()
+            self.clock.advance(CLOSE_TIMEOUT + 1)
+        self.successResultOf(stopped)
+        [event] = [e for e in events if "could not be delivered" in e["log_format"]]
+        self.assertEqual((event["records"], event["lines"], event["subscribers"]), (4, 2, 1))
 
 
 class QueryTests(ResourceTestCase):
