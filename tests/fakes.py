@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from attrs import define, field
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.testing import StringTransport
@@ -107,6 +108,22 @@ class FakeSubscriber:
 
     def text(self) -> str:
         return b"".join(segment.data for segment in self.received).decode()
+
+
+#: A metric sample's name and sorted labels.
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def parseMetrics(text: str) -> dict[SampleKey, float]:
+    """
+    Prometheus text, parsed by Prometheus's own parser: each sample's value
+    by its name and sorted labels.
+    """
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def publish(broker: IBroker, topic: Topic, records: list[Record]) -> None:

@@ -15,9 +15,9 @@ import threading
 from typing import Iterator
 
 import sseclient
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from tests.fakes import SampleKey, parseMetrics
 from tests.server import TIMEOUT, Server, waitFor
 from tests.test_e2e import record, topic
 
@@ -33,16 +33,11 @@ def get(
     return connection.getresponse()
 
 
-def metrics(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def metrics(server: Server) -> dict[SampleKey, float]:
     """
     The server's C{/metrics}, parsed by Prometheus's own parser.
     """
-    body = get(server, "/metrics").read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-    }
+    return parseMetrics(get(server, "/metrics").read().decode())
 
 
 def recordsIn(server: Server) -> float:

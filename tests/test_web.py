@@ -12,7 +12,6 @@ import weakref
 from io import BytesIO
 from typing import Any, Iterable
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
@@ -31,7 +30,7 @@ from logio.web import (
     SubscriberSite,
     Subscription,
 )
-from tests.fakes import TCPTransport, publish
+from tests.fakes import TCPTransport, parseMetrics, publish
 from tests.test_formats import sseEvents
 
 TOPIC = Topic("myapp", "web", "foobar")
@@ -897,11 +896,7 @@ class ReservedPathTests(ResourceTestCase):
         self.subscribe("ap=x")
         head, body = self.request("/metrics")
         self.assertIn(b"Content-Type: text/plain; version=", head)
-        samples = {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(body.decode())
-            for sample in family.samples
-        }
+        samples = parseMetrics(body.decode())
         self.assertEqual(samples[("logio_records_in_total", (("protocol", "test"),))], 2)
         self.assertEqual(samples[("logio_lines_out_total", (("format", "text"),))], 2)
         self.assertEqual(samples[("logio_lines_out_total", (("format", "json"),))], 2)
