@@ -306,9 +306,8 @@ class Broker(Service):
         def report(results: list[tuple[bool, Any]]) -> None:
             lost = [result for ok, result in results if ok and result]
             self.log.info(
-                "Stopped: {records} records read since start-up; {lines} output lines "
-                "could not be delivered ({subscribers} subscribers did not read them in time)",
-                records=sum(self.stats.recordsIn.values()),
+                "Subscriptions ended: {lines} output lines could not be delivered "
+                "({subscribers} subscribers did not read them in time)",
                 lines=sum(lost),
                 subscribers=len(lost),
             )

@@ -6,6 +6,7 @@ subscriber sides and the listeners.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
@@ -21,14 +22,35 @@ SEND_LIMIT = 4 * 1024 * 1024
 PAUSE_AT = 1024 * 1024
 
 
+#: TCP keepalive: probe a peer after this many idle seconds, this often,
+#: this many times, before the connection is given up (Linux defaults to
+#: two hours of silence first).
+KEEPALIVE = (60, 10, 3)
+
+
 def tuneSocket(transport: object) -> None:
     """
-    Turn on TCP keepalive (dead peers are found) and TCP_NODELAY (no Nagle
-    delay) where the transport is TCP, TLS-wrapped or not.
+    Turn on TCP keepalive (dead peers are found within a few minutes) and
+    TCP_NODELAY (no Nagle delay) where the transport is TCP, TLS-wrapped or
+    not.
     """
     if ITCPTransport.providedBy(transport):
         transport.setTcpKeepAlive(True)
         transport.setTcpNoDelay(True)
+        handle = getattr(transport, "getHandle", lambda: None)()
+        # UNIX sockets are "TCP" transports in Twisted too, without TCP options.
+        inet = isinstance(handle, socket.socket) and handle.family in (
+            socket.AF_INET,
+            socket.AF_INET6,
+        )
+        if inet and hasattr(socket, "TCP_KEEPIDLE"):
+            assert isinstance(handle, socket.socket)
+            for option, value in zip(
+                (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT),
+                KEEPALIVE,
+                strict=True,
+            ):
+                handle.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def widenWrites(transport: object, pauseAt: int = PAUSE_AT) -> FileDescriptor | None:

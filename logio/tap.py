@@ -5,7 +5,7 @@ C{twistd logio}: command-line options and the service tree.
 from __future__ import annotations
 
 import resource
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
@@ -18,31 +18,30 @@ from twisted.python.failure import Failure
 
 from logio.broker import Broker
 from logio.net import describeAddress
-from logio.publish import PublisherFactory
+from logio.publish import PublisherFactory, PublishersService
 from logio.web import RootResource, SubscribeResource, SubscriberSite
 
 DEFAULT_PUBLISH = "tcp:7701"
 DEFAULT_SUBSCRIBE = "tcp:7702"
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{value} is not a positive integer")
-    return number
+def _atLeast(minimum: int, doc: str) -> Callable[[str], int]:
+    """
+    An option type: a whole number of at least C{minimum}.
+    """
+
+    def coerce(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise ValueError(f"{value} is less than {minimum}")
+        return number
+
+    coerce.coerceDoc = doc  # type: ignore[attr-defined]
+    return coerce
 
 
-_positive.coerceDoc = "Must be a positive integer."  # type: ignore[attr-defined]
-
-
-def _count(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"{value} is not a whole number")
-    return number
-
-
-_count.coerceDoc = "Must be a whole number (0 turns it off)."  # type: ignore[attr-defined]
+_positive = _atLeast(1, "Must be a positive integer.")
+_count = _atLeast(0, "Must be a whole number (0 turns it off).")
 
 
 class Options(usage.Options):
@@ -65,7 +64,21 @@ class Options(usage.Options):
             "max-line",
             None,
             65536,
-            "Longest text line (bytes; longer ones are cut and marked) or seed JSON value (characters; longer ones are refused).",
+            "Longest text line (bytes) or seed JSON record (characters); longer ones are cut and marked.",
+            _positive,
+        ],
+        [
+            "max-publishers",
+            None,
+            10000,
+            "Publisher connections at once; more get an error line and are closed.",
+            _positive,
+        ],
+        [
+            "topic-timeout",
+            None,
+            10,
+            "Seconds a publisher has to send its topic before it gets an error line and is closed.",
             _positive,
         ],
         [
@@ -270,7 +283,12 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         options["history"], options["history-bytes"], int(reactor.seconds() * 1000), reactor
     )
     broker.setServiceParent(top)
-    publishers = PublisherFactory(broker, reactor, options["max-line"])
+    publishers = PublisherFactory(
+        broker, reactor, options["max-line"], options["max-publishers"], options["topic-timeout"]
+    )
+    # Stopped before the broker (a MultiService stops its children in
+    # reverse order), so publishers stop being read before subscribers drain.
+    PublishersService(publishers).setServiceParent(top)
     for description in options["publish"]:
         ListeningService("publishers", description, publishers, reactor).setServiceParent(top)
     subscribe = SubscribeResource(

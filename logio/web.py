@@ -569,10 +569,15 @@ class SubscriberChannel(HTTPChannel):
     def readConnectionLost(self) -> None:
         """
         The client has sent all it will: answer what it asked, then close.
+        A stream goes on, since a client that only half-closed still reads;
+        one that left is found at the next writes (a keep-alive, where the
+        format has one, is sent at once to find out).
         """
         self._readClosed = True
         if not (self.streaming or self.requests) and self.transport is not None:
             self.transport.loseConnection()
+        elif isinstance(self._requestProducer, Subscription):
+            self._requestProducer.keepAlive()
 
     def writeConnectionLost(self) -> None:
         if self.transport is not None:

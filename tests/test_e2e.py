@@ -201,13 +201,22 @@ class EndToEndTests(SynchronousTestCase):
 
     def test_disconnectRemovesSubscriber(self) -> None:
         """
-        A subscriber that closes is removed from the broker at once.
+        A subscriber that closes is removed from the broker as soon as the
+        server writes to it (a client that only half-closed still reads, so
+        the end of its input is not the end of the stream).
         """
-        streams = [self.server.subscribe() for _ in range(3)]
+        streams = [self.server.subscribe("app=gone") for _ in range(3)]
         self.server.subscribed(3)
         for stream in streams:
             stream.close()
-        self.server.waitForLog("(0 subscribers)")
+        publisher = self.server.publish(b"app=gone\n")
+        self.addCleanup(publisher.close)
+
+        def removed() -> bool:
+            publisher.sendall(b"anyone there?\n")
+            return "(0 subscribers)" in self.server.log()
+
+        waitFor(removed, what="the subscribers to be removed")
 
     def test_noLossInOrder(self) -> None:
         """

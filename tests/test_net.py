@@ -4,12 +4,24 @@ Tests for L{logio.net}: socket options and address formatting.
 
 from __future__ import annotations
 
+import socket
+
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from logio.net import PAUSE_AT, SEND_LIMIT, describeAddress, describePeer, peerHost, widenWrites
+from logio.net import (
+    KEEPALIVE,
+    PAUSE_AT,
+    SEND_LIMIT,
+    describeAddress,
+    describePeer,
+    peerHost,
+    tuneSocket,
+    widenWrites,
+)
+from tests.fakes import TCPTransport
 
 
 class WidenWritesTests(SynchronousTestCase):
@@ -71,3 +83,29 @@ class AddressTests(SynchronousTestCase):
         """
         self.assertEqual(peerHost(StringTransport()), "192.168.1.1")
         self.assertEqual(peerHost(object()), "unix")
+
+
+class TuneSocketTests(SynchronousTestCase):
+    """
+    Publisher and subscriber sockets are tuned to find dead peers.
+    """
+
+    def test_keepaliveTimes(self) -> None:
+        """
+        A TCP socket probes an idle peer after a minute, not two hours.
+        """
+        if not hasattr(socket, "TCP_KEEPIDLE"):
+            raise SkipTest("no TCP_KEEPIDLE here")
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        transport = TCPTransport()
+        transport.getHandle = lambda: sock  # type: ignore[method-assign]
+        tuneSocket(transport)
+        self.assertEqual(transport.options, {"keepalive": True, "nodelay": True})
+        self.assertEqual(
+            [
+                sock.getsockopt(socket.IPPROTO_TCP, option)
+                for option in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)
+            ],
+            list(KEEPALIVE),
+        )

@@ -13,16 +13,22 @@ import json
 from typing import Any, Union
 
 from attrs import define
+from twisted.application.service import IService
 from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
-from logio.publish import PublisherFactory
+from logio.broker import Broker
+from logio.publish import PublisherFactory, PublishersService
 from logio.publish.seed import SeedProtocol
 from logio.publish.text import TextProtocol
+from logio.refusals import Refusals
+from logio.tap import Options, makeService
 from logio.topic import Record, Topic
 from tests.fakes import FakeBroker, TCPTransport
 
@@ -60,6 +66,24 @@ def values(*objects: object) -> bytes:
         json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         for value in objects
     )
+
+
+def countDecodes(connection: Connection) -> list[int]:
+    """
+    Count the calls a seed connection makes to its JSON decoder: the list
+    returned gets, for each call, how many characters it was handed from
+    where decoding starts.
+    """
+    attempts: list[int] = []
+    decoder = connection.protocol._json
+    rawDecode = decoder.raw_decode
+
+    def counting(text: str, position: int = 0) -> tuple[object, int]:
+        attempts.append(len(text) - position)
+        return rawDecode(text, position)
+
+    decoder.raw_decode = counting
+    return attempts
 
 
 def splitAt(stream: bytes, split: int) -> list[bytes]:
@@ -465,18 +489,25 @@ class SeedTests(PublisherTestCase):
         connection.feed(values({"raw": "y"}))
         self.assertPublished(connection, WEB, [(NOW_TS, "x"), ("2017-07-14T02:40:01.750", "y")])
 
+    # BUG (5d4ca8e): a raw that is not a string was shown with str(), as
+    # Python's repr (None, True, ['a']).
     def test_nonStringRaw(self) -> None:
         """
-        A raw value that is not a string is converted with C{str()}; a record
-        without raw has empty text.
+        A raw value that is not a string is shown as JSON (C{null}, C{true},
+        C{["a"]}, C{{"k": 1}}), in either field order; a record without raw
+        has empty text.
         """
+        raws: list[object] = [42, 1.5, True, None, ["a", "\xe9"], {"k": 1}]
         connection = seed().feed(
-            values(WEB_TOPIC, {"raw": 42}, {"raw": 1.5}, {"raw": True}, {"raw": [1, "a"]}, {})
+            values(WEB_TOPIC, *[{"raw": raw} for raw in raws], {"time": "x", "raw": False}, {})
         )
         self.assertPublished(
             connection,
             WEB,
-            [(NOW_TS, "42"), (NOW_TS, "1.5"), (NOW_TS, "True"), (NOW_TS, "[1, 'a']"), (NOW_TS, "")],
+            [
+                (NOW_TS, text)
+                for text in ["42", "1.5", "true", "null", '["a", "\xe9"]', '{"k": 1}', "false", ""]
+            ],
         )
 
     def test_multiLineRaw(self) -> None:
@@ -572,18 +603,60 @@ class SeedTests(PublisherTestCase):
         have ended, not again on every read.
         """
         connection = seed().feed(values(WEB_TOPIC))
-        attempts = []
-        parse = connection.protocol._parse
-
-        def counting(buffer: str, records: list[Record]) -> int:
-            attempts.append(len(buffer))
-            return parse(buffer, records)
-
-        connection.protocol._parse = counting
+        attempts = countDecodes(connection)
         value = values({"raw": "x" * 5000})
         connection.feed(*[value[i : i + 10] for i in range(0, len(value), 10)])
         self.assertEqual(connection.records(), [(NOW_TS, "x" * 5000)])
         self.assertLessEqual(len(attempts), 2)
+
+    # BUG (5d4ca8e): a pending value was decoded again on every read that
+    # held a "}", even inside a string: quadratic CPU.
+    def test_bracesInPendingValueNotQuadratic(self) -> None:
+        """
+        A 60 000-character value arriving 10 characters a read, each read
+        holding a C{}} inside the string, is decoded at most twice, and the
+        decoder sees at most twice its length in all.
+        """
+        connection = seed().feed(values(WEB_TOPIC))
+        attempts = countDecodes(connection)
+        raw = "abc}{]xyz[" * 6000
+        value = values({"raw": raw})
+        connection.feed(*[value[i : i + 10] for i in range(0, len(value), 10)])
+        self.assertEqual(connection.records(), [(NOW_TS, raw)])
+        self.assertLessEqual(len(attempts), 2)
+        self.assertLessEqual(sum(attempts), 2 * len(value))
+
+    # BUG (5d4ca8e): the shortcut for reads without a "}" only held for
+    # values starting with "{": nested values in many reads were decoded
+    # again on every read.
+    def test_nestedPendingValueNotQuadratic(self) -> None:
+        """
+        A record whose unknown field is a deeply structured array, arriving
+        a few characters a read, is decoded at most twice.
+        """
+        connection = seed().feed(values(WEB_TOPIC))
+        attempts = countDecodes(connection)
+        value = values({"extra": [[i, {"k": "}]"}] for i in range(3000)], "raw": "x"})
+        connection.feed(*[value[i : i + 7] for i in range(0, len(value), 7)])
+        self.assertEqual(connection.records(), [(NOW_TS, "x")])
+        self.assertLessEqual(len(attempts), 2)
+        self.assertLessEqual(sum(attempts), 2 * len(value))
+
+    # BUG (5d4ca8e): a value starting with "[" was decoded again on every
+    # read until it ended or grew past the line limit.
+    def test_arrayValueRefusedAtOnce(self) -> None:
+        """
+        A record value that starts with C{[} is refused in the read it
+        starts in, without waiting (or decoding again) for the rest.
+        """
+        connection = seed().feed(values(WEB_TOPIC, {"raw": "x"}))
+        attempts = countDecodes(connection)
+        value = b"[" + b"[1,2]," * 5000 + b"[]]"
+        connection.feed(value[:10])
+        self.assertRefused(connection, "expected a JSON object, got list")
+        connection.feed(*[value[i : i + 10] for i in range(10, len(value), 10)])
+        self.assertLessEqual(len(attempts), 1)
+        self.assertEqual(connection.records(), [(NOW_TS, "x")])
 
     def test_topicFieldLimits(self) -> None:
         """
@@ -711,31 +784,130 @@ class SeedTests(PublisherTestCase):
         self.assertRefused(connection, "expected a JSON object, got list")
         self.assertEqual(connection.broker.closed, [WEB])
 
-    def test_valueGrowsPastMaxLine(self) -> None:
+    # BUG (5d4ca8e): a record longer than --max-line disconnected the
+    # publisher, and what it sent next was lost.
+    def test_recordGrowsPastMaxLine(self) -> None:
         """
-        A value that grows past C{maxLine} characters without completing is
-        refused as soon as it does, in whichever read.
+        A record that grows past C{maxLine} characters is cut there and
+        published in the read that crosses it, marked like a cut text line;
+        the rest of it is skipped without being held, and the next record
+        is published.
         """
-        connection = seed(maxLine=64).feed(values(WEB_TOPIC, {"raw": "x"}), b'{"raw":"')
-        for _ in range(5):
-            connection.feed(b"0123456789")
-        self.assertEqual(connection.transport.value(), b"")
-        connection.feed(b"0123456789")
+        connection = seed(maxLine=64).feed(
+            values(WEB_TOPIC, {"raw": "x"}), b'{"time":"2016-12-06T22:14:21Z","raw":"'
+        )
+        connection.feed(b"0123456789", b"0123456789")
         self.assertEqual(connection.records(), [(NOW_TS, "x")])
-        self.assertRefused(connection, "a JSON value is longer than 64 characters")
+        connection.feed(b"0123456789")
+        cut = ("2016-12-06T22:14:21.000", "01234567890123456789012345 [truncated]")
+        self.assertEqual(connection.records(), [(NOW_TS, "x"), cut])
+        # Within the raw string: escaped quotes and backslashes, braces, and
+        # a backslash ending a read whose quote comes in the next.
+        chunk = b'0123456789 {\\"raw\\": \\"not a record\\"} \\\\ \\\\\\"'
+        for _ in range(1000):
+            connection.feed(chunk, b"\\", b'"')
+            self.assertIsNone(connection.protocol._pending)
+        connection.feed(b'end"}' + values({"raw": "next"}))
+        self.assertPublished(connection, WEB, [(NOW_TS, "x"), cut, (NOW_TS, "next")])
+        self.assertEqual(connection.protocol.cutCharacters, 4 + 1000 * (len(chunk) + 2) + 5)
 
-    def test_completeValueLongerThanMaxLine(self) -> None:
+    # BUG (5d4ca8e): as test_recordGrowsPastMaxLine.
+    def test_completeRecordLongerThanMaxLine(self) -> None:
         """
-        A complete value longer than C{maxLine} in one read is refused, in the
-        fast and in the slow path, after the records before it.
+        A complete record longer than C{maxLine} in one read is cut at
+        C{maxLine} characters, in the fast and the slow path: its time is
+        kept if it came before the cut, its raw text is kept up to the cut
+        and marked; the records after it are published.
         """
-        for record in [
-            {"time": "2016-12-06T22:14:21Z", "raw": "y" * 40},
-            {"raw": "y" * 40, "time": "2016-12-06T22:14:21Z"},
+        connection = seed(maxLine=64).feed(
+            values(
+                WEB_TOPIC,
+                {"time": "2016-12-06T22:14:21Z", "raw": "y" * 40},
+                {"raw": "z" * 80, "time": "2016-12-06T22:14:21Z"},
+                {"raw": "after"},
+            )
+        )
+        self.assertPublished(
+            connection,
+            WEB,
+            [
+                ("2016-12-06T22:14:21.000", "y" * 26 + " [truncated]"),
+                (NOW_TS, "z" * 56 + " [truncated]"),
+                (NOW_TS, "after"),
+            ],
+        )
+
+    def test_longRecordWithWholeRaw(self) -> None:
+        """
+        A record that is long because of a field after its raw text keeps
+        that text whole, unmarked, and the time if it came before the cut.
+        """
+        connection = seed(maxLine=64).feed(
+            values(
+                WEB_TOPIC,
+                {"raw": "short", "time": "2016-12-06T22:14:21Z", "extra": "e" * 100},
+                {"raw": "whole", "extra": "e" * 100, "time": "2016-12-06T22:14:21Z"},
+            )
+        )
+        self.assertPublished(
+            connection, WEB, [("2016-12-06T22:14:21.000", "short"), (NOW_TS, "whole")]
+        )
+
+    def test_cutInsideEscape(self) -> None:
+        """
+        A cut that falls inside a JSON escape leaves the escape out; one
+        between the halves of a surrogate pair leaves C{?}.
+        """
+        head = b'{"raw":"'
+        for tail, kept in [
+            (b"\\u00e9" * 20, "\xe9" * 9),
+            (b"a" + b"\\u00e9" * 20, "a" + "\xe9" * 9),
+            (b"a\\\\" * 20, "a\\" * 18 + "a"),
+            (b"a\\n" * 20, "a\n" * 18 + "a"),
+            (b"x" * 14 + b"abcd\\ud83d\\ude00" * 5, "x" * 14 + "abcd\U0001f600" * 2 + "abcd?"),
+            (b"x" * 12 + b"abcd\\ud83d\\ude00" * 5, "x" * 12 + "abcd\U0001f600" * 2 + "abcd?"),
         ]:
-            connection = seed(maxLine=64).feed(values(WEB_TOPIC, {"raw": "x"}, record))
-            self.assertEqual(connection.records(), [(NOW_TS, "x")])
-            self.assertRefused(connection, "a JSON value is longer than 64 characters")
+            connection = seed(maxLine=64).feed(values(WEB_TOPIC), head + tail + b'"}')
+            self.assertPublished(connection, WEB, [(NOW_TS, kept + " [truncated]")])
+
+    def test_cutRecordsLogged(self) -> None:
+        """
+        How many records were cut, and how many characters were cut off,
+        is said when the publisher goes away.
+        """
+        connection = seed(maxLine=64).feed(values(WEB_TOPIC, {"raw": "y" * 100}, {"raw": "z" * 80}))
+        self.assertEqual(
+            connection.protocol.changes(),
+            "2 records longer than 64 characters were cut, 72 characters cut off",
+        )
+
+    def test_longValueThatIsNoRecordRefused(self) -> None:
+        """
+        A value longer than C{maxLine} is still refused when it is the
+        topic, or when the cut does not fall after the start of its raw
+        string (inside another field, inside a nested raw value).
+        """
+        for stream in [
+            values(dict(WEB_TOPIC, extra="e" * 100)),
+            values(WEB_TOPIC, {"raw": "x"}, {"time": "t" * 100, "raw": "y"}),
+            values(WEB_TOPIC, {"raw": "x"}, {"extra": "e" * 100, "raw": "y"}),
+            values(WEB_TOPIC, {"raw": "x"}, {"raw": {"k": "y" * 100}}),
+            values(WEB_TOPIC, {"raw": "x"}, {"raw": ["y" * 100]}),
+        ]:
+            for split in [0, 70, len(stream) - 1]:
+                connection = seed(maxLine=64).feed(*splitAt(stream, split))
+                self.assertEqual(connection.records(), [(NOW_TS, "x")] if b'"x"' in stream else [])
+                self.assertRefused(connection, "a JSON value is longer than 64 characters")
+
+    def test_longInvalidValueRefused(self) -> None:
+        """
+        A long record that is not valid JSON before the cut is refused with
+        the decoder's message, however it is split.
+        """
+        stream = values(WEB_TOPIC) + b'{"time" "x","raw":"' + b"y" * 100 + b'"}'
+        self.assertRefusedAtSplits(
+            stream, [0, 50, 100], [], "bad JSON at character 52: Expecting ':' delimiter"
+        )
 
     def test_valueOfMaxLineAccepted(self) -> None:
         """
@@ -752,7 +924,7 @@ class SeedTests(PublisherTestCase):
         """
         Losing the connection closes its publication once; a connection
         without a topic closes nothing, and an incomplete last value is
-        dropped.
+        not published.
         """
         connection = seed().feed(GO_STREAM + b'{"raw":"never fini').close()
         self.assertEqual(connection.records(), GO_RECORDS)
@@ -1095,7 +1267,8 @@ CHUNKED_MAX_LINE = 256
 #: A seed stream touching every feature: a BOM and whitespace, the Go
 #: client's shape, UTF-8 text, a multi-line record, unknown fields holding
 #: literals and numbers, a missing time, a bad time, escapes, an invalid
-#: byte, a non-string raw, and a last value longer than L{CHUNKED_MAX_LINE}.
+#: byte, a non-string raw, a record longer than L{CHUNKED_MAX_LINE}, and a
+#: last value that does not end.
 SEED_STREAM = (
     BOM
     + b" \n"
@@ -1110,7 +1283,8 @@ SEED_STREAM = (
     + b'{"raw":"'
     + b"x" * 300
     + b'"}'
-    + values({"raw": "after the error"})
+    + values({"raw": "after the long record"})
+    + b'{"raw":"never ends'
 )
 SEED_RECORDS = GO_RECORDS + [
     ("2016-12-06T16:44:21.448", "h\xe9llo \u2713 \U0001f600"),
@@ -1118,6 +1292,8 @@ SEED_RECORDS = GO_RECORDS + [
     (NOW_TS, "no time"),
     (NOW_TS, "bad \ufffd byte, \U0001f600 and ?"),
     ("2016-12-06T22:14:23.000", "42"),
+    (NOW_TS, "x" * 248 + " [truncated]"),
+    (NOW_TS, "after the long record"),
 ]
 
 #: A text stream: a BOM, a URL topic, UTF-8 text, an invalid byte, a line
@@ -1164,13 +1340,10 @@ class ChunkingTests(PublisherTestCase):
 
     def test_seed(self) -> None:
         """
-        The seed stream always gives the same records, then the over-long
-        value's error.
+        The seed stream always gives the same records, the long one cut,
+        and the connection stays open.
         """
-        self.assertInvariant(
-            SEED_STREAM,
-            ({WEB}, SEED_RECORDS, b"error: a JSON value is longer than 256 characters\n", True),
-        )
+        self.assertInvariant(SEED_STREAM, ({WEB}, SEED_RECORDS, b"", False))
 
     def test_text(self) -> None:
         """
@@ -1204,12 +1377,15 @@ class PublisherLogTests(PublisherTestCase):
 
     def test_refusal(self) -> None:
         """
-        A refusal is logged as a warning with the peer and the reason.
+        A refusal is logged as a warning with its cause, the peer and the
+        reason.
         """
         self.chunks = [b'{"proc":"web"}']
         [message] = self.messages(seed())
-        self.assertIn(f"Publisher {PEER} refused: ", message)
-        self.assertIn("app", message)
+        self.assertEqual(
+            message,
+            f"Refused a publisher: invalid topic: {PEER}: the topic needs a non-empty 'app'",
+        )
 
     def test_badTimes(self) -> None:
         """
@@ -1243,3 +1419,320 @@ class PublisherLogTests(PublisherTestCase):
         self.assertEqual(self.messages(seed()), [])
         self.chunks = [b"app=a\nfine\n"]
         self.assertEqual(self.messages(text()), [])
+
+
+class EndOfStreamTests(PublisherTestCase):
+    """
+    How a publisher's stream ends: a half-close is honoured, and a stream
+    that stops inside a value is told so.
+    """
+
+    def test_sniffingProtocolHalfCloseable(self) -> None:
+        """
+        The publisher port's protocol asks to be told of a half-close.
+        """
+        protocol = PublisherFactory(FakeBroker(), Clock()).buildProtocol(None)
+        self.assertTrue(verifyObject(IHalfCloseableProtocol, protocol))
+
+    # BUG (5d4ca8e): a stream that ended inside a value was dropped without a word.
+    def test_endsInsideValue(self) -> None:
+        """
+        A publisher that half-closes inside a value gets an error line and
+        the connection is closed; the records before are published, and the
+        refusal is counted and logged.
+        """
+        connection = connect().feed(GO_STREAM + b'{"raw":"never fini')
+        with capturedLogs() as events:
+            connection.protocol.readConnectionLost()
+        message = f"the stream ended inside a JSON value (at character {len(GO_STREAM) + 18})"
+        self.assertEqual(connection.records(), GO_RECORDS)
+        self.assertRefused(connection, message)
+        self.assertEqual(
+            [formatEvent(event) for event in events],
+            [f"Refused a publisher: stream ended inside a JSON value: {PEER}: {message}"],
+        )
+
+    def test_endsInsideBadValue(self) -> None:
+        """
+        A stream that ends inside a value that was already invalid is told
+        what is wrong with it.
+        """
+        connection = seed().feed(values(WEB_TOPIC), b'{"raw":"x"', b" 1")
+        connection.protocol.readConnectionLost()
+        self.assertRefused(connection, "bad JSON at character 55: Expecting ',' delimiter")
+
+    def test_endsInsideCutRecord(self) -> None:
+        """
+        A stream that ends while the rest of a cut record is skipped keeps
+        the cut record and gets the error line.
+        """
+        connection = seed(maxLine=64).feed(values(WEB_TOPIC), b'{"raw":"' + b"y" * 100)
+        connection.protocol.readConnectionLost()
+        self.assertEqual(connection.records(), [(NOW_TS, "y" * 56 + " [truncated]")])
+        self.assertRefused(connection, "the stream ended inside a JSON value (at character 152)")
+
+    def test_endsInsideToken(self) -> None:
+        """
+        A stream that ends inside a literal that could still have become a
+        value is told it ended inside a value.
+        """
+        connection = seed().feed(values(WEB_TOPIC), b"tru")
+        connection.protocol.readConnectionLost()
+        self.assertRefused(connection, "the stream ended inside a JSON value (at character 47)")
+
+    def test_cleanEnd(self) -> None:
+        """
+        A stream that half-closes between values gets nothing written back
+        and the connection is closed; so does one before its first byte.
+        """
+        for stream in [GO_STREAM + b"\n", b" "]:
+            connection = connect().feed(stream)
+            connection.protocol.readConnectionLost()
+            self.assertEqual(connection.transport.value(), b"")
+            self.assertTrue(connection.transport.disconnecting)
+            connection.close()
+            self.assertEqual(connection.broker.stats.refusals["publisher"], 0)
+
+    def test_textHalfClose(self) -> None:
+        """
+        A text publisher that half-closes has its last line published (once)
+        and the connection closed.
+        """
+        connection = connect().feed(b"app=myapp&proc=web&host=foobar\nfirst\nlast")
+        connection.protocol.readConnectionLost()
+        self.assertTrue(connection.transport.disconnecting)
+        connection.close()
+        self.assertEqual(connection.records(), [(NOW_TS, "first"), (NOW_TS, "last")])
+        self.assertEqual(connection.transport.value(), b"")
+
+    def test_lostInsideValueLogged(self) -> None:
+        """
+        A connection lost inside a value (no half-close) is counted and
+        logged as a refusal; nothing is written to the closed connection.
+        """
+        connection = seed().feed(values(WEB_TOPIC), b'{"raw":')
+        with capturedLogs() as events:
+            connection.close()
+        self.assertEqual(connection.transport.value(), b"")
+        self.assertEqual(connection.broker.stats.refusals["publisher"], 1)
+        self.assertIn("stream ended inside a JSON value", formatEvent(events[0]))
+
+
+class LimitTests(PublisherTestCase):
+    """
+    How many publishers may connect, and how soon they must send a topic.
+    """
+
+    def factory(self, **kwargs: Any) -> tuple[PublisherFactory, FakeBroker, Clock]:
+        broker, clock = FakeBroker(), Clock()
+        return PublisherFactory(broker, clock, **kwargs), broker, clock
+
+    def connect(self, factory: PublisherFactory) -> tuple[Any, StringTransport]:
+        protocol = factory.buildProtocol(IPv4Address("TCP", PEER, 54321))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_maxPublishers(self) -> None:
+        """
+        A connection beyond C{maxPublishers} gets one error line, is closed,
+        is not counted as a publisher and ignores what it sends; once one
+        leaves, a new one is taken.
+        """
+        factory, broker, clock = self.factory(maxPublishers=2)
+        first, _ = self.connect(factory)
+        self.connect(factory)
+        protocol, transport = self.connect(factory)
+        protocol.dataReceived(GO_STREAM)
+        self.assertEqual(transport.value(), b"error: too many publishers (2)\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual((broker.stats.publishers, broker.stats.refusals["publisher"]), (2, 1))
+        self.assertEqual(broker.published, [])
+        protocol.connectionLost(connectionDone)
+        self.assertEqual(broker.stats.publishers, 2)
+        first.connectionLost(connectionDone)
+        protocol, transport = self.connect(factory)
+        protocol.dataReceived(GO_STREAM)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(broker.stats.publishers, 2)
+
+    def test_topicTimeout(self) -> None:
+        """
+        A publisher that has not sent its topic within C{topicTimeout}
+        seconds (nothing, whitespace, part of a seed topic, a text topic
+        line without its newline) gets an error line and is closed.
+        """
+        for stream in [b"", b" \n", b'{"app":"my', b"app=myapp"]:
+            factory, broker, clock = self.factory(topicTimeout=10)
+            protocol, transport = self.connect(factory)
+            protocol.dataReceived(stream)
+            clock.advance(9.9)
+            self.assertEqual(transport.value(), b"")
+            clock.advance(0.1)
+            self.assertEqual(transport.value(), b"error: no topic within 10 s\n", stream)
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(broker.stats.refusals["publisher"], 1)
+
+    def test_topicInTime(self) -> None:
+        """
+        A publisher that sent its topic in time is not touched by the
+        deadline, and a closed connection leaves no timer behind.
+        """
+        factory, broker, clock = self.factory(topicTimeout=10)
+        protocol, transport = self.connect(factory)
+        protocol.dataReceived(b"app=myapp\n")
+        clock.advance(10)
+        protocol.dataReceived(b"x\n")
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(len(broker.published), 1)
+        protocol, transport = self.connect(factory)
+        protocol.connectionLost(connectionDone)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_refusalsRateLimited(self) -> None:
+        """
+        Refusals are counted each time but logged once per cause within the
+        refusal log's interval, through the L{Refusals} the factory is given.
+        """
+        broker, clock = FakeBroker(), Clock()
+        refusals = Refusals(broker.stats, clock)
+        factory = PublisherFactory(broker, clock, maxPublishers=1, refusals=refusals)
+        self.assertIs(factory.refusals, refusals)
+        self.connect(factory)
+        with capturedLogs() as events:
+            for _ in range(5):
+                self.connect(factory)
+            protocol, _ = self.connect(factory)
+        self.assertEqual(broker.stats.refusals["publisher"], 6)
+        [event] = events
+        self.assertEqual(
+            formatEvent(event),
+            f"Refused a publisher: too many publishers: {PEER}: too many publishers (1)",
+        )
+
+    def test_defaultRefusals(self) -> None:
+        """
+        Without one given, the factory counts refusals in its broker's stats.
+        """
+        factory, broker, clock = self.factory()
+        factory.parserFor(b"{")
+        connection = connect().feed(b'{"proc":"web"}')
+        self.assertEqual(connection.broker.stats.refusals["publisher"], 1)
+
+
+class _PausedAtPublish(FakeBroker):
+    """
+    A fake broker that also records, for each batch, whether every
+    publisher transport it is told of was paused then.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transports: list[StringTransport] = []
+        self.pausedAtPublish: list[bool] = []
+
+    def publisher(self, topic: Topic, protocol: str) -> Any:
+        publication = super().publisher(topic, protocol)
+        broker = self
+
+        class Recording:
+            def publish(self, records: list[Record], size: int) -> None:
+                broker.pausedAtPublish.append(
+                    all(t.producerState == "paused" for t in broker.transports)
+                )
+                publication.publish(records, size)
+
+            def close(self) -> None:
+                publication.close()
+
+        return Recording()
+
+
+class ShutdownTests(PublisherTestCase):
+    """
+    At shutdown the publishers stop being read before the broker drains
+    the subscribers, and what they sent is published first.
+    """
+
+    def test_stopService(self) -> None:
+        """
+        Stopping the service pauses every publisher before anything is
+        published, publishes a pending last text line, closes them all, and
+        logs how many records were read since start-up.
+        """
+        broker, clock = _PausedAtPublish(), Clock()
+        clock.advance(NOW)
+        factory = PublisherFactory(broker, clock)
+        streams = [b"app=a\nfirst\nlast", GO_STREAM + b'{"raw":"half']
+        transports, protocols = [], []
+        for stream in streams:
+            protocol = factory.buildProtocol(IPv4Address("TCP", PEER, 54321))
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            protocol.dataReceived(stream)
+            transports.append(transport)
+            protocols.append(protocol)
+        broker.transports = transports
+        broker.stats.recordsIn.update(text=2, seed=3)
+        service = PublishersService(factory)
+        service.startService()
+        with capturedLogs() as events:
+            service.stopService()
+        self.assertEqual(
+            [record for _, batch in broker.published for record in batch][-1], (NOW_TS, "last")
+        )
+        self.assertEqual(broker.pausedAtPublish[-1:], [True])
+        self.assertEqual([t.disconnecting for t in transports], [True, True])
+        self.assertEqual([t.value() for t in transports], [b"", b""])
+        self.assertEqual(
+            [formatEvent(event) for event in events],
+            ["Stopped reading 2 publishers; 5 records read since start-up"],
+        )
+        for protocol in protocols:
+            protocol.connectionLost(connectionDone)
+        self.assertEqual(broker.stats.refusals["publisher"], 0)
+        self.assertEqual(len(broker.published), 3)
+
+    def test_stoppedBeforeBroker(self) -> None:
+        """
+        In the server's service tree the publishers service comes right
+        after the broker, so stopping the tree stops reading publishers
+        before the broker starts draining.
+        """
+        options = Options()
+        options.parseOptions(["--publish", "tcp:0", "--subscribe", "tcp:0"])
+        top = makeService(options, MemoryReactorClock())
+        children = list(IService(top))
+        self.assertIsInstance(children[0], Broker)
+        self.assertIsInstance(children[1], PublishersService)
+        service = children[1]
+        assert isinstance(service, PublishersService)
+        protocol = service.factory.buildProtocol(IPv4Address("TCP", PEER, 54321))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"app=a\nlast")
+        broker = children[0]
+        seen = []
+        stopBroker = broker.stopService
+
+        def stopping() -> Any:
+            seen.append((transport.producerState, sum(broker.stats.recordsIn.values())))
+            return stopBroker()
+
+        broker.stopService = stopping  # type: ignore[method-assign]
+        top.startService()
+        top.stopService()
+        self.assertEqual(seen, [("paused", 1)])
+
+    def test_options(self) -> None:
+        """
+        C{--max-publishers} and C{--topic-timeout} default to 10000 and 10
+        seconds and reach the publisher factory.
+        """
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual((options["max-publishers"], options["topic-timeout"]), (10000, 10))
+        options.parseOptions(["--max-publishers", "3", "--topic-timeout", "2"])
+        top = makeService(options, MemoryReactorClock())
+        [service] = [c for c in IService(top) if isinstance(c, PublishersService)]
+        self.assertEqual((service.factory.maxPublishers, service.factory.topicTimeout), (3, 2))

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_publish -*-
 """
 The publisher port: one small protocol sniffs the first byte of a connection
 and hands it to the parser of the right wire protocol.
@@ -5,42 +6,94 @@ and hands it to the parser of the right wire protocol.
   - C{{} starts the seed JSON stream of the original Go client
     (L{logio.publish.seed});
   - anything else starts plain text lines (L{logio.publish.text}).
+
+The factory bounds how many publishers may be connected and how long one
+may take to send its topic; L{PublishersService} stops reading them all
+before the broker drains its subscribers at shutdown.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional, Union, cast
 
-from twisted.internet.interfaces import IProtocol, IReactorTime
+from twisted.application.service import Service
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from logio.interfaces import IBroker
 from logio.net import tuneSocket
+from logio.publish.base import refuse
 from logio.publish.seed import SeedProtocol
 from logio.publish.text import TextProtocol
+from logio.refusals import Refusals
 from logio.topic import StampParser
 
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
 
+#: Refusal causes.
+TOO_MANY = "too many publishers"
+NO_TOPIC = "no topic in time"
 
+Parser = Union[SeedProtocol, TextProtocol]
+
+
+@implementer(IHalfCloseableProtocol)
 class PublisherProtocol(Protocol):
     """
     Skip a UTF-8 byte order mark and leading whitespace, then choose the
     wire protocol from the first byte and hand the connection to it.
+
+    A connection beyond the factory's C{maxPublishers} is refused at once;
+    one that has not sent its topic within C{topicTimeout} seconds is
+    refused then.
     """
 
     def __init__(self, factory: PublisherFactory) -> None:
         self._factory = factory
         self._pending = b""
-        self._inner: Optional[IProtocol] = None
+        self._inner: Optional[Parser] = None
+        self._deadline: Optional[IDelayedCall] = None
+        self._refused = False
 
     def connectionMade(self) -> None:
+        factory = self._factory
+        if len(factory.connections) >= factory.maxPublishers:
+            self._refuse(f"too many publishers ({factory.maxPublishers})", TOO_MANY)
+            return
         tuneSocket(self.transport)
-        self._factory.broker.stats.publishers += 1
+        factory.connections.add(self)
+        factory.broker.stats.publishers += 1
+        self._deadline = factory.clock.callLater(factory.topicTimeout, self._topicDeadline)
+
+    def _refuse(self, message: str, cause: str) -> None:
+        """
+        Refuse the connection before a parser has it.
+        """
+        self._refused = True
+        assert self.transport is not None
+        refuse(self.transport, self._factory.refusals, message, cause)
+
+    def _topicDeadline(self) -> None:
+        self._deadline = None
+        message = f"no topic within {self._factory.topicTimeout:g} s"
+        inner = self._inner
+        if inner is None:
+            self._refuse(message, NO_TOPIC)
+        elif inner.topic is None and not (inner.failed or inner.stopped):
+            inner.fail(message, NO_TOPIC)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
         data = (self._pending + data).lstrip(_WHITESPACE)
         if data.startswith(_BOM):
             data = data[len(_BOM) :].lstrip(_WHITESPACE)
@@ -56,8 +109,38 @@ class PublisherProtocol(Protocol):
         self.dataReceived = inner.dataReceived  # type: ignore[method-assign]
         inner.dataReceived(data)
 
+    def readConnectionLost(self) -> None:
+        if self._inner is not None:
+            self._inner.readConnectionLost()
+        else:
+            assert self.transport is not None
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """
+        Nothing: the server never half-closes a publisher's connection.
+        """
+
+    def stopReading(self) -> None:
+        """
+        The server is shutting down: read no more, publish what was read,
+        and close the connection.
+        """
+        assert self.transport is not None
+        self._refused = True
+        if self._inner is not None:
+            self._inner.stopReading()
+        else:
+            cast(IPushProducer, self.transport).pauseProducing()
+            self.transport.loseConnection()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._factory.broker.stats.publishers -= 1
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self in self._factory.connections:
+            self._factory.connections.remove(self)
+            self._factory.broker.stats.publishers -= 1
         if self._inner is not None:
             self._inner.connectionLost(reason)
 
@@ -66,22 +149,69 @@ class PublisherFactory(Factory):
     """
     Build publisher protocols that feed C{broker}.
 
-    @ivar maxLine: The longest line or JSON value accepted, in bytes.
+    @ivar maxLine: The longest text line (bytes) or seed JSON value
+        (characters) taken whole.
+    @ivar maxPublishers: How many publishers may be connected at once.
+    @ivar topicTimeout: Seconds a publisher has to send its topic.
+    @ivar refusals: Where refused publishers are counted and logged.
+    @ivar connections: The publisher connections open now (not counting
+        those being refused).
     """
 
-    def __init__(self, broker: IBroker, clock: IReactorTime, maxLine: int = 65536) -> None:
+    def __init__(
+        self,
+        broker: IBroker,
+        clock: IReactorTime,
+        maxLine: int = 65536,
+        maxPublishers: int = 10000,
+        topicTimeout: float = 10,
+        refusals: Optional[Refusals] = None,
+    ) -> None:
         self.broker = broker
         self.clock = clock
         self.maxLine = maxLine
+        self.maxPublishers = maxPublishers
+        self.topicTimeout = topicTimeout
+        self.refusals = refusals if refusals is not None else Refusals(broker.stats, clock)
         self.stamps = StampParser()
+        self.connections: set[PublisherProtocol] = set()
 
     def buildProtocol(self, addr: object) -> PublisherProtocol:
         return PublisherProtocol(self)
 
-    def parserFor(self, first: bytes) -> IProtocol:
+    def parserFor(self, first: bytes) -> Parser:
         """
         The parser for a stream that starts with the byte C{first}.
         """
         if first == b"{":
-            return SeedProtocol(self.broker, self.clock, self.maxLine, self.stamps)
-        return TextProtocol(self.broker, self.clock, self.maxLine)
+            return SeedProtocol(self.broker, self.clock, self.maxLine, self.refusals, self.stamps)
+        return TextProtocol(self.broker, self.clock, self.maxLine, self.refusals)
+
+
+class PublishersService(Service):
+    """
+    Stop reading publishers at shutdown, before the broker drains what they
+    sent to the subscribers: pause every connection, publish what each has
+    already read (a last line without its newline), close them, and log how
+    many records were read since start-up.
+    """
+
+    log = Logger()
+
+    def __init__(self, factory: PublisherFactory) -> None:
+        self.factory = factory
+
+    def stopService(self) -> Any:
+        super().stopService()
+        connections = list(self.factory.connections)
+        for connection in connections:
+            assert connection.transport is not None
+            cast(IPushProducer, connection.transport).pauseProducing()
+        for connection in connections:
+            connection.stopReading()
+        self.log.info(
+            "Stopped reading {count} publishers; {records} records read since start-up",
+            count=len(connections),
+            records=sum(self.factory.broker.stats.recordsIn.values()),
+        )
+        return None

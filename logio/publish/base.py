@@ -1,32 +1,63 @@
+# -*- test-case-name: tests.test_publish -*-
 """
 What every publisher wire protocol shares: topic validation, the error
-path, and socket options.
+path, and the end of a connection.
 """
 
 from __future__ import annotations
 
 import re
+from typing import cast
 
-from twisted.internet.interfaces import IReactorTime, ITransport
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+    ITransport,
+)
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from logio.interfaces import IBroker, IPublication
 from logio.net import peerHost
+from logio.refusals import Refusals
 from logio.topic import Record, Topic, formatEpoch
+
+#: What marks a record that was cut at C{--max-line}.
+TRUNCATED = " [truncated]"
 
 
 class PublisherError(Exception):
     """
     The publisher sent something we cannot accept; the message is written
     back to it before the connection is closed.
+
+    @ivar cause: A short fixed text naming the kind of error, for the
+        rate-limited refusal log.
     """
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def refuse(transport: ITransport, refusals: Refusals, message: str, cause: str) -> None:
+    """
+    Count and log a refused publisher, write one error line back to it and
+    close its connection.
+    """
+    refusals.refuse("publisher", cause, f"{peerHost(transport)}: {message}")
+    transport.write(f"error: {message}\n".encode("utf-8", "replace"))
+    transport.loseConnection()
 
 
 #: The longest topic field accepted: the topic is repeated on every line.
 MAX_TOPIC_FIELD = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The refusal cause of a topic that is not valid.
+BAD_TOPIC = "invalid topic"
 
 
 def safeText(text: str) -> str:
@@ -53,27 +84,33 @@ def makeTopic(app: object, proc: object, host: object, peer: str) -> Topic:
         if value is None:
             continue
         if not isinstance(value, str):
-            raise PublisherError(f"topic field {name!r} must be a string")
+            raise PublisherError(f"topic field {name!r} must be a string", BAD_TOPIC)
         if len(value) > MAX_TOPIC_FIELD:
             raise PublisherError(
-                f"topic field {name!r} is longer than {MAX_TOPIC_FIELD} characters"
+                f"topic field {name!r} is longer than {MAX_TOPIC_FIELD} characters", BAD_TOPIC
             )
         if _CONTROL.search(value):
-            raise PublisherError(f"topic field {name!r} holds a control character")
+            raise PublisherError(f"topic field {name!r} holds a control character", BAD_TOPIC)
     if not app:
-        raise PublisherError("the topic needs a non-empty 'app'")
+        raise PublisherError("the topic needs a non-empty 'app'", BAD_TOPIC)
     assert isinstance(app, str)
     return Topic(safeText(app), safeText(proc or "-"), safeText(host or peer))  # type: ignore[arg-type]
 
 
+@implementer(IHalfCloseableProtocol)
 class Publisher:
     """
     Mixin for publisher protocols: the broker they feed, and how they give
     up on a connection.
 
+    A publisher that half-closes its connection is told, once its stream is
+    read, whether the stream ended cleanly (see L{endOfStream}).
+
     @ivar protocolName: The wire protocol's name, for the metrics.
     @ivar topic: The connection's topic, once it has been received.
     @ivar failed: Whether the connection was refused; later data is ignored.
+    @ivar stopped: Whether the server stopped reading it (see
+        L{stopReading}); later data is ignored.
     """
 
     log = Logger()
@@ -82,11 +119,15 @@ class Publisher:
     topic: Topic | None = None
     _publication: IPublication | None = None
     failed = False
+    stopped = False
 
-    def __init__(self, broker: IBroker, clock: IReactorTime, maxLine: int) -> None:
+    def __init__(
+        self, broker: IBroker, clock: IReactorTime, maxLine: int, refusals: Refusals
+    ) -> None:
         self.broker = broker
         self.clock = clock
         self.maxLine = maxLine
+        self.refusals = refusals
 
     _nowMillis = -1
     _nowText = ""
@@ -119,11 +160,63 @@ class Publisher:
         if records and self._publication is not None:
             self._publication.publish(records, size)
 
+    def endOfStream(self) -> PublisherError | None:
+        """
+        The publisher's stream has ended: publish what is still buffered
+        (a last line without its newline).
+
+        @return: What is wrong with how the stream ended (it stopped inside
+            a value), or L{None}.
+        """
+        return None
+
+    def stopReading(self) -> None:
+        """
+        The server is shutting down: read nothing more from this publisher,
+        publish what was already read, and close the connection.
+        """
+        assert self.transport is not None
+        cast(IPushProducer, self.transport).pauseProducing()
+        if not (self.failed or self.stopped):
+            self.stopped = True
+            self.endOfStream()
+        self.transport.loseConnection()
+
+    def readConnectionLost(self) -> None:
+        """
+        The publisher half-closed its connection: its stream is complete.
+        Publish what is left, say what was wrong with its end (if anything),
+        and close.
+        """
+        if self.failed or self.stopped:
+            return
+        self.stopped = True
+        error = self.endOfStream()
+        assert self.transport is not None
+        if error is None:
+            self.transport.loseConnection()
+        else:
+            self.fail(str(error), error.cause)
+
+    def writeConnectionLost(self) -> None:
+        """
+        Nothing: the server never half-closes a publisher's connection.
+        """
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
-        Let go of the topic.  What the connection's input lost or changed on
-        the way is logged.
+        Let go of the topic, after publishing what is left of the stream.
+        What the connection's input lost or changed on the way is logged;
+        a stream that ended inside a value is counted and logged as a
+        refusal.
         """
+        if not (self.failed or self.stopped):
+            self.stopped = True
+            error = self.endOfStream()
+            if error is not None:
+                self.refusals.refuse(
+                    "publisher", error.cause, f"{peerHost(self.transport)}: {error}"
+                )
         if self._publication is not None:
             self._publication.close()
         changes = self.changes()
@@ -142,15 +235,11 @@ class Publisher:
         """
         return ""
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, cause: str) -> None:
         """
-        Write one error line back to the publisher and close the connection.
+        Refuse the publisher: write one error line back to it and close the
+        connection (see L{refuse}).
         """
         self.failed = True
-        self.broker.stats.refusals["publisher"] += 1
-        self.log.warn(
-            "Publisher {peer} refused: {reason}", peer=peerHost(self.transport), reason=message
-        )
         assert self.transport is not None
-        self.transport.write(f"error: {message}\n".encode("utf-8", "replace"))
-        self.transport.loseConnection()
+        refuse(self.transport, self.refusals, message, cause)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_publish -*-
 """
 Plain text lines: the first line is the topic as a query string
 (C{app=myapp&proc=web&host=foobar}, the query of a C{LOGIO_URL}); every later
@@ -11,14 +12,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from twisted.internet.protocol import connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
-from twisted.python.failure import Failure
 
 from logio.net import peerHost
+from logio.publish import base
 from logio.publish.base import Publisher, PublisherError, makeTopic
 
-TRUNCATED = b" [truncated]"
+TRUNCATED = base.TRUNCATED.encode()
 
 
 class TextProtocol(Publisher, LineOnlyReceiver):
@@ -41,7 +41,7 @@ class TextProtocol(Publisher, LineOnlyReceiver):
         self.discarded = 0
 
     def dataReceived(self, data: bytes) -> None:
-        if self.failed:
+        if self.failed or self.stopped:
             return
         if self._discarding:
             newline = data.find(b"\n")
@@ -103,7 +103,10 @@ class TextProtocol(Publisher, LineOnlyReceiver):
                     values["app"], values["proc"], values["host"], peerHost(self.transport)
                 )
             except PublisherError as e:
-                self.fail(f"{e} (the first line is the topic, e.g. app=myapp&proc=web&host=foobar)")
+                self.fail(
+                    f"{e} (the first line is the topic, e.g. app=myapp&proc=web&host=foobar)",
+                    e.cause,
+                )
                 return
             self.setTopic(topic)
             if not lines:
@@ -112,8 +115,11 @@ class TextProtocol(Publisher, LineOnlyReceiver):
         text = b"\n".join(lines).decode("utf-8", "replace")
         self.publish([(stamp, line) for line in text.split("\n")], len(text))
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
+    def endOfStream(self) -> PublisherError | None:
+        """
+        Publish a last line that has no newline (without a trailing CR).
+        """
         if self._buffer and not self.failed:
             line, self._buffer = self._buffer, b""
             self.linesReceived([line[:-1] if line.endswith(b"\r") else line])
-        super().connectionLost(reason)
+        return None
