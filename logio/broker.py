@@ -304,11 +304,13 @@ class Broker(Service):
         closing = [subscriber.close() for subscriber in tuple(self._subscribers)]
 
         def report(results: list[tuple[bool, Any]]) -> None:
-            lost = [result for ok, result in results if ok and result]
+            lost = [result for ok, result in results if ok and result != (0, 0)]
             self.log.info(
-                "Subscriptions ended: {lines} output lines could not be delivered "
-                "({subscribers} subscribers did not read them in time)",
-                lines=sum(lost),
+                "Subscriptions ended: {lines} output lines could not be delivered, and "
+                "{bytes} bytes of what was written before ({subscribers} subscribers "
+                "did not read them in time)",
+                lines=sum(lines for lines, _ in lost),
+                bytes=sum(size for _, size in lost),
                 subscribers=len(lost),
             )
 

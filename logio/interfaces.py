@@ -65,12 +65,12 @@ class ISubscriber(Interface):
         subscribers: never change it).
         """
 
-    def close() -> Deferred[int]:
+    def close() -> Deferred[tuple[int, int]]:
         """
         End the subscription cleanly (the server is stopping): send what is
         queued, end the response, and fire when the connection is closed,
-        or a few seconds later, with how many output lines the client never
-        got.
+        or a few seconds later, with what the client never got: the lines of
+        the queue sent now, and the bytes of output written before.
         """
 
     def abort() -> None:

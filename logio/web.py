@@ -86,10 +86,11 @@ def _writeChunk(transport: ITransport, data: bytes) -> None:
         transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
 
 
-def _linesIn(segments: list[Segment], size: int) -> int:
+def _unsent(segments: list[Segment], size: int) -> tuple[int, int]:
     """
-    How many lines the last C{size} bytes of C{segments} hold: what a
-    transport that still holds C{size} bytes did not send of them.
+    What a transport that still holds C{size} bytes did not send, when
+    C{segments} were the last it was given: the lines of them it holds, and
+    how many bytes of output written before them.
     """
     lines = 0
     for segment in reversed(segments):
@@ -100,7 +101,7 @@ def _linesIn(segments: list[Segment], size: int) -> int:
         else:
             lines += segment.data.count(segment.end, len(segment.data) - size)
         size -= len(segment.data)
-    return lines
+    return lines, max(size, 0)
 
 
 class QueueBudget:
@@ -400,12 +401,12 @@ class Subscription:
         if channel is not None and channel.transport is not None:
             channel.transport.abortConnection()  # type: ignore[attr-defined]
 
-    def close(self) -> Deferred[int]:
+    def close(self) -> Deferred[tuple[int, int]]:
         # Only live subscriptions are registered: one whose client went
         # away was unsubscribed and released when its request finished.
         request = self._request
         if request is None or request.finished:
-            return succeed(0)
+            return succeed((0, 0))
         # Everything queued goes to the transport now, paused or not: it is
         # the last chance, and the bound holds for the two together.
         last = list(self._queue)
@@ -422,13 +423,13 @@ class Subscription:
         request.unregisterProducer()
         request.finish()
         transport.loseConnection()
-        closed: Deferred[int] = Deferred()
+        closed: Deferred[tuple[int, int]] = Deferred()
 
         def check() -> None:
             if getattr(transport, "disconnected", True):
-                closed.callback(0)
+                closed.callback((0, 0))
             elif self._clock.seconds() > deadline:
-                closed.callback(_linesIn(last, bufferedBytes(socket)))
+                closed.callback(_unsent(last, bufferedBytes(socket)))
             else:
                 self._clock.callLater(0.05, check)
 

@@ -98,8 +98,8 @@ class FakeSubscriber:
         if self.onDeliver is not None:
             self.onDeliver()
 
-    def close(self) -> Deferred[int]:
-        return succeed(0)
+    def close(self) -> Deferred[tuple[int, int]]:
+        return succeed((0, 0))
 
     def abort(self) -> None:
         self.aborted = True

@@ -558,7 +558,7 @@ class StopTests(ResourceTestCase):
             self.clock.advance(CLOSE_TIMEOUT + 1)
         self.successResultOf(stopped)
         [event] = [e for e in events if "could not be delivered" in e["log_format"]]
-        self.assertEqual((event["lines"], event["subscribers"]), (2, 1))
+        self.assertEqual((event["lines"], event["bytes"], event["subscribers"]), (2, 0, 1))
 
 
 class QueryTests(ResourceTestCase):
