@@ -9,6 +9,7 @@ and a C{log} filter.
 from __future__ import annotations
 
 import time
+from time import thread_time
 from typing import Any, Optional, Sequence
 
 from attrs import define, field
@@ -18,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from logio.filters import Filters, Pattern, Search
+from logio.filters import Filters, Pattern
 from logio.formats import Encoder, Segment
 from logio.history import History, Replay
 from logio.interfaces import IBroker, IFormat, IPublication, ISubscriber
@@ -31,8 +32,15 @@ from logio.topic import Record, Topic
 MATCH_SLICE = 64
 
 #: One group of a route as publish loops over it: the encoder of its
-#: format, its C{log} search (or L{None}), its format's name, its members.
-Group = tuple[Encoder, Optional[Search], str, tuple[ISubscriber, ...]]
+#: format, its C{log} pattern (or L{None}), its format's name, its members.
+Group = tuple[Encoder, Optional[Pattern], str, tuple[ISubscriber, ...]]
+
+#: The CPU time one C{log} pattern may take on one batch (at most 64 KiB of
+#: text) before its subscribers are disconnected and the pattern refused
+#: from then on.  Patterns RE2's DFA handles take well under a millisecond.
+MAX_SEARCH_SECONDS = 0.02
+#: How many patterns found too costly are remembered.
+MAX_COSTLY = 1000
 
 
 @define(eq=False)
@@ -83,8 +91,7 @@ class _Route:
                 encoder = self._encoders.get(format)
                 if encoder is None:
                     encoder = self._encoders[format] = format.encoder(self.topic)
-                search = pattern.search if pattern is not None else None
-                groups.append((encoder, search, format.name, tuple(subscribers)))
+                groups.append((encoder, pattern, format.name, tuple(subscribers)))
             groups.sort(key=lambda group: group[1] is not None)
             self._members = tuple(groups)
         return self._members
@@ -132,6 +139,8 @@ class Broker(Service):
         clock: Optional[IReactorTime] = None,
     ) -> None:
         self.stats = Stats()
+        #: The texts of C{log} patterns found too costly to match, oldest first.
+        self.costlyPatterns: dict[str, None] = {}
         self.start = int(time.time() * 1000) if start is None else start
         self._clock = clock
         self._subscribers: dict[ISubscriber, None] = {}
@@ -259,17 +268,45 @@ class Broker(Service):
             return
         seqs = range(first, first + count)
         texts: Optional[list[bytes]] = None
-        for encoder, search, name, subscribers in groups:
-            if search is None:
-                segments = encoder(records, seqs)
-            else:
-                if texts is None:
-                    texts = [text.encode("utf-8", "replace") for _, text in records]
-                chosen = [i for i, text in enumerate(texts) if search(text)]
-                if not chosen:
-                    continue
+        for encoder, pattern, name, subscribers in groups:
+            if pattern is None:
+                self._fanOut(subscribers, encoder(records, seqs), name)
+                continue
+            if texts is None:
+                texts = [text.encode("utf-8", "replace") for _, text in records]
+            search = pattern.search
+            began = thread_time()
+            chosen = [i for i, text in enumerate(texts) if search(text)]
+            spent = thread_time() - began
+            if chosen:
                 segments = encoder([records[i] for i in chosen], [first + i for i in chosen])
-            self._fanOut(subscribers, segments, name)
+                self._fanOut(subscribers, segments, name)
+            if spent > MAX_SEARCH_SECONDS:
+                self._tooCostly(pattern, subscribers, spent)
+
+    def _tooCostly(
+        self, pattern: Pattern, subscribers: Sequence[ISubscriber], spent: float
+    ) -> None:
+        """
+        C{pattern} took C{spent} seconds of CPU on one batch: disconnect its
+        subscribers, and refuse it from now on.
+        """
+        if len(self.costlyPatterns) >= MAX_COSTLY:
+            del self.costlyPatterns[next(iter(self.costlyPatterns))]
+        self.costlyPatterns[pattern.text] = None
+        self.log.warn(
+            "The log= pattern {pattern!r} took {ms:.0f} ms of CPU on one batch; "
+            "disconnecting its {count} subscribers and refusing it from now on",
+            pattern=pattern.text[:200],
+            ms=spent * 1000,
+            count=len(subscribers),
+        )
+        for subscriber in subscribers:
+            self.unsubscribe(subscriber)
+            try:
+                subscriber.abort()
+            except Exception:
+                self.log.failure("Disconnecting {subscriber} failed", subscriber=subscriber)
 
     def _fanOut(
         self, subscribers: Sequence[ISubscriber], segments: list[Segment], name: str

@@ -109,6 +109,9 @@ class IBroker(Interface):
 
     stats = Attribute("The server's L{logio.stats.Stats}.")
     history = Attribute("The L{logio.history.History} of records held for replay.")
+    costlyPatterns = Attribute(
+        "The texts of C{log} patterns found too costly to match at run time: refused."
+    )
 
     def publisher(topic: Topic, protocol: str) -> IPublication:
         """

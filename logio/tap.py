@@ -105,7 +105,7 @@ class Options(usage.Options):
         [
             "max-log-filters",
             None,
-            1000,
+            100,
             "Distinct log= patterns across all subscribers; a new one beyond gets HTTP 503.",
             _positive,
         ],

@@ -676,7 +676,7 @@ class SubscribeResource(Resource):
         maxLines: int = 10000,
         maxBytes: int = 4 * 1024 * 1024,
         maxSubscribers: int = 20000,
-        maxLogFilters: int = 1000,
+        maxLogFilters: int = 100,
         maxQueuedBytes: int = 256 * 1024 * 1024,
         refusals: Optional[Refusals] = None,
     ) -> None:
@@ -723,6 +723,11 @@ class SubscribeResource(Resource):
             raise BadRequest(
                 f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
                 f"{', '.join(map(repr, unknown))}: use {' '.join(PARAMETERS)}"
+            )
+        if args.get("log") in self._broker.costlyPatterns:
+            raise BadRequest(
+                f"bad regular expression for 'log': {args['log'][:200]!r}: it was too costly "
+                "to match on the records published here"
             )
         try:
             filters = Filters.fromQuery(

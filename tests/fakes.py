@@ -54,6 +54,7 @@ class FakeBroker:
     def __init__(self) -> None:
         self.stats = Stats()
         self.history = History(0, 0, lambda owner, count: None)
+        self.costlyPatterns: dict[str, None] = {}
         self.opened: list[tuple[Topic, str]] = []
         self.published: list[tuple[Topic, list[Record]]] = []
         self.closed: list[Topic] = []

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from logio.broker import MATCH_SLICE, Broker
+from logio import broker
+from logio.broker import MATCH_SLICE, MAX_SEARCH_SECONDS, Broker
 from logio.filters import Filters, Pattern, compileFilter
 from logio.formats import JSONFormat, Segment
 from logio.interfaces import IBroker, IPublication
@@ -382,3 +384,31 @@ class IncrementalMatchTests(SynchronousTestCase):
         self.turn()
         self.assertEqual(search.calls, MATCH_SLICE)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class CostlyPatternTests(SynchronousTestCase):
+    """
+    A C{log} pattern that takes too much CPU on a batch is cut off.
+    """
+
+    def test_costlyPatternCutOff(self) -> None:
+        """
+        A pattern over L{MAX_SEARCH_SECONDS} of CPU on one batch still
+        delivers that batch, then its subscribers are disconnected and the
+        pattern is remembered as too costly; other subscribers go on.
+        """
+        times = iter([0.0, 0.001, 1.0, 1.0 + MAX_SEARCH_SECONDS * 2])
+        self.patch(broker, "thread_time", lambda: next(times))
+        broker_ = Broker()
+        cheap = FakeSubscriber(Filters.fromQuery({"log": "x"}))
+        costly = FakeSubscriber(Filters.fromQuery({"log": "[ab]*a[ab]{20}c"}))
+        plain = FakeSubscriber(Filters())
+        for subscriber in (cheap, costly, plain):
+            broker_.subscribe(subscriber)
+        with capturedLogs() as events:
+            publish(broker_, WEB, [(TS, "x" + "a" * 22 + "c")])
+        self.assertEqual([len(s.received) for s in (cheap, costly, plain)], [1, 1, 1])
+        self.assertEqual((cheap.aborted, costly.aborted), (False, True))
+        self.assertEqual(broker_.subscribers, (cheap, plain))
+        self.assertEqual(list(broker_.costlyPatterns), ["[ab]*a[ab]{20}c"])
+        self.assertIn("took 40 ms of CPU", formatEvent(events[0]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from random import Random
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -127,6 +128,30 @@ class LimitTests(SynchronousTestCase):
         stream = server.subscribe("log=%28.%7B1%2C100%7D%29%7B10%7Dx")
         self.assertEqual(stream.status, 400)
         self.assertIn(b"too costly to match", stream.readUntil(lambda b: b.endswith(b"\n")))
+
+    def test_costlyAtRunTime(self) -> None:
+        """
+        A pattern that passes the costing but makes RE2 give up its DFA on
+        the records published (tens of milliseconds per 64 KiB) has its
+        subscribers cut off and is refused afterwards; others go on.
+        """
+        server = Server(self)
+        pattern = "log=%5Bab%5D*a%5Bab%5D%7B90%7Dc"
+        costly = server.subscribe(pattern)
+        other = server.subscribe("app=ab")
+        server.subscribed(2)
+        # Random a and b: RE2's DFA for this pattern would need 2**90 states.
+        rnd = Random(1)
+        text = bytes(rnd.choice(b"ab") for _ in range(60000))
+        publisher = server.publish(b"app=ab\n" + text + b"\nafter\n")
+        self.addCleanup(publisher.close)
+        self.assertEqual(len(other.lines(2)), 2)
+        server.waitForLog("of CPU on one batch")
+        # Cut off: the server aborts the connection.
+        self.assertRaises((EOFError, ConnectionResetError), costly.readUntil, lambda b: False)
+        refused = server.subscribe(pattern)
+        self.assertEqual(refused.status, 400)
+        self.assertIn(b"too costly to match", refused.readUntil(lambda b: b.endswith(b"\n")))
 
     def test_bodyTooLarge(self) -> None:
         """

@@ -595,6 +595,15 @@ class QueryTests(ResourceTestCase):
             self.assertIn(reason, body, query)
         self.assertEqual(self.broker.subscribers, ())
 
+    def test_costlyPatternRefused(self) -> None:
+        """
+        A C{log} pattern found too costly at run time is refused with a 400.
+        """
+        self.broker.costlyPatterns["[ab]*a[ab]{90}c"] = None
+        head, body = self.subscribe("log=%5Bab%5D*a%5Bab%5D%7B90%7Dc").response()
+        self.assertTrue(head.startswith(b"HTTP/1.1 400 "))
+        self.assertIn(b"too costly to match on the records published here", body)
+
     def test_anyOtherPathSubscribes(self) -> None:
         """
         Every path but the reserved ones subscribes, as the original did.
