@@ -1116,6 +1116,25 @@ class TextTests(PublisherTestCase):
         self.assertEqual(connection.broker.published, [])
         self.assertEqual(connection.broker.closed, [WEB])
 
+    def test_tricklingLineNotQuadratic(self) -> None:
+        """
+        A long line sent a byte per read is split once it ends: the bytes
+        handled grow linearly with the line, not with its square.
+        """
+        handled: list[int] = []
+        original = TextProtocol._split
+
+        def counting(protocol: TextProtocol, data: bytes) -> None:
+            handled.append(len(data))
+            original(protocol, data)
+
+        self.patch(TextProtocol, "_split", counting)
+        line = b"0123456789" * 6000
+        connection = text().feed(b"app=myapp&proc=web&host=foobar\n")
+        connection.feed(*(line[i : i + 1] for i in range(len(line))), b"\r\n")
+        self.assertPublished(connection, WEB, [(NOW_TS, line.decode())])
+        self.assertLessEqual(sum(handled), 2 * len(line) + 100)
+
     def test_onePublishPerRead(self) -> None:
         """
         The complete lines of one read go to the broker in one call; a

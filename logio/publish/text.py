@@ -29,6 +29,10 @@ class TextProtocol(Publisher, LineOnlyReceiver):
     A line longer than C{maxLine} bytes is cut there and marked with
     L{TRUNCATED}; the rest of it, up to its newline, is discarded and
     counted in C{discarded}.
+
+    Reads without a newline are kept as they come, not joined to what came
+    before, until the line ends: so a line trickling in byte by byte costs
+    time linear in its length, not quadratic.
     """
 
     delimiter = b"\n"
@@ -36,7 +40,9 @@ class TextProtocol(Publisher, LineOnlyReceiver):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._buffer = b""
+        # The reads of the line not ended yet, and their length.
+        self._pending: list[bytes] = []
+        self._pendingLength = 0
         self._discarding = False
         self.discarded = 0
 
@@ -51,7 +57,32 @@ class TextProtocol(Publisher, LineOnlyReceiver):
             self.discarded += newline
             self._discarding = False
             data = data[newline + 1 :]
-        data = self._buffer + data
+        if b"\n" not in data:
+            self._pending.append(data)
+            self._pendingLength += len(data)
+            # The line may end in the CR of a CRLF split across reads.
+            if self._pendingLength - data.endswith(b"\r") > self.maxLine:
+                self.linesReceived([self._cut(self._takePending())])
+                self._discarding = True
+            return
+        if self._pending:
+            data = self._takePending() + data
+        self._split(data)
+
+    def _takePending(self) -> bytes:
+        """
+        The line not ended yet, in one piece, and none pending any more.
+        """
+        line = b"".join(self._pending)
+        self._pending = []
+        self._pendingLength = 0
+        return line
+
+    def _split(self, data: bytes) -> None:
+        """
+        Publish the complete lines of C{data}, which holds at least one
+        newline, and keep what follows the last one pending.
+        """
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         complete, separator, rest = data.rpartition(b"\n")
@@ -65,7 +96,9 @@ class TextProtocol(Publisher, LineOnlyReceiver):
             lines.append(self._cut(rest))
             self._discarding = True
             rest = b""
-        self._buffer = rest
+        if rest:
+            self._pending = [rest]
+            self._pendingLength = len(rest)
         self.linesReceived(lines)
 
     def changes(self) -> str:
@@ -119,7 +152,7 @@ class TextProtocol(Publisher, LineOnlyReceiver):
         """
         Publish a last line that has no newline (without a trailing CR).
         """
-        if self._buffer and not self.failed:
-            line, self._buffer = self._buffer, b""
+        if self._pending and not self.failed:
+            line = self._takePending()
             self.linesReceived([line[:-1] if line.endswith(b"\r") else line])
         return None
