@@ -86,6 +86,28 @@ def _writeChunk(transport: ITransport, data: bytes) -> None:
         transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
 
 
+def _afterNth(data: bytes, end: bytes, nth: int, count: int) -> int:
+    """
+    Where, in C{data} that holds C{count} records each ending in C{end}
+    (found nowhere else), the C{nth} record ends; 0 for the 0th.  Records
+    of a segment are about the same size, so a guess from the average is
+    near, and a few searches from there find it without splitting C{data}.
+    """
+    if nth <= 0:
+        return 0
+    position = data.find(end, max(len(data) * nth // count - len(end), 0))
+    if position < 0:
+        position = data.rfind(end)
+    seen = data.count(end, 0, position + len(end))
+    while seen < nth:
+        position = data.find(end, position + len(end))
+        seen += 1
+    while seen > nth:
+        position = data.rfind(end, 0, position)
+        seen -= 1
+    return position + len(end)
+
+
 def _unsent(segments: list[Segment], size: int) -> tuple[int, int]:
     """
     What a transport that still holds C{size} bytes did not send, when
@@ -118,6 +140,13 @@ class QueueBudget:
         self.total = 0
         #: The subscriptions that have something queued.
         self._queues: dict[Subscription, None] = {}
+
+    def grew(self, subscription: Subscription, size: int) -> None:
+        """
+        C{subscription}'s queue grew by C{size} bytes.
+        """
+        self.total += size
+        self._queues[subscription] = None
 
     def changed(self, subscription: Subscription, size: int) -> None:
         """
@@ -233,13 +262,16 @@ class Subscription:
             queue[-1] = Segment(last.data + segment.data, last.lines + segment.lines, segment.end)
         else:
             queue.append(segment)
-        self._queued(segment.lines, len(segment.data))
-        if (
-            self._queuedLines > self._maxLines
-            or self._queuedBytes + bufferedBytes(self._socket) > self._maxBytes
-        ):
-            self._trim(self._maxBytes - bufferedBytes(self._socket))
-        self._budget.check()
+        size = len(segment.data)
+        self._queuedLines += segment.lines
+        self._queuedBytes += size
+        budget = self._budget
+        budget.grew(self, size)
+        held = bufferedBytes(self._socket)
+        if self._queuedLines > self._maxLines or self._queuedBytes + held > self._maxBytes:
+            self._trim(self._maxBytes - held)
+        if budget.total > budget.maxBytes:
+            budget.check()
 
     def _queued(self, lines: int, size: int) -> None:
         """
@@ -320,26 +352,32 @@ class Subscription:
         Drop the oldest queued records until the queue holds at most
         C{maxLines} lines and C{maxBytes} bytes, never splitting a record.
         """
-        while self._queue and (self._queuedLines > self._maxLines or self._queuedBytes > maxBytes):
-            segment = self._queue[0]
+        queue = self._queue
+        queuedLines, queuedBytes = self._queuedLines, self._queuedBytes
+        while queue and (queuedLines > self._maxLines or queuedBytes > maxBytes):
+            segment = queue[0]
             data, lines, end = segment.data, segment.lines, segment.end
-            excessLines = self._queuedLines - self._maxLines
-            excessBytes = self._queuedBytes - maxBytes
+            excessLines = queuedLines - self._maxLines
+            excessBytes = queuedBytes - maxBytes
             if end is not None and excessLines < lines and excessBytes < len(data):
                 # Keep the newest part of this segment: cut after the first
                 # record end that removes enough lines and enough bytes.
-                cut = len(data) - len(data.split(end, excessLines)[-1]) if excessLines > 0 else 0
+                cut, gone = (_afterNth(data, end, excessLines, lines), excessLines)
                 if excessBytes > cut:
                     cut = data.index(end, max(excessBytes - len(end), 0)) + len(end)
-                gone = data.count(end, 0, cut)
+                    gone = data.count(end, 0, cut)
                 if cut < len(data):
-                    self._queue[0] = Segment(data[cut:], lines - gone, end)
+                    queue[0] = Segment(data[cut:], lines - gone, end)
                 else:
-                    self._queue.popleft()
+                    queue.popleft()
             else:
-                self._queue.popleft()
+                queue.popleft()
                 cut, gone = len(data), lines
-            self._queued(-gone, -cut)
+            queuedLines -= gone
+            queuedBytes -= cut
+        gone = self._queuedLines - queuedLines
+        if gone:
+            self._queued(-gone, queuedBytes - self._queuedBytes)
             self._drop(gone)
 
     def pauseProducing(self) -> None:

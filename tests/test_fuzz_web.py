@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.broker import Broker
 from logio.topic import Topic
-from logio.web import RootResource, SubscribeResource, SubscriberSite
+from logio.web import RootResource, SubscribeResource, SubscriberSite, _afterNth
 from tests.fakes import publish
 from tests.test_web import Client, get
 
@@ -137,3 +137,24 @@ class SubscriberPortFuzzTests(SynchronousTestCase):
         Random bytes, as a broken or hostile client sends: nothing raises.
         """
         self.check(data, splits)
+
+
+class AfterNthTests(SynchronousTestCase):
+    """
+    The queue finds where its nth record ends without splitting a segment.
+    """
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        lengths=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=50),
+        end=st.sampled_from([b"\n", b"\n\n"]),
+        data=st.data(),
+    )
+    def test_sameAsSplitting(self, lengths: list[int], end: bytes, data: st.DataObject) -> None:
+        """
+        For records of any lengths, the answer is where splitting would cut.
+        """
+        segment = b"".join(b"x" * length + end for length in lengths)
+        nth = data.draw(st.integers(min_value=0, max_value=len(lengths)))
+        expected = len(segment) - len(segment.split(end, nth)[-1]) if nth else 0
+        self.assertEqual(_afterNth(segment, end, nth, len(lengths)), expected)
