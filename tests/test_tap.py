@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio import tap
 from logio.broker import Broker
-from logio.tap import ListeningService, Options, makeService
+from logio.tap import BACKLOG, ListeningService, Options, makeService, withBacklog
 from tests.server import TIMEOUT, twistd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,6 +137,24 @@ class MakeServiceTests(SynchronousTestCase):
         top.startService()
         self.assertEqual(len(reactor.tcpServers), 2)
         self.successResultOf(top.stopService())
+
+    def test_backlog(self) -> None:
+        """
+        Listeners ask for a backlog of 511 unless the endpoint names one or
+        takes none.
+        """
+        self.assertEqual(withBacklog("tcp:7701"), f"tcp:7701:backlog={BACKLOG}")
+        self.assertEqual(
+            withBacklog("ssl:7443:privateKey=k.pem"), f"ssl:7443:privateKey=k.pem:backlog={BACKLOG}"
+        )
+        self.assertEqual(withBacklog("unix:/run/l.sock"), f"unix:/run/l.sock:backlog={BACKLOG}")
+        self.assertEqual(withBacklog("tcp:7701:backlog=5"), "tcp:7701:backlog=5")
+        self.assertEqual(withBacklog("systemd:domain=INET:index=0"), "systemd:domain=INET:index=0")
+        reactor = MemoryReactorClock()
+        options = Options()
+        options.parseOptions(["--publish", "tcp:0", "--subscribe", "tcp:0"])
+        makeService(options, reactor).privilegedStartService()
+        self.assertEqual([backlog for _, _, backlog, _ in reactor.tcpServers], [BACKLOG, BACKLOG])
 
     def test_history(self) -> None:
         """
