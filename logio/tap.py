@@ -113,7 +113,7 @@ class Options(usage.Options):
             "max-queued-bytes",
             None,
             256 * 1024 * 1024,
-            "Bytes queued for all subscribers together; past it the biggest queues drop their oldest lines.",
+            "Bytes held for all subscribers together (queues, and stalled ones' sockets); past it the biggest queues drop their oldest lines, then the stalled subscribers holding the most are disconnected.",
             _positive,
         ],
         [

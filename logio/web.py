@@ -128,18 +128,33 @@ def _unsent(segments: list[Segment], size: int) -> tuple[int, int]:
 
 class QueueBudget:
     """
-    The bound on all subscribers' queues together: past C{maxBytes}, the
-    biggest queues drop their oldest records first, each with its own drop
-    notice.
+    The bound on what all subscribers hold together: their queues, and what
+    the transports of stalled ones hold.  Past C{maxBytes}, the biggest
+    queues drop their oldest records first, each with its own drop notice;
+    if that is not enough, the stalled subscribers holding the most are
+    disconnected.
 
-    @ivar total: Bytes queued now, for every subscriber together.
+    @ivar total: Bytes held now, for every subscriber together.
     """
+
+    log = Logger()
 
     def __init__(self, maxBytes: int) -> None:
         self.maxBytes = maxBytes
         self.total = 0
         #: The subscriptions that have something queued.
         self._queues: dict[Subscription, None] = {}
+        #: The paused subscriptions whose transports hold bytes, and how many.
+        self._stalled: dict[Subscription, int] = {}
+
+    def holding(self, subscription: Subscription, size: int) -> None:
+        """
+        C{subscription}'s transport, which paused it, holds C{size} bytes
+        (0: it has sent them all).
+        """
+        self.total += size - self._stalled.pop(subscription, 0)
+        if size:
+            self._stalled[subscription] = size
 
     def grew(self, subscription: Subscription, size: int) -> None:
         """
@@ -160,11 +175,21 @@ class QueueBudget:
 
     def check(self) -> None:
         """
-        Shed the biggest queues until all of them fit together.
+        Shed the biggest queues until everything fits together; then, if
+        need be, disconnect the stalled subscribers holding the most.
         """
         while self.total > self.maxBytes and self._queues:
             biggest = max(self._queues, key=lambda subscription: subscription.queued[1])
             biggest.shed(self.total - self.maxBytes)
+        while self.total > self.maxBytes and self._stalled:
+            biggest = max(self._stalled, key=self._stalled.__getitem__)
+            self.log.warn(
+                "Subscribers together hold more than {maxBytes} bytes: disconnecting one "
+                "that is not reading, whose transport holds {size}",
+                maxBytes=self.maxBytes,
+                size=self._stalled[biggest],
+            )
+            biggest.abort()
 
 
 @implementer(IPushProducer, ISubscriber)
@@ -382,9 +407,16 @@ class Subscription:
 
     def pauseProducing(self) -> None:
         self._paused = True
+        # The transport holds as much as it will: it counts in the
+        # server-wide bound until it has sent it all (and resumes us).
+        held = bufferedBytes(self._socket)
+        if held:
+            self._budget.holding(self, held)
+            self._budget.check()
 
     def resumeProducing(self) -> None:
         self._paused = False
+        self._budget.holding(self, 0)
         if self.dropped:
             self._sendNotice()
         while self._queue and not self._paused:
@@ -398,6 +430,7 @@ class Subscription:
     def stopProducing(self) -> None:
         self._queue.clear()
         self._queued(-self._queuedLines, -self._queuedBytes)
+        self._budget.holding(self, 0)
 
     def finishWhenSent(self) -> None:
         """

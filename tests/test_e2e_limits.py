@@ -71,6 +71,30 @@ class MemoryTests(SynchronousTestCase):
         # Before the bound, the twenty transports held over 1 GB.
         self.assertLess(growth, 300 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB")
 
+    def test_serverWideBound(self) -> None:
+        """
+        With C{--max-queued-bytes} at 8 MiB, twenty stalled subscribers of
+        the same input hold about that together, not 4 MiB each: the
+        stalled ones holding the most are disconnected.
+        """
+        server = Server(self, "--max-queued-bytes", str(8 << 20))
+        subscribers = [stalledSubscriber(server, "") for _ in range(20)]
+        for sock in subscribers:
+            self.addCleanup(sock.close)
+        server.subscribed(20)
+        before = rss(server)
+        field = "z" * 256
+        publisher = server.publish(
+            f"app={field}&proc={field}&host={field}\n".encode() + b"\n" * 65536
+        )
+        self.addCleanup(publisher.close)
+        key = ("logio_records_in_total", (("protocol", "text"),))
+        waitFor(lambda: metrics(server)[key] >= 65536, what="the empty lines to be read")
+        server.waitForLog("disconnecting one that is not reading")
+        growth = rss(server) - before
+        # Without the server-wide bound they held about 96 MiB.
+        self.assertLess(growth, 64 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB")
+
     def test_retention(self) -> None:
         """
         Three rounds of twenty stalled subscribers that leave: what they

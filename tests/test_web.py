@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
@@ -1028,6 +1028,30 @@ class LimitTests(ResourceTestCase):
             client.transport.producer.resumeProducing()
         self.assertIn(": 2 lines dropped:", big.body().decode().splitlines()[0])
         self.assertEqual(len(small.body().splitlines()), 3)
+
+    def test_maxQueuedBytesCountsStalledTransports(self) -> None:
+        """
+        What the transports of stalled subscribers hold counts in
+        C{maxQueuedBytes} too, until they have sent it: past the bound with
+        no queue left to shed, the stalled subscriber holding the most is
+        disconnected.
+        """
+        self.makeSite(maxQueuedBytes=1000)
+        (first, firstSocket), (second, secondSocket) = self.socketClient(), self.socketClient()
+        firstSocket.dataBuffer = b"x" * 800
+        with capturedLogs() as events:
+            first.transport.producer.pauseProducing()
+            self.assertFalse(first.transport.disconnecting)
+            secondSocket.dataBuffer = b"y" * 600
+            second.transport.producer.pauseProducing()
+        self.assertTrue(first.transport.disconnecting)
+        self.assertFalse(second.transport.disconnecting)
+        [event] = events
+        self.assertIn("disconnecting one that is not reading", formatEvent(event))
+        # Once its transport has sent everything, the other holds nothing.
+        secondSocket.dataBuffer = b""
+        second.transport.producer.resumeProducing()
+        self.assertEqual(self.site.resource._subscribe._budget.total, 0)
 
     def test_requestDeadline(self) -> None:
         """
