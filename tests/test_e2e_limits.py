@@ -144,6 +144,23 @@ class LimitTests(SynchronousTestCase):
         self.assertIn(b"too many subscribers (2)", result.stdout)
         server.waitForLog("Refused a subscriber: too many subscribers")
 
+    def test_maxLogFilters(self) -> None:
+        """
+        Past C{--max-log-filters} distinct patterns a new one gets 503; a
+        pattern already in use is shared and accepted.
+        """
+        server = Server(self, "--max-log-filters", "1")
+        first = server.subscribe("log=ERROR")
+        self.addCleanup(first.close)
+        shared = server.subscribe("log=ERROR")
+        self.addCleanup(shared.close)
+        self.assertEqual((first.status, shared.status), (200, 200))
+        refused = server.subscribe("log=WARN")
+        self.assertEqual(refused.status, 503)
+        self.assertIn(
+            b"too many distinct log= patterns (1)", refused.readUntil(lambda b: b.endswith(b"\n"))
+        )
+
     def test_costlyPattern(self) -> None:
         """
         A pattern too costly to match is a 400 saying so.
