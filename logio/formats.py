@@ -23,6 +23,9 @@ from zope.interface import implementer
 from logio.interfaces import IFormat
 from logio.topic import Record, Topic
 
+#: The text format's media type, also that of the server's plain answers.
+PLAIN_TEXT = b"text/plain; charset=utf-8"
+
 #: JSON's string encoder (the C one): quotes and escapes, non-ASCII kept.
 _escape: Callable[[str], str] = json.encoder.encode_basestring
 #: Quote a string that needs no escapes.
@@ -113,7 +116,7 @@ class TextFormat:
     """
 
     name = "text"
-    contentType = b"text/plain; charset=utf-8"
+    contentType = PLAIN_TEXT
     keepAlive = None
 
     def __init__(self, host: str) -> None:

@@ -15,9 +15,17 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from logio.formats import PLAIN_TEXT
 from logio.interfaces import IBroker
 
-PLAIN_TEXT = b"text/plain; charset=utf-8"
+
+def reply(request: Request, code: int, body: str) -> bytes:
+    """
+    Answer C{request} with C{code} and a one-line plain text C{body}.
+    """
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", PLAIN_TEXT)
+    return f"{body}\n".encode("utf-8", "replace")
 
 
 class _Report(Resource):
@@ -30,14 +38,10 @@ class _Report(Resource):
 
     def render(self, request: Request) -> bytes | int:
         if request.postpath and request.postpath != [b""]:
-            request.setResponseCode(404)
-            request.setHeader(b"content-type", PLAIN_TEXT)
-            return b"not found\n"
+            return reply(request, 404, "not found")
         if request.method not in (b"GET", b"HEAD"):
-            request.setResponseCode(405)
             request.setHeader(b"allow", b"GET, HEAD")
-            request.setHeader(b"content-type", PLAIN_TEXT)
-            return b"method not allowed\n"
+            return reply(request, 405, "method not allowed")
         request.setHeader(b"content-type", self.contentType)
         request.setHeader(b"cache-control", b"no-cache")
         return self.report()
@@ -61,9 +65,7 @@ class NotFoundResource(_Report):
     """
 
     def render(self, request: Request) -> bytes:
-        request.setResponseCode(404)
-        request.setHeader(b"content-type", PLAIN_TEXT)
-        return b"not found\n"
+        return reply(request, 404, "not found")
 
 
 class _Collector:

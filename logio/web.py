@@ -46,10 +46,15 @@ from logio.interfaces import IBroker, IFormat, ISubscriber
 from logio.net import PAUSE_AT, bufferedBytes, describePeer, tuneSocket, widenWrites
 from logio.refusals import Refusals
 from logio.stats import Stats
-from logio.status import HealthResource, MetricsResource, NotFoundResource, TopicsResource
+from logio.status import (
+    HealthResource,
+    MetricsResource,
+    NotFoundResource,
+    TopicsResource,
+    reply,
+)
 from logio.topic import formatEpoch, serverHost
 
-PLAIN_TEXT = b"text/plain; charset=utf-8"
 #: How long a stopping server waits for subscribers' sockets to flush.
 CLOSE_TIMEOUT = 5.0
 #: The query parameters of a subscription.
@@ -721,12 +726,6 @@ class _Asked:
     stale: Optional[str]
 
 
-def _reply(request: Request, code: int, body: str) -> bytes:
-    request.setResponseCode(code)
-    request.setHeader(b"content-type", PLAIN_TEXT)
-    return f"{body}\n".encode("utf-8", "replace")
-
-
 class SubscribeResource(Resource):
     """
     Any path but the reserved ones: C{GET /?app=RE&proc=RE&host=RE&log=RE}
@@ -829,7 +828,7 @@ class SubscribeResource(Resource):
     ) -> bytes:
         peer = describePeer(request.getClientAddress())
         self._refusals.refuse("subscriber", cause, f"{peer}: {reason[:200]}")
-        return _reply(request, code, reason)
+        return reply(request, code, reason)
 
     def _overLimit(self, asked: _Asked) -> Optional[str]:
         """
