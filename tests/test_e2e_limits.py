@@ -44,32 +44,44 @@ class MemoryTests(SynchronousTestCase):
     What the server holds for subscribers stays within their bounds.
     """
 
-    def test_amplification(self) -> None:
+    def amplify(self, server: Server, round: int = 1) -> list[socket.socket]:
         """
-        64 KiB of empty lines from a publisher with 256-character topic
-        fields make about 52 MB of output per subscriber; twenty
-        subscribers that never read hold at most their bound each (4 MiB),
-        not the whole output.
+        Connect twenty subscribers that never read (round C{round} of
+        them), then publish 64 KiB of empty lines with 256-character topic
+        fields (about 52 MB of output for each), and wait until the server
+        has read them all.
+
+        @return: The subscribers' sockets.
         """
-        server = Server(self)
         subscribers = [stalledSubscriber(server, "") for _ in range(20)]
         for sock in subscribers:
             self.addCleanup(sock.close)
-        server.subscribed(20)
-        before = rss(server)
+        server.subscribed(20 * round)
         field = "x" * 256
         publisher = server.publish(
             f"app={field}&proc={field}&host={field}\n".encode() + b"\n" * 65536
         )
         self.addCleanup(publisher.close)
-        waitFor(lambda: metrics(server)[("logio_records_in_total", (("protocol", "text"),))] >= 65536,
-                what="the empty lines to be read")  # fmt: skip
-        samples = metrics(server)
-        dropped = samples[("logio_lines_dropped_total", (("format", "text"),))]
-        self.assertGreater(dropped, 20 * 60000)
+        key = ("logio_records_in_total", (("protocol", "text"),))
+        waitFor(lambda: metrics(server)[key] >= 65536 * round, what="the empty lines to be read")
+        return subscribers
+
+    def assertGrewLess(self, server: Server, before: int, limit: int) -> None:
         growth = rss(server) - before
+        self.assertLess(growth, limit, f"RSS grew by {growth / 2**20:.0f} MiB")
+
+    def test_amplification(self) -> None:
+        """
+        Twenty subscribers that never read an amplifying publisher hold at
+        most their bound each (4 MiB), not the whole output.
+        """
+        server = Server(self)
+        before = rss(server)
+        self.amplify(server)
+        dropped = metrics(server)[("logio_lines_dropped_total", (("format", "text"),))]
+        self.assertGreater(dropped, 20 * 60000)
         # Before the bound, the twenty transports held over 1 GB.
-        self.assertLess(growth, 300 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB")
+        self.assertGrewLess(server, before, 300 * 1024 * 1024)
 
     def test_serverWideBound(self) -> None:
         """
@@ -78,22 +90,11 @@ class MemoryTests(SynchronousTestCase):
         stalled ones holding the most are disconnected.
         """
         server = Server(self, "--max-queued-bytes", str(8 << 20))
-        subscribers = [stalledSubscriber(server, "") for _ in range(20)]
-        for sock in subscribers:
-            self.addCleanup(sock.close)
-        server.subscribed(20)
         before = rss(server)
-        field = "z" * 256
-        publisher = server.publish(
-            f"app={field}&proc={field}&host={field}\n".encode() + b"\n" * 65536
-        )
-        self.addCleanup(publisher.close)
-        key = ("logio_records_in_total", (("protocol", "text"),))
-        waitFor(lambda: metrics(server)[key] >= 65536, what="the empty lines to be read")
+        self.amplify(server)
         server.waitForLog("disconnecting one that is not reading")
-        growth = rss(server) - before
         # Without the server-wide bound they held about 96 MiB.
-        self.assertLess(growth, 64 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB")
+        self.assertGrewLess(server, before, 64 * 1024 * 1024)
 
     def test_retention(self) -> None:
         """
@@ -102,20 +103,12 @@ class MemoryTests(SynchronousTestCase):
         does not add up (it reached 1.5 GB with nothing connected).
         """
         server = Server(self)
-        field = "y" * 256
-        top = f"app={field}&proc={field}&host={field}\n".encode()
         before = rss(server)
         for round in range(1, 4):
-            subscribers = [stalledSubscriber(server, "") for _ in range(20)]
-            server.subscribed(20 * round)
-            server.publish(top + b"\n" * 65536).close()
-            key = ("logio_records_in_total", (("protocol", "text"),))
-            waitFor(lambda: metrics(server)[key] >= 65536 * round, what="the lines read")  # noqa: B023
-            for sock in subscribers:
+            for sock in self.amplify(server, round):
                 sock.close()
             server.waitForLog("(0 subscribers)", round)
-        growth = rss(server) - before
-        self.assertLess(growth, 300 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB")
+        self.assertGrewLess(server, before, 300 * 1024 * 1024)
 
 
 class LimitTests(SynchronousTestCase):
