@@ -590,6 +590,7 @@ class SubscriberChannel(HTTPChannel):
     """
 
     streaming = False
+    _subscription: Optional[Subscription] = None
     refused = False
     _readClosed = False
     _deadline: Optional[IDelayedCall] = None
@@ -653,8 +654,8 @@ class SubscriberChannel(HTTPChannel):
         self._readClosed = True
         if not (self.streaming or self.requests) and self.transport is not None:
             self.transport.loseConnection()
-        elif isinstance(self._requestProducer, Subscription):
-            self._requestProducer.keepAlive()
+        elif self._subscription is not None:
+            self._subscription.keepAlive()
 
     def writeConnectionLost(self) -> None:
         if self.transport is not None:
@@ -664,11 +665,12 @@ class SubscriberChannel(HTTPChannel):
         self._stopDeadline()
         super().connectionLost(reason)
 
-    def startStreaming(self) -> None:
+    def startStreaming(self, subscription: Subscription) -> None:
         """
-        The request is now a subscription: keep reading, ignore the bytes.
+        The request is now C{subscription}: keep reading, ignore the bytes.
         """
         self.streaming = True
+        self._subscription = subscription
         self._keepReading()
 
     def _keepReading(self) -> None:
@@ -900,8 +902,6 @@ class SubscribeResource(Resource):
         socket = widenWrites(channel.transport, self._pauseAt)
         # The request phase is over: a quiet stream is not an idle client.
         channel.setTimeout(None)
-        if isinstance(channel, SubscriberChannel):
-            channel.startStreaming()
         subscription = Subscription(
             request,
             asked.filters,
@@ -914,6 +914,8 @@ class SubscribeResource(Resource):
             self._budget,
         )
         self._opened(subscription)
+        if isinstance(channel, SubscriberChannel):
+            channel.startStreaming(subscription)
         request.registerProducer(subscription, True)
         request.write(b"")
         subscription.startStreaming()
