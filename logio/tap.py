@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from logio.broker import Broker
 from logio.net import describeAddress
 from logio.publish import PublisherFactory, PublishersService
+from logio.refusals import Refusals
 from logio.web import RootResource, SubscribeResource, SubscriberSite
 
 DEFAULT_PUBLISH = "tcp:7701"
@@ -283,8 +284,15 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         options["history"], options["history-bytes"], int(reactor.seconds() * 1000), reactor
     )
     broker.setServiceParent(top)
+    # One log of refusals for both ports, so each cause is rate-limited once.
+    refusals = Refusals(broker.stats, reactor)
     publishers = PublisherFactory(
-        broker, reactor, options["max-line"], options["max-publishers"], options["topic-timeout"]
+        broker,
+        reactor,
+        options["max-line"],
+        options["max-publishers"],
+        options["topic-timeout"],
+        refusals,
     )
     # Stopped before the broker (a MultiService stops its children in
     # reverse order), so publishers stop being read before subscribers drain.
@@ -300,6 +308,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         maxSubscribers=options["max-subscribers"],
         maxLogFilters=options["max-log-filters"],
         maxQueuedBytes=options["max-queued-bytes"],
+        refusals=refusals,
     )
     site = SubscriberSite(RootResource(broker, subscribe), reactor=reactor)
     for description in options["subscribe"]:
