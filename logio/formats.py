@@ -20,6 +20,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import frozen
 from zope.interface import implementer
 
+from logio.fields import CLEAN, RESERVED_APP, UNSAFE, escape
 from logio.interfaces import IFormat
 from logio.topic import Record, Topic
 
@@ -83,11 +84,21 @@ def pack(lines: Sequence[str], prefix: str) -> list[Segment]:
     A multi-line text gets the timestamp and prefix repeated on each of its
     physical lines and becomes a segment of its own, so a subscriber's
     queue can drop it whole.
+
+    The characters that could move a terminal's cursor or fake a line are
+    shown escaped (L{logio.fields.escape}); the timestamp and prefix hold
+    none.
     """
     text = "".join(lines)
+    data = text.encode("utf-8", "replace")
+    # One pass over the bytes finds the batches that may need it.
+    if data.translate(None, CLEAN) and UNSAFE.search(text) is not None:
+        lines = [escape(line) for line in lines]
+        text = "".join(lines)
+        data = text.encode("utf-8", "replace")
     count = text.count("\n")
     if count == len(lines):
-        return [Segment(text.encode("utf-8", "replace"), count, b"\n")]
+        return [Segment(data, count, b"\n")]
     segments: list[Segment] = []
     run: list[str] = []
     for line in lines:
@@ -131,7 +142,9 @@ class TextFormat:
         return encode
 
     def notice(self, stamp: str, message: str, dropped: Optional[int] = None) -> bytes:
-        return f"{stamp} logio[logio] {self.host}: {message}\n".encode("utf-8", "replace")
+        return f"{stamp} {RESERVED_APP}[{RESERVED_APP}] {self.host}: {escape(message)}\n".encode(
+            "utf-8", "replace"
+        )
 
 
 def _topicFields(topic: Topic) -> str:

@@ -4,14 +4,14 @@ Tests for L{logio.client.url}: publisher URLs and their defaults.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from logio.client import url as client
-from logio.client.url import MAX_TOPIC_FIELD, PublishURL, parse_url, program_name
-from logio.publish import base
+from logio.client.url import PublishURL, parse_url, program_name
+from logio.fields import MAX_TOPIC_FIELD
 
 
 class ParseTests(SynchronousTestCase):
@@ -90,26 +90,62 @@ class ParseTests(SynchronousTestCase):
     def test_defaultsMadeAcceptable(self) -> None:
         """
         A program or host name the server would refuse is made acceptable, not
-        an error: control characters become "?", a long name is cut.
+        an error: control characters, whitespace and brackets become "_", a
+        long name is cut.
         """
-        self.patch(sys, "argv", ["/usr/bin/odd\nname\x7f"])
+        self.patch(sys, "argv", ["/usr/bin/odd\nname\x7f [1]"])
         self.patch(socket, "gethostname", lambda: "h" * 300)
         url = parse_url("logio://h?app=a")
-        self.assertEqual((url.proc, url.host), ("odd?name?", "h" * MAX_TOPIC_FIELD))
-
-    def test_serverRules(self) -> None:
-        """
-        The client checks topic fields by the server's own rules.
-        """
-        self.assertEqual(MAX_TOPIC_FIELD, base.MAX_TOPIC_FIELD)
-        self.assertEqual(client._CONTROL.pattern, base._CONTROL.pattern)
+        self.assertEqual((url.proc, url.host), ("odd_name___1_", "h" * MAX_TOPIC_FIELD))
 
     def test_percentEncoding(self) -> None:
         """
         Query values are percent-decoded.
         """
-        self.assertEqual(parse_url("logio://h?app=my%20app&proc=a%26b").app, "my app")
+        self.assertEqual(parse_url("logio://h?app=my%2Bapp&proc=a%26b").app, "my+app")
         self.assertEqual(parse_url("logio://h?app=x&proc=a%26b").proc, "a&b")
+
+
+class TokenTests(SynchronousTestCase):
+    """
+    Where a publisher's token comes from.
+    """
+
+    def setUp(self) -> None:
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "LOGIO_TOKEN"})
+
+    def test_userName(self) -> None:
+        """
+        logio://TOKEN@host sends TOKEN, percent-decoded.
+        """
+        self.assertEqual(parse_url("logio://t%2Fk@h?app=a").token, "t/k")
+
+    def test_password(self) -> None:
+        """
+        logio://user:TOKEN@host (the Go client's shape) sends the password.
+        """
+        url = parse_url("logios://user:s3cret@h:7000?app=a")
+        self.assertEqual((url.token, url.address), ("s3cret", ("h", 7000)))
+
+    def test_environment(self) -> None:
+        """
+        Without a token in the URL, LOGIO_TOKEN is used; the URL's wins.
+        """
+        os.environ["LOGIO_TOKEN"] = "from-env"
+        self.assertEqual(parse_url("logio://h?app=a").token, "from-env")
+        self.assertEqual(parse_url("logio://mine@h?app=a").token, "mine")
+
+    def test_none(self) -> None:
+        """
+        No token anywhere is None.
+        """
+        self.assertIsNone(parse_url("logio://h?app=a").token)
+
+    def test_notInRepr(self) -> None:
+        """
+        The repr of a parsed URL never shows the token.
+        """
+        self.assertNotIn("s3cret", repr(parse_url("logio://s3cret@h?app=a")))
 
 
 class ErrorTests(SynchronousTestCase):
@@ -172,11 +208,14 @@ class ErrorTests(SynchronousTestCase):
         """
         self.assertBad("logio://h/app?app=a", "a path ('/app') means nothing")
 
-    def test_credentials(self) -> None:
+    def test_errorsHideTheToken(self) -> None:
         """
-        User names and passwords are refused (none are used).
+        A bad URL's message shows the URL without its user name and password.
         """
-        self.assertBad("logio://u:p@h?app=a", "user names and passwords")
+        error = self.assertRaises(ValueError, parse_url, "logio://user:s3cret@h?app=a&prc=1")
+        self.assertIn("'logio://h?app=a&prc=1'", str(error))
+        self.assertNotIn("s3cret", str(error))
+        self.assertNotIn("user", str(error))
 
     def test_unixNeedsPath(self) -> None:
         """
@@ -189,14 +228,25 @@ class ErrorTests(SynchronousTestCase):
         """
         A topic field with a control character, which the server refuses, is refused.
         """
-        self.assertBad("logio://h?app=a%0Ab", "app holds a control character")
-        self.assertBad("logio://h?app=a&proc=%1b[31m", "proc holds a control character")
-        self.assertBad("logio://h?app=a&host=a%7Fb", "host holds a control character")
+        self.assertBad("logio://h?app=a%0Ab", "'app' holds the character U+000A")
+        self.assertBad("logio://h?app=a&proc=%1b[31m", "'proc' holds the character U+001B")
+        self.assertBad("logio://h?app=a&host=a%7Fb", "'host' holds the character U+007F")
+
+    def test_forgingCharacters(self) -> None:
+        """
+        Whitespace, brackets, line separators and bidi overrides, which the
+        server refuses in a topic field, are refused; so is the app "logio".
+        """
+        self.assertBad("logio://h?app=a+b", "'app' holds a space")
+        self.assertBad("logio://h?app=a&proc=web%5D", "'proc' holds ']'")
+        self.assertBad("logio://h?app=a&host=%E2%80%A8", "'host' holds the character U+2028")
+        self.assertBad("logio://h?app=%E2%80%AEx", "'app' holds the character U+202E")
+        self.assertBad("logio://h?app=logio", "the app 'logio' is the server's own")
 
     def test_tooLong(self) -> None:
         """
         A topic field longer than the server accepts is refused.
         """
-        self.assertBad(f"logio://h?app={'a' * 257}", "app is longer than 256 characters")
-        self.assertBad(f"logio://h?app=a&proc={'p' * 300}", "proc is longer than 256 characters")
-        self.assertBad(f"logio://h?app=a&host={'h' * 257}", "host is longer than 256 characters")
+        self.assertBad(f"logio://h?app={'a' * 257}", "'app' is longer than 256 characters")
+        self.assertBad(f"logio://h?app=a&proc={'p' * 300}", "'proc' is longer than 256 characters")
+        self.assertBad(f"logio://h?app=a&host={'h' * 257}", "'host' is longer than 256 characters")

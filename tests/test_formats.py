@@ -69,6 +69,40 @@ class FormatTests(SynchronousTestCase):
             ],
         )
 
+    def test_textEscapes(self) -> None:
+        """
+        In text output, control characters but tab, DEL, C1, the line and
+        paragraph separators and bidi controls are shown as visible escapes,
+        in single and multi-line records alike; everything else is kept.
+        """
+        encode = FORMATS["text"].encoder(WEB)
+        prefix = f"{TS} myapp[web] foobar: "
+        cases = [
+            ("\x1b[2Jclear", "\\u001b[2Jclear"),
+            ("ok\rforged", "ok\\u000dforged"),
+            ("a\u2028b\u2029c", "a\\u2028b\\u2029c"),
+            ("\u202egnp.exe\u2066", "\\u202egnp.exe\\u2066"),
+            ("del\x7f c1\x85\x9b", "del\\u007f c1\\u0085\\u009b"),
+            ("tab\tkept, caf\u00e9 \u2014 \u20ac", "tab\tkept, caf\u00e9 \u2014 \u20ac"),
+        ]
+        for raw, shown in cases:
+            [segment] = encode([(TS, "plain"), (TS, raw)], [1, 2])
+            self.assertEqual(segment.data.decode(), f"{prefix}plain\n{prefix}{shown}\n", repr(raw))
+        segments = encode([(TS, "a\x00\nb\x1b")], [1])
+        self.assertEqual(
+            segments, [Segment(f"{prefix}a\\u0000\n{prefix}b\\u001b\n".encode(), 2, None)]
+        )
+
+    def test_escapesOnlyInText(self) -> None:
+        """
+        JSON and SSE keep the exact text, JSON-escaped.
+        """
+        raw = "\x1b[2J\r\u2028\u202e"
+        for name in ("json", "sse"):
+            [segment] = FORMATS[name].encoder(WEB)([(TS, raw)], [1])
+            data = segment.data.decode().partition("data: ")[2] or segment.data.decode()
+            self.assertEqual(json.loads(data)["log"], raw)
+
     def test_json(self) -> None:
         """
         One JSON object per record with exactly C{seq time app proc host

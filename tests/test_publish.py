@@ -25,6 +25,7 @@ from zope.interface.verify import verifyObject
 
 from logio.broker import Broker
 from logio.publish import PublisherFactory, PublishersService
+from logio.publish.base import SHUTTING_DOWN
 from logio.publish.seed import SeedProtocol
 from logio.publish.text import TextProtocol
 from logio.refusals import Refusals
@@ -660,20 +661,29 @@ class SeedTests(PublisherTestCase):
 
     def test_topicFieldLimits(self) -> None:
         """
-        A topic field with a control character (which could forge output
-        lines) or longer than 256 characters is refused, in both protocols.
+        A topic field with whitespace, a bracket or a character that could
+        forge output lines, or longer than 256 characters, is refused in
+        both protocols, and so is the server's own app; each refusal names
+        the field.
         """
         for field, value in [
             ("app", "evil\n2016 bank[web] h: ok"),
+            ("app", "logio"),
             ("proc", "a\tb"),
+            ("proc", "web] db-1: payment OK [x"),
+            ("proc", "x\u2028y"),
+            ("host", "\u202eh"),
             ("host", "h" * 257),
         ]:
             topic = dict(WEB_TOPIC, **{field: value})
             connection = seed().feed(values(topic))
             self.assertIn(field, connection.transport.value().decode())
             self.assertTrue(connection.transport.disconnecting)
+            self.assertEqual(connection.topics(), [])
         connection = text().feed(b"app=evil%0Aforged&proc=web\nhi\n")
-        self.assertIn(b"control character", connection.transport.value())
+        self.assertIn(b"'app' holds the character U+000A", connection.transport.value())
+        connection = text().feed(b"app=logio\nhi\n")
+        self.assertIn(b"the app 'logio' is the server's own", connection.transport.value())
         connection = seed().feed(values(dict(WEB_TOPIC, app="a" * 256), {"raw": "ok"}))
         self.assertEqual(connection.records(), [(NOW_TS, "ok")])
 
@@ -1085,8 +1095,10 @@ class TextTests(PublisherTestCase):
         The topic query is percent- and plus-decoded; the first of repeated
         parameters counts; unknown parameters are ignored.
         """
-        connection = text().feed(b"app=my+app%21&app=other&proc=w%C3%A9b&x=1\nx\n")
-        self.assertPublished(connection, Topic("my app!", "w\xe9b", PEER), [(NOW_TS, "x")])
+        connection = text().feed(b"app=my%2Bapp%21&app=other&proc=w%C3%A9b&x=1\nx\n")
+        self.assertPublished(connection, Topic("my+app!", "w\xe9b", PEER), [(NOW_TS, "x")])
+        refused = text().feed(b"app=my+app\nx\n")
+        self.assertIn(b"'app' holds a space", refused.transport.value())
 
     def test_missingProcAndHost(self) -> None:
         """
@@ -1676,8 +1688,9 @@ class ShutdownTests(PublisherTestCase):
     def test_stopService(self) -> None:
         """
         Stopping the service pauses every publisher before anything is
-        published, publishes a pending last text line, closes them all, and
-        logs how many records were read since start-up.
+        published, publishes a pending last text line, tells each the server
+        is shutting down, closes them all, and logs how many records were
+        read since start-up.
         """
         broker, clock = _PausedAtPublish(), Clock()
         clock.advance(NOW)
@@ -1702,7 +1715,7 @@ class ShutdownTests(PublisherTestCase):
         )
         self.assertEqual(broker.pausedAtPublish[-1:], [True])
         self.assertEqual([t.disconnecting for t in transports], [True, True])
-        self.assertEqual([t.value() for t in transports], [b"", b""])
+        self.assertEqual([t.value() for t in transports], [SHUTTING_DOWN, SHUTTING_DOWN])
         self.assertEqual(
             [formatEvent(event) for event in events],
             ["Stopped reading 2 publishers; 5 records read since start-up"],

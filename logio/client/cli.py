@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.max_lines * _PUB_BYTES_PER_LINE, _PUB_MIN_DEFAULT_BYTES
             )
             return _pub(args.url, args.timeout, args.max_lines, max_bytes, sys.stdin.buffer)
-        return _tail(subscriptionURL(args), args.color, args.ca, sys.stdout)
+        return _tail(subscriptionURL(args), args.color, args.ca, args.token, sys.stdout)
     except ValueError as e:
         print(f"logio {args.command}: {e}", file=sys.stderr)
         return 2
@@ -194,6 +194,13 @@ def parseArguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(never with --json)",
     )
     tail.add_argument("--ca", metavar="FILE", help="trust the CAs in this PEM file (https)")
+    tail.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=os.environ.get("LOGIO_TOKEN") or None,
+        help="present this token (Authorization: Bearer) to a server started with --auth "
+        "(default: $LOGIO_TOKEN)",
+    )
     for name, field in [
         ("app", "app"),
         ("proc", "proc"),
@@ -488,7 +495,9 @@ def _withQuery(path: str, query: str) -> str:
     return f"{path}?{query}" if query else path
 
 
-def _tail(subscription: Subscription, color: str, ca: str | None, stdout: TextIO) -> int:
+def _tail(
+    subscription: Subscription, color: str, ca: str | None, token: str | None, stdout: TextIO
+) -> int:
     """
     Print the subscription's lines until interrupted, reconnecting with
     backoff; without follow, until the response ends.
@@ -504,7 +513,9 @@ def _tail(subscription: Subscription, color: str, ca: str | None, stdout: TextIO
     host, port = subscription.host, subscription.port
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     colour = not subscription.json and (color == "always" or (color == "auto" and stdout.isatty()))
-    accept = "application/x-ndjson" if subscription.json else "text/plain"
+    headers = {"Accept": "application/x-ndjson" if subscription.json else "text/plain"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     out = stdout.buffer
     path = subscription.path
     delay = BACKOFF_MIN
@@ -513,7 +524,7 @@ def _tail(subscription: Subscription, color: str, ca: str | None, stdout: TextIO
         try:
             connection = _connect(host, port, context)
             try:
-                connection.request("GET", path, headers={"Accept": accept})
+                connection.request("GET", path, headers=headers)
                 response = connection.getresponse()
                 if 400 <= response.status < 500:
                     body = response.read(4096).decode("utf-8", "replace").strip()
@@ -547,6 +558,10 @@ def _tail(subscription: Subscription, color: str, ca: str | None, stdout: TextIO
             return 1
         except http.client.IncompleteRead:
             problem = "the stream was cut short"
+        except http.client.RemoteDisconnected:
+            problem = "the server closed the connection without an answer"
+            if context is None:
+                problem += " (TLS server? then use https://)"
         except (OSError, http.client.HTTPException) as e:
             problem = str(e) or e.__class__.__name__
         if not subscription.follow:

@@ -37,6 +37,9 @@ from logio.client.url import PublishURL
 #: The first and the longest wait between connection attempts, in seconds.
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 30.0
+#: The first byte of each kind of TLS record a server may answer with:
+#: handshake and alert.
+_TLS_RECORDS = (b"\x16", b"\x15")
 #: The most a TLS connection is given in one send (one TLS record).
 TLS_SLICE = 16384
 
@@ -129,8 +132,11 @@ class Publisher:
         self.backoff_max = backoff_max
         self.report: Callable[[str], None] = report or _to_stderr
         self._tls = _tls_context(target) if target.tls else None
+        topic = {"app": target.app, "proc": target.proc, "host": target.host}
+        if target.token is not None:
+            topic["token"] = target.token
         self._topic = json.dumps(
-            {"app": target.app, "proc": target.proc, "host": target.host},
+            topic,
             ensure_ascii=False,
             separators=(",", ":"),
         )
@@ -463,9 +469,21 @@ class Publisher:
             return False
         finally:
             sock.settimeout(self.write_timeout)
-        if said.strip():
+        if said[:1] in _TLS_RECORDS and not isinstance(sock, ssl.SSLSocket):
+            self.report(
+                f"logio: {self.target.describe()} answered in TLS: TLS server? "
+                "publish to it with logios://"
+            )
+        elif said.strip():
             text = said.decode("utf-8", "replace").strip().splitlines()[0]
             self.report(f"logio: {self.target.describe()} closed the connection: {text}")
+        elif not isinstance(sock, ssl.SSLSocket):
+            # A logio server says why it closes; a TLS server that got
+            # plain text says nothing.
+            self.report(
+                f"logio: {self.target.describe()} closed the connection without an answer: "
+                "TLS server? (then publish with logios://)"
+            )
         return False
 
     def _send_batch(self, fresh: bool) -> bool:

@@ -1,35 +1,33 @@
 """
 Parse the URL that tells a publisher where to send and under which topic.
 
-    logio://HOST[:PORT]?app=APP[&proc=PROC][&host=HOST]        plain TCP
-    logios://HOST[:PORT]?app=APP[...][&ca=/path/ca.pem]        TLS
-    logio+unix:///path/to/socket?app=APP[...]                   a Unix socket
+    logio://[TOKEN@]HOST[:PORT]?app=APP[&proc=PROC][&host=HOST]     plain TCP
+    logios://[TOKEN@]HOST[:PORT]?app=APP[...][&ca=/path/ca.pem]     TLS
+    logio+unix:///path/to/socket?app=APP[...]                        a Unix socket
 
 The port defaults to 7701. C{app} is required; C{proc} defaults to the program's
 name (the base name of C{sys.argv[0]}) and C{host} to the machine's host name.
+The token a server started with C{--auth} asks for is the URL's user name,
+or its password if it has both (C{logio://user:TOKEN@host}, the Go client's
+shape); without one, C{LOGIO_TOKEN} is used if set.
+
 Every mistake is a L{ValueError} that says what is wrong, raised at once,
-including a topic the server would refuse: a field longer than
-L{MAX_TOPIC_FIELD} characters or holding a control character.  The defaults
-are not the user's mistake, so they are made acceptable instead: control
-characters become C{?} and a long name is cut.
+including a topic the server would refuse (L{logio.fields}); the URL in the
+message never shows the token.  The defaults are not the user's mistake, so
+they are made acceptable instead (see L{acceptable}).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sys
-from dataclasses import dataclass
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+
+from logio.fields import acceptable, fieldProblem
 
 DEFAULT_PORT = 7701
-
-#: The longest topic field the server accepts, and what it refuses in one:
-#: the same as C{MAX_TOPIC_FIELD} and C{_CONTROL} in L{logio.publish.base},
-#: which is not imported because it needs Twisted and the client must not.
-MAX_TOPIC_FIELD = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 _SCHEMES = ("logio", "logios", "logio+unix")
 _PARAMETERS = ("app", "proc", "host", "ca")
@@ -43,6 +41,7 @@ class PublishURL:
     @ivar address: C{(host, port)} for TCP, or the path of a Unix socket.
     @ivar tls: whether to speak TLS (C{logios://}).
     @ivar ca: a PEM file of CA certificates to trust instead of the system's.
+    @ivar token: the token to present, if any (never in the C{repr}).
     """
 
     address: tuple[str, int] | str
@@ -51,6 +50,7 @@ class PublishURL:
     app: str
     proc: str
     host: str
+    token: str | None = field(default=None, repr=False)
 
     def describe(self) -> str:
         """
@@ -83,6 +83,8 @@ def parse_url(url: str) -> PublishURL:
         says why.
     """
     parts = urlsplit(url)
+    # Messages show the URL without its user name and password.
+    url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
         raise ValueError(f"logio URL {url!r} must start with logio://, logios:// or logio+unix://")
@@ -102,32 +104,20 @@ def parse_url(url: str) -> PublishURL:
     ca = params.get("ca") or None
     if ca is not None and scheme != "logios":
         raise ValueError(f"logio URL {url!r}: ?ca= is only for logios:// (TLS)")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"logio URL {url!r}: user names and passwords are not used")
     for name in ("app", "proc", "host"):
-        value = params.get(name, "")
-        if len(value) > MAX_TOPIC_FIELD:
-            raise ValueError(
-                f"logio URL {url!r}: {name} is longer than {MAX_TOPIC_FIELD} characters"
-            )
-        if _CONTROL.search(value):
-            raise ValueError(f"logio URL {url!r}: {name} holds a control character")
+        problem = fieldProblem(name, params.get(name, ""))
+        if problem is not None:
+            raise ValueError(f"logio URL {url!r}: {problem}")
+    token = unquote(parts.password or parts.username or "") or os.environ.get("LOGIO_TOKEN")
     return PublishURL(
         address=_address(url, parts),
         tls=scheme == "logios",
         ca=ca,
         app=app,
-        proc=params.get("proc") or _acceptable(program_name()),
-        host=params.get("host") or _acceptable(socket.gethostname()),
+        proc=params.get("proc") or acceptable(program_name()),
+        host=params.get("host") or acceptable(socket.gethostname()),
+        token=token or None,
     )
-
-
-def _acceptable(default: str) -> str:
-    """
-    A default topic field as the server accepts it: control characters
-    become C{?}, and it is cut to L{MAX_TOPIC_FIELD} characters.
-    """
-    return _CONTROL.sub("?", default)[:MAX_TOPIC_FIELD]
 
 
 def _address(url: str, parts: SplitResult) -> tuple[str, int] | str:

@@ -30,7 +30,7 @@ from zope.interface import implementer
 
 from logio.interfaces import IBroker
 from logio.net import tuneSocket
-from logio.publish.base import refuse
+from logio.publish.base import SHUTTING_DOWN, refuse
 from logio.publish.seed import SeedProtocol
 from logio.publish.text import TextProtocol
 from logio.refusals import Refusals
@@ -132,6 +132,7 @@ class PublisherProtocol(Protocol):
             self._inner.stopReading()
         else:
             cast(IPushProducer, self.transport).pauseProducing()
+            self.transport.write(SHUTTING_DOWN)
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

@@ -6,7 +6,6 @@ path, and the end of a connection.
 
 from __future__ import annotations
 
-import re
 from typing import cast
 
 from twisted.internet.interfaces import (
@@ -20,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from logio.fields import fieldProblem
 from logio.interfaces import IBroker, IPublication
 from logio.net import peerHost
 from logio.refusals import Refusals
@@ -53,9 +53,11 @@ def refuse(transport: ITransport, refusals: Refusals, message: str, cause: str) 
     transport.loseConnection()
 
 
-#: The longest topic field accepted: the topic is repeated on every line.
-MAX_TOPIC_FIELD = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What a publisher is told when the server stops reading it at shutdown:
+#: a server that closes without a word is not a logio server (a TLS port,
+#: say), and clients tell their users so.
+SHUTTING_DOWN = b"logio: the server is shutting down\n"
+
 #: The refusal cause of a topic that is not valid.
 BAD_TOPIC = "invalid topic"
 
@@ -73,24 +75,21 @@ def safeText(text: str) -> str:
 def makeTopic(app: object, proc: object, host: object, peer: str) -> Topic:
     """
     Validate a topic: C{app} is required, a missing C{proc} becomes C{-}
-    and a missing C{host} becomes the publisher's address.  Fields are at
-    most L{MAX_TOPIC_FIELD} characters without control characters, so a
-    topic cannot forge or blow up the output lines it prefixes.
+    and a missing C{host} becomes the publisher's address.  Fields follow
+    L{logio.fields}: short, and without what could forge or blow up the
+    output lines they prefix.
 
-    @raise PublisherError: If a field is missing, not a string, too long or
-        holds a control character.
+    @raise PublisherError: If a field is missing, not a string, or breaks a
+        rule of L{fieldProblem}.
     """
     for name, value in (("app", app), ("proc", proc), ("host", host)):
         if value is None:
             continue
         if not isinstance(value, str):
             raise PublisherError(f"topic field {name!r} must be a string", BAD_TOPIC)
-        if len(value) > MAX_TOPIC_FIELD:
-            raise PublisherError(
-                f"topic field {name!r} is longer than {MAX_TOPIC_FIELD} characters", BAD_TOPIC
-            )
-        if _CONTROL.search(value):
-            raise PublisherError(f"topic field {name!r} holds a control character", BAD_TOPIC)
+        problem = fieldProblem(name, value)
+        if problem is not None:
+            raise PublisherError(problem, BAD_TOPIC)
     if not app:
         raise PublisherError("the topic needs a non-empty 'app'", BAD_TOPIC)
     assert isinstance(app, str)
@@ -180,6 +179,7 @@ class Publisher:
         if not (self.failed or self.stopped):
             self.stopped = True
             self.endOfStream()
+            self.transport.write(SHUTTING_DOWN)
         self.transport.loseConnection()
 
     def readConnectionLost(self) -> None:
