@@ -13,6 +13,7 @@ from typing import Callable, Mapping, Optional
 import re2
 from attrs import field, frozen
 
+from logio.interfaces import IGrant
 from logio.topic import Topic
 
 #: An unanchored search in UTF-8 text: a match (true) or L{None}.
@@ -125,29 +126,37 @@ def _contains(literal: bytes, text: bytes) -> Optional[bool]:
 class Filters:
     """
     What one subscriber asked for: a pattern per field, or L{None} for a
-    field that matches everything.
+    field that matches everything; and the apps its token allows, whatever
+    it asked for.
+
+    @ivar access: The subscriber's grant on a server with C{--auth}, or
+        L{None} (every app).
     """
 
     app: Optional[Pattern] = None
     proc: Optional[Pattern] = None
     host: Optional[Pattern] = None
     log: Optional[Pattern] = None
+    access: Optional[IGrant] = None
 
     @classmethod
-    def fromQuery(cls, query: Mapping[str, str]) -> Filters:
+    def fromQuery(cls, query: Mapping[str, str], access: Optional[IGrant] = None) -> Filters:
         """
         Build filters from query parameters already reduced to one string
-        each.
+        each, for a subscriber with the grant C{access}.
 
         @raise BadFilter: If a pattern does not compile.
         """
-        return cls(**{name: compileFilter(name, query.get(name, "")) for name in FILTER_FIELDS})
+        patterns = {name: compileFilter(name, query.get(name, "")) for name in FILTER_FIELDS}
+        return cls(**patterns, access=access)
 
     def matchesTopic(self, topic: Topic) -> bool:
         """
         Whether records from C{topic} can reach this subscriber (the C{log}
         filter is applied per record, not here).
         """
+        if self.access is not None and not self.access.allows(topic.app):
+            return False
         return all(
             pattern is None or pattern.search(value.encode("utf-8", "replace")) is not None
             for pattern, value in (

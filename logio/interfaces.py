@@ -21,6 +21,21 @@ if TYPE_CHECKING:
     from logio.stats import TopicInfo
 
 
+class IGrant(Interface):
+    """
+    What a token lets its bearer do (see L{logio.auth.Grant}); the grant of
+    a request on a server with C{--auth} is a component of the request.
+    """
+
+    publish = Attribute("Whether it may publish.")
+    subscribe = Attribute("Whether it may subscribe and read the server's reports.")
+
+    def allows(app: str) -> bool:
+        """
+        Whether it may publish to or read the app C{app}.
+        """
+
+
 class IFormat(Interface):
     """
     An output format: turns batches of records into bytes, once for every

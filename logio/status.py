@@ -15,6 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from logio.auth import grantOf
 from logio.formats import PLAIN_TEXT
 from logio.interfaces import IBroker
 
@@ -44,9 +45,9 @@ class _Report(Resource):
             return reply(request, 405, "method not allowed")
         request.setHeader(b"content-type", self.contentType)
         request.setHeader(b"cache-control", b"no-cache")
-        return self.report()
+        return self.report(request)
 
-    def report(self) -> bytes:
+    def report(self, request: Request) -> bytes:
         raise NotImplementedError
 
 
@@ -55,7 +56,7 @@ class HealthResource(_Report):
     C{/healthz}: 200 C{ok} while the server runs.
     """
 
-    def report(self) -> bytes:
+    def report(self, request: Request) -> bytes:
         return b"ok\n"
 
 
@@ -117,7 +118,7 @@ class MetricsResource(_Report):
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(broker))
 
-    def report(self) -> bytes:
+    def report(self, request: Request) -> bytes:
         return generate_latest(self._registry)
 
 
@@ -125,7 +126,8 @@ class TopicsResource(_Report):
     """
     C{/topics}: a JSON array with one object per topic the server knows
     (publishing now, or in history): C{app}, C{proc}, C{host}, C{records}
-    published, the C{last} record's time, C{publishers} connected.
+    published, the C{last} record's time, C{publishers} connected.  On a
+    server with C{--auth}, only the topics of the apps the token allows.
     """
 
     contentType = b"application/json"
@@ -134,9 +136,14 @@ class TopicsResource(_Report):
         super().__init__()
         self._broker = broker
 
-    def report(self) -> bytes:
+    def report(self, request: Request) -> bytes:
+        grant = grantOf(request)
         topics = sorted(
-            self._broker.topics(),
+            (
+                info
+                for info in self._broker.topics()
+                if grant is None or grant.allows(info.topic.app)
+            ),
             key=lambda info: (info.topic.app, info.topic.proc, info.topic.host),
         )
         body = [

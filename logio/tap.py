@@ -4,7 +4,9 @@ C{twistd logio}: command-line options and the service tree.
 
 from __future__ import annotations
 
+import ipaddress
 import resource
+import signal
 from typing import Any, Callable, Optional
 
 from twisted.application.internet import StreamServerEndpointService
@@ -16,7 +18,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from logio.auth import Tokens, TokensError
 from logio.broker import Broker
+from logio.gate import Gate
 from logio.net import describeAddress
 from logio.publish import PublisherFactory, PublishersService
 from logio.refusals import Refusals
@@ -58,7 +62,9 @@ class Options(usage.Options):
         "curl -N 'http://localhost:7702/?app=myapp&proc=web|worker'. "
         "ENDPOINT is any Twisted server endpoint string, e.g. "
         "tcp:7701:interface=127.0.0.1, unix:/run/logio.sock, "
-        "ssl:7443:privateKey=key.pem:certKey=cert.pem."
+        "ssl:7443:privateKey=key.pem:certKey=cert.pem. "
+        "Without --auth, anyone who can reach a port publishes as any app "
+        "and reads every app: see the README's security section."
     )
     optParameters = [
         [
@@ -137,6 +143,22 @@ class Options(usage.Options):
         super().__init__()
         self["publish"] = []
         self["subscribe"] = []
+        self["server-name"] = []
+        self["auth"] = None
+
+    def opt_auth(self, path: str) -> None:
+        """
+        Let in only the publishers and subscribers with a token of FILE:
+        lines of TOKEN pub|sub|both APP_REGEX (reloaded on SIGHUP).
+        """
+        self["auth"] = path
+
+    def opt_server_name(self, name: str) -> None:
+        """
+        Without --auth, answer HTTP requests for the host NAME too, besides
+        IP addresses and localhost (repeatable).
+        """
+        self["server-name"].append(name)
 
     def opt_publish(self, description: str) -> None:
         """
@@ -190,14 +212,23 @@ class ListeningService(StreamServerEndpointService):
     endpoint that cannot be built or listened on stops the server with one
     clear line.
 
+    Without C{--auth}, a listener anyone beyond this machine may reach is
+    logged as a warning.
+
     @ivar role: What listens here: C{publishers} or C{subscribers}.
     @ivar description: The endpoint string.
+    @ivar guarded: Whether the server has C{--auth}.
     """
 
     log = Logger()
 
     def __init__(
-        self, role: str, description: str, factory: IProtocolFactory, reactor: Any
+        self,
+        role: str,
+        description: str,
+        factory: IProtocolFactory,
+        reactor: Any,
+        guarded: bool = False,
     ) -> None:
         try:
             endpoint = serverFromString(reactor, withBacklog(description))
@@ -208,6 +239,7 @@ class ListeningService(StreamServerEndpointService):
         super().__init__(endpoint, factory)
         self.role = role
         self.description = description
+        self.guarded = guarded
         self._reactor = reactor
 
     def privilegedStartService(self) -> None:
@@ -231,11 +263,17 @@ class ListeningService(StreamServerEndpointService):
         return f"logio: cannot listen for {self.role} on {self.description}: {reason.getErrorMessage()}"
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
+        address = port.getHost()
         self.log.info(
-            "Listening for {role} on {address}",
-            role=self.role,
-            address=describeAddress(port.getHost()),
+            "Listening for {role} on {address}", role=self.role, address=describeAddress(address)
         )
+        if not (self.guarded or _loopback(address)):
+            self.log.warn(
+                "{address} is reachable beyond this machine and the server has no --auth: "
+                "anyone who reaches it can {may}. See the README's security section.",
+                address=describeAddress(address),
+                may="publish as any app" if self.role == "publishers" else "read every app",
+            )
         return port
 
     def _failedLater(self, reason: Failure) -> None:
@@ -244,6 +282,45 @@ class ListeningService(StreamServerEndpointService):
         # Not "message": legacy log observers own that key.
         self.log.critical("{error}", error=self._cannotListen(reason))
         self._reactor.stop()
+
+
+def _loopback(address: object) -> bool:
+    """
+    Whether only this machine can reach a listening address: a loopback
+    IP, or not an IP at all (a UNIX socket, guarded by its file's mode).
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return True
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class AuthService(Service):
+    """
+    Reload the tokens of C{--auth} on SIGHUP, in the reactor's thread.
+    """
+
+    def __init__(self, tokens: Tokens, reactor: Any) -> None:
+        self.tokens = tokens
+        self._reactor = reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._hangUp)
+
+    def _hangUp(self, number: int, frame: object) -> None:
+        self._reactor.callFromThread(self.tokens.reload)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+        return None
 
 
 _log = Logger()
@@ -280,6 +357,16 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         reactor = installed
     raiseFileLimit()
     top = MultiService()
+    tokens = None
+    if options["auth"] is not None:
+        try:
+            tokens = Tokens(options["auth"])
+        except TokensError as e:
+            raise StartupError(f"logio: --auth: {e}") from None
+        AuthService(tokens, reactor).setServiceParent(top)
+        _log.info(
+            "Letting in only the {count} tokens of {path}", count=len(tokens), path=tokens.path
+        )
     broker = Broker(
         options["history"], options["history-bytes"], int(reactor.seconds() * 1000), reactor
     )
@@ -293,12 +380,15 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         options["max-publishers"],
         options["topic-timeout"],
         refusals,
+        tokens,
     )
     # Stopped before the broker (a MultiService stops its children in
     # reverse order), so publishers stop being read before subscribers drain.
     PublishersService(publishers).setServiceParent(top)
     for description in options["publish"]:
-        ListeningService("publishers", description, publishers, reactor).setServiceParent(top)
+        ListeningService(
+            "publishers", description, publishers, reactor, tokens is not None
+        ).setServiceParent(top)
     subscribe = SubscribeResource(
         broker,
         reactor,
@@ -309,8 +399,12 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         maxLogFilters=options["max-log-filters"],
         maxQueuedBytes=options["max-queued-bytes"],
         refusals=refusals,
+        tokens=tokens,
     )
-    site = SubscriberSite(RootResource(broker, subscribe), reactor=reactor)
+    gate = Gate(refusals, tokens, options["server-name"])
+    site = SubscriberSite(RootResource(broker, subscribe, gate), reactor=reactor)
     for description in options["subscribe"]:
-        ListeningService("subscribers", description, site, reactor).setServiceParent(top)
+        ListeningService(
+            "subscribers", description, site, reactor, tokens is not None
+        ).setServiceParent(top)
     return top

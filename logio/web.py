@@ -8,6 +8,7 @@ broker.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from functools import partial
 from io import BytesIO
@@ -32,6 +33,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
+from logio.auth import Grant, Tokens, grantOf
 from logio.filters import FILTER_FIELDS, BadFilter, Filters
 from logio.formats import (
     JSONFormat,
@@ -42,6 +44,7 @@ from logio.formats import (
     dropMessage,
     parseEventId,
 )
+from logio.gate import Gate, presented
 from logio.interfaces import IBroker, IFormat, ISubscriber
 from logio.net import PAUSE_AT, bufferedBytes, describePeer, tuneSocket, widenWrites
 from logio.refusals import Refusals
@@ -57,8 +60,10 @@ from logio.topic import formatEpoch, serverHost
 
 #: How long a stopping server waits for subscribers' sockets to flush.
 CLOSE_TIMEOUT = 5.0
+#: A token in a query string, for the log.
+_TOKEN = re.compile(r"(^|&)token=[^&]*")
 #: The query parameters of a subscription.
-PARAMETERS = (*FILTER_FIELDS, "tail", "follow", "format", "last_event_id")
+PARAMETERS = (*FILTER_FIELDS, "tail", "follow", "format", "last_event_id", "token")
 #: C{follow=} values, and what each means.
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 #: A keep-alive goes to a stream that has been silent for this many
@@ -592,12 +597,31 @@ class SubscriberChannel(HTTPChannel):
     streaming = False
     _subscription: Optional[Subscription] = None
     refused = False
+    _first = True
     _readClosed = False
     _deadline: Optional[IDelayedCall] = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self._deadline = self.callLater(REQUEST_DEADLINE, self._tooSlow)
+
+    def _tlsOnPlainPort(self) -> None:
+        """
+        The client began with a TLS handshake (a ClientHello): an answer in
+        plain HTTP would mean nothing to it, so log why and close.
+        """
+        self.refused = True
+        self._stopDeadline()
+        refusals = getattr(getattr(self, "site", None), "refusals", None)
+        if refusals is not None:
+            refusals.refuse(
+                "subscriber",
+                "TLS on a plain port",
+                f"{describePeer(self.getPeer())}: a TLS ClientHello on a plain HTTP port "
+                "(use http:// here, or give the server an ssl: endpoint for https://)",
+            )
+        assert self.transport is not None
+        self.transport.loseConnection()
 
     def _stopDeadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -681,6 +705,11 @@ class SubscriberChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self.streaming or self.refused:
             return
+        if self._first:
+            self._first = False
+            if data.startswith(b"\x16"):
+                self._tlsOnPlainPort()
+                return
         super().dataReceived(data)
         if self.streaming:
             # The rest of the read that held the request was buffered, and
@@ -751,6 +780,7 @@ class SubscribeResource(Resource):
         maxLogFilters: int = 100,
         maxQueuedBytes: int = 256 * 1024 * 1024,
         refusals: Optional[Refusals] = None,
+        tokens: Optional[Tokens] = None,
     ) -> None:
         super().__init__()
         self._broker = broker
@@ -779,6 +809,12 @@ class SubscribeResource(Resource):
         self._quiet: dict[Subscription, int] = {}
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
+        #: The open subscriptions of a server with C{--auth}: the token each
+        #: presented, and what it allowed then.
+        self._granted: dict[Subscription, tuple[str, Grant]] = {}
+        self._tokens = tokens
+        if tokens is not None:
+            tokens.watch(self._tokensReloaded)
 
     def _parse(self, request: Request) -> _Asked:
         """
@@ -803,7 +839,7 @@ class SubscribeResource(Resource):
             )
         try:
             filters = Filters.fromQuery(
-                {name: args[name] for name in FILTER_FIELDS if name in args}
+                {name: args[name] for name in FILTER_FIELDS if name in args}, grantOf(request)
             )
             format = chooseFormat(self.formats, args.get("format"), request.getHeader(b"accept"))
         except (BadFilter, ValueError) as e:
@@ -851,14 +887,19 @@ class SubscribeResource(Resource):
             )
         return None
 
-    def _opened(self, subscription: Subscription) -> None:
+    def _opened(self, subscription: Subscription, request: Request) -> None:
         self._open += 1
+        grant = grantOf(request)
+        token = presented(request)
+        if grant is not None and token is not None:
+            self._granted[subscription] = (token, grant)
         if subscription.filters.log is not None:
             text = subscription.filters.log.text
             self._logFilters[text] = self._logFilters.get(text, 0) + 1
 
     def _closed(self, subscription: Subscription) -> None:
         self._open -= 1
+        self._granted.pop(subscription, None)
         subscription.release()
         if subscription.filters.log is not None:
             text = subscription.filters.log.text
@@ -913,7 +954,7 @@ class SubscribeResource(Resource):
             socket,
             self._budget,
         )
-        self._opened(subscription)
+        self._opened(subscription, request)
         if isinstance(channel, SubscriberChannel):
             channel.startStreaming(subscription)
         request.registerProducer(subscription, True)
@@ -921,7 +962,9 @@ class SubscribeResource(Resource):
         subscription.startStreaming()
         self._replay(subscription, asked)
         peer = describePeer(request.getClientAddress())
-        query = request.uri.partition(b"?")[2].decode("utf-8", "replace")
+        query = _TOKEN.sub(
+            r"\1token=...", request.uri.partition(b"?")[2].decode("utf-8", "replace")
+        )
         if not asked.follow:
             request.notifyFinish().addBoth(lambda result: self._closed(subscription))
             subscription.finishWhenSent()
@@ -985,6 +1028,23 @@ class SubscribeResource(Resource):
                     lines += segment.lines
         self._broker.stats.linesOut[asked.format.name] += lines
 
+    def _tokensReloaded(self) -> None:
+        """
+        End the subscriptions whose tokens were taken away or now allow
+        something else: the client learns why, and may subscribe again
+        under what its token allows now.
+        """
+        assert self._tokens is not None
+        for subscription, (token, grant) in list(self._granted.items()):
+            if self._tokens.grant(token) != grant:
+                del self._granted[subscription]
+                self._broker.unsubscribe(subscription)
+                subscription.notify(
+                    "the tokens were reloaded and this token no longer allows this "
+                    "subscription as it was: subscribe again"
+                )
+                subscription.finishWhenSent()
+
     def _sweep(self) -> None:
         """
         Send a keep-alive to each stream that has been silent for
@@ -1014,9 +1074,12 @@ class RootResource(Resource):
     as the original had on any path.
     """
 
-    def __init__(self, broker: IBroker, subscribe: SubscribeResource) -> None:
+    def __init__(
+        self, broker: IBroker, subscribe: SubscribeResource, gate: Optional[Gate] = None
+    ) -> None:
         super().__init__()
         self._subscribe = subscribe
+        self._gate = gate or Gate(subscribe.refusals)
         self.putChild(b"healthz", HealthResource())
         self.putChild(b"metrics", MetricsResource(broker))
         self.putChild(b"topics", TopicsResource(broker))
@@ -1031,8 +1094,22 @@ class RootResource(Resource):
         """
         return self._subscribe.refusals
 
+    def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        """
+        Route C{request} by its first path segment C{path}, if the gate
+        lets it in (see L{logio.gate}).
+        """
+        refusal = self._gate.admit(request, path)
+        if refusal is not None:
+            return refusal
+        return super().getChildWithDefault(path, request)
+
     def getChild(self, path: bytes, request: Request) -> Resource:
         return self._subscribe
 
     def render(self, request: Request) -> bytes | int:
+        # A request whose path has no segment at all (C{GET ?app=x}).
+        refusal = self._gate.admit(request, b"")
+        if refusal is not None:
+            return refusal.render(request)
         return self._subscribe.render(request)

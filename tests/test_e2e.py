@@ -280,7 +280,7 @@ class EndToEndTests(SynchronousTestCase):
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.connect(("127.0.0.1", self.server.subscribePort))
-        slow.sendall(b"GET /?app=seq HTTP/1.1\r\nHost: x\r\n\r\n")
+        slow.sendall(b"GET /?app=seq HTTP/1.1\r\nHost: localhost\r\n\r\n")
         fast = self.server.subscribe("app=seq")
         self.server.subscribed(2)
         publisher = self.server.publish(topic("seq", "p"))
@@ -337,7 +337,7 @@ class EndToEndTests(SynchronousTestCase):
         self.addCleanup(slow.close)
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.connect(("127.0.0.1", subscribePort))
-        slow.sendall(b"GET /?app=seq HTTP/1.1\r\nHost: x\r\n\r\n")
+        slow.sendall(b"GET /?app=seq HTTP/1.1\r\nHost: localhost\r\n\r\n")
         fast = self.server.subscribe("app=seq")
         self.server.subscribed(2)
         count = 20000

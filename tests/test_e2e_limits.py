@@ -35,7 +35,7 @@ def stalledSubscriber(server: Server, query: str) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.subscribePort))
-    sock.sendall(f"GET /?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.sendall(f"GET /?{query} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
     return sock
 
 
@@ -195,7 +195,7 @@ class LimitTests(SynchronousTestCase):
         sock = socket.create_connection(("127.0.0.1", server.subscribePort), timeout=TIMEOUT)
         self.addCleanup(sock.close)
         sock.sendall(
-            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n" + b"x" * 1000
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000\r\n\r\n" + b"x" * 1000
         )
         reply = sock.recv(1000)
         self.assertTrue(reply.startswith(b"HTTP/1.1 413 "), reply)
@@ -240,7 +240,7 @@ class HalfCloseTests(SynchronousTestCase):
         server = Server(self)
         result = subprocess.run(
             [nc, "-N", "127.0.0.1", str(server.subscribePort)],
-            input=b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+            input=b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
             capture_output=True,
             timeout=TIMEOUT,
         )
@@ -254,7 +254,7 @@ class HalfCloseTests(SynchronousTestCase):
         server = Server(self)
         sock = socket.create_connection(("127.0.0.1", server.subscribePort), timeout=TIMEOUT)
         self.addCleanup(sock.close)
-        sock.sendall(b"GET /?app=half HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /?app=half HTTP/1.1\r\nHost: localhost\r\n\r\n")
         sock.shutdown(socket.SHUT_WR)
         server.subscribed(1)
         server.publish(b"app=half\nstill here\n").close()

@@ -114,10 +114,10 @@ class PublisherEndToEndTests(SynchronousTestCase):
         self.addCleanup(stalled.close)
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.connect(("127.0.0.1", server.subscribePort))
-        stalled.sendall(b"GET /?app=flood HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.sendall(b"GET /?app=flood HTTP/1.1\r\nHost: localhost\r\n\r\n")
         subscriber = socket.create_connection(("127.0.0.1", server.subscribePort), TIMEOUT)
         self.addCleanup(subscriber.close)
-        subscriber.sendall(b"GET /?app=flood HTTP/1.1\r\nHost: x\r\n\r\n")
+        subscriber.sendall(b"GET /?app=flood HTTP/1.1\r\nHost: localhost\r\n\r\n")
         server.subscribed(2)
         received: list[bytes] = []
         size = [0]

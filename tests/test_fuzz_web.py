@@ -6,12 +6,16 @@ a well-formed answer, and never disturb another subscriber.
 
 from __future__ import annotations
 
+import base64
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from logio.auth import Tokens
 from logio.broker import Broker
+from logio.gate import Gate
 from logio.topic import Topic
 from logio.web import RootResource, SubscribeResource, SubscriberSite, _afterNth
 from tests.fakes import publish
@@ -19,10 +23,24 @@ from tests.test_web import Client, get
 
 TOPIC = Topic("myapp", "web", "foobar")
 TS = "2016-12-06T22:14:21.448"
-STATUSES = {b"200", b"400", b"404", b"405", b"408", b"413", b"503"}
+STATUSES = {b"200", b"400", b"401", b"403", b"404", b"405", b"408", b"413", b"503"}
+GOOD = "good-token-0123456789"
 
 names = st.sampled_from(
-    ["app", "proc", "host", "log", "tail", "follow", "format", "last_event_id", "ap", "APP", ""]
+    [
+        "app",
+        "proc",
+        "host",
+        "log",
+        "tail",
+        "follow",
+        "format",
+        "last_event_id",
+        "token",
+        "ap",
+        "APP",
+        "",
+    ]
 )
 values = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
     [
@@ -39,6 +57,7 @@ values = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sample
         "1700000000000-5",
         "%ff",
         "%00",
+        GOOD,
     ]
 )
 queries = st.lists(st.tuples(names, values), max_size=6).map(
@@ -51,6 +70,7 @@ headerNames = st.sampled_from(
         "Content-Length",
         "Transfer-Encoding",
         "Host",
+        "Authorization",
         "X-Any",
         "Connection",
     ]
@@ -66,6 +86,10 @@ headerValues = st.binary(max_size=30).filter(
         b"-5",
         b"close",
         b"1700000000000-1",
+        f"Bearer {GOOD}".encode(),
+        b"Basic " + base64.b64encode(f"x:{GOOD}".encode()),
+        b"Basic !!",
+        b"evil.example",
     ]
 )
 
@@ -79,8 +103,13 @@ class SubscriberPortFuzzTests(SynchronousTestCase):
         self.clock = MemoryReactorClock()
         self.broker = Broker()
         resource = SubscribeResource(self.broker, self.clock, 1700000000000)
-        self.site = SubscriberSite(RootResource(self.broker, resource), reactor=self.clock)
-        self.bystander = Client(self.site, get("app=myapp&format=json"))
+        self.site = SubscriberSite(
+            RootResource(self.broker, resource, self.gate(resource)), reactor=self.clock
+        )
+        self.bystander = Client(self.site, get(f"app=myapp&format=json&token={GOOD}"))
+
+    def gate(self, resource: SubscribeResource) -> Gate:
+        return Gate(resource.refusals)
 
     def check(self, request: bytes, splits: list[int]) -> None:
         transport = StringTransport()
@@ -137,6 +166,18 @@ class SubscriberPortFuzzTests(SynchronousTestCase):
         Random bytes, as a broken or hostile client sends: nothing raises.
         """
         self.check(data, splits)
+
+
+class GuardedSubscriberPortFuzzTests(SubscriberPortFuzzTests):
+    """
+    The same on a server with C{--auth}, where requests may carry tokens.
+    """
+
+    def gate(self, resource: SubscribeResource) -> Gate:
+        path = self.mktemp()
+        with open(path, "w") as tokens:
+            tokens.write(f"{GOOD} sub myapp\npublisher-token-0123 pub .*\n")
+        return Gate(resource.refusals, Tokens(path))
 
 
 class AfterNthTests(SynchronousTestCase):

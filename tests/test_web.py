@@ -100,7 +100,7 @@ class Client:
 
 
 def get(query: str = "", method: bytes = b"GET") -> bytes:
-    return method + b" /?" + query.encode() + b" HTTP/1.1\r\nHost: logio\r\n\r\n"
+    return method + b" /?" + query.encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 class ResourceTestCase(SynchronousTestCase):
@@ -608,7 +608,7 @@ class QueryTests(ResourceTestCase):
         """
         Every path but the reserved ones subscribes, as the original did.
         """
-        client = Client(self.site, b"GET /some/path?app=myapp HTTP/1.1\r\nHost: x\r\n\r\n")
+        client = Client(self.site, b"GET /some/path?app=myapp HTTP/1.1\r\nHost: localhost\r\n\r\n")
         publish(self.broker, TOPIC, [(TS, "x")])
         self.assertEqual(client.body(), f"{TS} myapp[web] foobar: x\n".encode())
 
@@ -829,7 +829,9 @@ class ReservedPathTests(ResourceTestCase):
     """
 
     def request(self, path: str, method: bytes = b"GET") -> tuple[bytes, bytes]:
-        client = Client(self.site, method + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        client = Client(
+            self.site, method + b" " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
         head, body = client.response()
         if b"Transfer-Encoding: chunked" in head:
             body = dechunk(body)[0]

@@ -5,7 +5,10 @@ and hands it to the parser of the right wire protocol.
 
   - C{{} starts the seed JSON stream of the original Go client
     (L{logio.publish.seed});
-  - anything else starts plain text lines (L{logio.publish.text}).
+  - anything else starts plain text lines (L{logio.publish.text});
+  - but a stream that starts like an HTTP request is answered with an
+    HTTP 400 and publishes nothing (a web page may make a browser send one
+    to C{localhost}), and a TLS ClientHello is refused as such.
 
 The factory bounds how many publishers may be connected and how long one
 may take to send its topic; L{PublishersService} stops reading them all
@@ -28,8 +31,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from logio.auth import Tokens
 from logio.interfaces import IBroker
-from logio.net import tuneSocket
+from logio.net import peerHost, tuneSocket
 from logio.publish.base import SHUTTING_DOWN, refuse
 from logio.publish.seed import SeedProtocol
 from logio.publish.text import TextProtocol
@@ -42,6 +46,16 @@ _WHITESPACE = b" \t\r\n"
 #: Refusal causes.
 TOO_MANY = "too many publishers"
 NO_TOPIC = "no topic in time"
+HTTP = "HTTP on the publisher port"
+TLS = "TLS on a plain port"
+
+#: How HTTP requests start (RFC 9110 methods, and HTTP/2's preface).
+_METHODS = tuple(
+    method.encode() + b" "
+    for method in "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PRI".split()
+)
+#: The first byte of a TLS handshake record (a ClientHello).
+_TLS_HANDSHAKE = b"\x16"
 
 Parser = Union[SeedProtocol, TextProtocol]
 
@@ -60,7 +74,8 @@ class PublisherProtocol(Protocol):
     def __init__(self, factory: PublisherFactory) -> None:
         self._factory = factory
         self._pending = b""
-        self._inner: Optional[Parser] = None
+        #: The wire protocol's parser, once the first byte chose it.
+        self.parser: Optional[Parser] = None
         self._deadline: Optional[IDelayedCall] = None
         self._refused = False
 
@@ -82,10 +97,30 @@ class PublisherProtocol(Protocol):
         assert self.transport is not None
         refuse(self.transport, self._factory.refusals, message, cause)
 
+    def _answerHTTP(self) -> None:
+        """
+        The stream is an HTTP request: answer it as HTTP would, so a person
+        with a browser or curl learns which port this is.
+        """
+        self._refused = True
+        assert self.transport is not None
+        port = getattr(self.transport.getHost(), "port", None)
+        here = f"logio's publisher port ({port})" if port else "logio's publisher port"
+        body = (
+            f"This is {here}: it takes seed JSON or text lines over TCP, not HTTP. "
+            "Subscribe with HTTP on the subscriber port (7702 by default).\n"
+        ).encode()
+        self._factory.refusals.refuse("publisher", HTTP, peerHost(self.transport))
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self.transport.loseConnection()
+
     def _topicDeadline(self) -> None:
         self._deadline = None
         message = f"no topic within {self._factory.topicTimeout:g} s"
-        inner = self._inner
+        inner = self.parser
         if inner is None:
             self._refuse(message, NO_TOPIC)
         elif inner.topic is None and not (inner.failed or inner.stopped):
@@ -97,12 +132,26 @@ class PublisherProtocol(Protocol):
         data = (self._pending + data).lstrip(_WHITESPACE)
         if data.startswith(_BOM):
             data = data[len(_BOM) :].lstrip(_WHITESPACE)
-        if not data or (len(data) < len(_BOM) and _BOM.startswith(data)):
+        if (
+            not data
+            or (len(data) < len(_BOM) and _BOM.startswith(data))
+            or any(len(data) < len(method) and method.startswith(data) for method in _METHODS)
+        ):
             self._pending = data
             return
         self._pending = b""
+        if data.startswith(_METHODS):
+            self._answerHTTP()
+            return
+        if data.startswith(_TLS_HANDSHAKE):
+            self._refuse(
+                "this port speaks plain TCP, not TLS: publish with logio:// here, "
+                "or give the server an ssl: endpoint for logios://",
+                TLS,
+            )
+            return
         inner = self._factory.parserFor(data[:1])
-        self._inner = inner
+        self.parser = inner
         assert self.transport is not None
         inner.makeConnection(self.transport)
         # From now on the transport's calls go straight to the parser.
@@ -110,8 +159,8 @@ class PublisherProtocol(Protocol):
         inner.dataReceived(data)
 
     def readConnectionLost(self) -> None:
-        if self._inner is not None:
-            self._inner.readConnectionLost()
+        if self.parser is not None:
+            self.parser.readConnectionLost()
         else:
             assert self.transport is not None
             self.transport.loseConnection()
@@ -128,8 +177,8 @@ class PublisherProtocol(Protocol):
         """
         assert self.transport is not None
         self._refused = True
-        if self._inner is not None:
-            self._inner.stopReading()
+        if self.parser is not None:
+            self.parser.stopReading()
         else:
             cast(IPushProducer, self.transport).pauseProducing()
             self.transport.write(SHUTTING_DOWN)
@@ -142,8 +191,8 @@ class PublisherProtocol(Protocol):
         if self in self._factory.connections:
             self._factory.connections.remove(self)
             self._factory.broker.stats.publishers -= 1
-        if self._inner is not None:
-            self._inner.connectionLost(reason)
+        if self.parser is not None:
+            self.parser.connectionLost(reason)
 
 
 class PublisherFactory(Factory):
@@ -167,6 +216,7 @@ class PublisherFactory(Factory):
         maxPublishers: int = 10000,
         topicTimeout: float = 10,
         refusals: Optional[Refusals] = None,
+        tokens: Optional[Tokens] = None,
     ) -> None:
         self.broker = broker
         self.clock = clock
@@ -176,6 +226,18 @@ class PublisherFactory(Factory):
         self.refusals = refusals if refusals is not None else Refusals(broker.stats, clock)
         self.stamps = StampParser()
         self.connections: set[PublisherProtocol] = set()
+        self.tokens = tokens
+        if tokens is not None:
+            tokens.watch(self._tokensReloaded)
+
+    def _tokensReloaded(self) -> None:
+        """
+        Refuse the publishers whose tokens may no longer publish to their
+        topics.
+        """
+        for connection in list(self.connections):
+            if connection.parser is not None:
+                connection.parser.recheck()
 
     def buildProtocol(self, addr: object) -> PublisherProtocol:
         return PublisherProtocol(self)
@@ -185,8 +247,10 @@ class PublisherFactory(Factory):
         The parser for a stream that starts with the byte C{first}.
         """
         if first == b"{":
-            return SeedProtocol(self.broker, self.clock, self.maxLine, self.refusals, self.stamps)
-        return TextProtocol(self.broker, self.clock, self.maxLine, self.refusals)
+            return SeedProtocol(
+                self.broker, self.clock, self.maxLine, self.refusals, self.stamps, self.tokens
+            )
+        return TextProtocol(self.broker, self.clock, self.maxLine, self.refusals, self.tokens)
 
 
 class PublishersService(Service):

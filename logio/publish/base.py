@@ -6,7 +6,7 @@ path, and the end of a connection.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Optional, cast
 
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from logio.auth import Tokens
 from logio.fields import fieldProblem
 from logio.interfaces import IBroker, IPublication
 from logio.net import peerHost
@@ -60,6 +61,35 @@ SHUTTING_DOWN = b"logio: the server is shutting down\n"
 
 #: The refusal cause of a topic that is not valid.
 BAD_TOPIC = "invalid topic"
+#: The refusal causes of publishers a server with C{--auth} does not let in.
+NO_TOKEN = "no token"
+BAD_TOKEN = "unknown token"
+NOT_ALLOWED = "token not allowed"
+
+
+def checkAccess(tokens: Optional[Tokens], token: object, app: str) -> None:
+    """
+    Check that C{token} may publish to C{app}, if the server has C{tokens}.
+
+    @raise PublisherError: If it may not, saying why (never with the token).
+    """
+    if tokens is None:
+        return
+    if token is None or token == "":
+        raise PublisherError(
+            "this server needs a token: send it in the topic "
+            '("token" in seed JSON, token= in a text topic line, logio://TOKEN@host in a URL)',
+            NO_TOKEN,
+        )
+    if not isinstance(token, str):
+        raise PublisherError("topic field 'token' must be a string", BAD_TOPIC)
+    grant = tokens.grant(token)
+    if grant is None:
+        raise PublisherError("unknown token", BAD_TOKEN)
+    if not grant.publish:
+        raise PublisherError("this token may not publish", NOT_ALLOWED)
+    if not grant.allows(app):
+        raise PublisherError(f"this token may not publish to the app {app!r}", NOT_ALLOWED)
 
 
 def safeText(text: str) -> str:
@@ -121,12 +151,19 @@ class Publisher:
     stopped = False
 
     def __init__(
-        self, broker: IBroker, clock: IReactorTime, maxLine: int, refusals: Refusals
+        self,
+        broker: IBroker,
+        clock: IReactorTime,
+        maxLine: int,
+        refusals: Refusals,
+        tokens: Optional[Tokens] = None,
     ) -> None:
         self.broker = broker
         self.clock = clock
         self.maxLine = maxLine
         self.refusals = refusals
+        self.tokens = tokens
+        self._token: object = None
 
     _nowMillis = -1
     _nowText = ""
@@ -143,12 +180,29 @@ class Publisher:
             self._nowText = formatEpoch(seconds)
         return self._nowText
 
-    def setTopic(self, topic: Topic) -> None:
+    def setTopic(self, topic: Topic, token: object) -> None:
         """
-        The connection's topic has arrived: publish to it from now on.
+        The connection's topic has arrived with C{token}: publish to it
+        from now on, if the token may.
+
+        @raise PublisherError: If the token may not (see L{checkAccess}).
         """
+        checkAccess(self.tokens, token, topic.app)
+        self._token = token
         self.topic = topic
         self._publication = self.broker.publisher(topic, self.protocolName)
+
+    def recheck(self) -> None:
+        """
+        The tokens were reloaded: refuse the publisher if its token may no
+        longer publish to its topic.
+        """
+        if self.topic is None or self.failed or self.stopped:
+            return
+        try:
+            checkAccess(self.tokens, self._token, self.topic.app)
+        except PublisherError as e:
+            self.fail(f"{e} (the tokens were reloaded)", e.cause)
 
     def publish(self, records: list[Record], size: int) -> None:
         """

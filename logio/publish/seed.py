@@ -23,11 +23,12 @@ import codecs
 import json
 import re
 from json.decoder import scanstring  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, Optional
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 
+from logio.auth import Tokens
 from logio.interfaces import IBroker
 from logio.net import peerHost
 from logio.publish.base import TRUNCATED, Publisher, PublisherError, makeTopic, safeText
@@ -189,8 +190,9 @@ class SeedProtocol(Publisher, Protocol):
         maxLine: int,
         refusals: Refusals,
         stamps: StampParser,
+        tokens: Optional[Tokens] = None,
     ) -> None:
-        super().__init__(broker, clock, maxLine, refusals)
+        super().__init__(broker, clock, maxLine, refusals, tokens)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         # strict=False: a control character inside a string is kept, not an
         # error, the same as on the fast path.
@@ -423,7 +425,8 @@ class SeedProtocol(Publisher, Protocol):
             self.setTopic(
                 makeTopic(
                     value.get("app"), value.get("proc"), value.get("host"), peerHost(self.transport)
-                )
+                ),
+                value.get("token"),
             )
             return
         records.append((self._stamp(value.get("time")), cleanText(value.get("raw", ""))))

@@ -16,7 +16,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 
 from logio.net import peerHost
 from logio.publish import base
-from logio.publish.base import Publisher, PublisherError, makeTopic
+from logio.publish.base import BAD_TOPIC, Publisher, PublisherError, makeTopic
 
 TRUNCATED = base.TRUNCATED.encode()
 
@@ -129,19 +129,20 @@ class TextProtocol(Publisher, LineOnlyReceiver):
             first = lines.pop(0).decode("utf-8", "replace").strip()
             query = parse_qs(first.partition("?")[2] if "?" in first else first)
             values = {
-                name: query[name][0] if name in query else None for name in ("app", "proc", "host")
+                name: query[name][0] if name in query else None
+                for name in ("app", "proc", "host", "token")
             }
             try:
-                topic = makeTopic(
-                    values["app"], values["proc"], values["host"], peerHost(self.transport)
+                self.setTopic(
+                    makeTopic(
+                        values["app"], values["proc"], values["host"], peerHost(self.transport)
+                    ),
+                    values["token"],
                 )
             except PublisherError as e:
-                self.fail(
-                    f"{e} (the first line is the topic, e.g. app=myapp&proc=web&host=foobar)",
-                    e.cause,
-                )
+                hint = " (the first line is the topic, e.g. app=myapp&proc=web&host=foobar)"
+                self.fail(f"{e}{hint if e.cause == BAD_TOPIC else ''}", e.cause)
                 return
-            self.setTopic(topic)
             if not lines:
                 return
         stamp = self.now()
