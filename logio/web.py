@@ -28,10 +28,11 @@ from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import HTTPChannel, combinedLogFormatter
+from twisted.web.iweb import IAccessLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
-from zope.interface import implementer
+from zope.interface import implementer, provider
 
 from logio.auth import Grant, Tokens, grantOf
 from logio.filters import FILTER_FIELDS, BadFilter, Filters
@@ -61,7 +62,7 @@ from logio.topic import formatEpoch, serverHost
 #: How long a stopping server waits for subscribers' sockets to flush.
 CLOSE_TIMEOUT = 5.0
 #: A token in a query string, for the log.
-_TOKEN = re.compile(r"(^|&)token=[^&]*")
+_TOKEN = re.compile(rb"([?&])token=[^&]*")
 #: The query parameters of a subscription.
 PARAMETERS = (*FILTER_FIELDS, "tail", "follow", "format", "last_event_id", "token")
 #: C{follow=} values, and what each means.
@@ -717,6 +718,30 @@ class SubscriberChannel(HTTPChannel):
             self._keepReading()
 
 
+def hideToken(uri: bytes) -> bytes:
+    """
+    C{uri} with the value of a C{token=} in its query left out, for the log.
+    """
+    return _TOKEN.sub(rb"\1token=...", uri)
+
+
+@provider(IAccessLogFormatter)
+def accessLogLine(timestamp: str, request: Request) -> str:
+    """
+    Twisted's combined log line for C{request}, with any C{token=} in its
+    query left out.
+    """
+    uri = request.uri
+    hidden = hideToken(uri)
+    if hidden == uri:
+        return combinedLogFormatter(timestamp, request)
+    request.uri = hidden
+    try:
+        return combinedLogFormatter(timestamp, request)
+    finally:
+        request.uri = uri
+
+
 class SubscriberSite(Site):
     """
     The subscriber port's site: a L{RootResource} behind
@@ -725,6 +750,10 @@ class SubscriberSite(Site):
 
     protocol = SubscriberChannel  # type: ignore[assignment]
     requestFactory = SubscriberRequest
+
+    def __init__(self, resource: Resource, **kwargs: Any) -> None:
+        kwargs.setdefault("logFormatter", accessLogLine)
+        super().__init__(resource, **kwargs)
 
     @property
     def refusals(self) -> Optional[Refusals]:
@@ -962,9 +991,7 @@ class SubscribeResource(Resource):
         subscription.startStreaming()
         self._replay(subscription, asked)
         peer = describePeer(request.getClientAddress())
-        query = _TOKEN.sub(
-            r"\1token=...", request.uri.partition(b"?")[2].decode("utf-8", "replace")
-        )
+        query = hideToken(request.uri).partition(b"?")[2].decode("utf-8", "replace")
         if not asked.follow:
             request.notifyFinish().addBoth(lambda result: self._closed(subscription))
             subscription.finishWhenSent()

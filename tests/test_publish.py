@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, Union
+from urllib.parse import urlencode
 
 from attrs import define
 from twisted.application.service import IService
@@ -23,6 +24,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from logio.auth import Tokens
 from logio.broker import Broker
 from logio.publish import PublisherFactory, PublishersService
 from logio.publish.base import SHUTTING_DOWN
@@ -32,6 +34,7 @@ from logio.refusals import Refusals
 from logio.tap import Options, makeService
 from logio.topic import Record, Topic
 from tests.fakes import FakeBroker, TCPTransport
+from tests.test_auth import tokensFile
 
 #: The fixed receive time of every test connection, and how it is output.
 NOW = 1500000000.5
@@ -145,6 +148,7 @@ def connect(
     first: Union[bytes, None] = None,
     maxLine: int = 65536,
     transport: Union[StringTransport, None] = None,
+    tokens: Union[Tokens, None] = None,
 ) -> Connection:
     """
     Connect a publisher over C{transport} (by default a L{StringTransport}
@@ -155,7 +159,7 @@ def connect(
     broker = FakeBroker()
     clock = Clock()
     clock.advance(NOW)
-    factory = PublisherFactory(broker, clock, maxLine)
+    factory = PublisherFactory(broker, clock, maxLine, tokens=tokens)
     if first is None:
         protocol = factory.buildProtocol(IPv4Address("TCP", PEER, 54321))
     else:
@@ -377,6 +381,155 @@ class SniffingTests(PublisherTestCase):
             transport = StringTransport(peerAddress=UNIXAddress(None))
             connection = connect(transport=transport).feed(stream)
             self.assertPublished(connection, Topic("a", "-", "unix"), [(NOW_TS, "x")])
+
+
+class BrowserAndTLSTests(PublisherTestCase):
+    """
+    What is not a publisher at all: an HTTP request (which a web page can
+    make a browser send to localhost) and a TLS handshake.
+    """
+
+    def test_httpRequestAnswered(self) -> None:
+        """
+        A stream that starts like an HTTP request, in one read or byte by
+        byte, gets an HTTP 400 naming the publisher port, and publishes
+        nothing, not even a topic taken from its query.
+        """
+        request = (
+            b"POST /?app=victim HTTP/1.1\r\nHost: localhost:7701\r\n"
+            b"Content-Type: text/plain\r\n\r\napp=victim\nforged line\n"
+        )
+        for reads in ([request], [request[i : i + 1] for i in range(len(request))]):
+            connection = connect().feed(*reads)
+            written = connection.transport.value()
+            self.assertTrue(written.startswith(b"HTTP/1.1 400 Bad Request\r\n"), written)
+            self.assertIn(b"This is logio's publisher port (12345)", written)
+            self.assertIn(b"not HTTP", written)
+            self.assertTrue(connection.transport.disconnecting)
+            self.assertEqual((connection.broker.opened, connection.records()), ([], []))
+            self.assertEqual(connection.broker.stats.refusals["publisher"], 1)
+
+    def test_everyMethod(self) -> None:
+        """
+        Every HTTP method is recognised, and HTTP/2's preface.
+        """
+        for method in [b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"PRI"]:
+            connection = connect().feed(method + b" / HTTP/1.1\r\n")
+            self.assertTrue(connection.transport.value().startswith(b"HTTP/1.1 400"), method)
+
+    def test_notHTTP(self) -> None:
+        """
+        Text that only starts with the letters of a method is a publisher.
+        """
+        connection = connect().feed(b"GETTER=1&app=myapp\nline\n")
+        self.assertEqual(connection.records(), [(NOW_TS, "line")])
+        connection = connect().feed(b"P", b"OSTAL=1&app=myapp\nline\n")
+        self.assertEqual(connection.records(), [(NOW_TS, "line")])
+
+    def test_tlsRefused(self) -> None:
+        """
+        A TLS ClientHello on the plain port is refused as such.
+        """
+        hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32)
+        with capturedLogs() as events:
+            connection = connect().feed(hello)
+        self.assertRefused(connection, None)
+        self.assertIn(b"this port speaks plain TCP, not TLS", connection.transport.value())
+        self.assertIn("TLS on a plain port", "".join(formatEvent(e) for e in events))
+        self.assertEqual(connection.broker.opened, [])
+
+
+SHOP_TOKEN = "shop-token-0123456789abcdef"
+READ_TOKEN = "read-token-0123456789abcdef"
+TOKENS = f"{SHOP_TOKEN} pub shop|shop-.*\n{READ_TOKEN} sub .*\n"
+
+
+class TokenTests(PublisherTestCase):
+    """
+    On a server with C{--auth}, a publisher's topic carries a token that
+    must allow its app.
+    """
+
+    def setUp(self) -> None:
+        self.path = tokensFile(self, TOKENS)
+        self.tokens = Tokens(self.path)
+
+    def seed(self, topic: dict[str, object]) -> Connection:
+        return connect(tokens=self.tokens).feed(values(topic, {"raw": "hi"}))
+
+    def text(self, line: str) -> Connection:
+        return connect(tokens=self.tokens).feed(line.encode() + b"\nhi\n")
+
+    def test_allowed(self) -> None:
+        """
+        The token in the seed topic's "token" field or the text topic's
+        token= lets its apps in.
+        """
+        shop = Topic("shop", "web", "h")
+        connection = self.seed({"app": "shop", "proc": "web", "host": "h", "token": SHOP_TOKEN})
+        self.assertPublished(connection, shop, [(NOW_TS, "hi")])
+        connection = self.text(f"app=shop-eu&proc=web&host=h&token={SHOP_TOKEN}")
+        self.assertPublished(connection, Topic("shop-eu", "web", "h"), [(NOW_TS, "hi")])
+
+    def test_refused(self) -> None:
+        """
+        No token, an unknown one, one that may not publish and one that
+        does not allow the app: one error line each, nothing published, and
+        the token never in the log.
+        """
+        cases = [
+            ({"app": "shop"}, "error: this server needs a token: send it in the topic"),
+            ({"app": "shop", "token": "guess"}, "error: unknown token"),
+            ({"app": "shop", "token": READ_TOKEN}, "error: this token may not publish"),
+            (
+                {"app": "shopping", "token": SHOP_TOKEN},
+                "error: this token may not publish to the app 'shopping'",
+            ),
+            ({"app": "shop", "token": 5}, "error: topic field 'token' must be a string"),
+        ]
+        with capturedLogs() as events:
+            for topic, says in cases:
+                for connection in (self.seed(topic), self.text(urlencode(topic))):
+                    self.assertTrue(connection.transport.value().startswith(says.encode()))
+                    self.assertTrue(connection.transport.disconnecting)
+                    self.assertEqual((connection.broker.opened, connection.records()), ([], []))
+                    if topic.get("token") == 5:
+                        break
+        logged = "".join(formatEvent(event) for event in events)
+        for secret in (SHOP_TOKEN, READ_TOKEN):
+            self.assertNotIn(secret, logged)
+
+    def test_reloadRevokes(self) -> None:
+        """
+        After a reload, a publisher whose token no longer allows its app is
+        refused; the others go on.
+        """
+        factory = PublisherFactory(FakeBroker(), Clock(), tokens=self.tokens)
+        transports = []
+        for app in ("shop", "shop-eu"):
+            protocol = factory.buildProtocol(IPv4Address("TCP", PEER, 54321))
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            protocol.dataReceived(values({"app": app, "token": SHOP_TOKEN}, {"raw": "a"}))
+            transports.append(transport)
+        with open(self.path, "w") as f:
+            f.write(f"{SHOP_TOKEN} pub shop\n")
+        self.tokens.reload()
+        self.assertEqual(
+            [t.value() for t in transports],
+            [
+                b"",
+                b"error: this token may not publish to the app 'shop-eu' (the tokens were reloaded)\n",
+            ],
+        )
+        self.assertEqual([t.disconnecting for t in transports], [False, True])
+
+    def test_withoutAuth(self) -> None:
+        """
+        Without --auth, a token is accepted and means nothing.
+        """
+        connection = connect().feed(values({"app": "shop", "token": "anything"}, {"raw": "a"}))
+        self.assertEqual(connection.records(), [(NOW_TS, "a")])
 
 
 class SeedTests(PublisherTestCase):

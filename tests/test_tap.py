@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import socket
 import subprocess
+from typing import Any
 
 from twisted.application.service import IService
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock
@@ -20,8 +23,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio import tap
 from logio.broker import Broker
-from logio.tap import BACKLOG, ListeningService, Options, makeService, withBacklog
+from logio.tap import BACKLOG, AuthService, ListeningService, Options, makeService, withBacklog
 from tests.server import TIMEOUT, twistd, waitFor
+from tests.test_auth import tokensFile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -167,6 +171,15 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertRaises(UsageError, Options().parseOptions, ["--history", "-1"])
 
 
+def runTwistd(*args: str) -> tuple[int, str]:
+    """
+    Run twistd to the end; its status and all it wrote (twistd sends stderr
+    to its log, which -n writes to stdout).
+    """
+    result = subprocess.run([twistd(), *args], capture_output=True, text=True, timeout=TIMEOUT)
+    return result.returncode, result.stdout + result.stderr
+
+
 class StartupFailureTests(SynchronousTestCase):
     """
     A server that cannot listen says so and exits.
@@ -182,20 +195,12 @@ class StartupFailureTests(SynchronousTestCase):
         self.addCleanup(busy.close)
         return int(busy.getsockname()[1])
 
-    def twistd(self, *args: str) -> tuple[int, str]:
-        """
-        Run twistd to the end; its status and all it wrote (twistd sends
-        stderr to its log, which -n writes to stdout).
-        """
-        result = subprocess.run([twistd(), *args], capture_output=True, text=True, timeout=TIMEOUT)
-        return result.returncode, result.stdout + result.stderr
-
     def test_portInUse(self) -> None:
         """
         A port in use ends twistd with status 1 and one clear line, not a traceback.
         """
         port = self.busyPort()
-        status, output = self.twistd(
+        status, output = runTwistd(
             "-n", "--pidfile=", "logio", "--publish", f"tcp:{port}:interface=127.0.0.1",
             "--subscribe", "tcp:0:interface=127.0.0.1",
         )  # fmt: skip
@@ -215,7 +220,7 @@ class StartupFailureTests(SynchronousTestCase):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         pidfile = os.path.join(directory, "twistd.pid")
-        status, output = self.twistd(
+        status, output = runTwistd(
             f"--pidfile={pidfile}", f"--logfile={os.path.join(directory, 'twistd.log')}",
             "logio", "--publish", "tcp:0:interface=127.0.0.1",
             "--subscribe", f"tcp:{port}:interface=127.0.0.1",
@@ -230,7 +235,7 @@ class StartupFailureTests(SynchronousTestCase):
         """
         An endpoint string Twisted cannot parse is one clear line too.
         """
-        status, output = self.twistd("-n", "--pidfile=", "logio", "--subscribe", "bogus:1")
+        status, output = runTwistd("-n", "--pidfile=", "logio", "--subscribe", "bogus:1")
         self.assertNotEqual(status, 0)
         self.assertIn("logio: bad endpoint 'bogus:1' for subscribers", output)
         self.assertNotIn("Traceback", output)
@@ -241,7 +246,7 @@ class StartupFailureTests(SynchronousTestCase):
         """
         missing = os.path.abspath(os.path.join(self.mktemp(), "key.pem"))
         description = f"ssl:0:interface=127.0.0.1:privateKey={missing}"
-        status, output = self.twistd("-n", "--pidfile=", "logio", "--publish", description)
+        status, output = runTwistd("-n", "--pidfile=", "logio", "--publish", description)
         self.assertNotEqual(status, 0)
         self.assertIn(f"logio: bad endpoint {description!r} for publishers", output)
         self.assertIn("No such file or directory", output)
@@ -265,6 +270,97 @@ class StartupFailureTests(SynchronousTestCase):
             "logio: cannot listen for subscribers on unix:/nowhere/s.sock", formatEvent(event)
         )
         self.assertEqual(stopped, [True])
+
+
+class AuthOptionTests(SynchronousTestCase):
+    """
+    C{--auth}, C{--server-name}, and what a server without C{--auth} warns of.
+    """
+
+    def test_badTokensFile(self) -> None:
+        """
+        A tokens file that is missing or holds a bad line stops the server
+        with one clear line that names the file but not the token.
+        """
+        missing = os.path.abspath(self.mktemp())
+        status, output = runTwistd("-n", "--pidfile=", "logio", "--auth", missing)
+        self.assertNotEqual(status, 0)
+        self.assertIn(f"logio: --auth: cannot read the tokens file {missing!r}", output)
+        self.assertNotIn("Traceback", output)
+        bad = tokensFile(self, "s3cret-token-0123456789 write .*\n")
+        status, output = runTwistd("-n", "--pidfile=", "logio", "--auth", bad)
+        self.assertNotEqual(status, 0)
+        self.assertIn(f"logio: --auth: {bad}, line 1: the role must be pub, sub or both", output)
+        self.assertNotIn("s3cret", output)
+
+    def test_serverNames(self) -> None:
+        """
+        C{--server-name} is repeatable and reaches the gate.
+        """
+        options = Options()
+        options.parseOptions(["--server-name", "logs.example.com", "--server-name", "Other."])
+        self.assertEqual(options["server-name"], ["logs.example.com", "Other."])
+        self.assertIsNone(options["auth"])
+        top = makeService(options, MemoryReactorClock())
+        [site] = {
+            c.factory
+            for c in IService(top)
+            if isinstance(c, ListeningService) and c.role == "subscribers"
+        }
+        self.assertEqual(site.resource._gate.serverNames, {"logs.example.com", "other"})
+
+    def warnings(self, address: object, guarded: bool = False) -> list[str]:
+        service = ListeningService("subscribers", "tcp:0", Factory(), MemoryReactorClock(), guarded)
+
+        class Port:
+            def getHost(self) -> object:
+                return address
+
+        with capturedLogs() as events:
+            service._listening(Port())  # type: ignore[arg-type]
+        return [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+
+    def test_openListenerWarned(self) -> None:
+        """
+        Without --auth, a listener beyond loopback is a warning saying who
+        can do what; loopback, UNIX sockets and a server with --auth are not.
+        """
+        for host in ("0.0.0.0", "::", "10.1.2.3", "fe80::1%eth0"):
+            [warning] = self.warnings(IPv4Address("TCP", host, 7702))
+            self.assertIn("no --auth: anyone who reaches it can read every app", warning)
+        for host in ("127.0.0.1", "127.1.2.3", "::1"):
+            self.assertEqual(self.warnings(IPv4Address("TCP", host, 7702)), [])
+        self.assertEqual(self.warnings(UNIXAddress("/run/logio.sock")), [])
+        self.assertEqual(self.warnings(IPv4Address("TCP", "0.0.0.0", 7702), guarded=True), [])
+
+    def test_sighupReloads(self) -> None:
+        """
+        With --auth, SIGHUP reloads the tokens in the reactor's thread; the
+        previous handler is back once the service stops.
+        """
+        path = tokensFile(self, "first-token-0123456789 sub .*\n")
+        options = Options()
+        options.parseOptions(["--auth", path])
+        calls: list[object] = []
+
+        class Reactor(MemoryReactorClock):
+            def callFromThread(self, f: Any, *args: object, **kwargs: object) -> None:
+                calls.append(f)
+                f(*args, **kwargs)
+
+        before = signal.getsignal(signal.SIGHUP)
+        top = makeService(options, Reactor())
+        [auth] = [c for c in IService(top) if isinstance(c, AuthService)]
+        auth.startService()
+        self.addCleanup(signal.signal, signal.SIGHUP, before)
+        with open(path, "w") as f:
+            f.write("second-token-0123456789 sub .*\n")
+        os.kill(os.getpid(), signal.SIGHUP)
+        self.assertEqual(len(calls), 1)
+        self.assertIsNotNone(auth.tokens.grant("second-token-0123456789"))
+        self.assertIsNone(auth.tokens.grant("first-token-0123456789"))
+        auth.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
 
 
 class FakeResource:

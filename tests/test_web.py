@@ -1103,6 +1103,23 @@ class LimitTests(ResourceTestCase):
         self.assertEqual(self.status(small), b"HTTP/1.1 200 OK")
         self.assertEqual(len(self.broker.subscribers), 1)
 
+    def test_tlsOnPlainPort(self) -> None:
+        """
+        A TLS ClientHello on the plain HTTP port is logged as such and the
+        connection closed, with no answer it could not read; a request
+        that merely holds the byte later is served.
+        """
+        with capturedLogs() as events:
+            client = Client(self.site, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
+        self.assertEqual(client.transport.value(), b"")
+        self.assertTrue(client.transport.disconnecting)
+        logged = "".join(formatEvent(event) for event in events)
+        self.assertIn("TLS on a plain port", logged)
+        self.assertIn("a TLS ClientHello on a plain HTTP port", logged)
+        self.assertEqual(self.broker.stats.refusals["subscriber"], 1)
+        later = Client(self.site, get("log=%16"))
+        self.assertEqual(self.status(later), b"HTTP/1.1 200 OK")
+
     def test_halfClosedSubscriber(self) -> None:
         """
         A client that half-closes after its request still gets its stream
