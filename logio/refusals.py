@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_refusals -*-
 """
 Refusals, counted and logged without letting a flood of them flood the
-log: each cause is logged at most once per L{INTERVAL}, with how many more
-there were since.
+log: each cause is logged at most once per L{INTERVAL} on each side, with
+how many more there were since.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ class Refusals:
     def __init__(self, stats: Stats, clock: IReactorTime) -> None:
         self._stats = stats
         self._clock = clock
-        #: cause -> (when it was last logged, refusals not logged since)
-        self._last: dict[str, tuple[float, int]] = {}
+        #: (side, cause) -> (when it was last logged, refusals not logged since)
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
 
     def refuse(self, side: str, cause: str, detail: str) -> None:
         """
@@ -38,14 +38,15 @@ class Refusals:
         """
         self._stats.refusals[side] += 1
         now = self._clock.seconds()
-        last, quiet = self._last.get(cause, (None, 0))
+        key = (side, cause)
+        last, quiet = self._last.get(key, (None, 0))
         if last is not None and now - last < INTERVAL:
-            self._last[cause] = (last, quiet + 1)
+            self._last[key] = (last, quiet + 1)
             return
         if len(self._last) > 1000:
             # Causes are fixed texts, so this only guards against a bug.
             self._last.clear()
-        self._last[cause] = (now, 0)
+        self._last[key] = (now, 0)
         self.log.warn(
             "Refused a {side}: {cause}: {detail}{more}",
             side=side,

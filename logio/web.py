@@ -617,7 +617,7 @@ class SubscriberChannel(HTTPChannel):
         if refusals is not None:
             refusals.refuse(
                 "subscriber",
-                "TLS on a plain port",
+                "TLS on a plain HTTP port",
                 f"{describePeer(self.getPeer())}: a TLS ClientHello on a plain HTTP port "
                 "(use http:// here, or give the server an ssl: endpoint for https://)",
             )

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import IO, Callable
+from typing import IO, Callable, Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -155,8 +155,16 @@ class Server:
         sock.sendall(data)
         return sock
 
-    def subscribe(self, query: str = "", method: str = "GET") -> Stream:
-        return Stream("127.0.0.1", self.subscribePort, "/?" + query if query else "/", method)
+    def subscribe(
+        self, query: str = "", method: str = "GET", headers: Sequence[str] = ()
+    ) -> Stream:
+        return Stream(
+            "127.0.0.1",
+            self.subscribePort,
+            "/?" + query if query else "/",
+            method,
+            headers=headers,
+        )
 
 
 class Stream:
@@ -172,11 +180,13 @@ class Stream:
         path: str,
         method: str = "GET",
         context: ssl.SSLContext | None = None,
+        headers: Sequence[str] = (),
     ) -> None:
         self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
         if context is not None:
             self.sock = context.wrap_socket(self.sock, server_hostname=host)
-        self.sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head = "".join(f"{header}\r\n" for header in (f"Host: {host}", *headers))
+        self.sock.sendall(f"{method} {path} HTTP/1.1\r\n{head}\r\n".encode())
         self._raw = b""
         while b"\r\n\r\n" not in self._raw:
             self._recv()

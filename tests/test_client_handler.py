@@ -504,6 +504,50 @@ class ServerTalkTests(HandlerTestCase):
         )
         waitFor(lambda: len(sink.connections) >= 2, what="a new connection")
 
+    def test_silentCloseHintsAtTLS(self) -> None:
+        """
+        A server that closes a plain connection without a word is not a
+        logio server: the report asks whether it is a TLS server.
+        """
+        sink = Sink(self, reply=b"")
+        logger = self.logger(self.handler(f"logio://127.0.0.1:{sink.port}?app=a"))
+
+        def said() -> bool:
+            logger.info("again")
+            return any("TLS server?" in report for report in self.reports)
+
+        waitFor(said, what="the TLS hint")
+        self.assertIn(
+            f"logio: 127.0.0.1:{sink.port} closed the connection without an answer: TLS server? "
+            "(then publish with logios://)",
+            self.reports,
+        )
+
+    def test_tlsAnswerHintsAtTLS(self) -> None:
+        """
+        A server that answers with a TLS record says so too.
+        """
+        sink = Sink(self, reply=b"\x15\x03\x03\x00\x02\x02\x46")
+        logger = self.logger(self.handler(f"logio://127.0.0.1:{sink.port}?app=a"))
+
+        def said() -> bool:
+            logger.info("again")
+            return any("answered in TLS" in report for report in self.reports)
+
+        waitFor(said, what="the TLS hint")
+
+    def test_tokenSent(self) -> None:
+        """
+        The URL's token goes in the topic, as the "token" field.
+        """
+        sink = Sink(self)
+        logger = self.logger(
+            self.handler(f"logio://user:s3cret@127.0.0.1:{sink.port}?app=a&host=h")
+        )
+        logger.info("with a token")
+        sink.waitForRaws(1)
+        self.assertEqual(sink.values(0)[0]["token"], "s3cret")
+
 
 class TransportTests(HandlerTestCase):
     """

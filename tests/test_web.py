@@ -1114,7 +1114,7 @@ class LimitTests(ResourceTestCase):
         self.assertEqual(client.transport.value(), b"")
         self.assertTrue(client.transport.disconnecting)
         logged = "".join(formatEvent(event) for event in events)
-        self.assertIn("TLS on a plain port", logged)
+        self.assertIn("TLS on a plain HTTP port", logged)
         self.assertIn("a TLS ClientHello on a plain HTTP port", logged)
         self.assertEqual(self.broker.stats.refusals["subscriber"], 1)
         later = Client(self.site, get("log=%16"))
