@@ -65,6 +65,8 @@ class HTTPStub(TestServer):
         self, testCase: SynchronousTestCase, port: int = 0, tls: ssl.SSLContext | None = None
     ) -> None:
         self.requests: list[bytes] = []
+        #: The whole head of every request, in order.
+        self.heads: list[bytes] = []
         self._ready: queue.Queue[socket.socket] = queue.Queue()
         super().__init__(testCase, port, tls=tls)
 
@@ -76,6 +78,7 @@ class HTTPStub(TestServer):
                 return
             request += data
         self.requests.append(request.split(b"\r\n")[0])
+        self.heads.append(request)
         self._ready.put(conn)
 
     def next(self, timeout: float = 20) -> socket.socket:
@@ -484,6 +487,18 @@ class TailTests(SynchronousTestCase):
         conn.sendall(chunk(b"wo\n"))
         tail.waitOut(b"two\n")
         self.assertEqual(tail.out, b"t1 myapp[web] h: one\nt2 myapp[web] h: two\n")
+
+    def test_token(self) -> None:
+        """
+        --token is sent as a Bearer token; $LOGIO_TOKEN is its default.
+        """
+        stub = HTTPStub(self)
+        self.tail("--token", "t0ken", f"http://127.0.0.1:{stub.port}/")
+        stub.next()
+        self.assertIn(b"\r\nAuthorization: Bearer t0ken\r\n", stub.heads[0])
+        self.patch(os, "environ", {**os.environ, "LOGIO_TOKEN": "from-env"})
+        self.assertEqual(parseArguments(["tail"]).token, "from-env")
+        self.assertEqual(parseArguments(["tail", "--token", "mine"]).token, "mine")
 
     def test_flagsInRequestLine(self) -> None:
         """

@@ -121,6 +121,30 @@ class ImportTests(SynchronousTestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn(b"ValueError: logio URL 'logio://127.0.0.1:1' has no app", result.stderr)
 
+    def test_badURLHidesPassword(self) -> None:
+        """
+        A bad LOGIO_URL in the Go client's user:pass@ shape fails the import
+        without the password anywhere in what is printed.
+        """
+        result = runPython("import logio.auto", LOGIO_URL="logio://user:s3cret@127.0.0.1:1?prc=x")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(b"ValueError: logio URL 'logio://127.0.0.1:1?prc=x'", result.stderr)
+        self.assertNotIn(b"s3cret", result.stderr + result.stdout)
+
+    def test_userAndPassword(self) -> None:
+        """
+        A LOGIO_URL with user:pass@ imports and publishes, the password as
+        the token.
+        """
+        sink = Sink(self)
+        result = runPython(
+            "import logging, logio.auto; logging.warning('hi')",
+            LOGIO_URL=f"logio://user:s3cret@127.0.0.1:{sink.port}?app=a",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        sink.waitForRaws(1)
+        self.assertEqual(sink.values(0)[0]["token"], "s3cret")
+
 
 class ExitTests(SynchronousTestCase):
     """
