@@ -38,6 +38,8 @@ from logio.status import reply
 OPEN = frozenset({b"healthz", b"favicon.ico"})
 #: The paths that publish, for tokens that may publish.
 PUBLISH = frozenset({b"publish", b"v1"})
+#: What a 401 asks for.
+CHALLENGE = b'Bearer realm="logio"'
 
 
 class Refusal(Resource):
@@ -49,21 +51,40 @@ class Refusal(Resource):
     isLeaf = True
 
     def __init__(
-        self, code: int, message: str, cause: str, refusals: Refusals, challenge: bool = False
+        self,
+        code: int,
+        message: str,
+        cause: str,
+        refusals: Refusals,
+        challenge: bool = False,
+        side: str = "subscriber",
     ) -> None:
         super().__init__()
-        self._code = code
-        self._message = message
+        self.code = code
+        self.message = message
         self._cause = cause
         self._refusals = refusals
         self._challenge = challenge
+        self._side = side
+
+    def _log(self, request: Request) -> None:
+        peer = describePeer(request.getClientAddress())
+        self._refusals.refuse(self._side, self._cause, f"{peer}: {self.message}")
 
     def render(self, request: Request) -> bytes:
-        peer = describePeer(request.getClientAddress())
-        self._refusals.refuse("subscriber", self._cause, f"{peer}: {self._message}")
+        self._log(request)
         if self._challenge:
-            request.setHeader(b"www-authenticate", b'Bearer realm="logio"')
-        return reply(request, self._code, self._message)
+            request.setHeader(b"www-authenticate", CHALLENGE)
+        return reply(request, self.code, self.message)
+
+    def early(self, request: Request) -> None:
+        """
+        Refuse C{request} before its body arrives: answer at once and close
+        the connection (see L{logio.web.SubscriberChannel.answer}).
+        """
+        self._log(request)
+        headers = [(b"www-authenticate", CHALLENGE)] if self._challenge else []
+        request.channel.answer(self.code, self.message, headers)  # type: ignore[attr-defined]
 
 
 def presented(request: Request) -> Optional[str]:
@@ -129,7 +150,19 @@ class Gate:
         Let C{request} for the first path segment C{path} go on (L{None}),
         with its grant set, or return the refusal to render instead.
         """
+        side = "publisher" if path in PUBLISH else "subscriber"
         if self.tokens is None:
+            if path in PUBLISH and request.getHeader(b"origin") is not None:
+                # A web page's request: a browser sends a cross-origin POST
+                # with a text body without asking first.
+                return Refusal(
+                    403,
+                    "a request from a web page (with an Origin header) may not publish "
+                    "to a server without --auth",
+                    "cross-origin publish",
+                    self.refusals,
+                    side=side,
+                )
             return self._checkHost(request)
         if path in OPEN:
             return None
@@ -139,20 +172,21 @@ class Gate:
                 401,
                 "this server needs a token: Authorization: Bearer TOKEN, or ?token=TOKEN",
                 "no token",
+                side,
             )
         grant = self.tokens.grant(token)
         if grant is None:
-            return self._refuse(401, "unknown token", "unknown token")
+            return self._refuse(401, "unknown token", "unknown token", side)
         role, may = (
             ("publish", grant.publish) if path in PUBLISH else ("subscribe", grant.subscribe)
         )
         if not may:
-            return self._refuse(403, f"this token may not {role}", "token not allowed")
+            return self._refuse(403, f"this token may not {role}", "token not allowed", side)
         request.setComponent(IGrant, grant)
         return None
 
-    def _refuse(self, code: int, message: str, cause: str) -> Refusal:
-        return Refusal(code, message, cause, self.refusals, challenge=code == 401)
+    def _refuse(self, code: int, message: str, cause: str, side: str) -> Refusal:
+        return Refusal(code, message, cause, self.refusals, challenge=code == 401, side=side)
 
     def _checkHost(self, request: Request) -> Optional[Resource]:
         header = request.getHeader(b"host")

@@ -13,6 +13,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
@@ -23,6 +24,7 @@ from logio.broker import Broker
 from logio.gate import Gate
 from logio.net import describeAddress
 from logio.publish import PublisherFactory, PublishersService
+from logio.publish.syslog import SyslogDatagramProtocol
 from logio.refusals import Refusals
 from logio.web import RootResource, SubscribeResource, SubscriberSite
 
@@ -144,6 +146,7 @@ class Options(usage.Options):
         self["publish"] = []
         self["subscribe"] = []
         self["server-name"] = []
+        self["syslog-udp"] = []
         self["auth"] = None
 
     def opt_auth(self, path: str) -> None:
@@ -152,6 +155,16 @@ class Options(usage.Options):
         lines of TOKEN pub|sub|both APP_REGEX (reloaded on SIGHUP).
         """
         self["auth"] = path
+
+    def opt_syslog_udp(self, address: str) -> None:
+        """
+        Also take syslog messages over UDP on PORT or HOST:PORT (repeatable;
+        off by default).
+        """
+        host, _, port = address.rpartition(":")
+        if not (port.isdigit() and 0 <= int(port) <= 65535):
+            raise usage.UsageError(f"--syslog-udp takes PORT or HOST:PORT, not {address!r}")
+        self["syslog-udp"].append((host.strip("[]"), int(port)))
 
     def opt_server_name(self, name: str) -> None:
         """
@@ -323,6 +336,51 @@ class AuthService(Service):
         return None
 
 
+class SyslogUDPService(Service):
+    """
+    Take syslog messages over UDP on one address; listen in
+    C{privilegedStartService}, so C{twistd --uid} can bind port 514.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, host: str, port: int, protocol: SyslogDatagramProtocol, reactor: Any, guarded: bool
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.protocol = protocol
+        self._reactor = reactor
+        self._guarded = guarded
+        self._listening: Optional[IListeningPort] = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        try:
+            self._listening = self._reactor.listenUDP(self.port, self.protocol, interface=self.host)
+        except CannotListenError as e:
+            raise StartupError(
+                f"logio: cannot listen for syslog over UDP on {self.host}:{self.port}: {e.socketError}"
+            ) from None
+        address = self._listening.getHost()
+        self.log.info(
+            "Listening for syslog over UDP on {address}", address=describeAddress(address)
+        )
+        if not (self._guarded or _loopback(address)):
+            self.log.warn(
+                "{address} is reachable beyond this machine and the server has no --auth: "
+                "anyone who reaches it can publish as any app. See the README's security section.",
+                address=describeAddress(address),
+            )
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._listening is not None:
+            listening, self._listening = self._listening, None
+            return listening.stopListening()
+        return None
+
+
 _log = Logger()
 
 
@@ -385,6 +443,14 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     # Stopped before the broker (a MultiService stops its children in
     # reverse order), so publishers stop being read before subscribers drain.
     PublishersService(publishers).setServiceParent(top)
+    for host, port in options["syslog-udp"]:
+        SyslogUDPService(
+            host,
+            port,
+            SyslogDatagramProtocol(broker, reactor, options["max-line"], refusals, tokens),
+            reactor,
+            tokens is not None,
+        ).setServiceParent(top)
     for description in options["publish"]:
         ListeningService(
             "publishers", description, publishers, reactor, tokens is not None

@@ -12,7 +12,8 @@ import re
 from collections import deque
 from functools import partial
 from io import BytesIO
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
+from urllib.parse import parse_qs
 
 from attrs import frozen
 from twisted.internet.abstract import FileDescriptor
@@ -28,7 +29,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, combinedLogFormatter
+from twisted.web.http import RESPONSES, HTTPChannel, combinedLogFormatter
 from twisted.web.iweb import IAccessLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -45,7 +46,8 @@ from logio.formats import (
     dropMessage,
     parseEventId,
 )
-from logio.gate import Gate, presented
+from logio.gate import PUBLISH, Gate, Refusal, presented
+from logio.ingest import MAX_OTLP_BODY, Ingest, OTLPResource, PublishResource
 from logio.interfaces import IBroker, IFormat, ISubscriber
 from logio.net import PAUSE_AT, bufferedBytes, describePeer, tuneSocket, widenWrites
 from logio.refusals import Refusals
@@ -535,6 +537,9 @@ class _Discard:
     def write(self, data: bytes) -> None:
         pass
 
+    def tell(self) -> int:
+        return 0
+
     def seek(self, offset: int, whence: int = 0) -> int:
         return 0
 
@@ -547,8 +552,10 @@ class _Discard:
 
 class SubscriberRequest(Request):
     """
-    A request whose body is kept in memory up to L{MAX_BODY} and refused
-    beyond it, never written to a temporary file.
+    A request whose body is kept in memory up to L{MAX_BODY} (or what the
+    root allows for its path, see L{RootResource.bodyFor}) and refused
+    beyond it, never written to a temporary file; or, for C{POST /publish},
+    handed to the ingest as it arrives.
     """
 
     channel: SubscriberChannel
@@ -557,18 +564,31 @@ class SubscriberRequest(Request):
 
     def gotLength(self, length: Optional[int]) -> None:
         self._bodyLength = 0
-        if length is not None and length > MAX_BODY:
+        self._maxBody: Optional[int] = MAX_BODY
+        root = getattr(getattr(self.channel, "site", None), "resource", None)
+        if isinstance(root, RootResource):
+            # The request line is read, the body not yet: the channel holds
+            # the method and target until the request is complete.
+            sink, self._maxBody = root.bodyFor(
+                self,
+                self.channel._command,
+                self.channel._path,
+            )
+            if sink is not None:
+                self.content = sink
+                return
+        if self._maxBody is not None and length is not None and length > self._maxBody:
             self.content = _Discard()
             self.channel.refuse(413, b"Payload Too Large", self._tooLarge())
         else:
             self.content = BytesIO()
 
     def _tooLarge(self) -> str:
-        return f"a request body may hold at most {MAX_BODY} bytes"
+        return f"a request body here may hold at most {self._maxBody} bytes"
 
     def handleContentChunk(self, data: bytes) -> None:
         self._bodyLength += len(data)
-        if self._bodyLength > MAX_BODY:
+        if self._maxBody is not None and self._bodyLength > self._maxBody:
             self.content = _Discard()
             self.channel.refuse(413, b"Payload Too Large", self._tooLarge())
         else:
@@ -644,16 +664,34 @@ class SubscriberChannel(HTTPChannel):
         """
         if self.refused:
             return
-        self.refused = True
-        self._stopDeadline()
         refusals = getattr(getattr(self, "site", None), "refusals", None)
         if refusals is not None:
             refusals.refuse("subscriber", message, describePeer(self.getPeer()))
+        self.answer(code, message, reason=reason)
+
+    def answer(
+        self,
+        code: int,
+        message: str,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        reason: Optional[bytes] = None,
+    ) -> None:
+        """
+        Answer C{code} with C{message} at once, outside any request (the
+        body of the request being read, if any, is ignored), and close the
+        connection.
+        """
+        if self.refused:
+            return
+        self.refused = True
+        self._stopDeadline()
         body = f"{message}\n".encode()
+        extra = b"".join(b"%s: %s\r\n" % header for header in headers)
         assert self.transport is not None
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (code, reason, len(body), body)
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n%s"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (code, reason or RESPONSES.get(code, b"Error"), extra, len(body), body)
         )
         self.transport.loseConnection()
 
@@ -813,6 +851,7 @@ class SubscribeResource(Resource):
     ) -> None:
         super().__init__()
         self._broker = broker
+        self.clock = clock
         self._maxSubscribers = maxSubscribers
         self._maxLogFilters = maxLogFilters
         self._budget = QueueBudget(maxQueuedBytes)
@@ -1102,11 +1141,18 @@ class RootResource(Resource):
     """
 
     def __init__(
-        self, broker: IBroker, subscribe: SubscribeResource, gate: Optional[Gate] = None
+        self,
+        broker: IBroker,
+        subscribe: SubscribeResource,
+        gate: Optional[Gate] = None,
+        ingest: Optional[Ingest] = None,
     ) -> None:
         super().__init__()
         self._subscribe = subscribe
         self._gate = gate or Gate(subscribe.refusals)
+        self.ingest = ingest or Ingest(broker, subscribe.clock, 65536)
+        self.putChild(b"publish", PublishResource())
+        self.putChild(b"v1", OTLPResource(self.ingest))
         self.putChild(b"healthz", HealthResource())
         self.putChild(b"metrics", MetricsResource(broker))
         self.putChild(b"topics", TopicsResource(broker))
@@ -1120,6 +1166,37 @@ class RootResource(Resource):
         Where the subscriber port's refusals are counted and logged.
         """
         return self._subscribe.refusals
+
+    def bodyFor(
+        self, request: SubscriberRequest, method: bytes, target: bytes
+    ) -> tuple[Any, Optional[int]]:
+        """
+        Where the body of C{request} for C{method} and C{target} goes, and
+        how many bytes it may hold (L{None}: any number), decided before
+        it arrives: a C{POST} that publishes is let in (or refused) by the
+        gate now, and C{/publish} reads its body as it streams.
+
+        @return: The body's file, or L{None} for one in memory; the bound.
+        """
+        path, _, query = target.partition(b"?")
+        segment = path.lstrip(b"/").partition(b"/")[0]
+        if method != b"POST" or segment not in PUBLISH:
+            return None, MAX_BODY
+        # What Request.requestReceived will set again, for the gate's use.
+        request.args = parse_qs(query, keep_blank_values=True)
+        refusal = self._gate.admit(request, segment)
+        if isinstance(refusal, Refusal):
+            refusal.early(request)
+            return _Discard(), None
+        if segment != b"publish":
+            return None, MAX_OTLP_BODY
+        body = self.ingest.lineBody(request)
+        problem = body.checkQuery()
+        if problem is not None:
+            self._subscribe.refusals.refuse("publisher", "bad topic", problem)
+            request.channel.answer(400, problem)
+            return _Discard(), None
+        return body, None
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
         """

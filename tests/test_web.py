@@ -848,11 +848,15 @@ class ReservedPathTests(ResourceTestCase):
 
     def test_notFound(self) -> None:
         """
-        C{/favicon.ico} and the reserved paths with nothing behind them yet are 404s.
+        C{/favicon.ico} and the reserved paths with nothing behind them yet
+        are 404s; the publishing paths answer a GET with 405.
         """
-        for path in ("/favicon.ico", "/ui", "/ui/app.js", "/publish", "/v1/logs", "/healthz/x"):
+        for path in ("/favicon.ico", "/ui", "/ui/app.js", "/v1/traces", "/healthz/x"):
             head, _ = self.request(path)
             self.assertTrue(head.startswith(b"HTTP/1.1 404 "), path)
+        for path in ("/publish", "/v1/logs"):
+            head, _ = self.request(path)
+            self.assertTrue(head.startswith(b"HTTP/1.1 405 "), path)
         self.assertEqual(self.broker.subscribers, ())
 
     def test_methods(self) -> None:

@@ -5,6 +5,8 @@ and hands it to the parser of the right wire protocol.
 
   - C{{} starts the seed JSON stream of the original Go client
     (L{logio.publish.seed});
+  - C{<} or a digit starts syslog, newline-framed or octet-counted
+    (L{logio.publish.syslog});
   - anything else starts plain text lines (L{logio.publish.text});
   - but a stream that starts like an HTTP request is answered with an
     HTTP 400 and publishes nothing (a web page may make a browser send one
@@ -36,6 +38,7 @@ from logio.interfaces import IBroker
 from logio.net import peerHost, tuneSocket
 from logio.publish.base import SHUTTING_DOWN, refuse
 from logio.publish.seed import SeedProtocol
+from logio.publish.syslog import SyslogProtocol
 from logio.publish.text import TextProtocol
 from logio.refusals import Refusals
 from logio.topic import StampParser
@@ -57,7 +60,7 @@ _METHODS = tuple(
 #: The first byte of a TLS handshake record (a ClientHello).
 _TLS_HANDSHAKE = b"\x16"
 
-Parser = Union[SeedProtocol, TextProtocol]
+Parser = Union[SeedProtocol, SyslogProtocol, TextProtocol]
 
 
 @implementer(IHalfCloseableProtocol)
@@ -248,6 +251,10 @@ class PublisherFactory(Factory):
         """
         if first == b"{":
             return SeedProtocol(
+                self.broker, self.clock, self.maxLine, self.refusals, self.stamps, self.tokens
+            )
+        if first == b"<" or first.isdigit():
+            return SyslogProtocol(
                 self.broker, self.clock, self.maxLine, self.refusals, self.stamps, self.tokens
             )
         return TextProtocol(self.broker, self.clock, self.maxLine, self.refusals, self.tokens)

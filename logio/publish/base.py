@@ -297,3 +297,48 @@ class Publisher:
         self.failed = True
         assert self.transport is not None
         refuse(self.transport, self.refusals, message, cause)
+
+
+#: How many topics one source of many topics (a syslog connection, an HTTP
+#: upload, the UDP port) keeps a publication open for.
+MAX_TOPICS = 1024
+
+
+class Publications:
+    """
+    The publications of a source whose records name their own topics:
+    opened on first use, the least recently used closed past
+    L{MAX_TOPICS}.
+    """
+
+    def __init__(self, broker: IBroker, protocol: str) -> None:
+        self._broker = broker
+        self._protocol = protocol
+        self._open: dict[Topic, IPublication] = {}
+
+    def publish(self, batches: dict[Topic, list[Record]], size: int) -> None:
+        """
+        Publish each topic's records, sharing C{size} (bytes of input) out
+        by record.
+        """
+        count = sum(len(records) for records in batches.values())
+        for topic, records in batches.items():
+            self._publication(topic).publish(records, size * len(records) // max(count, 1))
+
+    def _publication(self, topic: Topic) -> IPublication:
+        publications = self._open
+        publication = publications.pop(topic, None)
+        if publication is None:
+            if len(publications) >= MAX_TOPICS:
+                publications.pop(next(iter(publications))).close()
+            publication = self._broker.publisher(topic, self._protocol)
+        publications[topic] = publication
+        return publication
+
+    def close(self) -> None:
+        """
+        Close every publication.
+        """
+        for publication in self._open.values():
+            publication.close()
+        self._open.clear()

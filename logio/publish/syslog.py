@@ -1,0 +1,519 @@
+# -*- test-case-name: tests.test_syslog -*-
+"""
+Syslog: RFC 5424 and RFC 3164 (BSD) messages, over TCP on the publisher
+port and over UDP (C{--syslog-udp}).
+
+Over TCP a connection that starts with C{<} or a digit is syslog.  Each
+frame is either newline-framed (it starts with C{<}) or RFC 6587
+octet-counted (C{LEN SP MSG}, it starts with a digit), and a connection may
+switch between the two, as rsyslog does.  Over UDP a datagram is one
+message.
+
+Every message has its own topic:
+
+  - RFC 5424: app = APP-NAME, proc = PROCID, host = HOSTNAME, time =
+    TIMESTAMP, log = MSG (a UTF-8 byte order mark removed);
+  - RFC 3164: app = the TAG before C{[pid]:} or C{:}, proc = the pid, host =
+    HOSTNAME, time = TIMESTAMP read as UTC in the server's current year (the
+    year before, for a month more than one ahead of now), log = the rest.
+
+A NILVALUE (C{-}) is an absent field: a missing app becomes C{syslog}, a
+missing proc C{-}, a missing host the sender's address.  A character a
+topic field may not hold becomes C{_} (L{logio.fields.acceptable}), and the
+app C{logio} becomes C{_logio}: syslog fields are not the sender's choice
+to fix.  A message that is neither form is published whole as text under
+the app C{syslog} with the receive time, and counted.  Severity and
+facility are not part of a record.
+
+On a server with C{--auth} a message carries its token in RFC 5424
+structured data: C{[logio@32473 token="TOKEN"]} (any SD-ID C{logio} or
+C{logio@...}), as C{logger --sd-id logio@32473 --sd-param 'token="TOKEN"'}
+sends it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol, Protocol, connectionDone
+from twisted.python.failure import Failure
+
+from logio.auth import Tokens
+from logio.fields import RESERVED_APP, acceptable
+from logio.interfaces import IBroker
+from logio.net import peerHost
+from logio.publish.base import (
+    MAX_TOPICS,
+    NO_TOKEN,
+    TRUNCATED,
+    Publications,
+    Publisher,
+    PublisherError,
+    checkAccess,
+)
+from logio.refusals import Refusals
+from logio.topic import Record, StampParser, Topic, formatEpoch
+
+#: The app of a message that names none, or that could not be parsed.
+DEFAULT_APP = "syslog"
+#: The longest octet count read: a count of more digits is not a count.
+_MAX_COUNT_DIGITS = 10
+
+_BOM = b"\xef\xbb\xbf"
+_TRUNCATED = TRUNCATED.encode()
+
+# <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID, then the
+# structured data.
+_RFC5424 = re.compile(rb"<\d{1,3}>1 (\S+) (\S+) (\S+) (\S+) \S+ ")
+# Mmm dd hh:mm:ss: the RFC 3164 timestamp.
+_BSD_STAMP = re.compile(rb"([A-Z][a-z]{2}) ([ \d]?\d) (\d\d):(\d\d):(\d\d) ")
+# <PRI>TIMESTAMP, then the host name (or the tag, if there is none).
+_RFC3164 = re.compile(rb"<\d{1,3}>" + _BSD_STAMP.pattern)
+_TAG = re.compile(rb"([^\s\[\]:]{1,64})(?:\[([^\]\s]{0,64})\])?:(?: |$)")
+_MONTHS = {
+    name.encode(): number
+    for number, name in enumerate(
+        "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1
+    )
+}
+_PARAM = re.compile(rb'\s*([^\s="\]]+)="((?:[^"\\]|\\.)*)"', re.DOTALL)
+_UNESCAPE = re.compile(rb'\\([\\"\]])')
+
+#: What a message holds: app, proc, host (bytes, or None where absent),
+#: its timestamp as it came (or None), its text, its token (or None), and
+#: whether it was well-formed.
+Parsed = tuple[
+    Optional[bytes], Optional[bytes], Optional[bytes], Optional[bytes], bytes, Optional[str], bool
+]
+_Rfc3164Stamp = tuple[bytes, bytes, bytes, bytes, bytes]
+
+
+def _structuredData(frame: bytes, position: int) -> tuple[int, Optional[str]]:
+    """
+    Read the SD-ELEMENTs at C{position}; values may hold C{\\]}, C{\\"} and
+    C{\\\\}.
+
+    @return: Where they end, and the token of a C{logio} element if there
+        is one; C{-1} as the end if they are malformed.
+    """
+    token = None
+    length = len(frame)
+    while position < length and frame[position] == 0x5B:  # [
+        start = position + 1
+        end = start
+        while end < length and frame[end] not in b" ]":
+            end += 1
+        ident = frame[start:end]
+        position = end
+        while True:
+            if position >= length:
+                return -1, None
+            if frame[position] == 0x5D:  # ]
+                position += 1
+                break
+            match = _PARAM.match(frame, position)
+            if match is None:
+                return -1, None
+            if match.group(1) == b"token" and (ident == b"logio" or ident.startswith(b"logio@")):
+                token = _UNESCAPE.sub(rb"\1", match.group(2)).decode("utf-8", "replace")
+            position = match.end()
+    return position, token
+
+
+def parseMessage(frame: bytes) -> Parsed:
+    """
+    Read one syslog message: RFC 5424 if it is one, else RFC 3164, else a
+    malformed message whose whole text is the frame.
+    """
+    match = _RFC5424.match(frame)
+    if match is not None:
+        stamp, host, app, proc = match.groups()
+        position = match.end()
+        token = None
+        if frame[position : position + 1] == b"-":
+            position += 1
+        else:
+            position, token = _structuredData(frame, position)
+        if position == len(frame) or (position > 0 and frame[position] == 0x20):
+            text = frame[position + 1 :]
+            if text.startswith(_BOM):
+                text = text[len(_BOM) :]
+            return (
+                None if app == b"-" else app,
+                None if proc == b"-" else proc,
+                None if host == b"-" else host,
+                None if stamp == b"-" else stamp,
+                text,
+                token,
+                True,
+            )
+    else:
+        match = _RFC3164.match(frame)
+        if match is not None:
+            rest = frame[match.end() :]
+            sender: Optional[bytes] = None
+            stamp = frame[match.start(1) : match.end()]
+            first, _, after = rest.partition(b" ")
+            if not first.endswith(b":"):
+                # The first word is not the tag: it is the host name.
+                sender = first
+                rest = after
+            tag = _TAG.match(rest)
+            if tag is None:
+                return (None, None, sender, stamp, rest, None, True)
+            return (
+                tag.group(1),
+                tag.group(2) or None,
+                sender,
+                stamp,
+                rest[tag.end() :],
+                None,
+                True,
+            )
+    return (None, None, None, None, frame, None, False)
+
+
+class SyslogReader:
+    """
+    Turn syslog messages from one source (a TCP connection, or the UDP
+    port) into records of their topics, and publish them.
+
+    @ivar malformed: Messages that were neither RFC 5424 nor RFC 3164.
+    @ivar badTimes: Messages whose timestamp did not parse; they got the
+        receive time.
+    """
+
+    def __init__(
+        self,
+        broker: IBroker,
+        clock: IReactorTime,
+        stamps: StampParser,
+        tokens: Optional[Tokens],
+        now: Callable[[], str],
+    ) -> None:
+        self.broker = broker
+        self.clock = clock
+        self.stamps = stamps
+        self.tokens = tokens
+        self.now = now
+        self.malformed = 0
+        self.badTimes = 0
+        self._topics: dict[
+            tuple[Optional[bytes], Optional[bytes], Optional[bytes], str], Topic
+        ] = {}
+        self._publications = Publications(broker, "syslog")
+        self._allowed: dict[tuple[Optional[str], str], None] = {}
+        self._bsdStamps: dict[bytes, str] = {}
+
+    def publish(self, frames: list[bytes], peer: str, sizes: int) -> Optional[PublisherError]:
+        """
+        Publish C{frames}, each one message from C{peer}, in order.
+
+        @param sizes: The bytes of input they took.
+        @return: Why the rest was refused (a token that may not publish),
+            after publishing what came before; or L{None}.
+        """
+        batches: dict[Topic, list[Record]] = {}
+        error = None
+        for frame in frames:
+            app, proc, host, stamp, text, token, wellFormed = parseMessage(frame)
+            if not wellFormed:
+                self.malformed += 1
+            key = (app, proc, host, peer)
+            topic = self._topics.get(key)
+            if topic is None:
+                topic = self._topic(app, proc, host, peer)
+            if self.tokens is not None and (token, topic.app) not in self._allowed:
+                try:
+                    checkAccess(self.tokens, token, topic.app)
+                except PublisherError as e:
+                    error = e
+                    break
+                self._allowed[token, topic.app] = None
+            record = (self._stamp(stamp), text.decode("utf-8", "replace").rstrip("\r\n"))
+            batch = batches.get(topic)
+            if batch is None:
+                batches[topic] = [record]
+            else:
+                batch.append(record)
+        self._publications.publish(batches, sizes)
+        if error is not None and error.cause == NO_TOKEN:
+            error = PublisherError(
+                "this server needs a token: send it in RFC 5424 structured data, "
+                '[logio@32473 token="TOKEN"]',
+                NO_TOKEN,
+            )
+        return error
+
+    def _topic(
+        self, app: Optional[bytes], proc: Optional[bytes], host: Optional[bytes], peer: str
+    ) -> Topic:
+        """
+        The topic of a message's fields, made valid; cached.
+        """
+        appText = acceptable(app.decode("utf-8", "replace")) if app else DEFAULT_APP
+        if appText == RESERVED_APP:
+            appText = "_" + appText
+        topic = Topic(
+            appText,
+            acceptable(proc.decode("utf-8", "replace")) if proc else "-",
+            acceptable(host.decode("utf-8", "replace")) if host else peer,
+        )
+        if len(self._topics) >= MAX_TOPICS:
+            self._topics.clear()
+        self._topics[app, proc, host, peer] = topic
+        return topic
+
+    def _stamp(self, stamp: Optional[bytes]) -> str:
+        """
+        The output timestamp of a message's TIMESTAMP: RFC 3339 (RFC 5424)
+        or C{Mmm dd hh:mm:ss } (RFC 3164); the receive time if it has none,
+        or one that does not parse (counted).
+        """
+        if stamp is None:
+            return self.now()
+        if stamp[:1].isdigit():
+            formatted = self.stamps(stamp.decode("ascii", "replace"))
+        else:
+            formatted = self._bsdStamps.get(stamp)
+            if formatted is None:
+                formatted = self._bsdStamp(stamp)
+        if formatted is None:
+            self.badTimes += 1
+            return self.now()
+        return formatted
+
+    def _bsdStamp(self, stamp: bytes) -> Optional[str]:
+        """
+        Read an RFC 3164 timestamp, C{Mmm dd hh:mm:ss}, as UTC in the
+        current year, or the year before for a month more than one ahead of
+        now.
+        """
+        match = _BSD_STAMP.match(stamp)
+        assert match is not None
+        month, day, hour, minute, second = match.groups()
+        now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+        number = _MONTHS.get(month)
+        if number is None:
+            return None
+        year = now.year - 1 if number > now.month + 1 else now.year
+        try:
+            when = datetime(year, number, int(day), int(hour), int(minute), int(second))
+        except ValueError:
+            return None
+        formatted = when.isoformat(timespec="milliseconds")
+        if len(self._bsdStamps) >= MAX_TOPICS:
+            self._bsdStamps.clear()
+        self._bsdStamps[stamp] = formatted
+        return formatted
+
+    def forgetAccess(self) -> None:
+        """
+        The tokens were reloaded: check every token again.
+        """
+        self._allowed.clear()
+
+    def close(self) -> None:
+        """
+        Close every publication.
+        """
+        self._publications.close()
+
+
+class SyslogProtocol(Publisher, Protocol):
+    """
+    Syslog over TCP: frames newline-framed or octet-counted, switching at
+    any frame, published one batch per read.
+
+    A frame longer than C{maxLine} bytes is cut there and marked with
+    L{TRUNCATED}; the rest of it is discarded and counted in C{discarded}.
+    """
+
+    protocolName = "syslog"
+
+    def __init__(
+        self,
+        broker: IBroker,
+        clock: IReactorTime,
+        maxLine: int,
+        refusals: Refusals,
+        stamps: StampParser,
+        tokens: Optional[Tokens] = None,
+    ) -> None:
+        super().__init__(broker, clock, maxLine, refusals, tokens)
+        self.reader = SyslogReader(broker, clock, stamps, tokens, self.now)
+        self._buffer = b""
+        # Bytes still to skip of a cut frame, or -1 to skip up to a newline.
+        self._skip = 0
+        self.discarded = 0
+        self._peer = ""
+
+    def connectionMade(self) -> None:
+        self._peer = peerHost(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.failed or self.stopped:
+            return
+        if self._skip:
+            data = self._skipped(data)
+            if not data:
+                return
+        buffer = self._buffer + data if self._buffer else data
+        frames: list[bytes] = []
+        position = self._frames(buffer, frames)
+        self._buffer = buffer[position:]
+        if len(self._buffer) > self.maxLine + _MAX_COUNT_DIGITS + 1:
+            self._cutPending(frames)
+        self._publishFrames(frames, position)
+
+    def _skipped(self, data: bytes) -> bytes:
+        """
+        What is left of C{data} after the rest of a cut frame.
+        """
+        if self._skip < 0:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self.discarded += len(data)
+                return b""
+            self.discarded += newline
+            self._skip = 0
+            return data[newline + 1 :]
+        taken = min(self._skip, len(data))
+        self._skip -= taken
+        self.discarded += taken
+        return data[taken:]
+
+    def _frames(self, buffer: bytes, frames: list[bytes]) -> int:
+        """
+        Take the complete frames at the start of C{buffer}.
+
+        @return: Where the incomplete rest begins.
+        """
+        position = 0
+        length = len(buffer)
+        maxLine = self.maxLine
+        while position < length:
+            first = buffer[position]
+            if first in b"\r\n \t\x00":
+                position += 1
+                continue
+            if 0x30 <= first <= 0x39:
+                space = buffer.find(b" ", position, position + _MAX_COUNT_DIGITS + 1)
+                if space < 0:
+                    if length - position <= _MAX_COUNT_DIGITS:
+                        return position
+                else:
+                    digits = buffer[position:space]
+                    if digits.isdigit():
+                        count = int(digits)
+                        start = space + 1
+                        if count > maxLine:
+                            if length - start < maxLine:
+                                return position
+                            frames.append(buffer[start : start + maxLine] + _TRUNCATED)
+                            self.discarded += count - maxLine
+                            taken = min(count, length - start)
+                            self._skip = count - taken
+                            position = start + taken
+                            continue
+                        if length - start < count:
+                            return position
+                        frames.append(buffer[start : start + count])
+                        position = start + count
+                        continue
+                # Digits not followed by a space: a newline-framed line.
+            newline = buffer.find(b"\n", position)
+            if newline < 0:
+                return position
+            frames.append(buffer[position:newline])
+            position = newline + 1
+        return position
+
+    def _cutPending(self, frames: list[bytes]) -> None:
+        """
+        The newline-framed frame pending has grown past C{maxLine}: cut it
+        there and skip the rest of it up to its newline.
+        """
+        pending = self._buffer
+        self._buffer = b""
+        frames.append(pending[: self.maxLine] + _TRUNCATED)
+        self.discarded += len(pending) - self.maxLine
+        self._skip = -1
+
+    def _publishFrames(self, frames: list[bytes], size: int) -> None:
+        if not frames:
+            return
+        if frames[-1].endswith(b"\r"):
+            frames[-1] = frames[-1][:-1]
+        error = self.reader.publish(frames, self._peer, size)
+        if self.topic is None:
+            # The connection is a publisher now: its topic deadline is met.
+            self.topic = Topic(DEFAULT_APP, "-", self._peer)
+        if error is not None:
+            self.fail(str(error), error.cause)
+
+    def recheck(self) -> None:
+        self.reader.forgetAccess()
+
+    def endOfStream(self) -> Optional[PublisherError]:
+        """
+        Publish a last newline-framed message that has no newline.
+        """
+        if self._buffer and not self.failed:
+            buffer, self._buffer = self._buffer, b""
+            self._publishFrames([buffer.rstrip(b"\r")], len(buffer))
+        return None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        self.reader.close()
+
+    def changes(self) -> str:
+        changes = []
+        if self.reader.malformed:
+            changes.append(f"{self.reader.malformed} messages were not RFC 5424 or 3164")
+        if self.reader.badTimes:
+            changes.append(f"{self.reader.badTimes} timestamps did not parse")
+        if self.discarded:
+            changes.append(f"{self.discarded} bytes of over-long messages were cut off")
+        return "; ".join(changes)
+
+
+class SyslogDatagramProtocol(DatagramProtocol):
+    """
+    Syslog over UDP: one message per datagram, cut at C{maxLine}.  A
+    message whose token may not publish is dropped, and the refusal logged.
+    """
+
+    def __init__(
+        self,
+        broker: IBroker,
+        clock: IReactorTime,
+        maxLine: int,
+        refusals: Refusals,
+        tokens: Optional[Tokens] = None,
+    ) -> None:
+        self.maxLine = maxLine
+        self.refusals = refusals
+        self.reader = SyslogReader(broker, clock, StampParser(), tokens, self._now)
+        self._clock = clock
+        if tokens is not None:
+            tokens.watch(self.reader.forgetAccess)
+
+    def _now(self) -> str:
+        return formatEpoch(self._clock.seconds())
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        if len(datagram) > self.maxLine:
+            datagram = datagram[: self.maxLine] + _TRUNCATED
+        frame = datagram.rstrip(b"\r\n\x00")
+        peer = str(addr[0]) if isinstance(addr, tuple) else "unix"
+        error = self.reader.publish([frame], peer, len(datagram))
+        if error is not None:
+            self.refusals.refuse("publisher", error.cause, f"{peer} (syslog over UDP): {error}")
+
+    def stopProtocol(self) -> None:
+        self.reader.close()
