@@ -219,7 +219,7 @@ class TokenTests(SynchronousTestCase):
         revoked = self.server.subscribe("app=shop", headers=bearer(SHOP))
         self.server.subscribed(2)
         publisher = self.server.publish(f"app=shopping&token={WRITER}\nbefore\n".encode())
-        kept.readUntil(lambda b: True)
+        kept.readUntil(lambda b: b"before" in b)
         fresh = "fresh-reader-0123456789abcd"
         with open(self.path, "w") as f:
             f.write(f"{EVERY} sub .*\n{WRITER} pub shop\n{fresh} sub shop\n")
@@ -232,6 +232,7 @@ class TokenTests(SynchronousTestCase):
         self.assertEqual(
             publisher.recv(1000),
             b"error: this token may not publish to the app 'shopping' (the tokens were reloaded)\n",
+            self.server.log(),
         )
         self.assertEqual(self.publishText("shop", WRITER, "after"), b"")
         self.assertIn(b"shop[-] 127.0.0.1: after", kept.readUntil(lambda b: b"after" in b))
