@@ -428,7 +428,11 @@ class SyslogProtocol(Publisher, Protocol):
             newline = buffer.find(b"\n", position)
             if newline < 0:
                 return position
-            frames.append(buffer[position:newline])
+            if newline - position > maxLine:
+                frames.append(buffer[position : position + maxLine] + _TRUNCATED)
+                self.discarded += newline - position - maxLine
+            else:
+                frames.append(buffer[position:newline])
             position = newline + 1
         return position
 

@@ -1,0 +1,390 @@
+"""
+Tests for L{logio.ingest}: C{POST /publish} (text and NDJSON, read as it
+streams) and OTLP/HTTP logs at C{/v1/logs}, through a real L{Site}.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from logio import web
+from logio.auth import Tokens
+from logio.broker import Broker
+from logio.filters import Filters
+from logio.gate import Gate
+from logio.topic import Topic
+from logio.web import RootResource, SubscribeResource, SubscriberSite
+from tests.test_auth import tokensFile
+from tests.test_web import Client
+
+START = 1700000000000
+NOW_TS = "2023-11-14T22:13:20.000"
+TOKEN = "ingest-token-0123456789"
+
+#: An OTLP/HTTP JSON export as the OpenTelemetry Collector's otlphttp
+#: exporter sends it (int64 values as strings, attributes as key/value lists).
+COLLECTOR_EXPORT: dict[str, Any] = {
+    "resourceLogs": [
+        {
+            "resource": {
+                "attributes": [
+                    {"key": "service.name", "value": {"stringValue": "checkout"}},
+                    {"key": "service.instance.id", "value": {"stringValue": "i-42"}},
+                    {"key": "host.name", "value": {"stringValue": "node-1"}},
+                ]
+            },
+            "scopeLogs": [
+                {
+                    "scope": {"name": "checkout.logger", "version": "1.0"},
+                    "logRecords": [
+                        {
+                            "timeUnixNano": "1544712660300000000",
+                            "observedTimeUnixNano": "1544712660300000000",
+                            "severityNumber": 10,
+                            "severityText": "Information",
+                            "traceId": "5b8efff798038103d269b633813fc60c",
+                            "spanId": "eee19b7ec3c1b174",
+                            "body": {"stringValue": "order 17 paid"},
+                            "attributes": [{"key": "order", "value": {"intValue": "17"}}],
+                        },
+                        {
+                            "timeUnixNano": "0",
+                            "observedTimeUnixNano": "1544712661000000000",
+                            "body": {
+                                "kvlistValue": {
+                                    "values": [
+                                        {"key": "event", "value": {"stringValue": "refund"}},
+                                        {"key": "amount", "value": {"doubleValue": 9.5}},
+                                    ]
+                                }
+                            },
+                        },
+                    ],
+                }
+            ],
+        },
+        {
+            "resource": {"attributes": [{"key": "process.pid", "value": {"intValue": "4711"}}]},
+            "scopeLogs": [{"logRecords": [{"body": {"stringValue": "no service"}}]}],
+        },
+    ]
+}
+
+
+def post(path: str, body: bytes, *headers: str, chunked: bool = False) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: localhost", *headers]
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+        framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+    else:
+        lines.append(f"Content-Length: {len(body)}")
+        framed = body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + framed
+
+
+class IngestTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.clock.advance(START / 1000)
+        self.broker = Broker(1000, 1 << 20, START, self.clock)
+        self.resource = SubscribeResource(self.broker, self.clock, START, tokens=self.tokens())
+        gate = Gate(self.resource.refusals, self.resource._tokens)
+        self.site = SubscriberSite(
+            RootResource(self.broker, self.resource, gate), reactor=self.clock
+        )
+
+    def tokens(self) -> Tokens | None:
+        return None
+
+    def records(self) -> list[tuple[Topic, tuple[str, str]]]:
+        replay = self.broker.replay(Filters(), 1000)
+        return [(run.topic, record) for run in replay.runs for record in run.records]
+
+    def answer(self, client: Client) -> tuple[int, Any]:
+        head, body = client.response()
+        status = int(head.split(b" ", 2)[1])
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, body.decode()
+
+
+class PublishTests(IngestTestCase):
+    """
+    C{POST /publish}.
+    """
+
+    def test_text(self) -> None:
+        """
+        A text body: one record per line with the receive time, a last line
+        without a newline included, CRLF and blank lines dropped.
+        """
+        client = Client(self.site, post("/publish?app=web&proc=p&host=h", b"one\r\ntwo\n\nthree"))
+        self.assertEqual(self.answer(client), (200, {"accepted": 3, "rejected": 0}))
+        topic = Topic("web", "p", "h")
+        self.assertEqual(
+            self.records(),
+            [(topic, (NOW_TS, "one")), (topic, (NOW_TS, "two")), (topic, (NOW_TS, "three"))],
+        )
+
+    def test_ndjson(self) -> None:
+        """
+        NDJSON: each object's fields, the query's for those it lacks; bad
+        lines are rejected with reasons and lose nothing else.
+        """
+        body = b"\n".join(
+            [
+                b'{"app": "a1", "proc": "w", "host": "h", "log": "first", "time": "2020-01-01T00:00:00Z"}',
+                b"not json",
+                b'{"log": "from the query"}',
+                b'["not", "an object"]',
+                b'{"app": "bad app", "log": "x"}',
+                b'{"app": "a1"}',
+                b'{"log": {"structured": true}}',
+            ]
+        )
+        client = Client(
+            self.site, post("/publish?app=q&host=qh", body, "Content-Type: application/x-ndjson")
+        )
+        status, answer = self.answer(client)
+        self.assertEqual((status, answer["accepted"], answer["rejected"]), (200, 3, 4))
+        self.assertEqual(
+            answer["errors"][0], "line 2: not JSON: Expecting value: line 1 column 1 (char 0)"
+        )
+        self.assertEqual(
+            [e.partition(":")[0] for e in answer["errors"]],
+            ["line 2", "line 4", "line 5", "line 6"],
+        )
+        self.assertEqual(
+            self.records(),
+            [
+                (Topic("a1", "w", "h"), ("2020-01-01T00:00:00.000", "first")),
+                (Topic("q", "-", "qh"), (NOW_TS, "from the query")),
+                (Topic("q", "-", "qh"), (NOW_TS, '{"structured": true}')),
+            ],
+        )
+
+    def test_streamedAsItArrives(self) -> None:
+        """
+        Lines are published as the body arrives, before it is complete, and
+        only the line not ended yet is held.
+        """
+        head = post("/publish?app=s", b"", chunked=True)[: -len(b"0\r\n\r\n")]
+        client = Client(self.site, head)
+        client.channel.dataReceived(b"6\r\nline1\n\r\n")
+        self.assertEqual([record[1] for _, record in self.records()], ["line1"])
+        client.channel.dataReceived(b"4\r\npart\r\n")
+        [request] = client.channel.requests
+        self.assertEqual(request.content._pending, [b"part"])
+        client.channel.dataReceived(b"6\r\nial\nx\n\r\n0\r\n\r\n")
+        self.assertEqual([record[1] for _, record in self.records()], ["line1", "partial", "x"])
+        self.assertEqual(self.answer(client), (200, {"accepted": 3, "rejected": 0}))
+
+    def test_overLongLine(self) -> None:
+        """
+        A text line longer than --max-line is cut and marked; an NDJSON one
+        is rejected; both go on with the next line.
+        """
+        self.site.resource.ingest.maxLine = 15
+        client = Client(self.site, post("/publish?app=s", b"x" * 25 + b"\nnext\n"))
+        self.assertEqual(self.answer(client)[1]["accepted"], 2)
+        self.assertEqual(
+            [record[1] for _, record in self.records()], ["x" * 15 + " [truncated]", "next"]
+        )
+        client = Client(
+            self.site,
+            post(
+                "/publish?app=s",
+                b'{"log": "0123456789"}\n{"log":"ok"}',
+                "Content-Type: application/x-ndjson",
+            ),
+        )
+        self.assertEqual(self.answer(client)[1]["rejected"], 1)
+
+    def test_badQuery(self) -> None:
+        """
+        A text body needs an app in the query: 400 before the body is read.
+        """
+        client = Client(self.site, post("/publish?proc=x", b"lost\n"))
+        status, answer = self.answer(client)
+        self.assertEqual(status, 400)
+        self.assertIn("the topic needs a non-empty 'app'", answer)
+        self.assertEqual(self.records(), [])
+
+    def test_webPageRefused(self) -> None:
+        """
+        Without --auth, a request with an Origin header (a web page's) may
+        not publish.
+        """
+        client = Client(
+            self.site, post("/publish?app=victim", b"forged\n", "Origin: http://evil.example")
+        )
+        status, answer = self.answer(client)
+        self.assertEqual(status, 403)
+        self.assertIn("may not publish to a server without --auth", answer)
+        self.assertEqual(self.records(), [])
+
+    def test_get(self) -> None:
+        """
+        Other methods get 405.
+        """
+        client = Client(self.site, b"GET /publish?app=x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        self.assertEqual(self.answer(client), (405, "method not allowed: publish with POST\n"))
+
+
+class GuardedPublishTests(IngestTestCase):
+    """
+    C{POST /publish} on a server with C{--auth}.
+    """
+
+    def tokens(self) -> Tokens | None:
+        return Tokens(tokensFile(self, f"{TOKEN} pub web\nreader-token-0123456 sub .*\n"))
+
+    def test_refusedBeforeTheBody(self) -> None:
+        """
+        No token is a 401 and a reader's token a 403, answered before the
+        body arrives; nothing is published.
+        """
+        for headers, code in [((), 401), (("Authorization: Bearer reader-token-0123456",), 403)]:
+            head = post("/publish?app=web", b"", *headers, chunked=True)[: -len(b"0\r\n\r\n")]
+            client = Client(self.site, head)
+            self.assertEqual(self.answer(client)[0], code)
+            self.assertTrue(client.transport.disconnecting)
+            client.channel.dataReceived(b"5\r\nlost\n\r\n")
+        self.assertEqual(self.records(), [])
+
+    def test_appsOfTheToken(self) -> None:
+        """
+        A text body for an app the token does not allow is a 400; NDJSON
+        lines for such apps are rejected.
+        """
+        client = Client(self.site, post(f"/publish?app=mail&token={TOKEN}", b"x\n"))
+        self.assertEqual(
+            self.answer(client), (400, "this token may not publish to the app 'mail'\n")
+        )
+        body = b'{"app": "web", "log": "in"}\n{"app": "mail", "log": "out"}\n'
+        client = Client(
+            self.site,
+            post(
+                "/publish",
+                body,
+                f"Authorization: Bearer {TOKEN}",
+                "Content-Type: application/x-ndjson",
+            ),
+        )
+        self.assertEqual(self.answer(client)[1]["accepted"], 1)
+        self.assertEqual([record[1] for _, record in self.records()], ["in"])
+
+
+class OTLPTests(IngestTestCase):
+    """
+    C{POST /v1/logs}.
+    """
+
+    def test_collectorJSON(self) -> None:
+        """
+        An export shaped as the Collector sends it: app, proc and host from
+        the resource, the record's time (or the observed time), the body's
+        string or compact JSON; the answer is an empty response.
+        """
+        client = Client(
+            self.site,
+            post(
+                "/v1/logs", json.dumps(COLLECTOR_EXPORT).encode(), "Content-Type: application/json"
+            ),
+        )
+        self.assertEqual(self.answer(client), (200, {}))
+        self.assertEqual(
+            self.records(),
+            [
+                (Topic("checkout", "i-42", "node-1"), ("2018-12-13T14:51:00.300", "order 17 paid")),
+                (
+                    Topic("checkout", "i-42", "node-1"),
+                    ("2018-12-13T14:51:01.000", '{"event": "refund", "amount": 9.5}'),
+                ),
+                (Topic("unknown_service", "4711", "192.168.1.1"), (NOW_TS, "no service")),
+            ],
+        )
+
+    def test_protobuf(self) -> None:
+        """
+        The same export in protobuf, answered in protobuf.
+        """
+        from google.protobuf.json_format import ParseDict
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+            ExportLogsServiceRequest,
+            ExportLogsServiceResponse,
+        )
+
+        data = ParseDict(COLLECTOR_EXPORT, ExportLogsServiceRequest()).SerializeToString()
+        client = Client(self.site, post("/v1/logs", data, "Content-Type: application/x-protobuf"))
+        head, body = client.response()
+        self.assertIn(b"application/x-protobuf", head)
+        response = ExportLogsServiceResponse()
+        response.ParseFromString(body)
+        self.assertEqual(response.partial_success.rejected_log_records, 0)
+        self.assertEqual(len(self.records()), 3)
+
+    def test_badRequests(self) -> None:
+        """
+        Bad JSON is a 400, another media type a 415, a body over the bound
+        a 413, another path under /v1 a 404.
+        """
+        self.assertEqual(
+            self.answer(
+                Client(self.site, post("/v1/logs", b"{", "Content-Type: application/json"))
+            )[0],
+            400,
+        )
+        self.assertEqual(
+            self.answer(Client(self.site, post("/v1/logs", b"x", "Content-Type: text/plain")))[0],
+            415,
+        )
+        self.patch(web, "MAX_OTLP_BODY", 10)
+        self.assertEqual(
+            self.answer(
+                Client(self.site, post("/v1/logs", b"{" * 11, "Content-Type: application/json"))
+            )[0],
+            413,
+        )
+        self.assertEqual(self.answer(Client(self.site, post("/v1/traces", b"{}")))[0], 404)
+
+
+class GuardedOTLPTests(IngestTestCase):
+    """
+    C{/v1/logs} on a server with C{--auth}.
+    """
+
+    def tokens(self) -> Tokens | None:
+        return Tokens(tokensFile(self, f"{TOKEN} pub checkout\n"))
+
+    def test_partialSuccess(self) -> None:
+        """
+        Records of apps the token does not allow are rejected, and the
+        answer says how many.
+        """
+        client = Client(
+            self.site,
+            post(
+                "/v1/logs",
+                json.dumps(COLLECTOR_EXPORT).encode(),
+                "Content-Type: application/json",
+                f"Authorization: Bearer {TOKEN}",
+            ),
+        )
+        status, answer = self.answer(client)
+        self.assertEqual(status, 200)
+        self.assertEqual(answer["partialSuccess"]["rejectedLogRecords"], "1")
+        self.assertIn("'unknown_service'", answer["partialSuccess"]["errorMessage"])
+        self.assertEqual(len(self.records()), 2)
+
+    def test_noToken(self) -> None:
+        """
+        No token is a 401.
+        """
+        client = Client(self.site, post("/v1/logs", b"{}", "Content-Type: application/json"))
+        self.assertEqual(self.answer(client)[0], 401)
