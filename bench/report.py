@@ -25,6 +25,9 @@ THROUGHPUT_TARGETS = {
     "ingest-text-10": 3e6,
     "fanout-10": 5e6,
 }
+RELATIVE_TARGETS = {"ingest-syslog-1": ("ingest-text-1", 0.5)}
+"""A case's target as a share of another case of the same run: syslog ingest at least
+half the text protocol's lines/s."""
 P99_TARGETS_MS = {"latency-10": 2.0, "latency-100": 10.0}
 IDLE_TARGET_KIB = 16.0
 STALL_EXTRA_TARGET_KB = 4096
@@ -70,13 +73,23 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
         what = "lines/s" if result.get("subscribers") == 1 else "deliveries/s"
         peer = results.get(PEERS.get(name, ""), {}).get("deliveries_per_s")
         target = THROUGHPUT_TARGETS.get(name)
+        relative = ""
+        if name in RELATIVE_TARGETS:
+            other, share = RELATIVE_TARGETS[name]
+            base = results.get(other, {}).get("deliveries_per_s")
+            if base:
+                target = share * base
+                relative = f" ({share:.0%} of {other})"
         checks = []
         if target:
             checks.append(rate >= target)
         if peer:
             checks.append(rate > peer)
         target_text = " & ".join(
-            filter(None, [f">= {si(target)}" if target else "", "> redis" if peer else ""])
+            filter(
+                None,
+                [f">= {si(target)}{relative}" if target else "", "> redis" if peer else ""],
+            )
         )
         if name.startswith("redis-"):
             out.append((name, what, "", si(rate), "", "", ""))

@@ -217,7 +217,10 @@ class Bench:
                 failed += ready["failed"]
             if failed:
                 raise RuntimeError(f"subscribers failed to connect: {failed[:3]}")
-            pub_workers = [Worker(publish, server.pub_port, group, BLAST_RECORDS) for group in pubs]
+            pub_workers = [
+                Worker(publish, server.pub_port, group, BLAST_RECORDS, server.sub_port)
+                for group in pubs
+            ]
             for worker in pub_workers:
                 worker.wait("ready", 30)
             if before is not None:
@@ -331,7 +334,7 @@ class Bench:
     def case_count(scenario: str, settings: Settings) -> int:
         """How many cases a scenario runs (for the progress bar)."""
         return {
-            "ingest": 4,
+            "ingest": 6,
             "fanout": 6,
             "replay": 1,
             "latency": 2,
@@ -369,9 +372,13 @@ class Bench:
         self.blast_case(f"{label}-100-filtered", kind, apps, filtered, 2)
 
     def scenario_ingest(self) -> None:
-        """4 publishers -> 1 and -> 10 subscribers, seed JSON and text."""
+        """4 publishers -> 1 and -> 10 subscribers, seed JSON and text; and 4 -> 1 for
+        octet-counted RFC 5424 syslog and a streamed HTTP ``POST /publish``."""
         for proto in ("seed", "text"):
             self.ingest_cases("logio", proto, f"ingest-{proto}")
+        for proto in ("syslog", "http"):
+            pubs = [PubSpec(proto, "bench", pub=i, proc=f"p{i}") for i in range(4)]
+            self.blast_case(f"ingest-{proto}-1", "logio", pubs, [subscriber("logio", "bench")], 1)
 
     def scenario_fanout(self) -> None:
         """The fan-out loads, 10 subscribers that each run a ``log=`` regex, and 10 that

@@ -118,7 +118,16 @@ def line_text(pub: int, seq: int, ts: int) -> bytes:
 
 
 def logio_topic(proto: str, app: str, proc: str, host: str) -> bytes:
-    """The bytes that open a logio publisher connection: the topic, in either protocol."""
+    """The bytes that open a logio publisher connection: the topic in the seed JSON or
+    text protocol; nothing for syslog, whose every message names its topic; the head of
+    a chunked ``POST /publish`` for ``http``."""
+    if proto == "syslog":
+        return b""
+    if proto == "http":
+        return (
+            b"POST /publish?app=%s&proc=%s&host=%s HTTP/1.1\r\nHost: localhost\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" % (app.encode(), proc.encode(), host.encode())
+        )
     if proto == "seed":
         return b'{"app":"%s","proc":"%s","host":"%s"}' % (
             app.encode(),
@@ -131,12 +140,18 @@ def logio_topic(proto: str, app: str, proc: str, host: str) -> bytes:
 class RecordEncoder:
     """Encodes benchmark lines as one publisher protocol's records."""
 
-    def __init__(self, proto: str, channel: bytes = b"") -> None:
+    def __init__(
+        self, proto: str, channel: bytes = b"", topic: tuple[str, str, str] = ("", "", "")
+    ) -> None:
         self.proto = proto
         if proto == "seed":
             self._template = b'{"time":"%s","raw":"%s\\n"}'
-        elif proto == "text":
+        elif proto in ("text", "http"):
             self._template = b"%s%s\n"
+        elif proto == "syslog":
+            # RFC 5424, octet-counted: <PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG.
+            app, proc, host = (field.encode() for field in topic)
+            self._template = b"<14>1 %%s %s %s %s - - %%s" % (host, app, proc)
         elif proto == "redis":
             head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(channel), channel)
             self._template = head.replace(b"%", b"%%") + b"$%d\r\n%%s%%s\n\r\n" % (LINE_TEXT + 1)
@@ -153,22 +168,39 @@ class RecordEncoder:
                     for stamp, seq, ts in zip(stamps, seqs, times, strict=True)
                 ]
             )
-        return b"".join(
+        if self.proto == "syslog":
+            messages = [
+                # RFC 5424 allows six digits of fraction: cut the nanoseconds.
+                template % (stamp[:26] + stamp[29:], _FIELDS % (pub, seq, ts) + _PAD)
+                for stamp, seq, ts in zip(stamps, seqs, times, strict=True)
+            ]
+            return b"".join([b"%d %s" % (len(message), message) for message in messages])
+        data = b"".join(
             [
                 template % (b"", _FIELDS % (pub, seq, ts) + _PAD)
                 for seq, ts in zip(seqs, times, strict=True)
             ]
         )
+        if self.proto == "http":
+            # One chunk of the streamed request body.
+            return b"%x\r\n%s\r\n" % (len(data), data)
+        return data
 
 
-def blast_buffer(proto: str, pub: int, records: int, channel: bytes = b"") -> bytes:
+def blast_buffer(
+    proto: str,
+    pub: int,
+    records: int,
+    channel: bytes = b"",
+    topic: tuple[str, str, str] = ("", "", ""),
+) -> bytes:
     """A block of ``records`` lines that a publisher sends again and again at full speed.
 
     Seed records carry record times 10 us apart, as a busy Go client would stamp them.
     """
     now = time.time()
     stamps = [rfc3339(now + i * 10e-6) for i in range(records)]
-    return RecordEncoder(proto, channel).encode(stamps, pub, range(records), [0] * records)
+    return RecordEncoder(proto, channel, topic).encode(stamps, pub, range(records), [0] * records)
 
 
 def redis_command(*args: bytes) -> bytes:

@@ -44,7 +44,8 @@ class PubSpec:
     """One publisher connection."""
 
     proto: str
-    """``seed`` (JSON), ``text`` or ``redis``."""
+    """``seed`` (JSON), ``text``, ``syslog`` (octet-counted RFC 5424), ``http`` (a
+    streamed ``POST /publish`` on the subscriber port) or ``redis``."""
     app: str
     pub: int = 0
     proc: str = "p"
@@ -54,6 +55,10 @@ class PubSpec:
     def channel(self) -> bytes:
         """The Redis channel standing for this topic."""
         return f"{self.app}.{self.proc}.{self.host}".encode()
+
+    @property
+    def topic(self) -> tuple[str, str, str]:
+        return (self.app, self.proc, self.host)
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ class _Publisher:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if spec.proto != "redis":
             self.sock.sendall(logio_topic(spec.proto, spec.app, spec.proc, spec.host))
-        self.encoder = RecordEncoder(spec.proto, spec.channel)
+        self.encoder = RecordEncoder(spec.proto, spec.channel, spec.topic)
         self.sent = 0
         self.replies = 0
         self.out = bytearray()
@@ -125,13 +130,18 @@ class _Publisher:
         self.done = False
 
 
-def publish(conn: Connection, port: int, specs: list[PubSpec], records: int) -> None:
-    """Worker: run publishers ``specs`` against ``port``; blocks are ``records`` lines."""
-    _guarded(conn, _publish, port, specs, records)
+def publish(
+    conn: Connection, port: int, specs: list[PubSpec], records: int, http_port: int = 0
+) -> None:
+    """Worker: run publishers ``specs`` against ``port`` (``http`` ones against
+    ``http_port``); blocks are ``records`` lines."""
+    _guarded(conn, _publish, port, specs, records, http_port)
 
 
-def _publish(conn: Connection, port: int, specs: list[PubSpec], records: int) -> None:
-    pubs = [_Publisher(spec, port) for spec in specs]
+def _publish(
+    conn: Connection, port: int, specs: list[PubSpec], records: int, http_port: int
+) -> None:
+    pubs = [_Publisher(spec, http_port if spec.proto == "http" else port) for spec in specs]
     conn.send(("ready", {"publishers": len(pubs)}))
     plan: Plan = conn.recv()
     for pub in pubs:
@@ -154,7 +164,9 @@ def _sleep_until(when: float) -> None:
 
 def _blast(pubs: list[_Publisher], plan: Plan, records: int) -> None:
     views = {
-        id(p): memoryview(blast_buffer(p.spec.proto, p.spec.pub, records, p.spec.channel))
+        id(p): memoryview(
+            blast_buffer(p.spec.proto, p.spec.pub, records, p.spec.channel, p.spec.topic)
+        )
         for p in pubs
     }
     sink = bytearray(1 << 16)
@@ -410,7 +422,7 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
 def publish_records(port: int, spec: PubSpec, count: int, timeout: float = 30.0) -> None:
     """Publish lines ``0 .. count - 1`` of ``spec`` on one connection, then close it and
     wait until the server closes its side (it would first write an ``error:`` line)."""
-    encoder = RecordEncoder(spec.proto, spec.channel)
+    encoder = RecordEncoder(spec.proto, spec.channel, spec.topic)
     stamp = rfc3339(time.time())
     now = time.monotonic_ns()
     data = encoder.encode([stamp] * count, spec.pub, range(count), [now] * count)
