@@ -40,6 +40,7 @@ from logio.topic import Record, StampParser, Topic, formatEpoch
 MAX_OTLP_BODY = 16 * 1024 * 1024
 #: How many reasons for rejected lines an answer lists.
 MAX_ERRORS = 10
+_TRUNCATED = TRUNCATED.encode()
 #: The app of OpenTelemetry records whose resource has no C{service.name}.
 OTLP_APP = "unknown_service"
 
@@ -117,14 +118,14 @@ class LineBody:
             self._pending.append(data)
             self._pendingLength += len(data)
             if self._pendingLength > self._maxLine:
-                self._lines([self._takePending()], cut=True)
+                self._lines([self._takePending()])
                 self._discarding = True
             return
         if self._pending:
             data = self._takePending() + data
         complete, _, rest = data.rpartition(b"\n")
         if len(rest) > self._maxLine:
-            self._lines([*complete.split(b"\n"), rest], cut=True)
+            self._lines([*complete.split(b"\n"), rest])
             self._discarding = True
         else:
             if rest:
@@ -138,26 +139,26 @@ class LineBody:
         self._pendingLength = 0
         return line
 
-    def _lines(self, lines: list[bytes], cut: bool = False) -> None:
+    def _lines(self, lines: list[bytes]) -> None:
         """
-        Publish complete lines; with C{cut}, the last was cut at
-        C{maxLine}.
+        Publish complete lines (a line longer than C{maxLine} is one whose
+        rest is being discarded).
         """
+        if not self._ndjson:
+            self._textLines(lines)
+            return
         batches: dict[Topic, list[Record]] = {}
         size = 0
-        last = len(lines) - 1
-        for index, line in enumerate(lines):
+        for line in lines:
             self._line += 1
             if line.endswith(b"\r"):
                 line = line[:-1]
             if not line:
                 continue
             size += len(line)
-            if len(line) > self._maxLine or (cut and index == last):
-                if self._ndjson:
-                    self._reject(f"longer than {self._maxLine} bytes")
-                    continue
-                line = line[: self._maxLine] + TRUNCATED.encode()
+            if len(line) > self._maxLine:
+                self._reject(f"longer than {self._maxLine} bytes")
+                continue
             found = self._record(line)
             if found is not None:
                 topic, record = found
@@ -165,10 +166,28 @@ class LineBody:
                 self.accepted += 1
         self._publications.publish(batches, size)
 
+    def _textLines(self, lines: list[bytes]) -> None:
+        """
+        Publish complete text lines, all of the query's topic, in one batch
+        (blank ones skipped, over-long ones cut and marked).
+        """
+        assert self._topic is not None
+        self._line += len(lines)
+        maxLine = self._maxLine
+        joined = b"\n".join(lines)
+        if len(joined) > maxLine and any(len(line) > maxLine for line in lines):
+            lines = [
+                line if len(line) <= maxLine else line[:maxLine] + _TRUNCATED for line in lines
+            ]
+            joined = b"\n".join(lines)
+        if b"\r" in joined:
+            joined = joined.replace(b"\r\n", b"\n").removesuffix(b"\r")
+        stamp = self._now()
+        records = [(stamp, line) for line in joined.decode("utf-8", "replace").split("\n") if line]
+        self.accepted += len(records)
+        self._publications.publish({self._topic: records}, len(joined))
+
     def _record(self, line: bytes) -> Optional[tuple[Topic, Record]]:
-        if not self._ndjson:
-            assert self._topic is not None
-            return self._topic, (self._now(), line.decode("utf-8", "replace"))
         try:
             value = json.loads(line)
         except (ValueError, RecursionError) as e:
