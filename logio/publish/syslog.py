@@ -290,29 +290,64 @@ class SyslogReader:
             return position
         match = _FAST_OCTETS.match
         length = len(buffer)
-        topics = self._topics
         stamps = self._stamps
+        # What the last frame read with the pattern was like: the bytes
+        # before its timestamp, its timestamp's length, where the digits
+        # after the milliseconds begin, the length of its zone, the bytes
+        # after the timestamp up to the message, and its topic.  A frame
+        # that has them all is read without the pattern.
+        before = b""
+        stampLength = cut = zoneLength = 0
+        after = b""
+        topic: Optional[Topic] = None
         while True:
-            found = match(buffer, position)
-            if found is None:
+            space = buffer.find(b" ", position, position + _MAX_COUNT_DIGITS + 1)
+            count = buffer[position:space]
+            if space < 0 or not count.isdigit():
                 return position
-            count, stamp, zone, host, app, proc = found.groups()
             size = int(count)
-            head = found.end()
-            end = position + len(count) + 1 + size
-            if not head <= end <= length or size > maxLine:
+            start = space + 1
+            end = start + size
+            if end > length or size > maxLine:
                 return position
+            stampStart = start + len(before)
+            stampEnd = stampStart + stampLength
+            if (
+                topic is not None
+                and buffer.startswith(before, start)
+                and buffer.startswith(after, stampEnd)
+                and buffer[stampStart + cut : stampEnd - zoneLength].isdigit()
+                and stampEnd + len(after) <= end
+            ):
+                stamp = (
+                    buffer[stampStart : stampStart + cut] + buffer[stampEnd - zoneLength : stampEnd]
+                )
+                head = stampEnd + len(after)
+            else:
+                found = match(buffer, position)
+                if found is None:
+                    return position
+                head = found.end()
+                if head > end:
+                    return position
+                _, stamp, zone, host, app, proc = found.groups()
+                stampStart, stampEnd = found.start(2), found.end(3)
+                before = buffer[start:stampStart]
+                stampLength = stampEnd - stampStart
+                cut = len(stamp)
+                zoneLength = len(zone)
+                after = buffer[stampEnd:head]
+                topic = self._topics.get((app, proc, host, peer))
+                if topic is None:
+                    topic = self._topic(app, proc, host, peer)
+                stamp += zone
             text = buffer[head:end]
             if text[:3] == _BOM:
                 text = text[3:]
             if text and text[-1] in _LINE_ENDS:
                 text = text.rstrip(b"\r\n")
-            topic = topics.get((app, proc, host, peer))
-            if topic is None:
-                topic = self._topic(app, proc, host, peer)
-            # The pattern groups the timestamp up to its milliseconds: those
-            # of one millisecond and zone have one output timestamp.
-            stamp += zone
+            # Timestamps of one millisecond and zone have one output
+            # timestamp: the key leaves out the digits after the milliseconds.
             formatted = stamps.get(stamp)
             if formatted is None:
                 formatted = self._stamp(stamp)
