@@ -52,7 +52,29 @@ def _mediaType(request: Request) -> bytes:
     return header.partition(b";")[0].strip().lower()
 
 
-class LineBody:
+class Sink:
+    """
+    A request body's file that keeps nothing: what Twisted's L{Request}
+    asks of C{content} besides C{write}, answered as an empty file.
+    """
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class LineBody(Sink):
     """
     The body of a C{POST /publish}, split into lines and published as it
     arrives: a file for L{Request.content} that keeps only the line not
@@ -230,17 +252,6 @@ class LineBody:
         if self._pending:
             self._lines([self._takePending()])
         self._publications.close()
-
-    # The rest of the file interface Request uses.
-
-    def tell(self) -> int:
-        return 0
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 0
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
 
     def close(self) -> None:
         self._publications.close()

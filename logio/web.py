@@ -47,7 +47,7 @@ from logio.formats import (
     parseEventId,
 )
 from logio.gate import PUBLISH, Gate, Refusal, presented
-from logio.ingest import MAX_OTLP_BODY, Ingest, OTLPResource, PublishResource
+from logio.ingest import MAX_OTLP_BODY, Ingest, OTLPResource, PublishResource, Sink
 from logio.interfaces import IBroker, IFormat, ISubscriber
 from logio.net import PAUSE_AT, bufferedBytes, describePeer, tuneSocket, widenWrites
 from logio.refusals import Refusals
@@ -529,24 +529,12 @@ REQUEST_DEADLINE = 10.0
 MAX_BODY = 64 * 1024
 
 
-class _Discard:
+class _Discard(Sink):
     """
     Where the body of a request refused for its size goes: nowhere.
     """
 
     def write(self, data: bytes) -> None:
-        pass
-
-    def tell(self) -> int:
-        return 0
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 0
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
-
-    def close(self) -> None:
         pass
 
 

@@ -8,6 +8,7 @@ line can forge.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import signal
 import socket
@@ -50,6 +51,19 @@ def runCurl(*args: str) -> tuple[int, str]:
     )
     body, _, code = result.stdout.decode("utf-8", "replace").rpartition("\n")
     return int(code or 0), body.removesuffix("\n")
+
+
+def handlerLogger(testCase: SynchronousTestCase, url: str, name: str = "") -> logging.Logger:
+    """
+    A logger of its own that sends only to a new L{LogioHandler} for C{url}.
+    """
+    handler = LogioHandler(url)
+    testCase.addCleanup(handler.close)
+    logger = logging.getLogger(f"test.{testCase.id()}.{name}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    testCase.addCleanup(logger.removeHandler, handler)
+    return logger
 
 
 def bearer(token: str) -> list[str]:
@@ -185,16 +199,9 @@ class TokenTests(SynchronousTestCase):
         """
         stream = self.server.subscribe("app=shop", headers=bearer(SHOP))
         self.server.subscribed(1)
-        handler = LogioHandler(
-            f"logio://{WRITER}@127.0.0.1:{self.server.publishPort}?app=shop&proc=py"
+        logger = handlerLogger(
+            self, f"logio://{WRITER}@127.0.0.1:{self.server.publishPort}?app=shop&proc=py"
         )
-        self.addCleanup(handler.close)
-        import logging
-
-        logger = logging.getLogger(f"test.{self.id()}")
-        logger.propagate = False
-        logger.addHandler(handler)
-        self.addCleanup(logger.removeHandler, handler)
         logger.warning("from the handler")
         result = runPython(
             "import logging, logio.auto; logging.getLogger().warning('from logio.auto')",
@@ -292,17 +299,10 @@ class TLSTests(SynchronousTestCase):
         self.addCleanup(streaming.wait)
         self.addCleanup(streaming.kill)
         server.subscribed(2)
-        handler = LogioHandler(
-            f"logios://{WRITER}@localhost:{server.publishPort}?app=shop&proc=tls&ca={paths['ca']}"
-        )
-        self.addCleanup(handler.close)
-        import logging
-
-        logger = logging.getLogger(f"test.{self.id()}")
-        logger.propagate = False
-        logger.addHandler(handler)
-        self.addCleanup(logger.removeHandler, handler)
-        logger.warning("over TLS")
+        handlerLogger(
+            self,
+            f"logios://{WRITER}@localhost:{server.publishPort}?app=shop&proc=tls&ca={paths['ca']}",
+        ).warning("over TLS")
         assert tail.stdout is not None and streaming.stdout is not None
         self.assertIn(b"shop[tls] ", tail.stdout.readline())
         self.assertIn(b"over TLS", streaming.stdout.readline())
@@ -316,12 +316,12 @@ class TLSTests(SynchronousTestCase):
         self.assertEqual(plainTail.returncode, 1)
         self.assertIn(b"TLS server? then use https://", plainTail.stderr)
         reports: list[str] = []
-        plain = LogioHandler(f"logio://{WRITER}@127.0.0.1:{server.publishPort}?app=shop")
+        logger = handlerLogger(
+            self, f"logio://{WRITER}@127.0.0.1:{server.publishPort}?app=shop", "plain"
+        )
+        [plain] = logger.handlers
+        assert isinstance(plain, LogioHandler)
         plain.publisher.report = reports.append
-        self.addCleanup(plain.close)
-        logger.removeHandler(handler)
-        logger.addHandler(plain)
-        self.addCleanup(logger.removeHandler, plain)
 
         def hinted() -> bool:
             logger.warning("plain")
