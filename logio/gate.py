@@ -34,8 +34,9 @@ from logio.net import describePeer
 from logio.refusals import Refusals
 from logio.status import reply
 
-#: The paths anyone may ask for.
-OPEN = frozenset({b"healthz", b"favicon.ico"})
+#: The paths anyone may ask for: they hold no logs (the viewer's page
+#: passes on the token of its own URL to the stream it opens).
+OPEN = frozenset({b"healthz", b"favicon.ico", b"ui"})
 #: The paths that publish, for tokens that may publish.
 PUBLISH = frozenset({b"publish", b"v1"})
 #: What a 401 asks for.

@@ -60,6 +60,7 @@ from logio.status import (
     reply,
 )
 from logio.topic import formatEpoch, serverHost
+from logio.viewer import ViewerResource
 
 #: How long a stopping server waits for subscribers' sockets to flush.
 CLOSE_TIMEOUT = 5.0
@@ -1139,6 +1140,7 @@ class RootResource(Resource):
         self._subscribe = subscribe
         self._gate = gate or Gate(subscribe.refusals)
         self.ingest = ingest or Ingest(broker, subscribe.clock, 65536)
+        self.putChild(b"ui", ViewerResource())
         self.putChild(b"publish", PublishResource())
         self.putChild(b"v1", OTLPResource(self.ingest))
         self.putChild(b"healthz", HealthResource())
