@@ -1,0 +1,317 @@
+"""
+End-to-end tests of the web viewer at C{/ui}, in a real headless Chromium
+(Debian's C{chromium} and C{chromium-driver}, driven with selenium), against
+C{twistd -n logio}.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests.server import TIMEOUT, Server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def browser(testCase: SynchronousTestCase) -> Any:
+    """
+    A headless Chromium, quit at the end of the test.  Without one the
+    test is skipped, unless C{CI} is set: then it fails.
+    """
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        raise SkipTest("selenium is not installed") from None
+    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+        if os.environ.get("CI"):
+            raise AssertionError(f"no browser: {CHROMIUM} and {DRIVER} are needed")
+        raise SkipTest("chromium and chromium-driver are not installed")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,800"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    testCase.addCleanup(driver.quit)
+    return driver
+
+
+def waitUntil(
+    driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = TIMEOUT
+) -> Any:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    except TimeoutException:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def texts(driver: Any) -> list[str]:
+    """
+    The log text of every line the page shows, in order.
+    """
+    return list(
+        driver.execute_script(
+            "return Array.from(document.querySelectorAll('#log .line .text'), n => n.textContent)"
+        )
+    )
+
+
+class Proxy:
+    """
+    A TCP proxy in front of the server that can cut every connection through
+    it at once, as a network drop or a server going away looks to a browser.
+    """
+
+    def __init__(self, testCase: SynchronousTestCase, port: int) -> None:
+        self._upstream = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+        testCase.addCleanup(self.close)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self._upstream))
+            with self._lock:
+                self._pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def drop(self) -> None:
+        """
+        Cut every connection open now.
+        """
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for sock in pair:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._listener.close()
+        self.drop()
+
+
+class ViewerTests(SynchronousTestCase):
+    """
+    The page, as a person uses it.
+    """
+
+    def setUp(self) -> None:
+        self.server = Server(self)
+        self.driver = browser(self)
+
+    def open(self, query: str = "", port: int = 0) -> None:
+        self.driver.get(f"http://127.0.0.1:{port or self.server.subscribePort}/ui{query}")
+
+    def publish(self, app: str, *lines: str) -> None:
+        data = f"app={app}&proc=web&host=h1\n" + "".join(f"{line}\n" for line in lines)
+        self.server.publish(data.encode()).close()
+
+    def waitForTexts(self, expected: list[str]) -> None:
+        waitUntil(self.driver, lambda d: texts(d) == expected, f"the lines {expected[-3:]}…")
+
+    def screenshot(self, name: str) -> str:
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = os.path.join(folder, f"{name}.png")
+        self.driver.save_screenshot(path)
+        return path
+
+    def test_historyThenLive(self) -> None:
+        """
+        On load the page shows the history, then the live lines, in order,
+        each with its timestamp and app[proc] host.
+        """
+        self.publish("shop", "one", "two", "three")
+        self.open("?app=shop")
+        self.waitForTexts(["one", "two", "three"])
+        self.publish("shop", "four", "five")
+        self.waitForTexts(["one", "two", "three", "four", "five"])
+        topics = self.driver.execute_script(
+            "return Array.from(document.querySelectorAll('#log .topic'), n => n.textContent)"
+        )
+        self.assertEqual(topics, ["shop[web]"] * 5)
+        self.assertEqual(self.driver.find_element("id", "state").text, "live")
+        self.screenshot("history-then-live")
+
+    def test_filters(self) -> None:
+        """
+        A filter applied with Enter changes what is shown and goes into the
+        page's URL, so reloading keeps it.
+        """
+        self.publish("alpha", "from alpha")
+        self.publish("beta", "from beta")
+        self.open()
+        self.waitForTexts(["from alpha", "from beta"])
+        field = self.driver.find_element("name", "app")
+        field.send_keys("^beta$\n")
+        self.waitForTexts(["from beta"])
+        self.assertIn("app=%5Ebeta%24", self.driver.current_url)
+        self.driver.refresh()
+        self.waitForTexts(["from beta"])
+        self.assertEqual(self.driver.find_element("name", "app").get_attribute("value"), "^beta$")
+
+    def test_badRegex(self) -> None:
+        """
+        A pattern the server refuses shows the server's 400 message.
+        """
+        self.open("?log=%28unclosed")
+        error = waitUntil(
+            self.driver,
+            lambda d: (
+                d.find_element("id", "error").is_displayed() and d.find_element("id", "error")
+            ),
+            "the error",
+        )
+        self.assertIn("400", error.text)
+        self.assertIn("bad regular expression for 'log'", error.text)
+
+    def test_pause(self) -> None:
+        """
+        While paused, new lines are counted and kept; resume shows them.
+        """
+        self.publish("p", "before")
+        self.open("?app=p")
+        self.waitForTexts(["before"])
+        self.driver.find_element("id", "pause").click()
+        self.publish("p", "a", "b", "c")
+        waitUntil(self.driver, lambda d: d.find_element("id", "pending").text == "3 new", "3 new")
+        self.assertEqual(texts(self.driver), ["before"])
+        self.driver.find_element("id", "pause").click()
+        self.waitForTexts(["before", "a", "b", "c"])
+        self.assertEqual(self.driver.find_element("id", "pending").text, "")
+
+    def test_resumedAfterDrop(self) -> None:
+        """
+        When the stream's connection is cut, the page says it is
+        reconnecting, reconnects and resumes after the last line it had:
+        nothing lost, nothing twice.
+        """
+        proxy = Proxy(self, self.server.subscribePort)
+        self.publish("r", *[f"line {n}" for n in range(5)])
+        self.open("?app=r", port=proxy.port)
+        self.waitForTexts([f"line {n}" for n in range(5)])
+        proxy.drop()
+        waitUntil(
+            self.driver,
+            lambda d: d.find_element("id", "state").text == "reconnecting…",
+            "the page to say it is reconnecting",
+        )
+        self.publish("r", *[f"line {n}" for n in range(5, 10)])
+        self.waitForTexts([f"line {n}" for n in range(10)])
+        self.publish("r", "line 10")
+        self.waitForTexts([f"line {n}" for n in range(11)])
+
+    def test_htmlIsText(self) -> None:
+        """
+        A log line of HTML is shown as its text and runs nothing.
+        """
+        lines = [
+            "<img src=x onerror=\"document.title='pwned'\">",
+            "<script>document.title='pwned'</script>",
+            "<b>bold?</b>",
+        ]
+        self.publish("x", *lines)
+        self.open("?app=x")
+        self.waitForTexts(lines)
+        self.assertEqual(self.driver.title, "logio")
+        self.assertEqual(
+            self.driver.execute_script(
+                "return document.querySelectorAll('#log img, #log script, #log b').length"
+            ),
+            0,
+        )
+
+    def test_keepsUp(self) -> None:
+        """
+        At 2,000 lines/s for 5 s every line arrives on the page, in order.
+        """
+        self.open("?app=fast")
+        waitUntil(self.driver, lambda d: d.find_element("id", "state").text == "live", "live")
+        sock = self.server.publish(b"app=fast&proc=web&host=h1\n")
+        started = time.monotonic()
+        for tick in range(50):
+            sock.sendall("".join(f"seq {tick * 200 + n}\n" for n in range(200)).encode())
+            delay = started + (tick + 1) * 0.1 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # the publisher's pace, not a wait for the page
+        sock.close()
+        waitUntil(
+            self.driver,
+            lambda d: (
+                d.execute_script("return document.querySelectorAll('#log .line').length") >= 10000
+            ),
+            "10,000 lines on the page",
+            timeout=TIMEOUT * 2,
+        )
+        shown = texts(self.driver)
+        self.assertEqual(shown, [f"seq {n}" for n in range(10000)])
+        self.screenshot("keeps-up")
+
+
+class GuardedViewerTests(SynchronousTestCase):
+    """
+    The page on a server with C{--auth}.
+    """
+
+    def test_tokenFromTheURL(self) -> None:
+        """
+        The page passes on the token of its own URL to the stream: it shows
+        the lines of the apps the token allows; without one it shows the 401.
+        """
+        from tests.test_auth import tokensFile
+
+        token = "viewer-token-0123456789"
+        server = Server(
+            self, "--auth", tokensFile(self, f"{token} sub ^shop$\nwriter-0123456789abc pub .*\n")
+        )
+        driver = browser(self)
+        for app in ("shop", "shopping"):
+            server.publish(f"app={app}&token=writer-0123456789abc\nfor {app}\n".encode()).close()
+        driver.get(f"http://127.0.0.1:{server.subscribePort}/ui?app=.*&token={token}")
+        waitUntil(driver, lambda d: texts(d) == ["for shop"], "the shop line")
+        driver.get(f"http://127.0.0.1:{server.subscribePort}/ui?app=.*")
+        error = waitUntil(
+            driver,
+            lambda d: (
+                d.find_element("id", "error").is_displayed() and d.find_element("id", "error")
+            ),
+            "the error",
+        )
+        self.assertIn("401", error.text)

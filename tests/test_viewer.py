@@ -1,0 +1,97 @@
+"""
+Tests for L{logio.viewer}: the web viewer's files, served with a strict
+Content-Security-Policy and without a token.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from logio.auth import Tokens
+from logio.broker import Broker
+from logio.gate import Gate
+from logio.viewer import CSP
+from logio.web import RootResource, SubscribeResource, SubscriberSite
+from tests.test_auth import tokensFile
+from tests.test_web import Client
+
+
+class ViewerTests(SynchronousTestCase):
+    """
+    What C{/ui} serves.
+    """
+
+    def site(self, tokens: Tokens | None = None) -> SubscriberSite:
+        clock = MemoryReactorClock()
+        broker = Broker()
+        resource = SubscribeResource(broker, clock, 1700000000000, tokens=tokens)
+        root = RootResource(broker, resource, Gate(resource.refusals, tokens))
+        return SubscriberSite(root, reactor=clock)
+
+    def get(self, site: SubscriberSite, path: str) -> tuple[bytes, bytes]:
+        client = Client(site, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        return client.response()
+
+    def test_files(self) -> None:
+        """
+        The page, its script and its style, each with its media type, the
+        CSP and no-sniff; the page loads only those two, from the server.
+        """
+        site = self.site()
+        for path, kind in [
+            ("/ui", b"text/html"),
+            ("/ui/", b"text/html"),
+            ("/ui/app.js", b"text/javascript"),
+            ("/ui/app.css", b"text/css"),
+        ]:
+            head, body = self.get(site, path)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), path)
+            self.assertIn(b"Content-Type: " + kind, head)
+            self.assertIn(b"Content-Security-Policy: " + CSP, head)
+            self.assertIn(b"X-Content-Type-Options: nosniff", head)
+            self.assertTrue(body, path)
+        _, page = self.get(site, "/ui")
+        self.assertIn(b'src="/ui/app.js"', page)
+        self.assertIn(b'href="/ui/app.css"', page)
+        self.assertNotIn(b"http", page.replace(b"http-equiv", b""))
+        self.assertNotIn(b"<script>", page)
+
+    def test_strictPolicy(self) -> None:
+        """
+        Nothing but the server's own script and style, no inline script.
+        """
+        self.assertIn(b"default-src 'none'", CSP)
+        self.assertIn(b"script-src 'self';", CSP)
+        self.assertNotIn(b"unsafe", CSP)
+
+    def test_textOnly(self) -> None:
+        """
+        The script never inserts HTML: no innerHTML, outerHTML,
+        insertAdjacentHTML or document.write.
+        """
+        _, script = self.get(self.site(), "/ui/app.js")
+        for sink in (
+            b"innerHTML",
+            b"outerHTML",
+            b"insertAdjacentHTML",
+            b"document.write",
+            b"eval(",
+        ):
+            self.assertNotIn(sink, script)
+
+    def test_unknown(self) -> None:
+        """
+        Other paths under /ui are 404s.
+        """
+        head, _ = self.get(self.site(), "/ui/other.js")
+        self.assertTrue(head.startswith(b"HTTP/1.1 404 "))
+
+    def test_noTokenNeeded(self) -> None:
+        """
+        On a server with --auth the page needs no token (it holds no logs);
+        the stream it opens does.
+        """
+        site = self.site(Tokens(tokensFile(self, "reader-token-0123456 sub .*\n")))
+        self.assertTrue(self.get(site, "/ui")[0].startswith(b"HTTP/1.1 200 "))
+        self.assertTrue(self.get(site, "/?format=sse")[0].startswith(b"HTTP/1.1 401 "))
