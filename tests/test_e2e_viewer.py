@@ -217,6 +217,31 @@ class ViewerTests(SynchronousTestCase):
         self.waitForTexts(["before", "a", "b", "c"])
         self.assertEqual(self.driver.find_element("id", "pending").text, "")
 
+    def test_followAndJumpToLive(self) -> None:
+        """
+        The view follows the newest line until the user scrolls up; then it
+        stays put and offers "Jump to live", which follows again.
+        """
+        self.publish("s", *[f"line {n}" for n in range(300)])
+        self.open("?app=s")
+        self.waitForTexts([f"line {n}" for n in range(100, 300)])
+        atBottom = "const v = document.getElementById('log'); return v.scrollHeight - v.scrollTop - v.clientHeight < 4"
+        waitUntil(self.driver, lambda d: d.execute_script(atBottom), "the view at the newest line")
+        self.driver.execute_script("document.getElementById('log').scrollTop = 0")
+        live = waitUntil(
+            self.driver,
+            lambda d: d.find_element("id", "live").is_displayed() and d.find_element("id", "live"),
+            "Jump to live",
+        )
+        self.publish("s", "newer")
+        self.waitForTexts([f"line {n}" for n in range(100, 300)] + ["newer"])
+        self.assertEqual(
+            self.driver.execute_script("return document.getElementById('log').scrollTop"), 0
+        )
+        live.click()
+        waitUntil(self.driver, lambda d: d.execute_script(atBottom), "the view at the newest line")
+        self.assertFalse(live.is_displayed())
+
     def test_resumedAfterDrop(self) -> None:
         """
         When the stream's connection is cut, the page says it is
