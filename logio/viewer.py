@@ -44,6 +44,15 @@ class ViewerResource(Resource):
             path: ((folder / name).read_bytes(), kind) for path, (name, kind) in FILES.items()
         }
 
+    def render(self, request: Request) -> bytes | int:
+        """
+        GET and HEAD only: any other method is a 405.
+        """
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            return reply(request, 405, "method not allowed")
+        return super().render(request)
+
     def render_GET(self, request: Request) -> bytes:
         path = b"/".join(request.postpath or [])
         found = self._files.get(path)

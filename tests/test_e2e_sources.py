@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.server import TIMEOUT, Server, waitFor
+from tests.server import TIMEOUT, Server, socketPath, waitFor
 from tests.test_e2e_auth import curl, runCurl
 from tests.test_ingest import COLLECTOR_EXPORT
 
@@ -121,10 +121,9 @@ class RsyslogTests(SynchronousTestCase):
         server = Server(self)
         stream = server.subscribe("app=^rsyslog-test$")
         server.subscribed(1)
-        directory = self.mktemp()
-        os.makedirs(directory)
-        directory = os.path.abspath(directory)
-        sock = os.path.join(directory, "log.sock")
+        # A short folder: a UNIX socket's path is at most 107 bytes.
+        sock = socketPath(self, "log.sock")
+        directory = os.path.dirname(sock)
         config = os.path.join(directory, "rsyslog.conf")
         with open(config, "w") as f:
             f.write(

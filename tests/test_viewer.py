@@ -82,10 +82,14 @@ class ViewerTests(SynchronousTestCase):
 
     def test_unknown(self) -> None:
         """
-        Other paths under /ui are 404s.
+        Other paths under /ui are 404s; other methods 405s.
         """
         head, _ = self.get(self.site(), "/ui/other.js")
         self.assertTrue(head.startswith(b"HTTP/1.1 404 "))
+        client = Client(
+            self.site(), b"PUT /ui HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.assertTrue(client.response()[0].startswith(b"HTTP/1.1 405 "))
 
     def test_noTokenNeeded(self) -> None:
         """

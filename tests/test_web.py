@@ -848,10 +848,10 @@ class ReservedPathTests(ResourceTestCase):
 
     def test_notFound(self) -> None:
         """
-        C{/favicon.ico} and the reserved paths with nothing behind them yet
+        C{/favicon.ico}, and the reserved paths with nothing behind them,
         are 404s; the publishing paths answer a GET with 405.
         """
-        for path in ("/favicon.ico", "/ui", "/ui/app.js", "/v1/traces", "/healthz/x"):
+        for path in ("/favicon.ico", "/ui/other.js", "/v1/traces", "/healthz/x"):
             head, _ = self.request(path)
             self.assertTrue(head.startswith(b"HTTP/1.1 404 "), path)
         for path in ("/publish", "/v1/logs"):
