@@ -221,16 +221,22 @@ class ReentryTests(SynchronousTestCase):
             "h.publisher.report = lambda message: None\n"
             "log = logging.getLogger('t'); log.setLevel(logging.INFO); log.addHandler(h)\n"
             "fired = []\n"
+            "stopping = []\n"
             "def alarm(number, frame):\n"
             "    fired.append(1); log.info('from the handler')\n"
-            "    signal.setitimer(signal.ITIMER_REAL, 0.0007)\n"
+            "    if not stopping:\n"
+            "        signal.setitimer(signal.ITIMER_REAL, 0.0007)\n"
             "signal.signal(signal.SIGALRM, alarm)\n"
             "signal.setitimer(signal.ITIMER_REAL, 0.0007)\n"
             "faulthandler.dump_traceback_later(20, exit=True)\n"
             "end = time.monotonic() + 2\n"
             "while time.monotonic() < end:\n"
             "    log.info('main')\n"
+            # A signal already pending may run the handler once more: it
+            # must not arm the timer again for after the interpreter exits.
+            "stopping.append(1)\n"
             "signal.setitimer(signal.ITIMER_REAL, 0)\n"
+            "signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
             "print('done', len(fired) > 100)\n",
             timeout=60,
         )
