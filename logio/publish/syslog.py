@@ -300,6 +300,11 @@ class SyslogReader:
         stampLength = cut = zoneLength = 0
         after = b""
         topic: Optional[Topic] = None
+        batch: list[Record] = []
+        # The last timestamp up to its milliseconds, its zone, and its
+        # output timestamp: frames of one millisecond and zone share it.
+        millis = zone = b""
+        formatted = ""
         while True:
             space = buffer.find(b" ", position, position + _MAX_COUNT_DIGITS + 1)
             count = buffer[position:space]
@@ -319,10 +324,14 @@ class SyslogReader:
                 and buffer[stampStart + cut : stampEnd - zoneLength].isdigit()
                 and stampEnd + len(after) <= end
             ):
-                stamp = (
-                    buffer[stampStart : stampStart + cut] + buffer[stampEnd - zoneLength : stampEnd]
-                )
                 head = stampEnd + len(after)
+                if not (
+                    buffer.startswith(millis, stampStart)
+                    and buffer.startswith(zone, stampEnd - zoneLength)
+                ):
+                    millis = buffer[stampStart : stampStart + cut]
+                    zone = buffer[stampEnd - zoneLength : stampEnd]
+                    formatted = stamps.get(millis + zone) or self._stamp(millis + zone)
             else:
                 found = match(buffer, position)
                 if found is None:
@@ -330,33 +339,24 @@ class SyslogReader:
                 head = found.end()
                 if head > end:
                     return position
-                _, stamp, zone, host, app, proc = found.groups()
+                _, millis, zone, host, app, proc = found.groups()
                 stampStart, stampEnd = found.start(2), found.end(3)
                 before = buffer[start:stampStart]
                 stampLength = stampEnd - stampStart
-                cut = len(stamp)
+                cut = len(millis)
                 zoneLength = len(zone)
                 after = buffer[stampEnd:head]
                 topic = self._topics.get((app, proc, host, peer))
                 if topic is None:
                     topic = self._topic(app, proc, host, peer)
-                stamp += zone
+                batch = batches.setdefault(topic, [])
+                formatted = stamps.get(millis + zone) or self._stamp(millis + zone)
             text = buffer[head:end]
             if text[:3] == _BOM:
                 text = text[3:]
             if text and text[-1] in _LINE_ENDS:
                 text = text.rstrip(b"\r\n")
-            # Timestamps of one millisecond and zone have one output
-            # timestamp: the key leaves out the digits after the milliseconds.
-            formatted = stamps.get(stamp)
-            if formatted is None:
-                formatted = self._stamp(stamp)
-            record = (formatted, text.decode("utf-8", "replace"))
-            batch = batches.get(topic)
-            if batch is None:
-                batches[topic] = [record]
-            else:
-                batch.append(record)
+            batch.append((formatted, text.decode("utf-8", "replace")))
             position = end
 
     def flush(self, batches: Batches, size: int) -> None:
