@@ -150,6 +150,26 @@ class Running:
         self.process.wait()
 
 
+class VersionTests(SynchronousTestCase):
+    """
+    C{logio --version}.
+    """
+
+    def test_version(self) -> None:
+        """
+        It prints the installed version and exits 0.
+        """
+        import importlib.metadata
+
+        result = subprocess.run(
+            logio("--version"), capture_output=True, env=environment(), timeout=20
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(
+            result.stdout.strip(), f"logio {importlib.metadata.version('logio')}".encode()
+        )
+
+
 class PubTests(SynchronousTestCase):
     """
     C{logio pub URL} publishes standard input, one record per line.
@@ -167,6 +187,17 @@ class PubTests(SynchronousTestCase):
         self.assertEqual((result.returncode, result.stderr), (0, b""))
         self.assertEqual(sink.waitForRaws(3), ["one\n", "two\n", "thr\u00e9e\n"])
         self.assertEqual(sink.values(0)[0], {"app": "cli", "proc": "batch", "host": "h"})
+
+    def test_defaultProc(self) -> None:
+        """
+        Without proc in the URL, the lines' proc says they came from logio
+        pub's input ("stdin"), not the program's name.
+        """
+        sink = Sink(self)
+        result = pub(f"logio://127.0.0.1:{sink.port}?app=cli&host=h", stdin=b"x\n")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        sink.waitForRaws(1)
+        self.assertEqual(sink.values(0)[0], {"app": "cli", "proc": "stdin", "host": "h"})
 
     def interruptedPub(self) -> tuple[Sink, Running]:
         """

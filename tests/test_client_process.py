@@ -5,6 +5,7 @@ C{import logio.auto}, the flush at exit, and C{os.fork()}.
 
 from __future__ import annotations
 
+import re
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -180,6 +181,58 @@ class ExitTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertGreater(elapsed, 1.0)
         self.assertLess(elapsed, 4.0)
+
+    def test_lossSaidAtExit(self) -> None:
+        """
+        With the server missing, the exit says on stderr how many records
+        were dropped and how many left unsent, naming the server without
+        its token.
+        """
+        port = freePort()
+        result = runPython(
+            "import logging, logio\n"
+            f"handler = logio.LogioHandler('logio://s3cret@127.0.0.1:{port}?app=a', flush_timeout=0.5)\n"
+            "logging.getLogger().addHandler(handler)\n"
+            "for i in range(12000):\n    logging.error('%d', i)\n",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(
+            f"logio: exiting with records lost for 127.0.0.1:{port}: 2000 dropped "
+            "(the queue was full) and 10000 not sent (server unreachable or too slow)".encode(),
+            result.stderr,
+        )
+        self.assertNotIn(b"s3cret", result.stderr)
+
+    def test_lossSaidAtExitStalled(self) -> None:
+        """
+        With a server that takes the connection and never reads, the exit
+        says how many records were left unsent.
+        """
+        sink = Sink(self, read=False)
+        result = runPython(
+            "import logging, logio\n"
+            f"handler = logio.LogioHandler('logio://127.0.0.1:{sink.port}?app=a', flush_timeout=0.5)\n"
+            "logging.getLogger().addHandler(handler)\n"
+            "for i in range(10000):\n    logging.error('%d %s', i, 'x' * 2000)\n",
+            timeout=60,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [line] = [line for line in result.stderr.splitlines() if b"exiting" in line]
+        dropped, unsent = map(int, re.findall(rb"(\d+) (?:dropped|not sent)", line))
+        self.assertGreater(unsent, 0, line)
+        self.assertLessEqual(dropped + unsent, 10000, line)
+
+    def test_nothingSaidWhenAllSent(self) -> None:
+        """
+        When every record was sent, the exit says nothing.
+        """
+        sink = Sink(self)
+        result = runPython(
+            "import logio.auto, logging\nlogging.warning('sent')\n",
+            LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=a",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn(b"exiting", result.stderr)
 
 
 class LateRecordTests(SynchronousTestCase):

@@ -12,7 +12,9 @@ goes away, and colours each topic's C{app[proc]} when printing to a terminal.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
+import importlib.metadata
 import os
 import random
 import re
@@ -126,11 +128,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+#: The proc of the lines of C{logio pub} when its URL names none.
+PUB_PROC = "stdin"
+
+
+def _version() -> str:
+    """
+    The installed distribution's version.
+    """
+    try:
+        return importlib.metadata.version("logio")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def parseArguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """
     The C{logio} command line, parsed; a wrong one exits with status 2.
     """
     parser = _Parser(prog="logio", description="Publish to and subscribe to a logio server.")
+    parser.add_argument("--version", action="version", version=f"logio {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pub = commands.add_parser(
         "pub",
@@ -290,9 +307,11 @@ def _pub(url: str, timeout: float, max_lines: int, max_bytes: int, stdin: Binary
     Publish C{stdin} line by line, reading no faster than the lines are
     sent while the server is reachable; report what could not be sent.
     """
-    publisher = Publisher(
-        parse_url(url), max_records=max_lines, max_bytes=max_bytes, flush_timeout=timeout
-    )
+    target = parse_url(url)
+    if not parse_qs(urlsplit(url).query).get("proc"):
+        # Not "logio", the program's name: the lines came from its input.
+        target = dataclasses.replace(target, proc=PUB_PROC)
+    publisher = Publisher(target, max_records=max_lines, max_bytes=max_bytes, flush_timeout=timeout)
     interrupted = False
     with _patientInterrupts(stdin):
         try:

@@ -629,11 +629,22 @@ _live: weakref.WeakSet[Publisher] = weakref.WeakSet()
 
 def _close_all() -> None:
     """
-    At exit: give every publisher its flush_timeout, all counted from now.
+    At exit: give every publisher its flush_timeout, all counted from now,
+    and say what was lost: records dropped from a full queue, and records
+    still unsent when the time was up.
     """
     start = time.monotonic()
     for publisher in list(_live):
-        publisher.close(max(start + publisher.flush_timeout - time.monotonic(), 0))
+        if publisher._closed:
+            continue
+        unsent = publisher.close(max(start + publisher.flush_timeout - time.monotonic(), 0))
+        dropped = publisher.dropped_total
+        if unsent or dropped:
+            publisher.report(
+                f"logio: exiting with records lost for {publisher.target.describe()}: "
+                f"{dropped} dropped (the queue was full) and {unsent} not sent "
+                "(server unreachable or too slow)"
+            )
 
 
 def _after_fork_in_child() -> None:
