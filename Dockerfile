@@ -1,7 +1,28 @@
 FROM python:3.11-slim
+
+# The dependencies first, in a layer of their own: a change to the source
+# does not install them again. The metadata is installed with empty
+# packages, then removed.
 WORKDIR /src
+COPY setup.cfg setup.py README.md ./
+RUN mkdir -p logio/publish logio/client twisted/plugins \
+    && touch logio/__init__.py logio/publish/__init__.py logio/client/__init__.py \
+        twisted/plugins/logio_plugin.py \
+    && pip install --no-cache-dir . \
+    && pip uninstall -y logio \
+    && rm -rf logio twisted build
+
+# The package itself, and the plugin cache twistd reads (written now, as
+# root: the server runs as a user that cannot write site-packages).
 COPY . .
-RUN pip install --no-cache-dir . \
-    && python -c "from twisted.plugin import IPlugin, getPlugins; import twisted.plugins; list(getPlugins(IPlugin, twisted.plugins))"
+RUN pip install --no-cache-dir --no-deps . \
+    && python -c "from twisted.plugin import IPlugin, getPlugins; import twisted.plugins; list(getPlugins(IPlugin, twisted.plugins))" \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin logio
+
+USER logio
+WORKDIR /tmp
 EXPOSE 7701 7702
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
+    CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:7702/healthz', timeout=4).status != 200)"
+STOPSIGNAL SIGTERM
 CMD ["twistd", "-n", "--pidfile=", "logio"]

@@ -427,17 +427,47 @@ class DockerfileTests(SynchronousTestCase):
 
     def test_installAndPluginCache(self) -> None:
         """
-        It installs the package (not editable) and regenerates the plugin cache.
+        It installs the dependencies in a layer before the source is copied,
+        then the package (not editable), and regenerates the plugin cache.
         """
         text = "\n".join(self.lines)
-        self.assertIn("pip install --no-cache-dir .", text)
+        self.assertLess(text.index("COPY setup.cfg setup.py README.md ./"), text.index("COPY . ."))
+        self.assertLess(text.index("pip install --no-cache-dir ."), text.index("COPY . ."))
+        self.assertIn("pip install --no-cache-dir --no-deps .", text)
         self.assertNotIn("-e .", text)
-        self.assertIn("getPlugins(IPlugin, twisted.plugins)", text)
+        self.assertLess(text.index("getPlugins(IPlugin, twisted.plugins)"), text.index("USER "))
 
     def test_portsAndCommand(self) -> None:
         """
-        It exposes both ports and runs twistd in the foreground without a pid file.
+        It exposes both ports, runs twistd in the foreground without a pid
+        file as a user that is not root, checks /healthz, and stops with
+        SIGTERM (which ends every stream cleanly).
         """
         self.assertIn("EXPOSE 7701 7702", self.lines)
         self.assertIn('CMD ["twistd", "-n", "--pidfile=", "logio"]', self.lines)
         self.assertTrue(self.lines[0].startswith("FROM python:3.11-slim"))
+        [user] = [line for line in self.lines if line.startswith("USER ")]
+        self.assertNotIn(user.split()[1], ("root", "0"))
+        self.assertIn("STOPSIGNAL SIGTERM", self.lines)
+        text = "\n".join(self.lines)
+        self.assertIn("HEALTHCHECK", text)
+        self.assertIn("http://127.0.0.1:7702/healthz", text)
+
+    def test_dockerignore(self) -> None:
+        """
+        The build context leaves out virtual environments, caches, tests and
+        the benchmark.
+        """
+        with open(os.path.join(ROOT, ".dockerignore")) as f:
+            ignored = {line.strip() for line in f if line.strip()}
+        for entry in (
+            ".venv",
+            "venv",
+            "__pycache__",
+            "*.pyc",
+            "_trial_temp",
+            ".git",
+            "tests",
+            "bench",
+        ):
+            self.assertIn(entry, ignored)
