@@ -5,6 +5,7 @@ C{twistd logio}: command-line options and the service tree.
 from __future__ import annotations
 
 import ipaddress
+import os
 import resource
 import signal
 from typing import Any, Callable, Optional
@@ -19,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+import logio
 from logio.auth import Tokens, TokensError
 from logio.broker import Broker
 from logio.gate import Gate
@@ -414,6 +416,11 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
 
         reactor = installed
     raiseFileLimit()
+    _log.info(
+        "logio {version} from {path}",
+        version=logio.version(),
+        path=os.path.dirname(os.path.abspath(logio.__file__)),
+    )
     top = MultiService()
     tokens = None
     if options["auth"] is not None:

@@ -20,7 +20,26 @@ from typing import IO, Callable, Sequence
 from twisted.trial.unittest import SynchronousTestCase
 
 TIMEOUT = 20.0
+#: This checkout: subprocesses run its code, not an installed copy.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LISTENING = re.compile(rb"Listening for (publishers|subscribers) on (\S+) (\S+)")
+
+
+def environment(**variables: str | None) -> dict[str, str]:
+    """
+    This process's environment with this checkout first on the path, the
+    given variables set, and those given as C{None} removed.  So a
+    subprocess (twistd too: Twisted finds C{twisted/plugins/} on the path)
+    runs the working tree, edits and all, not what was last installed.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    for key, value in variables.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
 
 
 def twistd() -> str:
@@ -80,6 +99,7 @@ class Server:
             [twistd(), "-n", "--pidfile=", "logio", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env=environment(),
         )
         testCase.addCleanup(self.stop)
         self.output = b""

@@ -20,10 +20,9 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.server import waitFor
+from tests.server import environment, waitFor
 
 #: The root of this checkout, so subprocesses import this logio.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def decodeStream(data: bytes) -> list[Any]:
@@ -335,21 +334,6 @@ def serverContext(paths: dict[str, str]) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(paths["cert"], paths["key"])
     return context
-
-
-def environment(**variables: str | None) -> dict[str, str]:
-    """
-    This process's environment with this checkout first on the path, the
-    given variables set, and those given as C{None} removed.
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    for key, value in variables.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
 
 
 def runPython(

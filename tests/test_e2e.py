@@ -17,7 +17,8 @@ import threading
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.server import TIMEOUT, Server, twistd, waitFor
+import logio
+from tests.server import ROOT, TIMEOUT, Server, twistd, waitFor
 
 TOPIC = b'{"app":"myapp","proc":"web","host":"foobar"}'
 GO_STREAM = (
@@ -372,3 +373,17 @@ class EndToEndTests(SynchronousTestCase):
         self.assertTrue(data.endswith(b"\r\n0\r\n\r\n"), data[-100:])
         self.assertIn(b"seq[p] h: 019999 ", data)
         self.assertEqual(self.server.stop(), -signal.SIGTERM)
+
+
+class WorkingTreeTests(SynchronousTestCase):
+    """
+    The end-to-end tests run this checkout's code, not an installed copy.
+    """
+
+    def test_serverRunsTheCheckout(self) -> None:
+        """
+        The server the tests start imports logio from this checkout (so an
+        edit is tested without reinstalling), and says where it runs from.
+        """
+        server = Server(self)
+        server.waitForLog(f"logio {logio.version()} from {os.path.join(ROOT, 'logio')}\n")

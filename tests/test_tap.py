@@ -24,10 +24,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from logio import tap
 from logio.broker import Broker
 from logio.tap import BACKLOG, AuthService, ListeningService, Options, makeService, withBacklog
-from tests.server import TIMEOUT, twistd, waitFor
+from tests.server import ROOT, TIMEOUT, environment, twistd, waitFor
 from tests.test_auth import tokensFile
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class PluginTests(SynchronousTestCase):
@@ -176,7 +174,9 @@ def runTwistd(*args: str) -> tuple[int, str]:
     Run twistd to the end; its status and all it wrote (twistd sends stderr
     to its log, which -n writes to stdout).
     """
-    result = subprocess.run([twistd(), *args], capture_output=True, text=True, timeout=TIMEOUT)
+    result = subprocess.run(
+        [twistd(), *args], capture_output=True, text=True, timeout=TIMEOUT, env=environment()
+    )
     return result.returncode, result.stdout + result.stderr
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import http.client
-import importlib.metadata
 import os
 import random
 import re
@@ -31,6 +30,7 @@ from contextlib import contextmanager
 from typing import BinaryIO, NamedTuple, NoReturn, TextIO
 from urllib.parse import parse_qs, quote, unquote_plus, urlsplit
 
+from logio import version
 from logio.client.publisher import (
     BACKOFF_MAX,
     BACKOFF_MIN,
@@ -132,22 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 PUB_PROC = "stdin"
 
 
-def _version() -> str:
-    """
-    The installed distribution's version.
-    """
-    try:
-        return importlib.metadata.version("logio")
-    except importlib.metadata.PackageNotFoundError:
-        return "(not installed)"
-
-
 def parseArguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """
     The C{logio} command line, parsed; a wrong one exits with status 2.
     """
     parser = _Parser(prog="logio", description="Publish to and subscribe to a logio server.")
-    parser.add_argument("--version", action="version", version=f"logio {_version()}")
+    parser.add_argument("--version", action="version", version=f"logio {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pub = commands.add_parser(
         "pub",
