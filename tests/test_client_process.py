@@ -147,6 +147,105 @@ class ImportTests(SynchronousTestCase):
         self.assertEqual(sink.values(0)[0]["token"], "s3cret")
 
 
+class ConsoleTests(SynchronousTestCase):
+    """
+    With C{LOGIO_URL} set, C{import logio.auto} leaves the application's own
+    console output exactly as it is without it.
+    """
+
+    def both(self, code: str) -> tuple[bytes, Sink]:
+        """
+        Run C{code} without and with C{LOGIO_URL}; check that its console
+        output is the same, and return it and the server it published to.
+        """
+        without = runPython(code, LOGIO_URL=None)
+        sink = Sink(self)
+        withURL = runPython(code, LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=a")
+        self.assertEqual((without.returncode, withURL.returncode), (0, 0), withURL.stderr)
+        self.assertEqual(withURL.stderr, without.stderr)
+        self.assertEqual(withURL.stdout, without.stdout)
+        return without.stderr, sink
+
+    def test_basicConfigAfterImport(self) -> None:
+        """
+        basicConfig after the import still configures the console; the
+        records go to logio too.
+        """
+        stderr, sink = self.both(
+            "import logio.auto, logging\n"
+            "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')\n"
+            "logging.info('info line')\nlogging.warning('warn line')\n"
+        )
+        self.assertEqual(stderr, b"INFO info line\nWARNING warn line\n")
+        self.assertEqual(
+            sink.waitForRaws(2), ["INFO root: info line\n", "WARNING root: warn line\n"]
+        )
+
+    def test_basicConfigBeforeImport(self) -> None:
+        """
+        basicConfig before the import: the same.
+        """
+        stderr, sink = self.both(
+            "import logging\n"
+            "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')\n"
+            "import logio.auto\n"
+            "logging.info('info line')\n"
+        )
+        self.assertEqual(stderr, b"INFO info line\n")
+        self.assertEqual(sink.waitForRaws(1), ["INFO root: info line\n"])
+
+    def test_unconfigured(self) -> None:
+        """
+        Without any configuration, a warning of a logger still reaches
+        stderr through logging's last resort; the module-level
+        logging.warning() still configures the root logger; a logger's own
+        handler still counts.
+        """
+        stderr, sink = self.both(
+            "import logio.auto, logging, sys\n"
+            "logging.getLogger('app').warning('last resort')\n"
+            "logging.warning('configured')\nlogging.info('not shown')\n"
+            "own = logging.getLogger('own')\n"
+            "own.addHandler(logging.StreamHandler(sys.stdout))\n"
+            "own.warning('to stdout too')\n"
+        )
+        self.assertEqual(
+            stderr, b"last resort\nWARNING:root:configured\nWARNING:own:to stdout too\n"
+        )
+        self.assertEqual(
+            sink.waitForRaws(3),
+            [
+                "WARNING app: last resort\n",
+                "WARNING root: configured\n",
+                "WARNING own: to stdout too\n",
+            ],
+        )
+
+    def test_dictConfigSaid(self) -> None:
+        """
+        A dictConfig that closes the handler (as Django's does) is said once
+        on stderr, with what to add to the configuration.
+        """
+        code = (
+            "import logio.auto, logging.config\n"
+            "config = {'version': 1, 'handlers': {'console': {'class': 'logging.StreamHandler'}},"
+            " 'root': {'handlers': ['console'], 'level': 'INFO'}}\n"
+            "logging.config.dictConfig(config)\nlogging.config.dictConfig(config)\n"
+            "logging.info('after')\n"
+        )
+        sink = Sink(self)
+        result = runPython(code, LOGIO_URL=f"logio://127.0.0.1:{sink.port}?app=a")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stderr.decode().splitlines()
+        said = [line for line in lines if "logging was reconfigured" in line]
+        self.assertEqual(len(said), 1, lines)
+        self.assertIn(f"records no longer go to 127.0.0.1:{sink.port}", said[0])
+        self.assertIn('"class": "logio.LogioHandler"', said[0])
+        self.assertEqual(lines[-1], "after")
+        without = runPython(code, LOGIO_URL=None)
+        self.assertEqual(without.stderr, b"after\n")
+
+
 class ExitTests(SynchronousTestCase):
     """
     The flush at interpreter exit.
@@ -206,7 +305,7 @@ class ExitTests(SynchronousTestCase):
     def test_lossSaidAtExitStalled(self) -> None:
         """
         With a server that takes the connection and never reads, the exit
-        says how many records were left unsent.
+        says how many records were lost.
         """
         sink = Sink(self, read=False)
         result = runPython(
@@ -219,7 +318,9 @@ class ExitTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         [line] = [line for line in result.stderr.splitlines() if b"exiting" in line]
         dropped, unsent = map(int, re.findall(rb"(\d+) (?:dropped|not sent)", line))
-        self.assertGreater(unsent, 0, line)
+        # What reached the kernel's socket buffers counts as sent; the rest
+        # was dropped from the full queue or is still unsent.
+        self.assertGreater(dropped + unsent, 0, line)
         self.assertLessEqual(dropped + unsent, 10000, line)
 
     def test_nothingSaidWhenAllSent(self) -> None:
