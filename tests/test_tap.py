@@ -9,6 +9,7 @@ import resource
 import signal
 import socket
 import subprocess
+import sys
 from typing import Any
 
 from twisted.application.service import IService
@@ -471,3 +472,52 @@ class DockerfileTests(SynchronousTestCase):
             "bench",
         ):
             self.assertIn(entry, ignored)
+
+
+class ProjectFilesTests(SynchronousTestCase):
+    """
+    What a newcomer reads before running anything.
+    """
+
+    def read(self, name: str) -> str:
+        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+            return f.read()
+
+    def test_license(self) -> None:
+        """
+        A LICENSE file holds the MIT licence the metadata names.
+        """
+        self.assertIn("license = MIT", self.read("setup.cfg"))
+        self.assertTrue(self.read("LICENSE").startswith("MIT License"))
+
+    def test_installFromTheCheckout(self) -> None:
+        """
+        The README warns that the index's logio is another project.
+        """
+        self.assertIn("not with `pip install logio`", self.read("README.md"))
+
+    def test_regexExamplesEncoded(self) -> None:
+        """
+        The README shows how to pass a regular expression so that it
+        arrives whole: curl's --data-urlencode, or logio tail's flags.
+        """
+        readme = self.read("README.md")
+        self.assertIn("curl -NG --data-urlencode 'log=\\d+ms'", readme)
+        self.assertIn("logio tail --log '\\d+ms'", readme)
+
+    def test_helpStandsAlone(self) -> None:
+        """
+        The commands' help explains the URL itself, and sends nobody to a
+        README a pip user does not have.
+        """
+        for command in ("pub", "tail"):
+            result = subprocess.run(
+                [sys.executable, "-m", "logio.client.cli", command, "--help"],
+                capture_output=True,
+                text=True,
+                env=environment(),
+                timeout=TIMEOUT,
+            )
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertIn("URL", result.stdout)
+            self.assertNotIn("README", result.stdout)
