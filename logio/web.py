@@ -587,6 +587,17 @@ class SubscriberRequest(Request):
         if not self.channel.refused:
             super().process()
 
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        The client went away before the request was answered: let go of
+        what its body held (the publications of a C{POST /publish} cut
+        short).
+        """
+        super().connectionLost(reason)
+        content = getattr(self, "content", None)
+        if isinstance(content, Sink):
+            content.close()
+
 
 @implementer(IHalfCloseableProtocol)
 class SubscriberChannel(HTTPChannel):

@@ -184,6 +184,19 @@ class PublishTests(IngestTestCase):
         self.assertEqual([record[1] for _, record in self.records()], ["line1", "partial", "x"])
         self.assertEqual(self.answer(client), (200, {"accepted": 3, "rejected": 0}))
 
+    def test_cutShort(self) -> None:
+        """
+        A client that goes away in the middle of its body keeps what it
+        published, and its publications are closed (its topic may retire).
+        """
+        head = post("/publish?app=gone", b"", chunked=True)[: -len(b"0\r\n\r\n")]
+        client = Client(self.site, head)
+        client.channel.dataReceived(b"6\r\nline1\n\r\n")
+        self.assertEqual([info.publishers for info in self.broker.topics()], [1])
+        client.channel.connectionLost(Exception("gone"))
+        self.assertEqual([record[1] for _, record in self.records()], ["line1"])
+        self.assertEqual([info.publishers for info in self.broker.topics()], [0])
+
     def test_overLongLine(self) -> None:
         """
         A text line longer than --max-line is cut and marked; an NDJSON one

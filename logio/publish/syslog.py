@@ -87,6 +87,7 @@ _FAST_OCTETS = re.compile(
     rb"(\d{1,10}) <\d{1,3}>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?)\d{0,3}"
     rb"(Z|[+-]\d\d:\d\d) (\S+) (\S+) (\S+) \S+ - "
 )
+_SD_ID = re.compile(rb"\[([^ \]]*)")
 _PARAM = re.compile(rb'\s*([^\s="\]]+)="((?:[^"\\]|\\.)*)"', re.DOTALL)
 _UNESCAPE = re.compile(rb'\\([\\"\]])')
 
@@ -111,12 +112,10 @@ def _structuredData(frame: bytes, position: int) -> tuple[int, Optional[str]]:
     token = None
     length = len(frame)
     while position < length and frame[position] == 0x5B:  # [
-        start = position + 1
-        end = start
-        while end < length and frame[end] not in b" ]":
-            end += 1
-        ident = frame[start:end]
-        position = end
+        element = _SD_ID.match(frame, position)
+        assert element is not None
+        ident = element.group(1)
+        position = element.end()
         while True:
             if position >= length:
                 return -1, None
