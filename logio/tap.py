@@ -278,17 +278,8 @@ class ListeningService(StreamServerEndpointService):
         return f"logio: cannot listen for {self.role} on {self.description}: {reason.getErrorMessage()}"
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
-        address = port.getHost()
-        self.log.info(
-            "Listening for {role} on {address}", role=self.role, address=describeAddress(address)
-        )
-        if not (self.guarded or _loopback(address)):
-            self.log.warn(
-                "{address} is reachable beyond this machine and the server has no --auth: "
-                "anyone who reaches it can {may}. See the README's security section.",
-                address=describeAddress(address),
-                may="publish as any app" if self.role == "publishers" else "read every app",
-            )
+        may = "publish as any app" if self.role == "publishers" else "read every app"
+        _logListening(self.log, self.role, port.getHost(), self.guarded, may)
         return port
 
     def _failedLater(self, reason: Failure) -> None:
@@ -297,6 +288,21 @@ class ListeningService(StreamServerEndpointService):
         # Not "message": legacy log observers own that key.
         self.log.critical("{error}", error=self._cannotListen(reason))
         self._reactor.stop()
+
+
+def _logListening(log: Logger, role: str, address: object, guarded: bool, may: str) -> None:
+    """
+    Log where C{role} is listening; without C{--auth}, warn when anyone
+    beyond this machine can reach it, and what they can do there.
+    """
+    log.info("Listening for {role} on {address}", role=role, address=describeAddress(address))
+    if not (guarded or _loopback(address)):
+        log.warn(
+            "{address} is reachable beyond this machine and the server has no --auth: "
+            "anyone who reaches it can {may}. See the README's security section.",
+            address=describeAddress(address),
+            may=may,
+        )
 
 
 def _loopback(address: object) -> bool:
@@ -364,16 +370,13 @@ class SyslogUDPService(Service):
             raise StartupError(
                 f"logio: cannot listen for syslog over UDP on {self.host}:{self.port}: {e.socketError}"
             ) from None
-        address = self._listening.getHost()
-        self.log.info(
-            "Listening for syslog over UDP on {address}", address=describeAddress(address)
+        _logListening(
+            self.log,
+            "syslog over UDP",
+            self._listening.getHost(),
+            self._guarded,
+            "publish as any app",
         )
-        if not (self._guarded or _loopback(address)):
-            self.log.warn(
-                "{address} is reachable beyond this machine and the server has no --auth: "
-                "anyone who reaches it can publish as any app. See the README's security section.",
-                address=describeAddress(address),
-            )
 
     def stopService(self) -> Any:
         super().stopService()

@@ -633,14 +633,11 @@ class SubscriberChannel(HTTPChannel):
         """
         self.refused = True
         self._stopDeadline()
-        refusals = getattr(getattr(self, "site", None), "refusals", None)
-        if refusals is not None:
-            refusals.refuse(
-                "subscriber",
-                "TLS on a plain HTTP port",
-                f"{describePeer(self.getPeer())}: a TLS ClientHello on a plain HTTP port "
-                "(use http:// here, or give the server an ssl: endpoint for https://)",
-            )
+        self._logRefusal(
+            "TLS on a plain HTTP port",
+            f"{describePeer(self.getPeer())}: a TLS ClientHello on a plain HTTP port "
+            "(use http:// here, or give the server an ssl: endpoint for https://)",
+        )
         assert self.transport is not None
         self.transport.loseConnection()
 
@@ -664,10 +661,16 @@ class SubscriberChannel(HTTPChannel):
         """
         if self.refused:
             return
+        self._logRefusal(message, describePeer(self.getPeer()))
+        self.answer(code, message, reason=reason)
+
+    def _logRefusal(self, cause: str, detail: str) -> None:
+        """
+        Count and log a refusal in the site's refusals, if it keeps them.
+        """
         refusals = getattr(getattr(self, "site", None), "refusals", None)
         if refusals is not None:
-            refusals.refuse("subscriber", message, describePeer(self.getPeer()))
-        self.answer(code, message, reason=reason)
+            refusals.refuse("subscriber", cause, detail)
 
     def answer(
         self,
