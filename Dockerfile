@@ -5,8 +5,9 @@ FROM python:3.11-slim
 # packages, then removed.
 WORKDIR /src
 COPY setup.cfg setup.py README.md ./
-RUN mkdir -p logio/publish logio/client twisted/plugins \
-    && touch logio/__init__.py logio/publish/__init__.py logio/client/__init__.py \
+RUN mkdir -p logio/client logio/ingest logio/server logio/web twisted/plugins \
+    && touch logio/__init__.py logio/client/__init__.py logio/ingest/__init__.py \
+        logio/server/__init__.py logio/web/__init__.py \
         twisted/plugins/logio_plugin.py \
     && pip install --no-cache-dir . \
     && pip uninstall -y logio \

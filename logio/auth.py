@@ -78,7 +78,7 @@ def grantOf(request: Componentized) -> Optional[Grant]:
     """
     What a request's token allows, or L{None} on a server without C{--auth}
     (where everything is allowed): the gate of the subscriber port makes
-    the grant a component of the request (see L{logio.gate}).
+    the grant a component of the request (see L{logio.web.gate}).
     """
     grant = request.getComponent(IGrant)
     assert grant is None or isinstance(grant, Grant)
@@ -131,7 +131,7 @@ def parseTokens(text: str, source: str) -> dict[bytes, Grant]:
 class Tokens:
     """
     The tokens of a file, reloaded on demand (on SIGHUP, see
-    L{logio.tap.AuthService}); what was allowed stays allowed until a
+    L{logio.server.tap.AuthService}); what was allowed stays allowed until a
     reload succeeds.
 
     @ivar path: The tokens file.

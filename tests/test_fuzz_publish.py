@@ -1,7 +1,7 @@
 """
 Fuzz tests for the publisher port: random bytes and damaged valid streams,
 split into random reads, through the sniffing protocol of
-L{logio.publish.PublisherFactory} over a L{StringTransport}.
+L{logio.ingest.sniff.PublisherFactory} over a L{StringTransport}.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from logio.publish import PublisherFactory
+from logio.ingest.sniff import PublisherFactory
 from logio.topic import Record, Topic
 from tests.fakes import FakeBroker
 

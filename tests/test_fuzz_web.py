@@ -15,9 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.auth import Tokens
 from logio.broker import Broker
-from logio.gate import Gate
 from logio.topic import Topic
-from logio.web import RootResource, SubscribeResource, SubscriberSite, _afterNth
+from logio.web.gate import Gate
+from logio.web.site import RootResource, SubscribeResource, SubscriberSite, _afterNth
 from tests.fakes import publish
 from tests.test_web import Client, get
 

@@ -1,5 +1,5 @@
 """
-Tests for L{logio.gate}: tokens on the subscriber port, and the Host check
+Tests for L{logio.web.gate}: tokens on the subscriber port, and the Host check
 of a server without C{--auth}.
 """
 
@@ -15,9 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.auth import Tokens
 from logio.broker import Broker
-from logio.gate import Gate
 from logio.topic import Topic
-from logio.web import RootResource, SubscribeResource, SubscriberSite, accessLogLine
+from logio.web.gate import Gate
+from logio.web.site import RootResource, SubscribeResource, SubscriberSite, accessLogLine
 from tests.fakes import publish
 from tests.test_auth import tokensFile
 from tests.test_formats import sseEvents

@@ -1,5 +1,5 @@
 """
-Tests for L{logio.ingest}: C{POST /publish} (text and NDJSON, read as it
+Tests for L{logio.ingest.http}: C{POST /publish} (text and NDJSON, read as it
 streams) and OTLP/HTTP logs at C{/v1/logs}, through a real L{Site}.
 """
 
@@ -11,13 +11,13 @@ from typing import Any
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from logio import web
 from logio.auth import Tokens
 from logio.broker import Broker
 from logio.filters import Filters
-from logio.gate import Gate
 from logio.topic import Topic
-from logio.web import RootResource, SubscribeResource, SubscriberSite
+from logio.web import site as web
+from logio.web.gate import Gate
+from logio.web.site import RootResource, SubscribeResource, SubscriberSite
 from tests.test_auth import tokensFile
 from tests.test_web import Client
 

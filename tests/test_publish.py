@@ -1,5 +1,5 @@
 """
-Tests for L{logio.publish}: sniffing the wire protocol from the first byte,
+Tests for L{logio.ingest.sniff}: sniffing the wire protocol from the first byte,
 the seed JSON decoder and the plain text line protocol, all over a
 L{StringTransport} with a fake broker and a fixed clock.
 
@@ -26,12 +26,12 @@ from zope.interface.verify import verifyObject
 
 from logio.auth import Tokens
 from logio.broker import Broker
-from logio.publish import PublisherFactory, PublishersService
-from logio.publish.base import SHUTTING_DOWN
-from logio.publish.seed import SeedProtocol
-from logio.publish.text import TextProtocol
+from logio.ingest.base import SHUTTING_DOWN
+from logio.ingest.seed import SeedProtocol
+from logio.ingest.sniff import PublisherFactory, PublishersService
+from logio.ingest.text import TextProtocol
 from logio.refusals import Refusals
-from logio.tap import Options, makeService
+from logio.server.tap import Options, makeService
 from logio.topic import Record, Topic
 from tests.fakes import FakeBroker, TCPTransport
 from tests.test_auth import tokensFile

@@ -1,5 +1,5 @@
 """
-Tests for L{logio.publish.syslog}: RFC 5424 and RFC 3164 messages, both TCP
+Tests for L{logio.ingest.syslog}: RFC 5424 and RFC 3164 messages, both TCP
 framings and their chunking invariance, and syslog over UDP.
 """
 
@@ -10,7 +10,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio.auth import Tokens
-from logio.publish.syslog import SyslogDatagramProtocol, parseMessage
+from logio.ingest.syslog import SyslogDatagramProtocol, parseMessage
 from logio.refusals import Refusals
 from logio.topic import Topic
 from tests.fakes import FakeBroker

@@ -1,5 +1,5 @@
 """
-Tests for L{logio.tap}, the twistd plugin and the Dockerfile.
+Tests for L{logio.server.tap}, the twistd plugin and the Dockerfile.
 """
 
 from __future__ import annotations
@@ -22,9 +22,16 @@ from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from logio import tap
 from logio.broker import Broker
-from logio.tap import BACKLOG, AuthService, ListeningService, Options, makeService, withBacklog
+from logio.server import tap
+from logio.server.tap import (
+    BACKLOG,
+    AuthService,
+    ListeningService,
+    Options,
+    makeService,
+    withBacklog,
+)
 from tests.server import ROOT, TIMEOUT, environment, twistd, waitFor
 from tests.test_auth import tokensFile
 
@@ -41,7 +48,7 @@ class PluginTests(SynchronousTestCase):
         from twisted.plugins import logio_plugin
 
         self.assertEqual(logio_plugin.logio.tapname, "logio")
-        self.assertEqual(logio_plugin.logio.module, "logio.tap")
+        self.assertEqual(logio_plugin.logio.module, "logio.server.tap")
         self.assertIs(logio_plugin.logio.options, Options)
 
     def test_twistdHelp(self) -> None:

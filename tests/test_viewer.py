@@ -1,5 +1,5 @@
 """
-Tests for L{logio.viewer}: the web viewer's files, served with a strict
+Tests for L{logio.web.viewer}: the web viewer's files, served with a strict
 Content-Security-Policy and without a token.
 """
 
@@ -10,9 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.auth import Tokens
 from logio.broker import Broker
-from logio.gate import Gate
-from logio.viewer import CSP
-from logio.web import RootResource, SubscribeResource, SubscriberSite
+from logio.web.gate import Gate
+from logio.web.site import RootResource, SubscribeResource, SubscriberSite
+from logio.web.viewer import CSP
 from tests.test_auth import tokensFile
 from tests.test_web import Client
 

@@ -1,5 +1,5 @@
 """
-Tests for L{logio.web}: the streaming subscriber resource, driven through a
+Tests for L{logio.web.site}: the streaming subscriber resource, driven through a
 real L{Site} over a L{StringTransport}.
 """
 
@@ -21,7 +21,7 @@ from twisted.web.server import Site
 from logio.broker import Broker
 from logio.net import PAUSE_AT
 from logio.topic import Topic, serverHost
-from logio.web import (
+from logio.web.site import (
     CLOSE_TIMEOUT,
     SLACK,
     SMALL,

@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 logio = ServiceMaker(
     "logio",
-    "logio.tap",
+    "logio.server.tap",
     "A log plexer: publish log lines over TCP, subscribe over HTTP with regexes.",
     "logio",
 )

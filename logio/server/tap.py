@@ -23,12 +23,12 @@ from twisted.python.failure import Failure
 import logio
 from logio.auth import Tokens, TokensError
 from logio.broker import Broker
-from logio.gate import Gate
+from logio.ingest.sniff import PublisherFactory, PublishersService
+from logio.ingest.syslog import SyslogDatagramProtocol
 from logio.net import describeAddress
-from logio.publish import PublisherFactory, PublishersService
-from logio.publish.syslog import SyslogDatagramProtocol
 from logio.refusals import Refusals
-from logio.web import RootResource, SubscribeResource, SubscriberSite
+from logio.web.gate import Gate
+from logio.web.site import RootResource, SubscribeResource, SubscriberSite
 
 DEFAULT_PUBLISH = "tcp:7701"
 DEFAULT_SUBSCRIBE = "tcp:7702"

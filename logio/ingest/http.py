@@ -15,7 +15,7 @@ Publishing over HTTP, on the subscriber port:
     = the body's string (other bodies as compact JSON).
 
 On a server with C{--auth} both need a token that may publish (see
-L{logio.gate}); a record for an app the token does not allow is rejected.
+L{logio.web.gate}); a record for an app the token does not allow is rejected.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from twisted.web.server import Request
 
 from logio.auth import grantOf
 from logio.fields import RESERVED_APP, acceptable
+from logio.ingest.base import TRUNCATED, Publications, PublisherError, makeTopic
+from logio.ingest.seed import cleanText
 from logio.interfaces import IBroker, IGrant
 from logio.net import peerHost
-from logio.publish.base import TRUNCATED, Publications, PublisherError, makeTopic
-from logio.publish.seed import cleanText
-from logio.status import reply
 from logio.topic import Record, StampParser, Topic, formatEpoch
+from logio.web.status import reply
 
 #: The largest OTLP request body taken, in bytes (it is decoded whole).
 MAX_OTLP_BODY = 16 * 1024 * 1024

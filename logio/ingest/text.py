@@ -14,9 +14,9 @@ from urllib.parse import parse_qs
 
 from twisted.protocols.basic import LineOnlyReceiver
 
+from logio.ingest import base
+from logio.ingest.base import BAD_TOPIC, Publisher, PublisherError, makeTopic
 from logio.net import peerHost
-from logio.publish import base
-from logio.publish.base import BAD_TOPIC, Publisher, PublisherError, makeTopic
 
 TRUNCATED = base.TRUNCATED.encode()
 

@@ -43,9 +43,7 @@ from twisted.python.failure import Failure
 
 from logio.auth import Tokens
 from logio.fields import RESERVED_APP, acceptable
-from logio.interfaces import IBroker
-from logio.net import peerHost
-from logio.publish.base import (
+from logio.ingest.base import (
     MAX_TOPICS,
     NO_TOKEN,
     TRUNCATED,
@@ -54,6 +52,8 @@ from logio.publish.base import (
     PublisherError,
     checkAccess,
 )
+from logio.interfaces import IBroker
+from logio.net import peerHost
 from logio.refusals import Refusals
 from logio.topic import Record, StampParser, Topic, formatEpoch
 

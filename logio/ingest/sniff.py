@@ -4,10 +4,10 @@ The publisher port: one small protocol sniffs the first byte of a connection
 and hands it to the parser of the right wire protocol.
 
   - C{{} starts the seed JSON stream of the original Go client
-    (L{logio.publish.seed});
+    (L{logio.ingest.seed});
   - C{<} or a digit starts syslog, newline-framed or octet-counted
-    (L{logio.publish.syslog});
-  - anything else starts plain text lines (L{logio.publish.text});
+    (L{logio.ingest.syslog});
+  - anything else starts plain text lines (L{logio.ingest.text});
   - but a stream that starts like an HTTP request is answered with an
     HTTP 400 and publishes nothing (a web page may make a browser send one
     to C{localhost}), and a TLS ClientHello is refused as such.
@@ -34,12 +34,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from logio.auth import Tokens
+from logio.ingest.base import SHUTTING_DOWN, refuse
+from logio.ingest.seed import SeedProtocol
+from logio.ingest.syslog import SyslogProtocol
+from logio.ingest.text import TextProtocol
 from logio.interfaces import IBroker
 from logio.net import peerHost, tuneSocket
-from logio.publish.base import SHUTTING_DOWN, refuse
-from logio.publish.seed import SeedProtocol
-from logio.publish.syslog import SyslogProtocol
-from logio.publish.text import TextProtocol
 from logio.refusals import Refusals
 from logio.topic import StampParser
 

@@ -46,21 +46,21 @@ from logio.formats import (
     dropMessage,
     parseEventId,
 )
-from logio.gate import PUBLISH, Gate, Refusal, presented
-from logio.ingest import MAX_OTLP_BODY, Ingest, OTLPResource, PublishResource, Sink
+from logio.ingest.http import MAX_OTLP_BODY, Ingest, OTLPResource, PublishResource, Sink
 from logio.interfaces import IBroker, IFormat, ISubscriber
 from logio.net import PAUSE_AT, bufferedBytes, describePeer, tuneSocket, widenWrites
 from logio.refusals import Refusals
 from logio.stats import Stats
-from logio.status import (
+from logio.topic import formatEpoch, serverHost
+from logio.web.gate import PUBLISH, Gate, Refusal, presented
+from logio.web.status import (
     HealthResource,
     MetricsResource,
     NotFoundResource,
     TopicsResource,
     reply,
 )
-from logio.topic import formatEpoch, serverHost
-from logio.viewer import ViewerResource
+from logio.web.viewer import ViewerResource
 
 #: How long a stopping server waits for subscribers' sockets to flush.
 CLOSE_TIMEOUT = 5.0
@@ -1205,7 +1205,7 @@ class RootResource(Resource):
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
         """
         Route C{request} by its first path segment C{path}, if the gate
-        lets it in (see L{logio.gate}).
+        lets it in (see L{logio.web.gate}).
         """
         refusal = self._gate.admit(request, path)
         if refusal is not None:

@@ -14,7 +14,7 @@ from importlib.resources import files
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from logio.status import reply
+from logio.web.status import reply
 
 #: What the page may load and where it may connect: itself only.
 CSP = (
@@ -39,7 +39,7 @@ class ViewerResource(Resource):
 
     def __init__(self) -> None:
         super().__init__()
-        folder = files("logio") / "ui"
+        folder = files("logio.web") / "ui"
         self._files = {
             path: ((folder / name).read_bytes(), kind) for path, (name, kind) in FILES.items()
         }

@@ -29,9 +29,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 
 from logio.auth import Tokens
+from logio.ingest.base import TRUNCATED, Publisher, PublisherError, makeTopic, safeText
 from logio.interfaces import IBroker
 from logio.net import peerHost
-from logio.publish.base import TRUNCATED, Publisher, PublisherError, makeTopic, safeText
 from logio.refusals import Refusals
 from logio.topic import Record, StampParser
 

@@ -32,7 +32,7 @@ from logio.auth import Tokens
 from logio.interfaces import IGrant
 from logio.net import describePeer
 from logio.refusals import Refusals
-from logio.status import reply
+from logio.web.status import reply
 
 #: The paths anyone may ask for: they hold no logs (the viewer's page
 #: passes on the token of its own URL to the stream it opens).
