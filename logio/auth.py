@@ -35,6 +35,11 @@ ROLES = {"pub": (True, False), "sub": (False, True), "both": (True, True)}
 #: Tokens shorter than this are accepted with a warning: they can be guessed.
 SHORT_TOKEN = 16
 
+#: Why a token is refused, as the refusal log names it.
+NO_TOKEN = "no token"
+BAD_TOKEN = "unknown token"
+NOT_ALLOWED = "token not allowed"
+
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
 
@@ -47,6 +52,19 @@ class TokensError(Exception):
     The tokens file cannot be read or holds a bad line; the message says
     which line and why, without the token.
     """
+
+
+class Denied(Exception):
+    """
+    A token does not let its bearer do what it asked; the message says why
+    (never with the token).
+
+    @ivar cause: L{NO_TOKEN}, L{BAD_TOKEN} or L{NOT_ALLOWED}.
+    """
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @implementer(IGrant)
@@ -72,6 +90,15 @@ class Grant:
         Whether this token may publish to or read the app C{app}.
         """
         return self._fullmatch(app.encode("utf-8", "replace")) is not None
+
+    def check(self, app: str, role: str = "publish") -> None:
+        """
+        Check that this token may C{role} to or from the app C{app}.
+
+        @raise Denied: If it may not.
+        """
+        if not self.allows(app):
+            raise Denied(f"this token may not {role} to the app {app!r}", NOT_ALLOWED)
 
 
 def grantOf(request: Componentized) -> Optional[Grant]:
@@ -131,7 +158,7 @@ def parseTokens(text: str, source: str) -> dict[bytes, Grant]:
 class Tokens:
     """
     The tokens of a file, reloaded on demand (on SIGHUP, see
-    L{logio.server.tap.AuthService}); what was allowed stays allowed until a
+    L{logio.server.services.AuthService}); what was allowed stays allowed until a
     reload succeeds.
 
     @ivar path: The tokens file.
@@ -171,6 +198,28 @@ class Tokens:
         # Looked up by digest: how long a lookup takes depends on the bytes
         # of the digest, which say nothing about those of the token.
         return self._grants.get(_digest(token))
+
+    def check(
+        self, token: Optional[str], role: str, app: Optional[str] = None, howTo: str = ""
+    ) -> Grant:
+        """
+        The one check of a token, for every port and source: may C{token}
+        C{role} (C{publish} or C{subscribe}), to or from C{app} if given?
+
+        @param howTo: How to present a token where it was missing.
+        @return: Its grant.
+        @raise Denied: If it may not, saying why.
+        """
+        if not token:
+            raise Denied(f"this server needs a token: {howTo}", NO_TOKEN)
+        grant = self.grant(token)
+        if grant is None:
+            raise Denied("unknown token", BAD_TOKEN)
+        if not (grant.publish if role == "publish" else grant.subscribe):
+            raise Denied(f"this token may not {role}", NOT_ALLOWED)
+        if app is not None:
+            grant.check(app, role)
+        return grant
 
     def watch(self, callback: Callable[[], None]) -> None:
         """

@@ -19,25 +19,37 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from logio.filters import Filters, Pattern
-from logio.formats import Encoder, Segment
-from logio.history import History, Replay
-from logio.interfaces import IBroker, IFormat, IPublication, ISubscriber
+from logio.filters import Pattern
+from logio.history import History
+from logio.interfaces import (
+    Encoder,
+    IBroker,
+    IFilters,
+    IFormat,
+    IHistory,
+    IPublication,
+    ISubscriber,
+    ISubscription,
+    Replay,
+    Segment,
+)
+from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
 from logio.topic import Record, Topic
 
-#: How many routes a new subscriber is matched against per reactor turn.
-#: The pattern costing bounds a match to a few microseconds per field, so a
-#: turn stays around a millisecond however many topics there are.
+#: How many routes a new subscriber is matched against per reactor turn:
+#: topic patterns are bounded in cost per byte (L{logio.filters.MAX_PROGRAM})
+#: and topic fields in length, so a turn is bounded however many topics
+#: there are.
 MATCH_SLICE = 64
 
 #: One group of a route as publish loops over it: the encoder of its
 #: format, its C{log} pattern (or L{None}), its format's name, its members.
 Group = tuple[Encoder, Optional[Pattern], str, tuple[ISubscriber, ...]]
 
-#: The CPU time one C{log} pattern may take on one batch (at most 64 KiB of
-#: text) before its subscribers are disconnected and the pattern refused
-#: from then on.  Patterns RE2's DFA handles take well under a millisecond.
+#: The CPU time one C{log} pattern may take on one batch before its
+#: subscribers are disconnected and the pattern refused from then on: the
+#: reactor serves nobody else meanwhile.
 MAX_SEARCH_SECONDS = 0.02
 #: How many patterns found too costly are remembered.
 MAX_COSTLY = 1000
@@ -120,6 +132,20 @@ class _Publication:
             self._broker._retire(route)
 
 
+@implementer(ISubscription)
+class _Subscription:
+    """
+    A subscriber's registration: closing it stops deliveries.
+    """
+
+    def __init__(self, broker: Broker, subscriber: ISubscriber) -> None:
+        self._broker = broker
+        self._subscriber = subscriber
+
+    def close(self) -> None:
+        self._broker._unsubscribe(self._subscriber)
+
+
 @implementer(IBroker)
 class Broker(Service):
     """
@@ -133,11 +159,16 @@ class Broker(Service):
 
     def __init__(
         self,
-        historyRecords: int = 10000,
-        historyBytes: int = 16 * 1024 * 1024,
-        start: Optional[int] = None,
+        settings: Settings,
         clock: Optional[IReactorTime] = None,
+        start: Optional[int] = None,
     ) -> None:
+        """
+        @param clock: Where to schedule the matching of new subscribers
+            against many topics, in slices; without one, it is done at once.
+        @param start: The start instant, in milliseconds since the epoch;
+            now if not given.
+        """
         self.stats = Stats()
         #: The texts of C{log} patterns found too costly to match, oldest first.
         self.costlyPatterns: dict[str, None] = {}
@@ -148,10 +179,10 @@ class Broker(Service):
         #: New subscribers still being matched against the routes that
         #: existed when they came, and those routes not matched yet.
         self._pending: dict[ISubscriber, dict[_Route, None]] = {}
-        self._history = History(historyRecords, historyBytes, self._evicted)
+        self._history = History(settings.history, settings.historyBytes, self._evicted)
 
     @property
-    def history(self) -> History:
+    def history(self) -> IHistory:
         """
         The records held for replay.
         """
@@ -167,12 +198,16 @@ class Broker(Service):
     def subscriberCount(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self, subscriber: ISubscriber) -> None:
+    def subscribe(self, subscriber: ISubscriber) -> ISubscription:
         """
         With a clock and many topics, matching goes on in slices of
         L{MATCH_SLICE} routes per reactor turn; a route published to before
         its turn is matched first, so nothing is missed meanwhile.
         """
+        self._match(subscriber)
+        return _Subscription(self, subscriber)
+
+    def _match(self, subscriber: ISubscriber) -> None:
         if self._clock is None or len(self._routes) <= MATCH_SLICE:
             matching = [
                 route
@@ -211,7 +246,10 @@ class Broker(Service):
                 if subscriber.filters.matchesTopic(route.topic):
                     route.add(subscriber)
 
-    def unsubscribe(self, subscriber: ISubscriber) -> None:
+    def _unsubscribe(self, subscriber: ISubscriber) -> None:
+        """
+        Stop delivering to C{subscriber}; unknown subscribers are ignored.
+        """
         if subscriber not in self._subscribers:
             return
         del self._subscribers[subscriber]
@@ -219,7 +257,7 @@ class Broker(Service):
         for route in self._routes.values():
             route.remove(subscriber)
 
-    def replay(self, filters: Filters, tail: int, after: Optional[int] = None) -> Replay:
+    def replay(self, filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
         return self._history.replay(filters, tail, after)
 
     def topics(self) -> Sequence[TopicInfo]:
@@ -302,7 +340,7 @@ class Broker(Service):
             count=len(subscribers),
         )
         for subscriber in subscribers:
-            self.unsubscribe(subscriber)
+            self._unsubscribe(subscriber)
             try:
                 subscriber.abort()
             except Exception:
@@ -324,7 +362,7 @@ class Broker(Service):
                 self.log.failure(
                     "Delivery to {subscriber} failed; disconnecting it", subscriber=subscriber
                 )
-                self.unsubscribe(subscriber)
+                self._unsubscribe(subscriber)
                 try:
                     subscriber.abort()
                 except Exception:

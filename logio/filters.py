@@ -12,8 +12,9 @@ from typing import Callable, Mapping, Optional
 
 import re2
 from attrs import field, frozen
+from zope.interface import implementer
 
-from logio.interfaces import IGrant
+from logio.interfaces import IFilters, IGrant
 from logio.topic import Topic
 
 #: An unanchored search in UTF-8 text: a match (true) or L{None}.
@@ -122,6 +123,7 @@ def _contains(literal: bytes, text: bytes) -> Optional[bool]:
     return True if literal in text else None
 
 
+@implementer(IFilters)
 @frozen
 class Filters:
     """

@@ -17,15 +17,12 @@ from __future__ import annotations
 import json
 from typing import Callable, Mapping, Optional, Sequence
 
-from attrs import frozen
 from zope.interface import implementer
 
 from logio.fields import CLEAN, RESERVED_APP, UNSAFE, escape
-from logio.interfaces import IFormat
+from logio.http import PLAIN_TEXT
+from logio.interfaces import Encoder, IFormat, Segment
 from logio.topic import Record, Topic
-
-#: The text format's media type, also that of the server's plain answers.
-PLAIN_TEXT = b"text/plain; charset=utf-8"
 
 #: JSON's string encoder (the C one): quotes and escapes, non-ASCII kept.
 _escape: Callable[[str], str] = json.encoder.encode_basestring
@@ -43,29 +40,6 @@ def _quoter(records: Sequence[Record]) -> Callable[[str], str]:
     """
     joined = "".join([text for _, text in records]).encode("utf-8", "replace")
     return _escape if 1 in joined.translate(_ESCAPES) else _quote
-
-
-@frozen
-class Segment:
-    """
-    A piece of output for one subscriber's queue.
-
-    @ivar data: Complete records, UTF-8.
-    @ivar lines: How many output lines the queue counts for C{data}: the
-        text format's physical lines, one per record in the others.
-    @ivar end: What ends each record in C{data} and appears nowhere else in
-        it, so the queue may cut after any of them; L{None} if C{data} is
-        one record that must be dropped whole.
-    """
-
-    data: bytes
-    lines: int
-    end: Optional[bytes]
-
-
-#: Encode a batch of one topic's records, given each record's sequence
-#: number, into segments.
-Encoder = Callable[[Sequence[Record], Sequence[int]], list[Segment]]
 
 
 def dropMessage(dropped: int) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Optional, Protocol
 
-from attrs import define, frozen
+from attrs import define
+from zope.interface import implementer
 
-from logio.filters import Filters
+from logio.interfaces import IFilters, IHistory, Replay, Run
 from logio.topic import Record, Topic
 
 #: What history charges a record besides its size: about what the tuple
@@ -42,33 +43,7 @@ class _Batch:
     skip: int = 0
 
 
-@frozen
-class Run:
-    """
-    Consecutive replayed records of one topic.
-
-    @ivar seqs: Each record's sequence number.
-    """
-
-    topic: Topic
-    records: list[Record]
-    seqs: list[int]
-
-
-@frozen
-class Replay:
-    """
-    What history holds for a new subscriber.
-
-    @ivar runs: The matching records, oldest first.
-    @ivar missed: How many records (of any topic) after the id the
-        subscriber resumes from are no longer held.
-    """
-
-    runs: list[Run]
-    missed: int = 0
-
-
+@implementer(IHistory)
 class History:
     """
     Number records and keep the newest, oldest evicted first.
@@ -140,7 +115,7 @@ class History:
             self.bytes -= freed
             self._evicted(batch.owner, gone)
 
-    def replay(self, filters: Filters, tail: int, after: Optional[int] = None) -> Replay:
+    def replay(self, filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
         """
         The held records that match C{filters}: the newest C{tail} of them,
         or, if C{after} is given, all of those after that sequence number.

@@ -1,24 +1,77 @@
 """
-The interfaces between logio's parts: publishers feed an L{IBroker} through
-an L{IPublication} per topic; the broker fans records out to
-L{ISubscriber}s, each encoded by its L{IFormat}.
+The interfaces between logio's parts, and the small values that cross them:
+publishers feed an L{IBroker} through an L{IPublication} per topic; the
+broker keeps records in an L{IHistory} and fans them out to
+L{ISubscriber}s, each encoded by its L{IFormat} into L{Segment}s.
+
+This module imports no implementation: only leaf value modules.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
+from attrs import frozen
 from zope.interface import Attribute, Interface
 
 from logio.topic import Record, Topic
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+    from twisted.web.server import Request
 
-    from logio.filters import Filters
-    from logio.formats import Encoder, Segment
-    from logio.history import Replay
+    from logio.http import Sink
     from logio.stats import TopicInfo
+
+
+@frozen
+class Segment:
+    """
+    A piece of output for one subscriber's queue.
+
+    @ivar data: Complete records, UTF-8.
+    @ivar lines: How many output lines the queue counts for C{data}: the
+        text format's physical lines, one per record in the others.
+    @ivar end: What ends each record in C{data} and appears nowhere else in
+        it, so the queue may cut after any of them; L{None} if C{data} is
+        one record that must be dropped whole.
+    """
+
+    data: bytes
+    lines: int
+    end: Optional[bytes]
+
+
+#: Encode a batch of one topic's records, given each record's sequence
+#: number, into segments.
+Encoder = Callable[[Sequence[Record], Sequence[int]], list[Segment]]
+
+
+@frozen
+class Run:
+    """
+    Consecutive replayed records of one topic.
+
+    @ivar seqs: Each record's sequence number.
+    """
+
+    topic: Topic
+    records: list[Record]
+    seqs: list[int]
+
+
+@frozen
+class Replay:
+    """
+    What history holds for a new subscriber.
+
+    @ivar runs: The matching records, oldest first.
+    @ivar missed: How many records (of any topic) after the id the
+        subscriber resumes from are no longer held.
+    """
+
+    runs: list[Run]
+    missed: int = 0
 
 
 class IGrant(Interface):
@@ -33,6 +86,30 @@ class IGrant(Interface):
     def allows(app: str) -> bool:
         """
         Whether it may publish to or read the app C{app}.
+        """
+
+    def check(app: str, role: str = "publish") -> None:
+        """
+        Check that it may C{role} to or from the app C{app}.
+
+        @raise logio.auth.Denied: If it may not.
+        """
+
+
+class IFilters(Interface):
+    """
+    What one subscriber asked for (see L{logio.filters.Filters}): a pattern
+    per field, or L{None} for a field that matches everything.
+    """
+
+    log = Attribute(
+        "The C{log} pattern (a L{logio.filters.Pattern}: C{text} and C{search}), or L{None}."
+    )
+
+    def matchesTopic(topic: Topic) -> bool:
+        """
+        Whether records of C{topic} can reach the subscriber (the C{log}
+        pattern is applied per record, not here).
         """
 
 
@@ -71,7 +148,7 @@ class ISubscriber(Interface):
     output that matches.
     """
 
-    filters = Attribute("The L{logio.filters.Filters} that choose what this subscriber receives.")
+    filters = Attribute("The L{IFilters} that choose what this subscriber receives.")
     format = Attribute("The L{IFormat} this subscriber's output is encoded in.")
 
     def deliver(segment: Segment) -> None:
@@ -92,6 +169,18 @@ class ISubscriber(Interface):
         """
         Drop the subscriber's connection at once, queue and all: delivering
         to it failed, so it cannot be trusted to end cleanly.
+        """
+
+
+class ISubscription(Interface):
+    """
+    A subscriber's registration with the broker, as L{IBroker.subscribe}
+    returns it.
+    """
+
+    def close() -> None:
+        """
+        Stop delivering to the subscriber.  Closing twice does nothing.
         """
 
 
@@ -116,6 +205,33 @@ class IPublication(Interface):
         """
 
 
+class IHistory(Interface):
+    """
+    The records kept for replay: it numbers every record and keeps the
+    newest, within its bounds.
+    """
+
+    next = Attribute("The sequence number the next record gets.")
+    oldest = Attribute("The sequence number of the oldest record held (C{next} when none is).")
+    records = Attribute("How many records are held.")
+    bytes = Attribute("About how many bytes they cost.")
+
+    def add(owner: Any, records: list[Record], size: int) -> int:
+        """
+        Number a batch of records and keep it.
+
+        @param owner: Where the batch comes from: anything with a C{topic}.
+        @param size: About how many bytes of input the batch took.
+        @return: The first record's sequence number; the others follow.
+        """
+
+    def replay(filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
+        """
+        The held records that match C{filters}: the newest C{tail} of them,
+        or, if C{after} is given, all of those after that sequence number.
+        """
+
+
 class IBroker(Interface):
     """
     The hub: publisher protocols hand it records, subscribers register with
@@ -123,7 +239,11 @@ class IBroker(Interface):
     """
 
     stats = Attribute("The server's L{logio.stats.Stats}.")
-    history = Attribute("The L{logio.history.History} of records held for replay.")
+    start = Attribute(
+        "The instant the server's ids are counted from, in milliseconds since the epoch: "
+        "the first part of every SSE id."
+    )
+    history = Attribute("The L{IHistory} of records held for replay.")
     costlyPatterns = Attribute(
         "The texts of C{log} patterns found too costly to match at run time: refused."
     )
@@ -135,14 +255,10 @@ class IBroker(Interface):
         each have their own.
         """
 
-    def subscribe(subscriber: ISubscriber) -> None:
+    def subscribe(subscriber: ISubscriber) -> ISubscription:
         """
-        Start delivering matching records to C{subscriber}.
-        """
-
-    def unsubscribe(subscriber: ISubscriber) -> None:
-        """
-        Stop delivering to C{subscriber}; unknown subscribers are ignored.
+        Start delivering matching records to C{subscriber}, until the
+        returned subscription is closed.
         """
 
     def subscriberCount() -> int:
@@ -150,7 +266,7 @@ class IBroker(Interface):
         How many subscribers there are.
         """
 
-    def replay(filters: Filters, tail: int, after: Optional[int] = None) -> Replay:
+    def replay(filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
         """
         The records in history that match C{filters}: the last C{tail}, or,
         if C{after} is given, every one after that sequence number.  Call
@@ -161,4 +277,23 @@ class IBroker(Interface):
     def topics() -> Sequence[TopicInfo]:
         """
         Every topic the broker knows of: publishing now, or in history.
+        """
+
+
+class IHTTPIngest(Interface):
+    """
+    HTTP ingest, as the subscriber port's site serves it: the site knows
+    its paths, not how records are read.
+    """
+
+    publish = Attribute("What answers C{POST /publish} once its body has streamed in.")
+    otlp = Attribute("What answers C{POST /v1/logs}.")
+
+    def publishBody(request: Request) -> Sink:
+        """
+        The sink a C{POST /publish} body is published from as it streams
+        in.
+
+        @raise logio.http.Refused: If the request cannot publish (a bad
+            topic in its query).
         """

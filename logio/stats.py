@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_metrics -*-
+# -*- test-case-name: tests.test_web -*-
 """
 What the server counts, as plain numbers the hot paths add to; the
 C{/metrics} and C{/topics} resources read them.

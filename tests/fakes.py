@@ -6,21 +6,37 @@ a TCP-like L{StringTransport}.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from attrs import define, field
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import ITCPTransport
-from twisted.internet.testing import StringTransport
+from twisted.internet.interfaces import IReactorTime, ITCPTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from zope.interface import implementer
 
+from logio.auth import Tokens
 from logio.filters import Filters
-from logio.formats import Segment, TextFormat
-from logio.history import History, Replay
-from logio.interfaces import IBroker, IFormat, IPublication, ISubscriber
+from logio.formats import TextFormat
+from logio.history import History
+from logio.ingest.http import Ingest
+from logio.ingest.sniff import PublisherFactory
+from logio.interfaces import (
+    IBroker,
+    IFilters,
+    IFormat,
+    IPublication,
+    ISubscriber,
+    ISubscription,
+    Replay,
+    Segment,
+)
+from logio.refusals import Refusals
+from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
 from logio.topic import Record, Topic, serverHost
+from logio.web.channel import SubscriberSite
+from logio.web.site import makeSite
 
 TEXT = TextFormat(serverHost())
 
@@ -53,6 +69,7 @@ class FakeBroker:
 
     def __init__(self) -> None:
         self.stats = Stats()
+        self.start = 0
         self.history = History(0, 0, lambda owner, count: None)
         self.costlyPatterns: dict[str, None] = {}
         self.opened: list[tuple[Topic, str]] = []
@@ -64,16 +81,13 @@ class FakeBroker:
         self.opened.append((topic, protocol))
         return FakePublication(self, topic, protocol)
 
-    def subscribe(self, subscriber: ISubscriber) -> None:
-        raise NotImplementedError("publishers do not subscribe")
-
-    def unsubscribe(self, subscriber: ISubscriber) -> None:
+    def subscribe(self, subscriber: ISubscriber) -> ISubscription:
         raise NotImplementedError("publishers do not subscribe")
 
     def subscriberCount(self) -> int:
         return 0
 
-    def replay(self, filters: Filters, tail: int, after: Optional[int] = None) -> Replay:
+    def replay(self, filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
         return Replay([])
 
     def topics(self) -> Sequence[TopicInfo]:
@@ -93,6 +107,7 @@ class FakeSubscriber:
     onDeliver: Callable[[], None] | None = None
     aborted: bool = False
     onAbort: Callable[[], None] | None = None
+    subscription: ISubscription | None = None
 
     def deliver(self, segment: Segment) -> None:
         self.received.append(segment)
@@ -109,6 +124,13 @@ class FakeSubscriber:
 
     def text(self) -> str:
         return b"".join(segment.data for segment in self.received).decode()
+
+    def unsubscribe(self) -> None:
+        """
+        Close the broker's subscription of this subscriber.
+        """
+        assert self.subscription is not None
+        self.subscription.close()
 
 
 #: A metric sample's name and sorted labels.
@@ -152,3 +174,33 @@ class TCPTransport(StringTransport):
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.options["nodelay"] = enabled
+
+
+def makeTestSite(
+    broker: IBroker,
+    clock: MemoryReactorClock,
+    settings: Optional[Settings] = None,
+    tokens: Optional[Tokens] = None,
+) -> SubscriberSite:
+    """
+    The subscriber port's site as the server builds it, over C{clock}.
+    """
+    settings = settings or Settings()
+    refusals = Refusals(broker.stats, clock)
+    return makeSite(broker, clock, settings, refusals, Ingest(broker, clock, settings), tokens)
+
+
+def publisherFactory(
+    broker: IBroker,
+    clock: IReactorTime,
+    tokens: Optional[Tokens] = None,
+    refusals: Optional[Refusals] = None,
+    **settings: Any,
+) -> PublisherFactory:
+    """
+    The publisher port's factory as the server builds it, with the
+    settings named (the defaults for the others).
+    """
+    if refusals is None:
+        refusals = Refusals(broker.stats, clock)
+    return PublisherFactory(broker, clock, Settings(**settings), refusals, tokens)

@@ -16,6 +16,7 @@ from logio.broker import MATCH_SLICE, MAX_SEARCH_SECONDS, Broker
 from logio.filters import Filters, Pattern, compileFilter
 from logio.formats import JSONFormat, Segment
 from logio.interfaces import IBroker, IPublication
+from logio.settings import Settings
 from logio.topic import Topic
 from tests.fakes import FakeBroker, FakeSubscriber, publish
 
@@ -45,11 +46,11 @@ class BrokerTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.broker = Broker()
+        self.broker = Broker(Settings())
 
     def subscribe(self, **query: str) -> FakeSubscriber:
         subscriber = FakeSubscriber(Filters.fromQuery(query))
-        self.broker.subscribe(subscriber)
+        subscriber.subscription = self.broker.subscribe(subscriber)
         return subscriber
 
     def test_interface(self) -> None:
@@ -97,17 +98,18 @@ class BrokerTests(SynchronousTestCase):
 
     def test_unsubscribe(self) -> None:
         """
-        An unsubscribed subscriber gets nothing more; unsubscribing twice is harmless.
+        A subscriber whose subscription is closed gets nothing more; closing
+        twice is harmless.
         """
         gone = self.subscribe()
         stays = self.subscribe(log="x")
         publish(self.broker, WEB, [(TS, "x1")])
-        self.broker.unsubscribe(gone)
-        self.broker.unsubscribe(gone)
+        gone.unsubscribe()
+        gone.unsubscribe()
         publish(self.broker, WEB, [(TS, "x2")])
         self.assertEqual(len(gone.received), 1)
         self.assertEqual(len(stays.received), 2)
-        self.broker.unsubscribe(stays)
+        stays.unsubscribe()
         self.assertEqual(self.broker.subscribers, ())
 
     def test_unsubscribeDuringDelivery(self) -> None:
@@ -117,7 +119,7 @@ class BrokerTests(SynchronousTestCase):
         """
         leaving = self.subscribe()
         staying = self.subscribe()
-        leaving.onDeliver = lambda: self.broker.unsubscribe(leaving)
+        leaving.onDeliver = leaving.unsubscribe
         publish(self.broker, WEB, [(TS, "x")])
         self.assertEqual(len(staying.received), 1)
         self.assertEqual(self.broker.subscribers, (staying,))
@@ -135,7 +137,7 @@ class BrokerTests(SynchronousTestCase):
         does not drop the route of the other, and the last leaving (with no
         history) forgets the topic; a later publisher is routed afresh.
         """
-        self.broker = Broker(historyRecords=0)
+        self.broker = Broker(Settings(history=0))
         subscriber = self.subscribe(app="myapp")
         first = self.broker.publisher(WEB, "seed")
         second = self.broker.publisher(WEB, "text")
@@ -158,7 +160,7 @@ class BrokerTests(SynchronousTestCase):
         A topic nobody publishes to any more is listed while history holds
         its records, and forgotten once they are evicted.
         """
-        self.broker = Broker(historyRecords=2)
+        self.broker = Broker(Settings(history=2))
         publish(self.broker, WEB, [(TS, "1"), (TS, "2")])
         [info] = self.broker.topics()
         self.assertEqual((info.topic, info.records, info.last, info.publishers), (WEB, 2, TS, 0))
@@ -230,13 +232,13 @@ class BrokerTests(SynchronousTestCase):
         first = FakeSubscriber(Filters(log=Pattern("b+", counted)))
         # The same pattern, compiled apart: it is the text that is shared.
         second = FakeSubscriber(Filters(log=Pattern("b+", compiled.search)))
-        self.broker.subscribe(first)
+        firstSubscription = self.broker.subscribe(first)
         self.broker.subscribe(second)
         publish(self.broker, WEB, [(TS, "abc"), (TS, "xyz")])
         self.assertEqual(calls, [b"abc", b"xyz"])
         self.assertEqual(first.text(), f"{TS} myapp[web] foobar: abc\n")
         self.assertEqual(first.received, second.received)
-        self.broker.unsubscribe(first)
+        firstSubscription.close()
         publish(self.broker, WEB, [(TS, "bb")])
         self.assertEqual((len(first.received), len(second.received)), (1, 2))
 
@@ -326,7 +328,7 @@ class IncrementalMatchTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.broker = Broker(clock=self.clock)
+        self.broker = Broker(Settings(), self.clock)
         self.topics = [Topic(f"app{i}", "p", "h") for i in range(MATCH_SLICE * 5)]
         self.publications = [self.broker.publisher(topic, "test") for topic in self.topics]
 
@@ -378,9 +380,9 @@ class IncrementalMatchTests(SynchronousTestCase):
         """
         search = CountingSearch("app")
         subscriber = FakeSubscriber(Filters(app=Pattern("app", search)))
-        self.broker.subscribe(subscriber)
+        subscription = self.broker.subscribe(subscriber)
         self.turn()
-        self.broker.unsubscribe(subscriber)
+        subscription.close()
         self.turn()
         self.assertEqual(search.calls, MATCH_SLICE)
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -399,7 +401,7 @@ class CostlyPatternTests(SynchronousTestCase):
         """
         times = iter([0.0, 0.001, 1.0, 1.0 + MAX_SEARCH_SECONDS * 2])
         self.patch(broker, "thread_time", lambda: next(times))
-        broker_ = Broker()
+        broker_ = Broker(Settings())
         cheap = FakeSubscriber(Filters.fromQuery({"log": "x"}))
         costly = FakeSubscriber(Filters.fromQuery({"log": "[ab]*a[ab]{20}c"}))
         plain = FakeSubscriber(Filters())

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.ingest.sniff import PublisherFactory
 from logio.topic import Record, Topic
-from tests.fakes import FakeBroker
+from tests.fakes import FakeBroker, publisherFactory
 
 MAX_LINE = 200
 FUZZ = settings(max_examples=200, deadline=None)
@@ -55,7 +55,7 @@ def setUp() -> tuple[FakeBroker, PublisherFactory]:
     broker = FakeBroker()
     clock = Clock()
     clock.advance(1500000000.5)
-    return broker, PublisherFactory(broker, clock, MAX_LINE)
+    return broker, publisherFactory(broker, clock, maxLine=MAX_LINE)
 
 
 def records(broker: FakeBroker, topic: Topic | None = None) -> list[Record]:

@@ -15,10 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.auth import Tokens
 from logio.broker import Broker
+from logio.settings import Settings
 from logio.topic import Topic
-from logio.web.gate import Gate
-from logio.web.site import RootResource, SubscribeResource, SubscriberSite, _afterNth
-from tests.fakes import publish
+from logio.web.stream import _afterNth
+from tests.fakes import makeTestSite, publish
 from tests.test_web import Client, get
 
 TOPIC = Topic("myapp", "web", "foobar")
@@ -101,15 +101,12 @@ class SubscriberPortFuzzTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()
-        self.broker = Broker()
-        resource = SubscribeResource(self.broker, self.clock, 1700000000000)
-        self.site = SubscriberSite(
-            RootResource(self.broker, resource, self.gate(resource)), reactor=self.clock
-        )
+        self.broker = Broker(Settings(), start=1700000000000)
+        self.site = makeTestSite(self.broker, self.clock, tokens=self.tokens())
         self.bystander = Client(self.site, get(f"app=myapp&format=json&token={GOOD}"))
 
-    def gate(self, resource: SubscribeResource) -> Gate:
-        return Gate(resource.refusals)
+    def tokens(self) -> Tokens | None:
+        return None
 
     def check(self, request: bytes, splits: list[int]) -> None:
         transport = StringTransport()
@@ -173,11 +170,11 @@ class GuardedSubscriberPortFuzzTests(SubscriberPortFuzzTests):
     The same on a server with C{--auth}, where requests may carry tokens.
     """
 
-    def gate(self, resource: SubscribeResource) -> Gate:
+    def tokens(self) -> Tokens | None:
         path = self.mktemp()
         with open(path, "w") as tokens:
             tokens.write(f"{GOOD} sub myapp\npublisher-token-0123 pub .*\n")
-        return Gate(resource.refusals, Tokens(path))
+        return Tokens(path)
 
 
 class AfterNthTests(SynchronousTestCase):

@@ -15,10 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.auth import Tokens
 from logio.broker import Broker
+from logio.settings import Settings
 from logio.topic import Topic
-from logio.web.gate import Gate
-from logio.web.site import RootResource, SubscribeResource, SubscriberSite, accessLogLine
-from tests.fakes import publish
+from logio.web.channel import accessLogLine
+from tests.fakes import makeTestSite, publish
 from tests.test_auth import tokensFile
 from tests.test_formats import sseEvents
 from tests.test_web import Client, dechunk
@@ -45,14 +45,11 @@ class GateTestCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()
-        self.broker = Broker(100, 1 << 20, START, self.clock)
+        settings = Settings(history=100, historyBytes=1 << 20, serverNames=("logs.example.com",))
+        self.broker = Broker(settings, self.clock, START)
         self.tokensPath = tokensFile(self, TOKENS)
         self.tokens = self.makeTokens()
-        self.resource = SubscribeResource(self.broker, self.clock, START, tokens=self.tokens)
-        gate = Gate(self.resource.refusals, self.tokens, ["logs.example.com"])
-        self.site = SubscriberSite(
-            RootResource(self.broker, self.resource, gate), reactor=self.clock
-        )
+        self.site = makeTestSite(self.broker, self.clock, settings, self.tokens)
 
     def makeTokens(self) -> Tokens | None:
         return Tokens(self.tokensPath)

@@ -14,10 +14,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from logio.auth import Tokens
 from logio.broker import Broker
 from logio.filters import Filters
+from logio.settings import Settings
 from logio.topic import Topic
-from logio.web import site as web
-from logio.web.gate import Gate
-from logio.web.site import RootResource, SubscribeResource, SubscriberSite
+from logio.web import site
+from tests.fakes import makeTestSite
 from tests.test_auth import tokensFile
 from tests.test_web import Client
 
@@ -90,12 +90,11 @@ class IngestTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()
         self.clock.advance(START / 1000)
-        self.broker = Broker(1000, 1 << 20, START, self.clock)
-        self.resource = SubscribeResource(self.broker, self.clock, START, tokens=self.tokens())
-        gate = Gate(self.resource.refusals, self.resource._tokens)
-        self.site = SubscriberSite(
-            RootResource(self.broker, self.resource, gate), reactor=self.clock
-        )
+        self.makeSite(Settings(history=1000, historyBytes=1 << 20))
+
+    def makeSite(self, settings: Settings) -> None:
+        self.broker = Broker(settings, self.clock, START)
+        self.site = makeTestSite(self.broker, self.clock, settings, self.tokens())
 
     def tokens(self) -> Tokens | None:
         return None
@@ -179,7 +178,7 @@ class PublishTests(IngestTestCase):
         self.assertEqual([record[1] for _, record in self.records()], ["line1"])
         client.channel.dataReceived(b"4\r\npart\r\n")
         [request] = client.channel.requests
-        self.assertEqual(request.content._pending, [b"part"])
+        self.assertEqual(request.content.splitter.pending, b"part")
         client.channel.dataReceived(b"6\r\nial\nx\n\r\n0\r\n\r\n")
         self.assertEqual([record[1] for _, record in self.records()], ["line1", "partial", "x"])
         self.assertEqual(self.answer(client), (200, {"accepted": 3, "rejected": 0}))
@@ -202,7 +201,7 @@ class PublishTests(IngestTestCase):
         A text line longer than --max-line is cut and marked; an NDJSON one
         is rejected; both go on with the next line.
         """
-        self.site.resource.ingest.maxLine = 15
+        self.makeSite(Settings(history=1000, historyBytes=1 << 20, maxLine=15))
         client = Client(self.site, post("/publish?app=s", b"x" * 25 + b"\nnext\n"))
         self.assertEqual(self.answer(client)[1]["accepted"], 2)
         self.assertEqual(
@@ -357,7 +356,8 @@ class OTLPTests(IngestTestCase):
             self.answer(Client(self.site, post("/v1/logs", b"x", "Content-Type: text/plain")))[0],
             415,
         )
-        self.patch(web, "MAX_OTLP_BODY", 10)
+        self.patch(site, "MAX_OTLP_BODY", 10)
+        self.makeSite(Settings())
         self.assertEqual(
             self.answer(
                 Client(self.site, post("/v1/logs", b"{" * 11, "Content-Type: application/json"))

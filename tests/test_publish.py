@@ -27,13 +27,15 @@ from zope.interface.verify import verifyObject
 from logio.auth import Tokens
 from logio.broker import Broker
 from logio.ingest.base import SHUTTING_DOWN
+from logio.ingest.lines import LineSplitter
 from logio.ingest.seed import SeedProtocol
-from logio.ingest.sniff import PublisherFactory, PublishersService
+from logio.ingest.sniff import PublisherFactory
 from logio.ingest.text import TextProtocol
 from logio.refusals import Refusals
+from logio.server.services import PublishersService
 from logio.server.tap import Options, makeService
 from logio.topic import Record, Topic
-from tests.fakes import FakeBroker, TCPTransport
+from tests.fakes import FakeBroker, TCPTransport, publisherFactory
 from tests.test_auth import tokensFile
 
 #: The fixed receive time of every test connection, and how it is output.
@@ -159,7 +161,7 @@ def connect(
     broker = FakeBroker()
     clock = Clock()
     clock.advance(NOW)
-    factory = PublisherFactory(broker, clock, maxLine, tokens=tokens)
+    factory = publisherFactory(broker, clock, tokens, maxLine=maxLine)
     if first is None:
         protocol = factory.buildProtocol(IPv4Address("TCP", PEER, 54321))
     else:
@@ -238,7 +240,7 @@ class SniffingTests(PublisherTestCase):
         both with the factory's broker, clock and line limit.
         """
         broker, clock = FakeBroker(), Clock()
-        factory = PublisherFactory(broker, clock, 123)
+        factory = publisherFactory(broker, clock, maxLine=123)
         for first, kind in [(b"{", SeedProtocol), (b"a", TextProtocol), (b"[", TextProtocol)]:
             parser = factory.parserFor(first)
             self.assertIsInstance(parser, kind)
@@ -249,7 +251,7 @@ class SniffingTests(PublisherTestCase):
         The seed parsers of one factory share one bounded timestamp cache,
         so many publishers cost no more memory for it than one.
         """
-        factory = PublisherFactory(FakeBroker(), Clock())
+        factory = publisherFactory(FakeBroker(), Clock())
         first, second = factory.parserFor(b"{"), factory.parserFor(b"{")
         assert isinstance(first, SeedProtocol) and isinstance(second, SeedProtocol)
         self.assertIs(first.stamps, factory.stamps)
@@ -504,7 +506,7 @@ class TokenTests(PublisherTestCase):
         After a reload, a publisher whose token no longer allows its app is
         refused; the others go on.
         """
-        factory = PublisherFactory(FakeBroker(), Clock(), tokens=self.tokens)
+        factory = publisherFactory(FakeBroker(), Clock(), self.tokens)
         transports = []
         for app in ("shop", "shop-eu"):
             protocol = factory.buildProtocol(IPv4Address("TCP", PEER, 54321))
@@ -1287,13 +1289,13 @@ class TextTests(PublisherTestCase):
         handled grow linearly with the line, not with its square.
         """
         handled: list[int] = []
-        original = TextProtocol._split
+        original = LineSplitter._split
 
-        def counting(protocol: TextProtocol, data: bytes) -> None:
+        def counting(splitter: LineSplitter, data: bytes) -> None:
             handled.append(len(data))
-            original(protocol, data)
+            original(splitter, data)
 
-        self.patch(TextProtocol, "_split", counting)
+        self.patch(LineSplitter, "_split", counting)
         line = b"0123456789" * 6000
         connection = text().feed(b"app=myapp&proc=web&host=foobar\n")
         connection.feed(*(line[i : i + 1] for i in range(len(line))), b"\r\n")
@@ -1397,7 +1399,7 @@ class TextTests(PublisherTestCase):
             Topic("a", "-", PEER),
             [(NOW_TS, "01234567 [truncated]"), (NOW_TS, "next"), (NOW_TS, "01234567")],
         )
-        self.assertEqual(connection.protocol.discarded, 4)
+        self.assertEqual(connection.protocol.splitter.discarded, 4)
 
     def test_longLineAcrossReads(self) -> None:
         """
@@ -1412,7 +1414,7 @@ class TextTests(PublisherTestCase):
             Topic("a", "-", PEER),
             [(NOW_TS, "01234567 [truncated]"), (NOW_TS, "next")],
         )
-        self.assertEqual(connection.protocol.discarded, 28)
+        self.assertEqual(connection.protocol.splitter.discarded, 28)
 
     def test_longLastLineOnClose(self) -> None:
         """
@@ -1615,7 +1617,7 @@ class EndOfStreamTests(PublisherTestCase):
         """
         The publisher port's protocol asks to be told of a half-close.
         """
-        protocol = PublisherFactory(FakeBroker(), Clock()).buildProtocol(None)
+        protocol = publisherFactory(FakeBroker(), Clock()).buildProtocol(None)
         self.assertTrue(verifyObject(IHalfCloseableProtocol, protocol))
 
     # BUG (5d4ca8e): a stream that ended inside a value was dropped without a word.
@@ -1709,7 +1711,7 @@ class LimitTests(PublisherTestCase):
 
     def factory(self, **kwargs: Any) -> tuple[PublisherFactory, FakeBroker, Clock]:
         broker, clock = FakeBroker(), Clock()
-        return PublisherFactory(broker, clock, **kwargs), broker, clock
+        return publisherFactory(broker, clock, **kwargs), broker, clock
 
     def connect(self, factory: PublisherFactory) -> tuple[Any, StringTransport]:
         protocol = factory.buildProtocol(IPv4Address("TCP", PEER, 54321))
@@ -1780,7 +1782,7 @@ class LimitTests(PublisherTestCase):
         """
         broker, clock = FakeBroker(), Clock()
         refusals = Refusals(broker.stats, clock)
-        factory = PublisherFactory(broker, clock, maxPublishers=1, refusals=refusals)
+        factory = publisherFactory(broker, clock, refusals=refusals, maxPublishers=1)
         self.assertIs(factory.refusals, refusals)
         self.connect(factory)
         with capturedLogs() as events:
@@ -1794,9 +1796,10 @@ class LimitTests(PublisherTestCase):
             f"Refused a publisher: too many publishers: {PEER}: too many publishers (1)",
         )
 
-    def test_defaultRefusals(self) -> None:
+    def test_refusalsInBrokerStats(self) -> None:
         """
-        Without one given, the factory counts refusals in its broker's stats.
+        The factory counts refusals in the stats of its L{Refusals}: the
+        broker's.
         """
         factory, broker, clock = self.factory()
         factory.parserFor(b"{")
@@ -1847,7 +1850,7 @@ class ShutdownTests(PublisherTestCase):
         """
         broker, clock = _PausedAtPublish(), Clock()
         clock.advance(NOW)
-        factory = PublisherFactory(broker, clock)
+        factory = publisherFactory(broker, clock)
         streams = [b"app=a\nfirst\nlast", GO_STREAM + b'{"raw":"half']
         transports, protocols = [], []
         for stream in streams:

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from logio.auth import Tokens
 from logio.ingest.syslog import SyslogDatagramProtocol, parseMessage
 from logio.refusals import Refusals
+from logio.settings import Settings
 from logio.topic import Topic
 from tests.fakes import FakeBroker
 from tests.test_auth import tokensFile
@@ -311,7 +312,7 @@ class UDPTests(SynchronousTestCase):
         broker, clock = FakeBroker(), Clock()
         clock.advance(NOW)
         return SyslogDatagramProtocol(
-            broker, clock, 100, Refusals(broker.stats, clock), tokens
+            broker, clock, Settings(maxLine=100), Refusals(broker.stats, clock), tokens
         ), broker
 
     def test_datagrams(self) -> None:

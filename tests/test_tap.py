@@ -23,15 +23,10 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio.broker import Broker
-from logio.server import tap
-from logio.server.tap import (
-    BACKLOG,
-    AuthService,
-    ListeningService,
-    Options,
-    makeService,
-    withBacklog,
-)
+from logio.server import services
+from logio.server.options import Options
+from logio.server.services import BACKLOG, AuthService, ListeningService, withBacklog
+from logio.server.tap import makeService
 from tests.server import ROOT, TIMEOUT, environment, twistd, waitFor
 from tests.test_auth import tokensFile
 
@@ -315,7 +310,7 @@ class AuthOptionTests(SynchronousTestCase):
             for c in IService(top)
             if isinstance(c, ListeningService) and c.role == "subscribers"
         }
-        self.assertEqual(site.resource._gate.serverNames, {"logs.example.com", "other"})
+        self.assertEqual(site.bodies.gate.serverNames, {"logs.example.com", "other"})
 
     def warnings(self, address: object, guarded: bool = False) -> list[str]:
         service = ListeningService("subscribers", "tcp:0", Factory(), MemoryReactorClock(), guarded)
@@ -404,8 +399,8 @@ class RaiseFileLimitTests(SynchronousTestCase):
         The soft limit is raised to the hard limit.
         """
         fake = FakeResource(1024, 524288)
-        self.patch(tap, "resource", fake)
-        tap.raiseFileLimit()
+        self.patch(services, "resource", fake)
+        services.raiseFileLimit()
         self.assertEqual(fake.limits, (524288, 524288))
 
     def test_refused(self) -> None:
@@ -413,9 +408,9 @@ class RaiseFileLimitTests(SynchronousTestCase):
         A refusal is logged with both limits, and start-up goes on.
         """
         fake = FakeResource(256, resource.RLIM_INFINITY, refuse=True)
-        self.patch(tap, "resource", fake)
+        self.patch(services, "resource", fake)
         with capturedLogs() as events:
-            tap.raiseFileLimit()
+            services.raiseFileLimit()
         self.assertEqual(fake.limits, (256, resource.RLIM_INFINITY))
         [event] = events
         self.assertEqual(event["log_level"], LogLevel.warn)

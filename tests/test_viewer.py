@@ -10,9 +10,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.auth import Tokens
 from logio.broker import Broker
-from logio.web.gate import Gate
-from logio.web.site import RootResource, SubscribeResource, SubscriberSite
+from logio.settings import Settings
+from logio.web.channel import SubscriberSite
 from logio.web.viewer import CSP
+from tests.fakes import makeTestSite
 from tests.test_auth import tokensFile
 from tests.test_web import Client
 
@@ -24,10 +25,7 @@ class ViewerTests(SynchronousTestCase):
 
     def site(self, tokens: Tokens | None = None) -> SubscriberSite:
         clock = MemoryReactorClock()
-        broker = Broker()
-        resource = SubscribeResource(broker, clock, 1700000000000, tokens=tokens)
-        root = RootResource(broker, resource, Gate(resource.refusals, tokens))
-        return SubscriberSite(root, reactor=clock)
+        return makeTestSite(Broker(Settings()), clock, tokens=tokens)
 
     def get(self, site: SubscriberSite, path: str) -> tuple[bytes, bytes]:
         client = Client(site, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())

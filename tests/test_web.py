@@ -20,17 +20,10 @@ from twisted.web.server import Site
 
 from logio.broker import Broker
 from logio.net import PAUSE_AT
+from logio.settings import Settings
 from logio.topic import Topic, serverHost
-from logio.web.site import (
-    CLOSE_TIMEOUT,
-    SLACK,
-    SMALL,
-    RootResource,
-    SubscribeResource,
-    SubscriberSite,
-    Subscription,
-)
-from tests.fakes import TCPTransport, parseMetrics, publish
+from logio.web.stream import CLOSE_TIMEOUT, SLACK, SMALL, Stream
+from tests.fakes import TCPTransport, makeTestSite, parseMetrics, publish
 from tests.test_formats import sseEvents
 
 TOPIC = Topic("myapp", "web", "foobar")
@@ -110,14 +103,11 @@ class ResourceTestCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()
-        self.broker = Broker()
+        self.broker = Broker(Settings(), start=START)
         self.makeSite()
 
-    def makeSite(
-        self, maxLines: int = 10000, maxBytes: int = 4 * 1024 * 1024, **limits: int
-    ) -> None:
-        resource = SubscribeResource(self.broker, self.clock, START, maxLines, maxBytes, **limits)
-        self.site = SubscriberSite(RootResource(self.broker, resource), reactor=self.clock)
+    def makeSite(self, **settings: int) -> None:
+        self.site = makeTestSite(self.broker, self.clock, Settings(**settings))  # type: ignore[arg-type]
 
     def subscribe(self, query: str = "") -> Client:
         return Client(self.site, get(query))
@@ -335,7 +325,7 @@ class SubscribeResourceTests(ResourceTestCase):
         While paused, at most C{maxLines} lines queue; on resume the client
         first gets a notice with the exact number dropped, then the newest lines.
         """
-        self.makeSite(maxLines=3)
+        self.makeSite(buffer=3)
         client = self.subscribe()
         client.transport.producer.pauseProducing()
         publish(self.broker, TOPIC, [(TS, f"line {i}") for i in range(4)])
@@ -383,7 +373,7 @@ class SubscribeResourceTests(ResourceTestCase):
         The queue is bounded in bytes as well as lines.
         """
         line = f"{TS} myapp[web] foobar: " + "x" * 70 + "\n"
-        self.makeSite(maxBytes=len(line) * 2 + 10)
+        self.makeSite(bufferBytes=len(line) * 2 + 10)
         client = self.subscribe()
         client.transport.producer.pauseProducing()
         publish(self.broker, TOPIC, [(TS, "x" * 70)] * 5)
@@ -402,7 +392,7 @@ class SubscribeResourceTests(ResourceTestCase):
         does not hold.
         """
         line = f"{TS} myapp[web] foobar: " + "x" * 70 + "\n"
-        self.makeSite(maxBytes=len(line) * 4)
+        self.makeSite(bufferBytes=len(line) * 4)
         client, socket = self.socketClient()
         self.assertEqual(socket.bufferSize, len(line) * 2)
         socket.dataBuffer = b"y" * (len(line) * 3 - 10)
@@ -418,7 +408,7 @@ class SubscribeResourceTests(ResourceTestCase):
         written whole: the newest records that fit are written, after a
         notice counting the rest as dropped.
         """
-        self.makeSite(maxBytes=200 * 1024)
+        self.makeSite(bufferBytes=200 * 1024)
         client, socket = self.socketClient()
         publish(self.broker, TOPIC, [(TS, f"{i:05d} " + "x" * 100) for i in range(5000)])
         lines = client.body().decode().splitlines()
@@ -440,7 +430,7 @@ class SubscribeResourceTests(ResourceTestCase):
         One multi-line record whose output is larger than the bound is
         dropped whole and counted, and the next record is delivered.
         """
-        self.makeSite(maxBytes=100 * 1024)
+        self.makeSite(bufferBytes=100 * 1024)
         client, socket = self.socketClient()
         publish(self.broker, TOPIC, [(TS, "\n" * 20000)])
         publish(self.broker, TOPIC, [(TS, "after")])
@@ -466,14 +456,14 @@ class SubscribeResourceTests(ResourceTestCase):
             (256 * 1024, 128 * 1024),
             (1000, 500),
         ]:
-            self.makeSite(maxBytes=maxBytes)
+            self.makeSite(bufferBytes=maxBytes)
             self.assertEqual(self.socketClient()[1].bufferSize, pauseAt, maxBytes)
 
     def test_multiLineRecordDroppedWhole(self) -> None:
         """
         A queued multi-line record is dropped whole, never cut in the middle.
         """
-        self.makeSite(maxLines=3)
+        self.makeSite(buffer=3)
         client = self.subscribe()
         client.transport.producer.pauseProducing()
         publish(self.broker, TOPIC, [(TS, "a1\na2\na3"), (TS, "b")])
@@ -486,7 +476,7 @@ class SubscribeResourceTests(ResourceTestCase):
         """
         A paused subscriber queues while another keeps receiving everything.
         """
-        self.makeSite(maxLines=2)
+        self.makeSite(buffer=2)
         slow = self.subscribe()
         fast = self.subscribe()
         slow.transport.producer.pauseProducing()
@@ -526,7 +516,7 @@ class StopTests(ResourceTestCase):
         Stopping sends a paused subscriber all of its queue, behind its drop
         notice and ahead of the final chunk, even though its transport is full.
         """
-        self.makeSite(maxLines=3)
+        self.makeSite(buffer=3)
         transport = PausingTransport()
         client = Client(self.site, get(), transport)
         for i in range(5):
@@ -631,7 +621,7 @@ class QueryTests(ResourceTestCase):
         """
         In JSON, the drop notice is an object with the count.
         """
-        self.makeSite(maxLines=2)
+        self.makeSite(buffer=2)
         client = self.subscribe("format=json")
         client.transport.producer.pauseProducing()
         publish(self.broker, TOPIC, [(TS, str(i)) for i in range(5)])
@@ -663,7 +653,7 @@ class QueryTests(ResourceTestCase):
         A slow SSE subscriber's queue drops whole events and then says so
         in an C{event: dropped}.
         """
-        self.makeSite(maxLines=2)
+        self.makeSite(buffer=2)
         client = self.subscribe("format=sse")
         client.transport.producer.pauseProducing()
         publish(self.broker, TOPIC, [(TS, str(i)) for i in range(3)])
@@ -759,7 +749,7 @@ class QueryTests(ResourceTestCase):
         what the paused transport cannot take queues within the bounds, the
         oldest of it dropped and counted like live lines.
         """
-        self.makeSite(maxLines=300)
+        self.makeSite(buffer=300)
         publish(self.broker, TOPIC, [(TS, str(i)) for i in range(1000)])
         transport = PausingTransport()
         client = Client(self.site, get("tail=1000&follow=0"), transport)
@@ -796,7 +786,7 @@ class QueryTests(ResourceTestCase):
         Resuming from an id history no longer reaches says exactly how many
         records it no longer has, then replays what it has.
         """
-        self.broker = Broker(historyRecords=3)
+        self.broker = Broker(Settings(history=3), start=START)
         self.makeSite()
         publish(self.broker, TOPIC, [(TS, str(i)) for i in range(10)])
         client = self.subscribe(f"format=sse&last_event_id={START}-2")
@@ -903,7 +893,7 @@ class ReservedPathTests(ResourceTestCase):
         """
         C{/metrics} is Prometheus text with the server's counters.
         """
-        self.makeSite(maxLines=1)
+        self.makeSite(buffer=1)
         slow = self.subscribe("format=json")
         slow.transport.producer.pauseProducing()
         self.subscribe()
@@ -949,14 +939,14 @@ class RetentionTests(ResourceTestCase):
         """
         gc.disable()
         self.addCleanup(gc.enable)
-        made: list[weakref.ref[Subscription]] = []
-        original = Subscription.__init__
+        made: list[weakref.ref[Stream]] = []
+        original = Stream.__init__
 
-        def recording(subscription: Subscription, *args: Any) -> None:
+        def recording(subscription: Stream, *args: Any) -> None:
             original(subscription, *args)
             made.append(weakref.ref(subscription))
 
-        self.patch(Subscription, "__init__", recording)
+        self.patch(Stream, "__init__", recording)
         publish(self.broker, TOPIC, [(TS, "x" * 100)] * 100)
         for query in ("app=myapp", "format=sse&tail=5", "tail=100&follow=0"):
             client = self.subscribe(query)
@@ -1057,7 +1047,7 @@ class LimitTests(ResourceTestCase):
         # Once its transport has sent everything, the other holds nothing.
         secondSocket.dataBuffer = b""
         second.transport.producer.resumeProducing()
-        self.assertEqual(self.site.resource._subscribe._budget.total, 0)
+        self.assertEqual(self.site.resource._routes.find(b"/")[0].resource._budget.total, 0)
 
     def test_requestDeadline(self) -> None:
         """

@@ -39,9 +39,10 @@ from logio.client.publisher import (
     truncate,
 )
 from logio.client.url import parse_url
+from logio.ports import SUBSCRIBE_PORT
 
 #: The subscriber port of a logio server.
-DEFAULT_SUBSCRIBE_PORT = 7702
+DEFAULT_SUBSCRIBE_PORT = SUBSCRIBE_PORT
 
 #: logio pub's byte bound by default: so much per line of --max-lines, so
 #: that lines of usual length are bounded by their count, not their bytes...

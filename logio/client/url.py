@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from logio.fields import acceptable, fieldProblem
+from logio.ports import PUBLISH_PORT
 
-DEFAULT_PORT = 7701
+DEFAULT_PORT = PUBLISH_PORT
 
 _SCHEMES = ("logio", "logios", "logio+unix")
 _PARAMETERS = ("app", "proc", "host", "ca")

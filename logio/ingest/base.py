@@ -6,6 +6,7 @@ path, and the end of a connection.
 
 from __future__ import annotations
 
+import json
 from typing import Optional, cast
 
 from twisted.internet.interfaces import (
@@ -19,15 +20,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from logio.auth import Tokens
+from logio.auth import Denied, Tokens
 from logio.fields import fieldProblem
 from logio.interfaces import IBroker, IPublication
 from logio.net import peerHost
 from logio.refusals import Refusals
 from logio.topic import Record, Topic, formatEpoch
-
-#: What marks a record that was cut at C{--max-line}.
-TRUNCATED = " [truncated]"
 
 
 class PublisherError(Exception):
@@ -61,35 +59,33 @@ SHUTTING_DOWN = b"logio: the server is shutting down\n"
 
 #: The refusal cause of a topic that is not valid.
 BAD_TOPIC = "invalid topic"
-#: The refusal causes of publishers a server with C{--auth} does not let in.
-NO_TOKEN = "no token"
-BAD_TOKEN = "unknown token"
-NOT_ALLOWED = "token not allowed"
+
+#: How a publisher on the publisher port presents its token.
+TOPIC_TOKEN = (
+    'send it in the topic ("token" in seed JSON, token= in a text topic line, '
+    "logio://TOKEN@host in a URL)"
+)
 
 
-def checkAccess(tokens: Optional[Tokens], token: object, app: str) -> None:
+def checkAccess(
+    tokens: Optional[Tokens], token: object, app: str, howTo: str = TOPIC_TOKEN
+) -> None:
     """
-    Check that C{token} may publish to C{app}, if the server has C{tokens}.
+    Check that C{token} may publish to C{app}, if the server has C{tokens}
+    (see L{Tokens.check}).
 
+    @param howTo: How this source presents a token, for a publisher that
+        sent none.
     @raise PublisherError: If it may not, saying why (never with the token).
     """
     if tokens is None:
         return
-    if token is None or token == "":
-        raise PublisherError(
-            "this server needs a token: send it in the topic "
-            '("token" in seed JSON, token= in a text topic line, logio://TOKEN@host in a URL)',
-            NO_TOKEN,
-        )
-    if not isinstance(token, str):
+    if token is not None and not isinstance(token, str):
         raise PublisherError("topic field 'token' must be a string", BAD_TOPIC)
-    grant = tokens.grant(token)
-    if grant is None:
-        raise PublisherError("unknown token", BAD_TOKEN)
-    if not grant.publish:
-        raise PublisherError("this token may not publish", NOT_ALLOWED)
-    if not grant.allows(app):
-        raise PublisherError(f"this token may not publish to the app {app!r}", NOT_ALLOWED)
+    try:
+        tokens.check(token, "publish", app, howTo)
+    except Denied as e:
+        raise PublisherError(str(e), e.cause) from None
 
 
 def safeText(text: str) -> str:
@@ -100,6 +96,21 @@ def safeText(text: str) -> str:
     if text.isascii():
         return text
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def cleanText(raw: object) -> str:
+    """
+    The log text of a record: C{raw} as a string (a value that is not a
+    string as JSON), without its trailing newline (and carriage return).
+    """
+    if not isinstance(raw, str):
+        raw = json.dumps(raw, ensure_ascii=False)
+    text = safeText(raw)
+    if text.endswith("\n"):
+        text = text[:-1]
+        if text.endswith("\r"):
+            text = text[:-1]
+    return text
 
 
 def makeTopic(app: object, proc: object, host: object, peer: str) -> Topic:

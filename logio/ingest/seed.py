@@ -29,7 +29,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 
 from logio.auth import Tokens
-from logio.ingest.base import TRUNCATED, Publisher, PublisherError, makeTopic, safeText
+from logio.ingest.base import (
+    Publisher,
+    PublisherError,
+    cleanText,
+    makeTopic,
+    safeText,
+)
+from logio.ingest.lines import TRUNCATED
 from logio.interfaces import IBroker
 from logio.net import peerHost
 from logio.refusals import Refusals
@@ -78,21 +85,6 @@ def _truncated(buffer: str, error: json.JSONDecodeError) -> bool:
     if error.msg.startswith("Unterminated string"):
         return True
     return _PARTIAL_TOKEN.fullmatch(buffer, error.pos) is not None or error.pos == len(buffer)
-
-
-def cleanText(raw: object) -> str:
-    """
-    The log text of a record: C{raw} as a string (a value that is not a
-    string as JSON), without its trailing newline (and carriage return).
-    """
-    if not isinstance(raw, str):
-        raw = json.dumps(raw, ensure_ascii=False)
-    text = safeText(raw)
-    if text.endswith("\n"):
-        text = text[:-1]
-        if text.endswith("\r"):
-            text = text[:-1]
-    return text
 
 
 def _skipSpace(text: str, position: int) -> int:

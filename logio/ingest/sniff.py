@@ -13,15 +13,14 @@ and hands it to the parser of the right wire protocol.
     to C{localhost}), and a TLS ClientHello is refused as such.
 
 The factory bounds how many publishers may be connected and how long one
-may take to send its topic; L{PublishersService} stops reading them all
-before the broker drains its subscribers at shutdown.
+may take to send its topic, and stops reading them all at shutdown (see
+L{logio.server.services.PublishersService}).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union, cast
+from typing import Optional, Union, cast
 
-from twisted.application.service import Service
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
@@ -29,7 +28,6 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -40,7 +38,9 @@ from logio.ingest.syslog import SyslogProtocol
 from logio.ingest.text import TextProtocol
 from logio.interfaces import IBroker
 from logio.net import peerHost, tuneSocket
+from logio.ports import SUBSCRIBE_PORT
 from logio.refusals import Refusals
+from logio.settings import Settings
 from logio.topic import StampParser
 
 _BOM = b"\xef\xbb\xbf"
@@ -111,7 +111,7 @@ class PublisherProtocol(Protocol):
         here = f"logio's publisher port ({port})" if port else "logio's publisher port"
         body = (
             f"This is {here}: it takes seed JSON or text lines over TCP, not HTTP. "
-            "Subscribe with HTTP on the subscriber port (7702 by default).\n"
+            f"Subscribe with HTTP on the subscriber port ({SUBSCRIBE_PORT} by default).\n"
         ).encode()
         self._factory.refusals.refuse("publisher", HTTP, peerHost(self.transport))
         self.transport.write(
@@ -215,18 +215,16 @@ class PublisherFactory(Factory):
         self,
         broker: IBroker,
         clock: IReactorTime,
-        maxLine: int = 65536,
-        maxPublishers: int = 10000,
-        topicTimeout: float = 10,
-        refusals: Optional[Refusals] = None,
+        settings: Settings,
+        refusals: Refusals,
         tokens: Optional[Tokens] = None,
     ) -> None:
         self.broker = broker
         self.clock = clock
-        self.maxLine = maxLine
-        self.maxPublishers = maxPublishers
-        self.topicTimeout = topicTimeout
-        self.refusals = refusals if refusals is not None else Refusals(broker.stats, clock)
+        self.maxLine = settings.maxLine
+        self.maxPublishers = settings.maxPublishers
+        self.topicTimeout = settings.topicTimeout
+        self.refusals = refusals
         self.stamps = StampParser()
         self.connections: set[PublisherProtocol] = set()
         self.tokens = tokens
@@ -258,32 +256,3 @@ class PublisherFactory(Factory):
                 self.broker, self.clock, self.maxLine, self.refusals, self.stamps, self.tokens
             )
         return TextProtocol(self.broker, self.clock, self.maxLine, self.refusals, self.tokens)
-
-
-class PublishersService(Service):
-    """
-    Stop reading publishers at shutdown, before the broker drains what they
-    sent to the subscribers: pause every connection, publish what each has
-    already read (a last line without its newline), close them, and log how
-    many records were read since start-up.
-    """
-
-    log = Logger()
-
-    def __init__(self, factory: PublisherFactory) -> None:
-        self.factory = factory
-
-    def stopService(self) -> Any:
-        super().stopService()
-        connections = list(self.factory.connections)
-        for connection in connections:
-            assert connection.transport is not None
-            cast(IPushProducer, connection.transport).pauseProducing()
-        for connection in connections:
-            connection.stopReading()
-        self.log.info(
-            "Stopped reading {count} publishers; {records} records read since start-up",
-            count=len(connections),
-            records=sum(self.factory.broker.stats.recordsIn.values()),
-        )
-        return None

@@ -45,18 +45,20 @@ from logio.auth import Tokens
 from logio.fields import RESERVED_APP, acceptable
 from logio.ingest.base import (
     MAX_TOPICS,
-    NO_TOKEN,
-    TRUNCATED,
     Publications,
     Publisher,
     PublisherError,
     checkAccess,
 )
+from logio.ingest.lines import TRUNCATED
 from logio.interfaces import IBroker
 from logio.net import peerHost
 from logio.refusals import Refusals
+from logio.settings import Settings
 from logio.topic import Record, StampParser, Topic, formatEpoch
 
+#: How a syslog message presents its token.
+SD_TOKEN = 'send it in RFC 5424 structured data, [logio@32473 token="TOKEN"]'
 #: The app of a message that names none, or that could not be parsed.
 DEFAULT_APP = "syslog"
 #: The longest octet count read: a count of more digits is not a count.
@@ -250,15 +252,9 @@ class SyslogReader:
             topic = self._topic(app, proc, host, peer)
         if self.tokens is not None and (token, topic.app) not in self._allowed:
             try:
-                checkAccess(self.tokens, token, topic.app)
+                checkAccess(self.tokens, token, topic.app, SD_TOKEN)
             except PublisherError as e:
-                if e.cause != NO_TOKEN:
-                    return e
-                return PublisherError(
-                    "this server needs a token: send it in RFC 5424 structured data, "
-                    '[logio@32473 token="TOKEN"]',
-                    NO_TOKEN,
-                )
+                return e
             self._allowed[token, topic.app] = None
         formatted = self._stamps.get(stamp)
         if formatted is None:
@@ -627,11 +623,11 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self,
         broker: IBroker,
         clock: IReactorTime,
-        maxLine: int,
+        settings: Settings,
         refusals: Refusals,
         tokens: Optional[Tokens] = None,
     ) -> None:
-        self.maxLine = maxLine
+        self.maxLine = settings.maxLine
         self.refusals = refusals
         self.reader = SyslogReader(broker, clock, StampParser(), tokens, self._now)
         self._clock = clock

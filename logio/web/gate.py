@@ -28,17 +28,19 @@ from typing import Iterable, Optional
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from logio.auth import Tokens
+from logio.auth import NOT_ALLOWED, Denied, Tokens
+from logio.http import reply
 from logio.interfaces import IGrant
 from logio.net import describePeer
 from logio.refusals import Refusals
-from logio.web.status import reply
 
-#: The paths anyone may ask for: they hold no logs (the viewer's page
-#: passes on the token of its own URL to the stream it opens).
-OPEN = frozenset({b"healthz", b"favicon.ico", b"ui"})
-#: The paths that publish, for tokens that may publish.
-PUBLISH = frozenset({b"publish", b"v1"})
+#: Who may use a route (see L{logio.web.site.ROUTES}): anyone (the paths
+#: that hold no logs), a token that may subscribe, one that may publish.
+OPEN = "open"
+SUBSCRIBE = "subscribe"
+PUBLISH = "publish"
+#: How a request presents its token.
+HEADER_TOKEN = "Authorization: Bearer TOKEN, or ?token=TOKEN"
 #: What a 401 asks for.
 CHALLENGE = b'Bearer realm="logio"'
 
@@ -146,14 +148,14 @@ class Gate:
         self.tokens = tokens
         self.serverNames = frozenset(name.lower().rstrip(".") for name in serverNames)
 
-    def admit(self, request: Request, path: bytes) -> Optional[Resource]:
+    def admit(self, request: Request, role: str) -> Optional[Refusal]:
         """
-        Let C{request} for the first path segment C{path} go on (L{None}),
-        with its grant set, or return the refusal to render instead.
+        Let C{request} for a route of C{role} go on (L{None}), with its
+        grant set, or return the refusal to render instead.
         """
-        side = "publisher" if path in PUBLISH else "subscriber"
+        side = "publisher" if role == PUBLISH else "subscriber"
         if self.tokens is None:
-            if path in PUBLISH and request.getHeader(b"origin") is not None:
+            if role == PUBLISH and request.getHeader(b"origin") is not None:
                 # A web page's request: a browser sends a cross-origin POST
                 # with a text body without asking first.
                 return Refusal(
@@ -165,31 +167,17 @@ class Gate:
                     side=side,
                 )
             return self._checkHost(request)
-        if path in OPEN:
+        if role == OPEN:
             return None
-        token = presented(request)
-        if token is None:
-            return self._refuse(
-                401,
-                "this server needs a token: Authorization: Bearer TOKEN, or ?token=TOKEN",
-                "no token",
-                side,
-            )
-        grant = self.tokens.grant(token)
-        if grant is None:
-            return self._refuse(401, "unknown token", "unknown token", side)
-        role, may = (
-            ("publish", grant.publish) if path in PUBLISH else ("subscribe", grant.subscribe)
-        )
-        if not may:
-            return self._refuse(403, f"this token may not {role}", "token not allowed", side)
+        try:
+            grant = self.tokens.check(presented(request), role, howTo=HEADER_TOKEN)
+        except Denied as e:
+            code = 403 if e.cause == NOT_ALLOWED else 401
+            return Refusal(code, str(e), e.cause, self.refusals, challenge=code == 401, side=side)
         request.setComponent(IGrant, grant)
         return None
 
-    def _refuse(self, code: int, message: str, cause: str, side: str) -> Refusal:
-        return Refusal(code, message, cause, self.refusals, challenge=code == 401, side=side)
-
-    def _checkHost(self, request: Request) -> Optional[Resource]:
+    def _checkHost(self, request: Request) -> Optional[Refusal]:
         header = request.getHeader(b"host")
         # No browser sends a request without a Host header, or over a UNIX
         # socket.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_status -*-
+# -*- test-case-name: tests.test_web -*-
 """
 The reserved paths of the subscriber port that report on the server:
 C{/healthz}, C{/metrics} (Prometheus text) and C{/topics} (JSON).
@@ -16,33 +16,19 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from logio.auth import grantOf
-from logio.formats import PLAIN_TEXT
+from logio.http import PLAIN_TEXT
 from logio.interfaces import IBroker
-
-
-def reply(request: Request, code: int, body: str) -> bytes:
-    """
-    Answer C{request} with C{code} and a one-line plain text C{body}.
-    """
-    request.setResponseCode(code)
-    request.setHeader(b"content-type", PLAIN_TEXT)
-    return f"{body}\n".encode("utf-8", "replace")
 
 
 class _Report(Resource):
     """
-    A leaf that answers GET and HEAD, and 405 to anything else.
+    A report: the route table lets in only C{GET} and C{HEAD} of its path.
     """
 
     isLeaf = True
     contentType = PLAIN_TEXT
 
-    def render(self, request: Request) -> bytes | int:
-        if request.postpath and request.postpath != [b""]:
-            return reply(request, 404, "not found")
-        if request.method not in (b"GET", b"HEAD"):
-            request.setHeader(b"allow", b"GET, HEAD")
-            return reply(request, 405, "method not allowed")
+    def render(self, request: Request) -> bytes:
         request.setHeader(b"content-type", self.contentType)
         request.setHeader(b"cache-control", b"no-cache")
         return self.report(request)
@@ -58,15 +44,6 @@ class HealthResource(_Report):
 
     def report(self, request: Request) -> bytes:
         return b"ok\n"
-
-
-class NotFoundResource(_Report):
-    """
-    A reserved path with nothing behind it (yet): 404, never a subscription.
-    """
-
-    def render(self, request: Request) -> bytes:
-        return reply(request, 404, "not found")
 
 
 class _Collector:

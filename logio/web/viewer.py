@@ -14,7 +14,7 @@ from importlib.resources import files
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from logio.web.status import reply
+from logio.http import reply
 
 #: What the page may load and where it may connect: itself only.
 CSP = (
@@ -43,15 +43,6 @@ class ViewerResource(Resource):
         self._files = {
             path: ((folder / name).read_bytes(), kind) for path, (name, kind) in FILES.items()
         }
-
-    def render(self, request: Request) -> bytes | int:
-        """
-        GET and HEAD only: any other method is a 405.
-        """
-        if request.method not in (b"GET", b"HEAD"):
-            request.setHeader(b"allow", b"GET, HEAD")
-            return reply(request, 405, "method not allowed")
-        return super().render(request)
 
     def render_GET(self, request: Request) -> bytes:
         path = b"/".join(request.postpath or [])

@@ -1,0 +1,271 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The services of C{twistd logio} besides the broker: the listeners of both
+ports and of syslog over UDP, the reload of tokens on SIGHUP, the stop of
+publishers at shutdown; and what a server does to its process at start-up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import resource
+import signal
+from typing import Any, Optional, cast
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from logio.auth import Tokens
+from logio.ingest.sniff import PublisherFactory
+from logio.ingest.syslog import SyslogDatagramProtocol
+from logio.net import describeAddress
+
+
+class StartupError(SystemExit, Exception):
+    """
+    The server cannot start; the message says why, in one line.
+
+    A L{SystemExit}, so C{twistd -n} prints just the message and exits 1;
+    also an L{Exception}, so a daemonizing C{twistd} reports it to the
+    terminal and removes its pid file instead of hanging.
+    """
+
+
+#: How many connections the kernel may hold for us before we accept them
+#: (Twisted's default is 50).
+BACKLOG = 511
+
+
+def withBacklog(description: str) -> str:
+    """
+    C{description} with a listen backlog of L{BACKLOG}, unless it names one
+    or is not an endpoint kind that takes one.
+    """
+    kind = description.partition(":")[0]
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={BACKLOG}"
+    return description
+
+
+class ListeningService(StreamServerEndpointService):
+    """
+    Listen on one endpoint (in C{privilegedStartService}, so C{twistd
+    --uid} can bind a privileged port) and log the real address; an
+    endpoint that cannot be built or listened on stops the server with one
+    clear line.
+
+    Without C{--auth}, a listener anyone beyond this machine may reach is
+    logged as a warning.
+
+    @ivar role: What listens here: C{publishers} or C{subscribers}.
+    @ivar description: The endpoint string.
+    @ivar guarded: Whether the server has C{--auth}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        role: str,
+        description: str,
+        factory: IProtocolFactory,
+        reactor: Any,
+        guarded: bool = False,
+    ) -> None:
+        try:
+            endpoint = serverFromString(reactor, withBacklog(description))
+        except Exception as e:
+            # A string Twisted cannot parse (ValueError), a missing key or
+            # certificate file (OSError), a bad one (OpenSSL's errors)...
+            raise StartupError(f"logio: bad endpoint {description!r} for {role}: {e}") from None
+        super().__init__(endpoint, factory)
+        self.role = role
+        self.description = description
+        self.guarded = guarded
+        self._reactor = reactor
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        starting = True
+        early: list[Failure] = []
+
+        def failed(reason: Failure) -> None:
+            if starting:
+                early.append(reason)
+            else:
+                self._failedLater(reason)
+
+        self._waitingForPort = self.endpoint.listen(self.factory)
+        self._waitingForPort.addCallbacks(self._listening, failed)
+        starting = False
+        if early:
+            raise StartupError(self._cannotListen(early[0]))
+
+    def _cannotListen(self, reason: Failure) -> str:
+        return f"logio: cannot listen for {self.role} on {self.description}: {reason.getErrorMessage()}"
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        may = "publish as any app" if self.role == "publishers" else "read every app"
+        _logListening(self.log, self.role, port.getHost(), self.guarded, may)
+        return port
+
+    def _failedLater(self, reason: Failure) -> None:
+        if reason.check(CancelledError):
+            return
+        # Not "message": legacy log observers own that key.
+        self.log.critical("{error}", error=self._cannotListen(reason))
+        self._reactor.stop()
+
+
+def _logListening(log: Logger, role: str, address: object, guarded: bool, may: str) -> None:
+    """
+    Log where C{role} is listening; without C{--auth}, warn when anyone
+    beyond this machine can reach it, and what they can do there.
+    """
+    log.info("Listening for {role} on {address}", role=role, address=describeAddress(address))
+    if not (guarded or _loopback(address)):
+        log.warn(
+            "{address} is reachable beyond this machine and the server has no --auth: "
+            "anyone who reaches it can {may}. See the README's security section.",
+            address=describeAddress(address),
+            may=may,
+        )
+
+
+def _loopback(address: object) -> bool:
+    """
+    Whether only this machine can reach a listening address: a loopback
+    IP, or not an IP at all (a UNIX socket, guarded by its file's mode).
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return True
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class AuthService(Service):
+    """
+    Reload the tokens of C{--auth} on SIGHUP, in the reactor's thread.
+    """
+
+    def __init__(self, tokens: Tokens, reactor: Any) -> None:
+        self.tokens = tokens
+        self._reactor = reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._hangUp)
+
+    def _hangUp(self, number: int, frame: object) -> None:
+        self._reactor.callFromThread(self.tokens.reload)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+        return None
+
+
+class SyslogUDPService(Service):
+    """
+    Take syslog messages over UDP on one address; listen in
+    C{privilegedStartService}, so C{twistd --uid} can bind port 514.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, host: str, port: int, protocol: SyslogDatagramProtocol, reactor: Any, guarded: bool
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.protocol = protocol
+        self._reactor = reactor
+        self._guarded = guarded
+        self._listening: Optional[IListeningPort] = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        try:
+            self._listening = self._reactor.listenUDP(self.port, self.protocol, interface=self.host)
+        except CannotListenError as e:
+            raise StartupError(
+                f"logio: cannot listen for syslog over UDP on {self.host}:{self.port}: {e.socketError}"
+            ) from None
+        _logListening(
+            self.log,
+            "syslog over UDP",
+            self._listening.getHost(),
+            self._guarded,
+            "publish as any app",
+        )
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._listening is not None:
+            listening, self._listening = self._listening, None
+            return listening.stopListening()
+        return None
+
+
+class PublishersService(Service):
+    """
+    Stop reading publishers at shutdown, before the broker drains what they
+    sent to the subscribers: pause every connection, publish what each has
+    already read (a last line without its newline), close them, and log how
+    many records were read since start-up.
+    """
+
+    log = Logger()
+
+    def __init__(self, factory: PublisherFactory) -> None:
+        self.factory = factory
+
+    def stopService(self) -> Any:
+        super().stopService()
+        connections = list(self.factory.connections)
+        for connection in connections:
+            assert connection.transport is not None
+            cast(IPushProducer, connection.transport).pauseProducing()
+        for connection in connections:
+            connection.stopReading()
+        self.log.info(
+            "Stopped reading {count} publishers; {records} records read since start-up",
+            count=len(connections),
+            records=sum(self.factory.broker.stats.recordsIn.values()),
+        )
+        return None
+
+
+_log = Logger()
+
+
+def raiseFileLimit() -> None:
+    """
+    Raise the open-files soft limit to the hard limit: every subscriber and
+    publisher is a file descriptor.  Where that is refused (macOS refuses an
+    unlimited hard limit), say so and go on with the soft limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            _log.warn(
+                "Could not raise the open-files limit from {soft} to {hard} ({error}); "
+                "at most {soft} publishers and subscribers together",
+                soft=soft,
+                hard=hard,
+                error=e,
+            )

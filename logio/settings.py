@@ -1,0 +1,58 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The server's settings: one value built from the command line (see
+L{logio.server.options}) and handed to every part that an option controls,
+so no part keeps a default of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from attrs import frozen
+
+from logio.ports import PUBLISH_PORT, SUBSCRIBE_PORT
+
+MiB = 1024 * 1024
+
+
+@frozen
+class Settings:
+    """
+    What the options of C{twistd logio} set; the defaults are the options'.
+
+    @ivar maxLine: The longest text line (bytes) or seed JSON value
+        (characters) taken whole, from any source; longer ones are cut.
+    @ivar maxPublishers: Publisher connections at once.
+    @ivar topicTimeout: Seconds a publisher has to send its topic.
+    @ivar buffer: Output lines queued per slow subscriber.
+    @ivar bufferBytes: Bytes held per slow subscriber: its queue and its
+        socket's buffer together.
+    @ivar maxSubscribers: Subscriptions at once.
+    @ivar maxLogFilters: Distinct C{log=} patterns at once.
+    @ivar maxQueuedBytes: Bytes held for all subscribers together.
+    @ivar history: Records kept in memory for replay (0: none).
+    @ivar historyBytes: Bytes kept in memory for replay.
+    @ivar serverNames: Host names a server without C{--auth} answers to,
+        besides IP addresses and C{localhost}.
+    @ivar publish: The publisher port's endpoints.
+    @ivar subscribe: The subscriber port's endpoints.
+    @ivar syslogUDP: The C{(host, port)} addresses taking syslog over UDP.
+    @ivar auth: The tokens file, or L{None} for a server without tokens.
+    """
+
+    maxLine: int = 65536
+    maxPublishers: int = 10000
+    topicTimeout: float = 10
+    buffer: int = 10000
+    bufferBytes: int = 4 * MiB
+    maxSubscribers: int = 20000
+    maxLogFilters: int = 100
+    maxQueuedBytes: int = 256 * MiB
+    history: int = 10000
+    historyBytes: int = 16 * MiB
+    serverNames: tuple[str, ...] = ()
+    publish: tuple[str, ...] = (f"tcp:{PUBLISH_PORT}",)
+    subscribe: tuple[str, ...] = (f"tcp:{SUBSCRIBE_PORT}",)
+    syslogUDP: tuple[tuple[str, int], ...] = ()
+    auth: Optional[str] = None

@@ -1,0 +1,333 @@
+# -*- test-case-name: tests.test_web -*-
+"""
+The subscriber port's HTTP connections and requests: deadlines and bounds
+on what a client sends, bodies kept in memory up to what their route
+allows (or handed to HTTP ingest as they stream), a connection that reads
+and discards once its request has become a stream, and an access log that
+hides tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from io import BytesIO
+from typing import Any, Optional, Protocol, Sequence
+
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.http import RESPONSES, HTTPChannel, combinedLogFormatter
+from twisted.web.iweb import IAccessLogFormatter
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+from zope.interface import implementer, provider
+
+from logio.http import Discard, Sink
+from logio.net import describePeer
+from logio.refusals import Refusals
+from logio.web.stream import Stream
+
+#: A token in a query string, for the log.
+_TOKEN = re.compile(rb"([?&])token=[^&]*")
+
+#: How long a client has to send a request line and its headers.
+REQUEST_DEADLINE = 10.0
+#: The largest request body read (in memory, never spooled to disk); a
+#: larger one gets 413.
+MAX_BODY = 64 * 1024
+
+
+class Bodies(Protocol):
+    """
+    What decides, once a request's line and headers are read, where its
+    body goes: the site's table of routes (L{logio.web.site.Routes}).
+    """
+
+    def bodyFor(
+        self, request: SubscriberRequest, method: bytes, target: bytes
+    ) -> tuple[Optional[Sink], Optional[int]]:
+        """
+        Where the body of C{request} for C{method} and C{target} goes (a
+        sink, or L{None} for memory) and how many bytes it may hold
+        (L{None}: any number).
+        """
+
+
+class SubscriberRequest(Request):
+    """
+    A request whose body is kept in memory up to what its route allows
+    (see L{Bodies}) and refused beyond it, never written to a temporary
+    file; or handed to a sink as it arrives.
+
+    @ivar requestLine: The method and target of its request line.
+    """
+
+    channel: SubscriberChannel
+    site: SubscriberSite
+    requestLine = (b"", b"")
+
+    content: Any
+
+    def gotLength(self, length: Optional[int]) -> None:
+        self._bodyLength = 0
+        method, target = self.requestLine
+        # The request line is read, the body not yet.
+        sink, self._maxBody = self.channel.site.bodies.bodyFor(self, method, target)
+        if sink is not None:
+            self.content = sink
+            return
+        if self._maxBody is not None and length is not None and length > self._maxBody:
+            self.content = Discard()
+            self.channel.refuse(413, b"Payload Too Large", self._tooLarge())
+        else:
+            self.content = BytesIO()
+
+    def _tooLarge(self) -> str:
+        return f"a request body here may hold at most {self._maxBody} bytes"
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._bodyLength += len(data)
+        if self._maxBody is not None and self._bodyLength > self._maxBody:
+            self.content = Discard()
+            self.channel.refuse(413, b"Payload Too Large", self._tooLarge())
+        else:
+            self.content.write(data)
+
+    def process(self) -> None:
+        if not self.channel.refused:
+            super().process()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        The client went away before the request was answered: let go of
+        what its body held (the publications of a C{POST /publish} cut
+        short).
+        """
+        super().connectionLost(reason)
+        content = getattr(self, "content", None)
+        if isinstance(content, Sink):
+            content.close()
+
+
+@implementer(IHalfCloseableProtocol)
+class SubscriberChannel(HTTPChannel):
+    """
+    An HTTP connection with deadlines and bounds, which, once its request
+    has become a subscription, throws away whatever else the client sends.
+    Twisted's channel would buffer it and, past 16 KiB, stop reading the
+    socket, and then never see the client go away.
+
+    A request line and its headers must arrive within L{REQUEST_DEADLINE}
+    (however slowly they trickle in), a body may not pass L{MAX_BODY}, and
+    a client that half-closes after its request still gets its response.
+
+    @ivar refused: Whether the connection was answered with an error and is
+        being closed; what else it sends is ignored.
+    """
+
+    site: SubscriberSite
+    streaming = False
+    _stream: Optional[Stream] = None
+    refused = False
+    _first = True
+    _readClosed = False
+    _deadline: Optional[IDelayedCall] = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._deadline = self.callLater(REQUEST_DEADLINE, self._tooSlow)
+
+    def _tlsOnPlainPort(self) -> None:
+        """
+        The client began with a TLS handshake (a ClientHello): an answer in
+        plain HTTP would mean nothing to it, so log why and close.
+        """
+        self.refused = True
+        self._stopDeadline()
+        self._logRefusal(
+            "TLS on a plain HTTP port",
+            f"{describePeer(self.getPeer())}: a TLS ClientHello on a plain HTTP port "
+            "(use http:// here, or give the server an ssl: endpoint for https://)",
+        )
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def _stopDeadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _tooSlow(self) -> None:
+        self._deadline = None
+        self.refuse(
+            408,
+            b"Request Timeout",
+            f"the request line and headers must arrive within {REQUEST_DEADLINE:g} s",
+        )
+
+    def refuse(self, code: int, reason: bytes, message: str) -> None:
+        """
+        Answer C{code} with C{message} at once, outside any request, and
+        close the connection.
+        """
+        if self.refused:
+            return
+        self._logRefusal(message, describePeer(self.getPeer()))
+        self.answer(code, message, reason=reason)
+
+    def _logRefusal(self, cause: str, detail: str) -> None:
+        """
+        Count and log a refusal in the site's refusals.
+        """
+        self.site.refusals.refuse("subscriber", cause, detail)
+
+    def answer(
+        self,
+        code: int,
+        message: str,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        reason: Optional[bytes] = None,
+    ) -> None:
+        """
+        Answer C{code} with C{message} at once, outside any request (the
+        body of the request being read, if any, is ignored), and close the
+        connection.
+        """
+        if self.refused:
+            return
+        self.refused = True
+        self._stopDeadline()
+        body = f"{message}\n".encode()
+        extra = b"".join(b"%s: %s\r\n" % header for header in headers)
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n%s"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (code, reason or RESPONSES.get(code, b"Error"), extra, len(body), body)
+        )
+        self.transport.loseConnection()
+
+    def lineReceived(self, line: bytes) -> None:
+        """
+        Keep the request line of a new request on the request, for the
+        body decision made before the request is complete.
+        """
+        count = len(self.requests)
+        super().lineReceived(line)
+        if len(self.requests) > count:
+            parts = line.split(b" ")
+            if len(parts) == 3:
+                self.requests[-1].requestLine = (parts[0], parts[1])
+
+    def allHeadersReceived(self) -> None:
+        self._stopDeadline()
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Request) -> None:
+        super().requestDone(request)
+        if self._readClosed and not self.streaming and self.transport is not None:
+            self.transport.loseConnection()
+        elif not (self.streaming or self.refused) and self._deadline is None:
+            # The next request of a persistent connection has its own deadline.
+            self._deadline = self.callLater(REQUEST_DEADLINE, self._tooSlow)
+
+    def readConnectionLost(self) -> None:
+        """
+        The client has sent all it will: answer what it asked, then close.
+        A stream goes on, since a client that only half-closed still reads;
+        one that left is found at the next writes (a keep-alive, where the
+        format has one, is sent at once to find out).
+        """
+        self._readClosed = True
+        if not (self.streaming or self.requests) and self.transport is not None:
+            self.transport.loseConnection()
+        elif self._stream is not None:
+            self._stream.keepAlive()
+
+    def writeConnectionLost(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stopDeadline()
+        super().connectionLost(reason)
+
+    def startStreaming(self, stream: Stream) -> None:
+        """
+        The request is now C{subscription}: keep reading, ignore the bytes.
+        """
+        self.streaming = True
+        self._stream = stream
+        self._keepReading()
+
+    def _keepReading(self) -> None:
+        assert self.transport is not None
+        if not self.transport.disconnecting:  # type: ignore[attr-defined]
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.streaming or self.refused:
+            return
+        if self._first:
+            self._first = False
+            if data.startswith(b"\x16"):
+                self._tlsOnPlainPort()
+                return
+        super().dataReceived(data)
+        if self.streaming:
+            # The rest of the read that held the request was buffered, and
+            # may have paused reading.
+            self._keepReading()
+
+
+def hideToken(uri: bytes) -> bytes:
+    """
+    C{uri} with the value of a C{token=} in its query left out, for the log.
+    """
+    return _TOKEN.sub(rb"\1token=...", uri)
+
+
+@provider(IAccessLogFormatter)
+def accessLogLine(timestamp: str, request: Request) -> str:
+    """
+    Twisted's combined log line for C{request}, with any C{token=} in its
+    query left out.
+    """
+    uri = request.uri
+    hidden = hideToken(uri)
+    if hidden == uri:
+        return combinedLogFormatter(timestamp, request)
+    request.uri = hidden
+    try:
+        return combinedLogFormatter(timestamp, request)
+    finally:
+        request.uri = uri
+
+
+class SubscriberSite(Site):
+    """
+    The subscriber port's site: its resource behind L{SubscriberChannel}s.
+
+    @ivar bodies: Where each request's body goes.
+    @ivar refusals: Where the connections' refusals are counted and logged.
+    """
+
+    protocol = SubscriberChannel  # type: ignore[assignment]
+    requestFactory = SubscriberRequest
+
+    def __init__(
+        self, resource: Resource, bodies: Bodies, refusals: Refusals, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("logFormatter", accessLogLine)
+        super().__init__(resource, **kwargs)
+        self.bodies = bodies
+        self.refusals = refusals
+
+
+def startStreaming(request: Request, stream: Stream) -> None:
+    """
+    C{request} is now C{stream}: its connection reads no further requests.
+    """
+    channel = request.channel
+    if isinstance(channel, SubscriberChannel):
+        channel.startStreaming(stream)
