@@ -17,7 +17,7 @@ from logio.filters import Filters, Pattern, compileFilter
 from logio.formats import JSONFormat, Segment
 from logio.interfaces import IBroker, IPublication
 from logio.topic import Topic
-from tests.fakes import FakeBroker, FakeSubscriber, publish
+from tests.support.fakes import FakeBroker, FakeSubscriber, publish
 
 TS = "2016-12-06T22:14:21.448"
 WEB = Topic("myapp", "web", "foobar")

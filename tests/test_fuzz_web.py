@@ -18,8 +18,8 @@ from logio.broker import Broker
 from logio.topic import Topic
 from logio.web.gate import Gate
 from logio.web.site import RootResource, SubscribeResource, SubscriberSite, _afterNth
-from tests.fakes import publish
-from tests.test_web import Client, get
+from tests.support.fakes import publish
+from tests.support.http import Client, get
 
 TOPIC = Topic("myapp", "web", "foobar")
 TS = "2016-12-06T22:14:21.448"

@@ -13,8 +13,8 @@ from logio.broker import Broker
 from logio.web.gate import Gate
 from logio.web.site import RootResource, SubscribeResource, SubscriberSite
 from logio.web.viewer import CSP
-from tests.test_auth import tokensFile
-from tests.test_web import Client
+from tests.support.http import Client
+from tests.support.tokens import tokensFile
 
 
 class ViewerTests(SynchronousTestCase):
