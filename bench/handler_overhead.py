@@ -32,8 +32,10 @@ import time
 from pathlib import Path
 
 from logio.client.handler import DEFAULT_FORMAT, LogioHandler
+from tests.support.ports import freePort
+from tests.support.processes import environment, logio, procStatus
 
-from .procs import free_port, start_logio
+from .procs import start_logio
 
 MESSAGE = "call %d handled in %.3f ms"
 _CALL = re.compile(rb": INFO bench: call (\d+) handled in")
@@ -49,11 +51,7 @@ class FormatOnly(logging.Handler):
 
 def rss_kb() -> int:
     """This process's resident memory (VmRSS), in kB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return procStatus(os.getpid()).get("VmRSS", 0)
 
 
 def timed_calls(handler: logging.Handler, windows: int, calls: int) -> dict[str, object]:
@@ -127,15 +125,10 @@ def scenario_up(windows: int, calls: int, workdir: Path) -> dict[str, object]:
     try:
         with open(output, "wb") as sink:
             tail = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "logio.client.cli",
-                    "tail",
-                    f"http://127.0.0.1:{server.sub_port}/?app=^bench$",
-                ],
+                logio("tail", f"http://127.0.0.1:{server.sub_port}/?app=^bench$"),
                 stdout=sink,
                 stderr=subprocess.DEVNULL,
+                env=environment(),
             )
         try:
             probe = logio_handler(f"logio://127.0.0.1:{server.pub_port}?app=bench&proc=probe")
@@ -161,7 +154,7 @@ def scenario_up(windows: int, calls: int, workdir: Path) -> dict[str, object]:
 
 def scenario_down(windows: int, calls: int) -> dict[str, object]:
     """LogioHandler with nothing listening on its port."""
-    handler = logio_handler(f"logio://127.0.0.1:{free_port()}?app=bench")
+    handler = logio_handler(f"logio://127.0.0.1:{freePort()}?app=bench")
     result = timed_calls(handler, windows, calls)
     result["client_dropped"] = handler.publisher.dropped_total
     handler.publisher.close(0)

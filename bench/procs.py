@@ -1,8 +1,9 @@
 """The servers under test, their memory, and profiling them.
 
-Starts ``twistd -n logio`` or ``redis-server`` as a subprocess listening only on
-127.0.0.1 ports picked free, waits until it listens, reads its memory from
-``/proc/PID/status`` and stops it. ``py-spy`` can sample the server while a load runs.
+Starts ``twistd -n logio`` (this checkout's code, as the end-to-end tests run it) or
+``redis-server`` as a subprocess listening only on free 127.0.0.1 ports, waits until it
+listens, reads its memory from ``/proc/PID/status`` and stops it, with the helpers of
+``tests.support``. ``py-spy`` can sample the server while a load runs.
 """
 
 from __future__ import annotations
@@ -11,41 +12,24 @@ import collections
 import http.client
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.metrics import SampleKey, parseMetrics
+from tests.support.ports import freePort
+from tests.support.processes import environment, procStatus, terminate
+from tests.support.server import listening, logioArguments, portOf, twistd
+from tests.support.waiting import waitFor
 
 
 def twistd_command(python: str | None) -> list[str]:
     """How to run twistd: the one installed beside this Python, or ``python``'s module."""
     if python:
         return [python, "-c", "from twisted.scripts.twistd import run; run()"]
-    beside = Path(sys.executable).with_name("twistd")
-    return [str(beside) if beside.exists() else shutil.which("twistd") or "twistd"]
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """The kB figures of ``/proc/PID/status`` (VmRSS, VmHWM, ...)."""
-    out = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if value.strip().endswith(" kB"):
-                out[name] = int(value.split()[0])
-    return out
+    return [twistd()]
 
 
 class Server:
@@ -55,27 +39,30 @@ class Server:
         self,
         name: str,
         argv: list[str],
-        ready: list[str],
+        ready: Callable[[str], tuple[int, int] | None],
         log_path: Path,
-        pub_port: int,
-        sub_port: int,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """Start ``argv`` with its output in ``log_path``; wait until ``ready`` finds the
+        publisher and subscriber ports in its log."""
         self.name = name
-        self.pub_port = pub_port
-        self.sub_port = sub_port
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log: IO[bytes] = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
         self.pid = self.proc.pid
-        deadline = time.monotonic() + 30
-        while not all(marker in self.log() for marker in ready):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{name} did not start; its log ends:\n{self.log()[-2000:]}")
-            time.sleep(0.05)
+        try:
+            ports = waitFor(
+                lambda: self.proc.poll() is not None or ready(self.log()), 30, f"{name} to start"
+            )
+        except AssertionError:
+            ports = None
+        if not isinstance(ports, tuple):
+            self.stop()
+            raise RuntimeError(f"{name} did not start; its log ends:\n{self.log()[-2000:]}")
+        self.pub_port, self.sub_port = ports
 
     def log(self) -> str:
         """Everything the server has logged so far."""
@@ -87,12 +74,12 @@ class Server:
 
     def memory(self) -> dict[str, int]:
         """VmRSS and VmHWM in kB."""
-        status = proc_status(self.pid)
+        status = procStatus(self.pid)
         return {"rss_kb": status.get("VmRSS", 0), "hwm_kb": status.get("VmHWM", 0)}
 
-    def metrics(self, timeout: float = 10.0) -> dict[str, float]:
+    def metrics(self, timeout: float = 10.0) -> dict[SampleKey, float]:
         """logio's ``GET /metrics`` on the subscriber port: each sample's value by its
-        name with its labels (``logio_history_records``, ...)."""
+        name and sorted labels (``("logio_history_records", ())``, ...)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.sub_port, timeout=timeout)
         try:
             connection.request("GET", "/metrics")
@@ -102,46 +89,32 @@ class Server:
             connection.close()
         if response.status != 200:
             raise RuntimeError(f"GET /metrics: HTTP status {response.status}")
-        samples = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return parseMetrics(body)
 
-    def stop(self) -> int | None:
+    def stop(self) -> int:
         """Stop the server (SIGTERM, then SIGKILL) and return its exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = terminate(self.proc, 10)
         self._log.close()
-        return self.proc.returncode
+        return code
+
+
+def logio_ports(log: str) -> tuple[int, int] | None:
+    """The publisher and subscriber ports a logio log says it listens on, once it says both."""
+    addresses = listening(log)
+    if addresses is None:
+        return None
+    return portOf(addresses["publishers"][0]), portOf(addresses["subscribers"][0])
 
 
 def start_logio(log_path: Path, python: str | None, extra: list[str]) -> Server:
-    """Start ``twistd -n logio`` on two free loopback ports."""
-    pub, sub = free_port(), free_port()
-    argv = twistd_command(python) + [
-        "-n",
-        "--pidfile=",
-        "logio",
-        "--publish",
-        f"tcp:{pub}:interface=127.0.0.1",
-        "--subscribe",
-        f"tcp:{sub}:interface=127.0.0.1",
-        *extra,
-    ]
-    ready = ["Listening for publishers on", "Listening for subscribers on"]
-    return Server("logio", argv, ready, log_path, pub, sub)
+    """Start ``twistd -n logio`` from this checkout on free loopback ports."""
+    argv = twistd_command(python) + logioArguments(*extra)
+    return Server("logio", argv, logio_ports, log_path, environment())
 
 
 def start_redis(log_path: Path) -> Server:
     """Start Debian's redis-server on a free loopback port, persistence off."""
-    port = free_port()
+    port = freePort()
     argv = [
         "redis-server",
         "--port",
@@ -155,7 +128,11 @@ def start_redis(log_path: Path) -> Server:
         "--protected-mode",
         "no",
     ]
-    return Server("redis", argv, ["Ready to accept connections"], log_path, port, port)
+
+    def ready(log: str) -> tuple[int, int] | None:
+        return (port, port) if "Ready to accept connections" in log else None
+
+    return Server("redis", argv, ready, log_path)
 
 
 def redis_version() -> str:

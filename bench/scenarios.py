@@ -493,7 +493,7 @@ class Bench:
         settings = self.settings
         publish_records(server.pub_port, PubSpec("seed", "bench", proc="replay"), count)
         deadline = time.monotonic() + 30
-        while (held := server.metrics().get("logio_history_records", 0.0)) < count:
+        while (held := server.metrics().get(("logio_history_records", ()), 0.0)) < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"history holds {held:g} of {count} records after 30 s")
             time.sleep(0.02)
@@ -514,10 +514,10 @@ class Bench:
         return {
             "records": count,
             "repeats": repeats,
-            "history_records": metrics.get("logio_history_records"),
-            "history_bytes": metrics.get("logio_history_bytes"),
+            "history_records": metrics.get(("logio_history_records", ())),
+            "history_bytes": metrics.get(("logio_history_bytes", ())),
             "lines_dropped": {
-                form: metrics.get(f'logio_lines_dropped_total{{format="{form}"}}', 0.0)
+                form: metrics.get(("logio_lines_dropped_total", (("format", form),)), 0.0)
                 for form in queries
             },
             "replay": replay,

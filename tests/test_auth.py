@@ -10,6 +10,7 @@ from zope.interface.verify import verifyObject
 
 from logio.auth import Tokens, TokensError, parseTokens
 from logio.interfaces import IGrant
+from tests.support.tokens import tokensFile
 
 SHOP = "shop-token-0123456789abcdef"
 BOTH = "both-token-0123456789abcdef"
@@ -21,16 +22,6 @@ FILE = f"""\
 {BOTH}  both shop|billing
 {PUB}   pub  .*
 """
-
-
-def tokensFile(testCase: SynchronousTestCase, text: str) -> str:
-    """
-    Write C{text} to a new tokens file; return its path.
-    """
-    path = testCase.mktemp()
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
 
 
 class ParseTests(SynchronousTestCase):

@@ -18,7 +18,7 @@ from logio.formats import JSONFormat, Segment
 from logio.interfaces import IBroker, IPublication
 from logio.settings import Settings
 from logio.topic import Topic
-from tests.fakes import FakeBroker, FakeSubscriber, publish
+from tests.support.fakes import FakeBroker, FakeSubscriber, publish
 
 TS = "2016-12-06T22:14:21.448"
 WEB = Topic("myapp", "web", "foobar")

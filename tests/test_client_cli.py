@@ -14,43 +14,22 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio.client.cli import Subscription, parseArguments, subscriptionURL
-from tests.server import waitFor
-from tests.test_client_sink import (
-    Sink,
-    TestServer,
-    certificates,
-    environment,
-    freePort,
-    logio,
-    serverContext,
-)
+from tests.support.http import chunk
+from tests.support.ports import freePort
+from tests.support.processes import Running, environment, logio, pub
+from tests.support.sink import Sink, TestServer
+from tests.support.tls import certificates, serverContext
+from tests.support.waiting import waitFor
 
 STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n"
 )
 STREAM_END = b"0\r\n\r\n"
-
-
-def chunk(data: bytes) -> bytes:
-    """
-    One HTTP/1.1 chunk holding C{data}.
-    """
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-def pub(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    """
-    Run C{logio pub ARGS} with C{stdin}; wait for it.
-    """
-    return subprocess.run(
-        logio("pub", *args), input=stdin, capture_output=True, env=environment(), timeout=30
-    )
 
 
 class HTTPStub(TestServer):
@@ -86,68 +65,6 @@ class HTTPStub(TestServer):
         The next connection whose request has been read.
         """
         return self._ready.get(timeout=timeout)
-
-
-class Running:
-    """
-    A subprocess whose output is collected as it comes.
-    """
-
-    def __init__(self, testCase: SynchronousTestCase, args: list[str], **popen: object) -> None:
-        popen.setdefault("stdin", subprocess.DEVNULL)
-        self.process = subprocess.Popen(
-            args,
-            stderr=subprocess.PIPE,
-            env=environment(),
-            **popen,  # type: ignore[call-overload]
-        )
-        testCase.addCleanup(self.kill)
-        self.err = b""
-        self.out = b""
-        names = ["err"] if self.process.stdout is None else ["err", "out"]
-        self._collectors = [
-            threading.Thread(target=self._collect, args=(name,), daemon=True) for name in names
-        ]
-        for thread in self._collectors:
-            thread.start()
-
-    def _collect(self, name: str) -> None:
-        stream = getattr(self.process, f"std{name}")
-        while data := stream.read1(65536):
-            setattr(self, name, getattr(self, name) + data)
-
-    def waitOut(self, text: bytes) -> None:
-        """
-        Wait until standard output holds C{text}.
-        """
-        waitFor(lambda: text in self.out, what=f"{text!r} on stdout; got {self.out!r}")
-
-    def waitErr(self, text: bytes) -> None:
-        """
-        Wait until standard error holds C{text}.
-        """
-        waitFor(lambda: text in self.err, what=f"{text!r} on stderr; got {self.err!r}")
-
-    def wait(self, timeout: float = 20) -> int:
-        """
-        Wait for the exit status and for the end of the output collected.
-        """
-        status = self.process.wait(timeout)
-        for thread in self._collectors:
-            thread.join(timeout)
-        return status
-
-    def interrupt(self) -> int:
-        """
-        Press Ctrl-C (SIGINT) and wait for the exit status.
-        """
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(20)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
 
 
 class VersionTests(SynchronousTestCase):

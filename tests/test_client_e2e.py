@@ -1,8 +1,8 @@
 """
 End-to-end tests of the client against the real server (the installed
-C{twistd -n logio}, see L{tests.server}): C{import logio.auto} in a subprocess,
-C{logio pub} and C{logio tail}, reconnection, drop notices, and the C{ssl:} and
-C{unix:} publisher endpoints.
+C{twistd -n logio}, see L{tests.support.server}): C{import logio.auto} in a
+subprocess, C{logio pub} and C{logio tail}, reconnection, drop notices, and
+the C{ssl:} and C{unix:} publisher endpoints.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio import LogioHandler
-from tests.server import Server, Stream, socketPath, waitFor
-from tests.test_client_cli import Running, pub
-from tests.test_client_sink import TestServer, certificates, freePort, logio, runPython
+from tests.support.ports import freePort, socketPath
+from tests.support.processes import Running, logio, pub, runPython
+from tests.support.server import Server, Stream
+from tests.support.sink import TestServer
+from tests.support.tls import certificates
+from tests.support.waiting import waitFor
 
 #: A subscriber line: timestamp, topic, log text.
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) (\S+\[\S*\]) (\S+): (.*)$")

@@ -22,8 +22,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from logio import LogioHandler
 from logio.client.publisher import Publisher
 from logio.client.url import parse_url
-from tests.server import TIMEOUT, socketPath, waitFor
-from tests.test_client_sink import Sink, certificates, freePort, serverContext
+from tests.support.ports import freePort, socketPath
+from tests.support.sink import Sink
+from tests.support.tls import certificates, serverContext
+from tests.support.waiting import TIMEOUT, waitFor
 
 
 class HandlerTestCase(SynchronousTestCase):

@@ -10,7 +10,9 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_client_sink import Sink, freePort, runPython
+from tests.support.ports import freePort
+from tests.support.processes import runPython
+from tests.support.sink import Sink
 
 
 class ImportTests(SynchronousTestCase):

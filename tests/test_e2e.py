@@ -6,7 +6,6 @@ client sends.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -18,7 +17,10 @@ import threading
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 import logio
-from tests.server import ROOT, TIMEOUT, Server, twistd, waitFor
+from tests.support.payloads import record, topic
+from tests.support.processes import ROOT
+from tests.support.server import Server, twistd
+from tests.support.waiting import TIMEOUT, waitFor
 
 TOPIC = b'{"app":"myapp","proc":"web","host":"foobar"}'
 GO_STREAM = (
@@ -26,17 +28,6 @@ GO_STREAM = (
     b'{"time":"2016-12-06T17:14:22.001999-05:00","raw":"second\\n"}'
 )
 STAMP = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} ")
-
-
-def record(raw: str, time: str = "2016-12-06T17:14:21.448123-05:00") -> bytes:
-    """
-    One seed JSON record as the Go client writes it.
-    """
-    return json.dumps({"time": time, "raw": raw}, separators=(",", ":")).encode()
-
-
-def topic(app: str, proc: str, host: str = "h") -> bytes:
-    return json.dumps({"app": app, "proc": proc, "host": host}, separators=(",", ":")).encode()
 
 
 class PluginTests(SynchronousTestCase):

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import signal
 import socket
 import ssl
 import subprocess
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from logio.client.handler import LogioHandler
-from tests.server import TIMEOUT, Server, waitFor
-from tests.test_auth import tokensFile
-from tests.test_client_sink import certificates, environment, logio, runPython
+from tests.support.processes import curl, environment, logio, runCurl, runPython
+from tests.support.server import Server
+from tests.support.tls import certificates
+from tests.support.tokens import tokensFile
+from tests.support.waiting import TIMEOUT, waitFor
 
 SHOP = "shop-reader-0123456789abcdef"
 EVERY = "every-reader-0123456789abcd"
@@ -31,26 +32,6 @@ TOKENS = f"""\
 {EVERY}  sub  .*
 {WRITER} pub  shop|shopping
 """
-
-
-def curl() -> str:
-    found = shutil.which("curl")
-    if found is None:
-        raise SkipTest("curl is not installed")
-    return found
-
-
-def runCurl(*args: str) -> tuple[int, str]:
-    """
-    Run curl to the end: the HTTP status it printed last, and the body.
-    """
-    result = subprocess.run(
-        [curl(), "-s", "-w", "\n%{http_code}", *args],
-        capture_output=True,
-        timeout=TIMEOUT,
-    )
-    body, _, code = result.stdout.decode("utf-8", "replace").rpartition("\n")
-    return int(code or 0), body.removesuffix("\n")
 
 
 def handlerLogger(testCase: SynchronousTestCase, url: str, name: str = "") -> logging.Logger:

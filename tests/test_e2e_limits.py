@@ -13,19 +13,16 @@ from random import Random
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.server import TIMEOUT, Server, waitFor
-from tests.test_e2e_records import get, metrics
+from tests.support.processes import procStatus
+from tests.support.server import Server, get, metrics
+from tests.support.waiting import TIMEOUT, waitFor
 
 
 def rss(server: Server) -> int:
     """
     The server process's resident memory, in bytes.
     """
-    with open(f"/proc/{server.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    return procStatus(server.process.pid)["VmRSS"] * 1024
 
 
 def stalledSubscriber(server: Server, query: str) -> socket.socket:

@@ -14,7 +14,9 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.server import TIMEOUT, Server, waitFor
+from tests.support.http import dechunk
+from tests.support.server import Server
+from tests.support.waiting import TIMEOUT, waitFor
 
 _RECORDS_READ = re.compile(r"Stopped reading (\d+) publishers; (\d+) records read since start-up")
 _FINAL_CHUNK = b"\r\n0\r\n\r\n"
@@ -29,21 +31,6 @@ def readAll(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         data += chunk
     return data
-
-
-def dechunk(raw: bytes) -> bytes:
-    """
-    The body of a chunked HTTP response whose headers are already gone.
-    """
-    body = []
-    position = 0
-    while True:
-        end = raw.index(b"\r\n", position)
-        size = int(raw[position:end], 16)
-        if size == 0:
-            return b"".join(body)
-        body.append(raw[end + 2 : end + 2 + size])
-        position = end + 2 + size + 2
 
 
 class PublisherEndToEndTests(SynchronousTestCase):
@@ -156,7 +143,8 @@ class PublisherEndToEndTests(SynchronousTestCase):
         self.assertEqual(server.stop(), -signal.SIGTERM)
         raw = b"".join(received)
         self.assertTrue(raw.endswith(_FINAL_CHUNK))
-        body = dechunk(raw.split(b"\r\n\r\n", 1)[1])
+        body, ended = dechunk(raw.split(b"\r\n\r\n", 1)[1])
+        self.assertTrue(ended)
         texts = re.findall(rb" flood\[-\] \S+: (\d*)\n", body)
         found = _RECORDS_READ.search(server.log())
         assert found is not None, server.log()

@@ -17,27 +17,9 @@ from typing import Iterator
 import sseclient
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.fakes import SampleKey, parseMetrics
-from tests.server import TIMEOUT, Server, waitFor
-from tests.test_e2e import record, topic
-
-
-def get(
-    server: Server, path: str, headers: dict[str, str] | None = None
-) -> http.client.HTTPResponse:
-    """
-    Send one request to the subscriber port; return the response, its body unread.
-    """
-    connection = http.client.HTTPConnection("127.0.0.1", server.subscribePort, timeout=TIMEOUT)
-    connection.request("GET", path, headers=headers or {})
-    return connection.getresponse()
-
-
-def metrics(server: Server) -> dict[SampleKey, float]:
-    """
-    The server's C{/metrics}, parsed by Prometheus's own parser.
-    """
-    return parseMetrics(get(server, "/metrics").read().decode())
+from tests.support.payloads import record, topic
+from tests.support.server import Server, get, metrics
+from tests.support.waiting import TIMEOUT, waitFor
 
 
 def recordsIn(server: Server) -> float:

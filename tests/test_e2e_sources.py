@@ -19,9 +19,11 @@ from datetime import datetime, timezone
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.server import TIMEOUT, Server, socketPath, waitFor
-from tests.test_e2e_auth import curl, runCurl
-from tests.test_ingest import COLLECTOR_EXPORT
+from tests.support.payloads import COLLECTOR_EXPORT
+from tests.support.ports import freeUDPPort, socketPath
+from tests.support.processes import curl, procStatus, runCurl
+from tests.support.server import Server
+from tests.support.waiting import TIMEOUT, waitFor
 
 #: An output line: timestamp, app, proc, host, text.
 LINE = re.compile(rb"(\S+) ([^\[\s]+)\[([^\]\s]+)\] (\S+): (.*)")
@@ -34,14 +36,6 @@ def program(name: str) -> str:
     if found is None:
         raise SkipTest(f"{name} is not installed")
     return found
-
-
-def freeUDPPort() -> int:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
 
 
 def stamp(when: float) -> bytes:
@@ -217,11 +211,9 @@ class HTTPPostTests(SynchronousTestCase):
         A 200 MB body streams through: every line is accepted, and the
         server's memory stays flat (its peak grows by far less than the body).
         """
-        status = f"/proc/{self.server.process.pid}/status"
 
         def peak() -> int:
-            with open(status) as f:
-                return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) * 1024  # type: ignore[union-attr]
+            return procStatus(self.server.process.pid)["VmHWM"] * 1024
 
         before = peak()
         line = b"x" * 999 + b"\n"

@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.server import TIMEOUT, Server
+from tests.support.server import Server
+from tests.support.waiting import TIMEOUT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -320,7 +321,7 @@ class GuardedViewerTests(SynchronousTestCase):
         The page passes on the token of its own URL to the stream: it shows
         the lines of the apps the token allows; without one it shows the 401.
         """
-        from tests.test_auth import tokensFile
+        from tests.support.tokens import tokensFile
 
         token = "viewer-token-0123456789"
         server = Server(

@@ -14,7 +14,9 @@ import subprocess
 import twisted.test
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.server import TIMEOUT, Server, Stream, socketPath
+from tests.support.ports import socketPath
+from tests.support.server import Server, Stream
+from tests.support.waiting import TIMEOUT
 
 #: Twisted's own test key and self-signed certificate, in one file.
 PEM = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")

@@ -21,25 +21,11 @@ from logio.formats import (
 )
 from logio.interfaces import IFormat
 from logio.topic import Topic
+from tests.support.http import sseEvents
 
 TS = "2016-12-06T22:14:21.448"
 WEB = Topic("myapp", "web", "foobar")
 FORMATS = {f.name: f for f in (TextFormat("me"), JSONFormat(), SSEFormat(1700000000000))}
-
-
-def sseEvents(data: bytes) -> list[dict[str, str]]:
-    """
-    Parse an event stream the way the SSE specification says: fields up to
-    a blank line, C{data} lines joined.
-    """
-    events = []
-    for block in data.decode().split("\n\n")[:-1]:
-        event: dict[str, str] = {}
-        for line in block.split("\n"):
-            name, _, value = line.partition(": ")
-            event[name] = event[name] + "\n" + value if name in event else value
-        events.append(event)
-    return events
 
 
 class FormatTests(SynchronousTestCase):

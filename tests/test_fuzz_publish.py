@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.ingest.sniff import PublisherFactory
 from logio.topic import Record, Topic
-from tests.fakes import FakeBroker, publisherFactory
+from tests.support.fakes import FakeBroker, publisherFactory
 
 MAX_LINE = 200
 FUZZ = settings(max_examples=200, deadline=None)

@@ -18,8 +18,8 @@ from logio.broker import Broker
 from logio.settings import Settings
 from logio.topic import Topic
 from logio.web.stream import _afterNth
-from tests.fakes import makeTestSite, publish
-from tests.test_web import Client, get
+from tests.support.fakes import makeTestSite, publish
+from tests.support.http import Client, get
 
 TOPIC = Topic("myapp", "web", "foobar")
 TS = "2016-12-06T22:14:21.448"

@@ -18,10 +18,9 @@ from logio.broker import Broker
 from logio.settings import Settings
 from logio.topic import Topic
 from logio.web.channel import accessLogLine
-from tests.fakes import makeTestSite, publish
-from tests.test_auth import tokensFile
-from tests.test_formats import sseEvents
-from tests.test_web import Client, dechunk
+from tests.support.fakes import makeTestSite, publish
+from tests.support.http import Client, dechunk, sseEvents
+from tests.support.tokens import tokensFile
 
 TS = "2016-12-06T22:14:21.448"
 START = 1700000000000

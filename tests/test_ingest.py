@@ -17,69 +17,21 @@ from logio.filters import Filters
 from logio.settings import Settings
 from logio.topic import Topic
 from logio.web import site
-from tests.fakes import makeTestSite
-from tests.test_auth import tokensFile
-from tests.test_web import Client
+from tests.support.fakes import makeTestSite
+from tests.support.http import Client, chunk
+from tests.support.payloads import COLLECTOR_EXPORT
+from tests.support.tokens import tokensFile
 
 START = 1700000000000
 NOW_TS = "2023-11-14T22:13:20.000"
 TOKEN = "ingest-token-0123456789"
-
-#: An OTLP/HTTP JSON export as the OpenTelemetry Collector's otlphttp
-#: exporter sends it (int64 values as strings, attributes as key/value lists).
-COLLECTOR_EXPORT: dict[str, Any] = {
-    "resourceLogs": [
-        {
-            "resource": {
-                "attributes": [
-                    {"key": "service.name", "value": {"stringValue": "checkout"}},
-                    {"key": "service.instance.id", "value": {"stringValue": "i-42"}},
-                    {"key": "host.name", "value": {"stringValue": "node-1"}},
-                ]
-            },
-            "scopeLogs": [
-                {
-                    "scope": {"name": "checkout.logger", "version": "1.0"},
-                    "logRecords": [
-                        {
-                            "timeUnixNano": "1544712660300000000",
-                            "observedTimeUnixNano": "1544712660300000000",
-                            "severityNumber": 10,
-                            "severityText": "Information",
-                            "traceId": "5b8efff798038103d269b633813fc60c",
-                            "spanId": "eee19b7ec3c1b174",
-                            "body": {"stringValue": "order 17 paid"},
-                            "attributes": [{"key": "order", "value": {"intValue": "17"}}],
-                        },
-                        {
-                            "timeUnixNano": "0",
-                            "observedTimeUnixNano": "1544712661000000000",
-                            "body": {
-                                "kvlistValue": {
-                                    "values": [
-                                        {"key": "event", "value": {"stringValue": "refund"}},
-                                        {"key": "amount", "value": {"doubleValue": 9.5}},
-                                    ]
-                                }
-                            },
-                        },
-                    ],
-                }
-            ],
-        },
-        {
-            "resource": {"attributes": [{"key": "process.pid", "value": {"intValue": "4711"}}]},
-            "scopeLogs": [{"logRecords": [{"body": {"stringValue": "no service"}}]}],
-        },
-    ]
-}
 
 
 def post(path: str, body: bytes, *headers: str, chunked: bool = False) -> bytes:
     lines = [f"POST {path} HTTP/1.1", "Host: localhost", *headers]
     if chunked:
         lines.append("Transfer-Encoding: chunked")
-        framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+        framed = chunk(body) + b"0\r\n\r\n" if body else b"0\r\n\r\n"
     else:
         lines.append(f"Content-Length: {len(body)}")
         framed = body

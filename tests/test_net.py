@@ -21,7 +21,7 @@ from logio.net import (
     tuneSocket,
     widenWrites,
 )
-from tests.fakes import TCPTransport
+from tests.support.fakes import TCPTransport
 
 
 class WidenWritesTests(SynchronousTestCase):

@@ -13,7 +13,6 @@ import json
 from typing import Any, Union
 from urllib.parse import urlencode
 
-from attrs import define
 from twisted.application.service import IService
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -35,14 +34,10 @@ from logio.refusals import Refusals
 from logio.server.services import PublishersService
 from logio.server.tap import Options, makeService
 from logio.topic import Record, Topic
-from tests.fakes import FakeBroker, TCPTransport, publisherFactory
-from tests.test_auth import tokensFile
+from tests.support.fakes import FakeBroker, TCPTransport, publisherFactory
+from tests.support.publisher import NOW, NOW_TS, PEER, Connection, connect
+from tests.support.tokens import tokensFile
 
-#: The fixed receive time of every test connection, and how it is output.
-NOW = 1500000000.5
-NOW_TS = "2017-07-14T02:40:00.500"
-#: The address L{StringTransport} reports for its peer.
-PEER = "192.168.1.1"
 BOM = b"\xef\xbb\xbf"
 WEB = Topic("myapp", "web", "foobar")
 WEB_TOPIC = {"app": "myapp", "proc": "web", "host": "foobar"}
@@ -97,78 +92,6 @@ def splitAt(stream: bytes, split: int) -> list[bytes]:
     C{stream} as two reads cut at C{split}, or as one read if C{split} is 0.
     """
     return [part for part in (stream[:split], stream[split:]) if part]
-
-
-@define
-class Connection:
-    """
-    One publisher connection over a L{StringTransport}.
-    """
-
-    protocol: Any
-    broker: FakeBroker
-    clock: Clock
-    transport: StringTransport
-
-    def feed(self, *chunks: bytes) -> Connection:
-        """
-        Deliver C{chunks} as separate reads.
-        """
-        for chunk in chunks:
-            self.protocol.dataReceived(chunk)
-        return self
-
-    def close(self) -> Connection:
-        """
-        Tell the protocol the connection is gone.
-        """
-        self.protocol.connectionLost(connectionDone)
-        return self
-
-    def topics(self) -> list[Topic]:
-        """
-        The topic of every C{publish} call, in order.
-        """
-        return [topic for topic, _ in self.broker.published]
-
-    def records(self) -> list[Record]:
-        """
-        All published records, concatenated.
-        """
-        return [record for _, records in self.broker.published for record in records]
-
-    def outcome(self) -> tuple[set[Topic], list[Record], bytes, bool]:
-        """
-        Everything a publisher's stream caused, independent of how it was
-        split into publish calls.
-        """
-        topics = set(self.topics())
-        return topics, self.records(), self.transport.value(), self.transport.disconnecting
-
-
-def connect(
-    first: Union[bytes, None] = None,
-    maxLine: int = 65536,
-    transport: Union[StringTransport, None] = None,
-    tokens: Union[Tokens, None] = None,
-) -> Connection:
-    """
-    Connect a publisher over C{transport} (by default a L{StringTransport}
-    with a TCP peer at L{PEER}): the sniffing protocol of the publisher
-    port, or directly the parser L{PublisherFactory.parserFor} picks for
-    C{first}.
-    """
-    broker = FakeBroker()
-    clock = Clock()
-    clock.advance(NOW)
-    factory = publisherFactory(broker, clock, tokens, maxLine=maxLine)
-    if first is None:
-        protocol = factory.buildProtocol(IPv4Address("TCP", PEER, 54321))
-    else:
-        protocol = factory.parserFor(first)
-    connection = Connection(protocol, broker, clock, transport or StringTransport())
-    protocol.makeConnection(connection.transport)
-    return connection
 
 
 def seed(maxLine: int = 65536) -> Connection:

@@ -14,9 +14,9 @@ from logio.ingest.syslog import SyslogDatagramProtocol, parseMessage
 from logio.refusals import Refusals
 from logio.settings import Settings
 from logio.topic import Topic
-from tests.fakes import FakeBroker
-from tests.test_auth import tokensFile
-from tests.test_publish import NOW, NOW_TS, PEER, Connection, connect
+from tests.support.fakes import FakeBroker
+from tests.support.publisher import NOW, NOW_TS, PEER, Connection, connect
+from tests.support.tokens import tokensFile
 
 BOM = b"\xef\xbb\xbf"
 

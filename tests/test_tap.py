@@ -9,7 +9,6 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 from typing import Any
 
 from twisted.application.service import IService
@@ -27,8 +26,10 @@ from logio.server import services
 from logio.server.options import Options
 from logio.server.services import BACKLOG, AuthService, ListeningService, withBacklog
 from logio.server.tap import makeService
-from tests.server import ROOT, TIMEOUT, environment, twistd, waitFor
-from tests.test_auth import tokensFile
+from tests.support.processes import ROOT, environment, logio
+from tests.support.server import twistd
+from tests.support.tokens import tokensFile
+from tests.support.waiting import TIMEOUT, waitFor
 
 
 class PluginTests(SynchronousTestCase):
@@ -514,7 +515,7 @@ class ProjectFilesTests(SynchronousTestCase):
         """
         for command in ("pub", "tail"):
             result = subprocess.run(
-                [sys.executable, "-m", "logio.client.cli", command, "--help"],
+                logio(command, "--help"),
                 capture_output=True,
                 text=True,
                 env=environment(),

@@ -13,9 +13,9 @@ from logio.broker import Broker
 from logio.settings import Settings
 from logio.web.channel import SubscriberSite
 from logio.web.viewer import CSP
-from tests.fakes import makeTestSite
-from tests.test_auth import tokensFile
-from tests.test_web import Client
+from tests.support.fakes import makeTestSite
+from tests.support.http import Client
+from tests.support.tokens import tokensFile
 
 
 class ViewerTests(SynchronousTestCase):

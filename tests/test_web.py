@@ -16,35 +16,19 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.server import Site
 
 from logio.broker import Broker
 from logio.net import PAUSE_AT
 from logio.settings import Settings
 from logio.topic import Topic, serverHost
 from logio.web.stream import CLOSE_TIMEOUT, SLACK, SMALL, Stream
-from tests.fakes import TCPTransport, makeTestSite, parseMetrics, publish
-from tests.test_formats import sseEvents
+from tests.support.fakes import TCPTransport, makeTestSite, publish
+from tests.support.http import Client, dechunk, get, sseEvents
+from tests.support.metrics import parseMetrics
 
 TOPIC = Topic("myapp", "web", "foobar")
 TS = "2016-12-06T22:14:21.448"
 START = 1700000000000
-
-
-def dechunk(body: bytes) -> tuple[bytes, bool]:
-    """
-    Decode a chunked body; return the data and whether the final chunk came.
-    """
-    data = b""
-    while body:
-        size, _, rest = body.partition(b"\r\n")
-        length = int(size, 16)
-        if length == 0:
-            return data, True
-        data += rest[:length]
-        assert rest[length : length + 2] == b"\r\n", "bad chunk framing"
-        body = rest[length + 2 :]
-    return data, False
 
 
 class PausingTransport(StringTransport):
@@ -66,34 +50,6 @@ class PausingTransport(StringTransport):
         # A socket transport ignores this once it is closing.
         if not self.disconnecting:
             super().resumeProducing()
-
-
-class Client:
-    """
-    One HTTP connection to the resource over a StringTransport.
-    """
-
-    def __init__(
-        self, site: Site, request: bytes, transport: StringTransport | None = None
-    ) -> None:
-        self.transport = transport or StringTransport()
-        self.channel = site.buildProtocol(None)
-        self.channel.makeConnection(self.transport)
-        self.channel.dataReceived(request)
-
-    def response(self) -> tuple[bytes, bytes]:
-        """
-        The raw head and body written so far.
-        """
-        head, _, body = self.transport.value().partition(b"\r\n\r\n")
-        return head, body
-
-    def body(self) -> bytes:
-        return dechunk(self.response()[1])[0]
-
-
-def get(query: str = "", method: bytes = b"GET") -> bytes:
-    return method + b" /?" + query.encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 class ResourceTestCase(SynchronousTestCase):

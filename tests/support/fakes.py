@@ -1,7 +1,7 @@
 """
-Test doubles shared by the unit tests: a broker that records what
-publishers hand it, a subscriber that records what the broker delivers, and
-a TCP-like L{StringTransport}.
+Test doubles for the unit tests: a broker that records what publishers hand
+it, a subscriber that records what the broker delivers, and a TCP-like
+L{StringTransport}.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence
 
 from attrs import define, field
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -123,6 +122,9 @@ class FakeSubscriber:
             self.onAbort()
 
     def text(self) -> str:
+        """
+        Everything delivered so far, decoded.
+        """
         return b"".join(segment.data for segment in self.received).decode()
 
     def unsubscribe(self) -> None:
@@ -131,22 +133,6 @@ class FakeSubscriber:
         """
         assert self.subscription is not None
         self.subscription.close()
-
-
-#: A metric sample's name and sorted labels.
-SampleKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-def parseMetrics(text: str) -> dict[SampleKey, float]:
-    """
-    Prometheus text, parsed by Prometheus's own parser: each sample's value
-    by its name and sorted labels.
-    """
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def publish(broker: IBroker, topic: Topic, records: list[Record]) -> None:

@@ -1,10 +1,12 @@
 """
-End-to-end helpers: a real C{twistd -n logio} subprocess on free ports, and
-a small blocking HTTP client that reads a chunked subscription stream.
+A real C{twistd -n logio} in a subprocess on free ports, running this
+checkout's code; a small blocking HTTP client that reads a chunked
+subscription stream; and single requests to the subscriber port.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -12,34 +14,17 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from typing import IO, Callable, Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
 
-TIMEOUT = 20.0
-#: This checkout: subprocesses run its code, not an installed copy.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support.http import decodeChunks
+from tests.support.metrics import SampleKey, parseMetrics
+from tests.support.processes import environment, terminate
+from tests.support.waiting import TIMEOUT, waitFor
+
 _LISTENING = re.compile(rb"Listening for (publishers|subscribers) on (\S+) (\S+)")
-
-
-def environment(**variables: str | None) -> dict[str, str]:
-    """
-    This process's environment with this checkout first on the path, the
-    given variables set, and those given as C{None} removed.  So a
-    subprocess (twistd too: Twisted finds C{twisted/plugins/} on the path)
-    runs the working tree, edits and all, not what was last installed.
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    for key, value in variables.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
 
 
 def twistd() -> str:
@@ -50,34 +35,36 @@ def twistd() -> str:
     return beside if os.path.exists(beside) else (shutil.which("twistd") or "twistd")
 
 
-def waitFor(
-    condition: Callable[[], object], timeout: float = TIMEOUT, what: str = "a condition"
-) -> object:
+def logioArguments(*options: str) -> list[str]:
     """
-    Poll C{condition} until it returns something true; fail after
-    C{timeout} seconds.
+    The arguments of C{twistd} that run C{logio} in the foreground with
+    C{options}, on any free port of 127.0.0.1 for publishers and for
+    subscribers unless C{options} say where.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    args = list(options)
+    if "--publish" not in args:
+        args += ["--publish", "tcp:0:interface=127.0.0.1"]
+    if "--subscribe" not in args:
+        args += ["--subscribe", "tcp:0:interface=127.0.0.1"]
+    return ["-n", "--pidfile=", "logio", *args]
 
 
-def socketPath(testCase: SynchronousTestCase, name: str) -> str:
+def listening(log: str) -> dict[str, list[str]] | None:
     """
-    A path for a UNIX socket named C{name} in a fresh short-lived directory
-    under the system temp directory, removed when the test ends.
+    The addresses a logio server's C{log} says it listens on, by kind
+    (C{publishers}, C{subscribers}), once it has named both kinds.
+    """
+    addresses: dict[str, list[str]] = {"publishers": [], "subscribers": []}
+    for match in _LISTENING.finditer(log.encode()):
+        addresses[match.group(1).decode()].append(match.group(3).decode())
+    return addresses if all(addresses.values()) else None
 
-    Trial's own temp directory can sit too deep for C{AF_UNIX}, whose paths
-    are limited to 107 bytes on Linux (CI checks out under a longer path).
+
+def portOf(address: str) -> int:
     """
-    directory = tempfile.mkdtemp(prefix="logio-")
-    testCase.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-    return os.path.join(directory, name)
+    The port of an address as logio logs it (C{host:port}).
+    """
+    return int(address.rsplit(":", 1)[1])
 
 
 class Server:
@@ -90,13 +77,8 @@ class Server:
     """
 
     def __init__(self, testCase: SynchronousTestCase, *options: str) -> None:
-        args = list(options)
-        if "--publish" not in args:
-            args += ["--publish", "tcp:0:interface=127.0.0.1"]
-        if "--subscribe" not in args:
-            args += ["--subscribe", "tcp:0:interface=127.0.0.1"]
         self.process = subprocess.Popen(
-            [twistd(), "-n", "--pidfile=", "logio", *args],
+            [twistd(), *logioArguments(*options)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=environment(),
@@ -107,7 +89,7 @@ class Server:
         assert self.process.stdout is not None
         threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
         started = waitFor(
-            lambda: self.process.poll() is not None or self._listening(),
+            lambda: self.process.poll() is not None or listening(self.log()),
             what="logio to start",
         )
         if not isinstance(started, dict):
@@ -115,21 +97,15 @@ class Server:
             raise AssertionError(f"logio did not start: {self.log()}")
         self.addresses = started
 
-    def _listening(self) -> dict[str, list[str]] | None:
-        """
-        The addresses the server logged, once it logged both kinds.
-        """
-        addresses: dict[str, list[str]] = {"publishers": [], "subscribers": []}
-        for match in _LISTENING.finditer(self.log().encode()):
-            addresses[match.group(1).decode()].append(match.group(3).decode())
-        return addresses if all(addresses.values()) else None
-
     def _drain(self, stdout: IO[bytes]) -> None:
         for line in iter(stdout.readline, b""):
             with self._lock:
                 self.output += line
 
     def log(self) -> str:
+        """
+        Everything the server has logged so far, decoded.
+        """
         with self._lock:
             return self.output.decode("utf-8", "replace")
 
@@ -147,24 +123,23 @@ class Server:
 
     @property
     def publishPort(self) -> int:
-        return int(self.addresses["publishers"][0].rsplit(":", 1)[1])
+        """
+        The port of the first address the server listens on for publishers.
+        """
+        return portOf(self.addresses["publishers"][0])
 
     @property
     def subscribePort(self) -> int:
-        return int(self.addresses["subscribers"][0].rsplit(":", 1)[1])
+        """
+        The port of the first address the server listens on for subscribers.
+        """
+        return portOf(self.addresses["subscribers"][0])
 
     def stop(self) -> int:
         """
         SIGTERM the server and wait for it; returns its exit status.
         """
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process)
 
     def publish(self, data: bytes) -> socket.socket:
         """
@@ -178,6 +153,9 @@ class Server:
     def subscribe(
         self, query: str = "", method: str = "GET", headers: Sequence[str] = ()
     ) -> Stream:
+        """
+        Start a subscription: C{method} C{/?query} on the subscriber port.
+        """
         return Stream(
             "127.0.0.1",
             self.subscribePort,
@@ -229,17 +207,9 @@ class Stream:
             self.body += self._raw
             self._raw = b""
             return
-        while not self.ended:
-            size, sep, rest = self._raw.partition(b"\r\n")
-            if not sep:
-                return
-            length = int(size, 16)
-            if len(rest) < length + 2:
-                return
-            if length == 0:
-                self.ended = True
-            self.body += rest[:length]
-            self._raw = rest[length + 2 :]
+        if not self.ended:
+            data, self.ended, self._raw = decodeChunks(self._raw)
+            self.body += data
 
     def readUntil(self, done: Callable[[bytes], bool], timeout: float = TIMEOUT) -> bytes:
         """
@@ -269,4 +239,25 @@ class Stream:
             return self.body
 
     def close(self) -> None:
+        """
+        Close the connection.
+        """
         self.sock.close()
+
+
+def get(
+    server: Server, path: str, headers: dict[str, str] | None = None
+) -> http.client.HTTPResponse:
+    """
+    Send one request to the subscriber port; return the response, its body unread.
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", server.subscribePort, timeout=TIMEOUT)
+    connection.request("GET", path, headers=headers or {})
+    return connection.getresponse()
+
+
+def metrics(server: Server) -> dict[SampleKey, float]:
+    """
+    The server's C{/metrics}, parsed by Prometheus's own parser.
+    """
+    return parseMetrics(get(server, "/metrics").read().decode())
