@@ -206,6 +206,25 @@ class HTTPPostTests(SynchronousTestCase):
         )
         self.assertEqual(lines[2], b"2020-01-02T03:04:05.678 post-json[-] j: object")
 
+    def test_maxLine(self) -> None:
+        """
+        C{--max-line} bounds HTTP ingest as it does every other source: a
+        200-character line posted to a server with C{--max-line 80} comes
+        out cut at 80 and marked, and the next line whole.
+        """
+        server = Server(self, "--max-line", "80")
+        stream = server.subscribe("app=^cut$")
+        server.subscribed(1)
+        url = f"http://127.0.0.1:{server.subscribePort}/publish?app=cut&proc=curl&host=h"
+        self.assertEqual(
+            runCurl("--data-binary", "y" * 200 + "\nnext\n", url),
+            (200, '{"accepted": 2, "rejected": 0}'),
+        )
+        self.assertEqual(
+            [line.split(b": ", 1)[1] for line in stream.lines(2)],
+            [b"y" * 80 + b" [truncated]", b"next"],
+        )
+
     def test_bigBodyStreams(self) -> None:
         """
         A 200 MB body streams through: every line is accepted, and the

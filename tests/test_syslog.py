@@ -10,7 +10,8 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio.auth import Tokens
-from logio.ingest.syslog import SyslogDatagramProtocol, parseMessage
+from logio.ingest.syslog import parseMessage
+from logio.ingest.syslognet import SyslogDatagramProtocol
 from logio.refusals import Refusals
 from logio.settings import Settings
 from logio.topic import Topic

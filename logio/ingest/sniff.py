@@ -34,7 +34,7 @@ from zope.interface import implementer
 from logio.auth import Tokens
 from logio.ingest.base import SHUTTING_DOWN, refuse
 from logio.ingest.seed import SeedProtocol
-from logio.ingest.syslog import SyslogProtocol
+from logio.ingest.syslognet import SyslogProtocol
 from logio.ingest.text import TextProtocol
 from logio.interfaces import IBroker
 from logio.net import peerHost, tuneSocket

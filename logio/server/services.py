@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from logio.auth import Tokens
 from logio.ingest.sniff import PublisherFactory
-from logio.ingest.syslog import SyslogDatagramProtocol
+from logio.ingest.syslognet import SyslogDatagramProtocol
 from logio.net import describeAddress
 
 

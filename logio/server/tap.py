@@ -17,7 +17,7 @@ from logio.auth import Tokens, TokensError
 from logio.broker import Broker
 from logio.ingest.http import Ingest
 from logio.ingest.sniff import PublisherFactory
-from logio.ingest.syslog import SyslogDatagramProtocol
+from logio.ingest.syslognet import SyslogDatagramProtocol
 from logio.refusals import Refusals
 from logio.server.options import Options
 from logio.server.services import (
