@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_client_process -*-
 """
 C{import logio.auto}: publish every record that reaches the root logger to
 C{LOGIO_URL}.

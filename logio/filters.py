@@ -24,10 +24,9 @@ FILTER_FIELDS = ("app", "proc", "host", "log")
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
-# RE2 is linear in the text, but a big counted repetition (a[ab]{999}c)
-# makes the constant huge: hundreds of milliseconds per 64 KiB record, and
-# megabytes of automaton per pattern.  Such counts are refused, and each
-# pattern's memory is capped.
+# RE2 is linear in the text, but its constant grows with a counted
+# repetition (a[ab]{999}c) and so does its automaton's memory: large counts
+# are refused, and each pattern's memory is capped.
 _OPTIONS.max_mem = 1 << 20
 MAX_REPEAT = 100
 _REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
@@ -95,8 +94,8 @@ def compileFilter(name: str, pattern: str) -> Optional[Pattern]:
             )
     try:
         # A bytes pattern, searched in UTF-8 text: RE2 matches the same
-        # characters (its encoding is UTF-8 either way), and a search costs
-        # less than half as much from Python as one on a str.  A lone
+        # characters (its encoding is UTF-8 either way), and a search on
+        # bytes skips the conversion of a str at every call.  A lone
         # surrogate keeps its own bytes, which no UTF-8 text holds: it
         # matches nothing (replaced by "?", it would be a quantifier).
         compiled = re2.compile(pattern.encode("utf-8", "surrogatepass"), _OPTIONS)

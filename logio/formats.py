@@ -35,7 +35,7 @@ _ESCAPES = bytes(c < 0x20 or c in b'"\\' for c in range(256))
 def _quoter(records: Sequence[Record]) -> Callable[[str], str]:
     """
     How to quote the texts of C{records} as JSON strings.  JSON's own
-    encoder costs several nanoseconds a character, so a batch that needs no
+    encoder looks at every character of every text; a batch that needs no
     escape anywhere (one check for all its bytes) is only put in quotes.
     """
     joined = "".join([text for _, text in records]).encode("utf-8", "replace")

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_broker -*-
 """
 The interfaces between logio's parts, and the small values that cross them:
 publishers feed an L{IBroker} through an L{IPublication} per topic; the

@@ -8,7 +8,15 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from logio.auth import Tokens, TokensError, parseTokens
+from logio.auth import (
+    BAD_TOKEN,
+    NO_TOKEN,
+    NOT_ALLOWED,
+    Denied,
+    Tokens,
+    TokensError,
+    parseTokens,
+)
 from logio.interfaces import IGrant
 from tests.support.tokens import tokensFile
 
@@ -122,6 +130,33 @@ class ParseTests(SynchronousTestCase):
             [a == b for a, b in zip(first.values(), second.values(), strict=True)],
             [True, False, False],
         )
+
+
+class CheckTests(SynchronousTestCase):
+    """
+    L{Tokens.check}: the one check every port and source makes.
+    """
+
+    def test_verdicts(self) -> None:
+        """
+        No token, an unknown one, the wrong role and an app the token does
+        not allow are each refused with their own cause; a token that may
+        is let in with its grant.
+        """
+        tokens = Tokens(tokensFile(self, FILE))
+        for token, role, app, cause, message in [
+            (None, "publish", None, NO_TOKEN, "this server needs a token: say how"),
+            ("", "subscribe", "shop", NO_TOKEN, "this server needs a token: say how"),
+            ("nope", "publish", None, BAD_TOKEN, "unknown token"),
+            (SHOP, "publish", "shop", NOT_ALLOWED, "this token may not publish"),
+            (PUB, "subscribe", None, NOT_ALLOWED, "this token may not subscribe"),
+            (BOTH, "publish", "web", NOT_ALLOWED, "this token may not publish to the app 'web'"),
+        ]:
+            with self.assertRaises(Denied) as caught:
+                tokens.check(token, role, app, "say how")
+            self.assertEqual((caught.exception.cause, str(caught.exception)), (cause, message))
+        self.assertEqual(tokens.check(BOTH, "publish", "billing"), tokens.grant(BOTH))
+        self.assertEqual(tokens.check(SHOP, "subscribe"), tokens.grant(SHOP))
 
 
 class ReloadTests(SynchronousTestCase):

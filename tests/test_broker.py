@@ -15,7 +15,7 @@ from logio import broker
 from logio.broker import MATCH_SLICE, MAX_SEARCH_SECONDS, Broker
 from logio.filters import Filters, Pattern, compileFilter
 from logio.formats import JSONFormat, Segment
-from logio.interfaces import IBroker, IPublication
+from logio.interfaces import IBroker, IFilters, IHistory, IPublication, ISubscription
 from logio.settings import Settings
 from logio.topic import Topic
 from tests.support.fakes import FakeBroker, FakeSubscriber, publish
@@ -55,9 +55,14 @@ class BrokerTests(SynchronousTestCase):
 
     def test_interface(self) -> None:
         """
-        L{Broker} provides L{IBroker}.
+        L{Broker} provides L{IBroker}, its history L{IHistory}, and what
+        C{subscribe} returns L{ISubscription}.
         """
         self.assertTrue(verifyObject(IBroker, self.broker))
+        self.assertTrue(verifyObject(IHistory, self.broker.history))
+        subscriber = FakeSubscriber(Filters())
+        self.assertTrue(verifyObject(IFilters, subscriber.filters))
+        self.assertTrue(verifyObject(ISubscription, self.broker.subscribe(subscriber)))
 
     def test_fanOutOneSegment(self) -> None:
         """

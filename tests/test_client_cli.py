@@ -17,7 +17,8 @@ import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from logio.client.cli import Subscription, parseArguments, subscriptionURL
+from logio.client.cli import parseArguments
+from logio.client.tail import Subscription, subscriptionURL
 from tests.support.http import chunk
 from tests.support.ports import freePort
 from tests.support.processes import Running, environment, logio, pub

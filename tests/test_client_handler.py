@@ -126,8 +126,8 @@ class WireFormatTests(HandlerTestCase):
         ]:
             os.environ["TZ"] = zone
             time.tzset()
-            publisher._second = -1  # forget the cached second
-            self.assertEqual(publisher._timestamp(instant), expected)
+            publisher._records.forget()  # the cached second
+            self.assertEqual(publisher._records.timestamp(instant), expected)
 
     def test_waitingPutWithoutSender(self) -> None:
         """

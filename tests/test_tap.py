@@ -22,10 +22,19 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio.broker import Broker
+from logio.filters import Filters
 from logio.server import services
 from logio.server.options import Options
-from logio.server.services import BACKLOG, AuthService, ListeningService, withBacklog
+from logio.server.services import (
+    BACKLOG,
+    AuthService,
+    ListeningService,
+    PublishersService,
+    SyslogUDPService,
+    withBacklog,
+)
 from logio.server.tap import makeService
+from tests.support.http import Client
 from tests.support.processes import ROOT, environment, logio
 from tests.support.server import twistd
 from tests.support.tokens import tokensFile
@@ -107,6 +116,44 @@ class MakeServiceTests(SynchronousTestCase):
     """
     The service tree.
     """
+
+    def test_settingsReachEveryPart(self) -> None:
+        """
+        The settings the options make are the ones every part works with:
+        a line posted to C{/publish} is cut at C{--max-line} as on the
+        publisher port and over UDP, and history keeps C{--history}.
+        """
+        options = Options()
+        options.parseOptions(
+            ["--max-line", "80", "--history", "3", "--max-publishers", "7"]
+            + ["--publish", "tcp:0", "--subscribe", "tcp:0", "--syslog-udp", "127.0.0.1:0"]
+        )
+        settings = options.settings()
+        self.assertEqual((settings.maxLine, settings.history), (80, 3))
+        top = makeService(options, MemoryReactorClock())
+        children = list(IService(top))
+        [broker] = [c for c in children if isinstance(c, Broker)]
+        [publishers] = [c for c in children if isinstance(c, PublishersService)]
+        [udp] = [c for c in children if isinstance(c, SyslogUDPService)]
+        [site] = [
+            c.factory
+            for c in children
+            if isinstance(c, ListeningService) and c.role == "subscribers"
+        ]
+        factory = publishers.factory
+        self.assertEqual((factory.maxLine, factory.maxPublishers), (80, 7))
+        self.assertEqual(udp.protocol.maxLine, 80)
+
+        def post(body: bytes) -> list[str]:
+            Client(
+                site,
+                b"POST /publish?app=cut HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+            )
+            return [text for run in broker.replay(Filters(), 10).runs for _, text in run.records]
+
+        self.assertEqual(post(b"y" * 200 + b"\nnext\n"), ["y" * 80 + " [truncated]", "next"])
+        self.assertEqual(post(b"a\nb\n"), ["next", "a", "b"])
 
     def test_tree(self) -> None:
         """

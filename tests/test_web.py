@@ -783,6 +783,31 @@ class ReservedPathTests(ResourceTestCase):
             body = dechunk(body)[0]
         return head, body
 
+    def test_wrongMethods(self) -> None:
+        """
+        Every path of the table answers a method it does not take with one
+        kind of 405: an C{Allow} header with its methods, a line naming
+        the method to use, counted as a refusal; and nothing subscribes.
+        """
+        for path, allowed, wrong in [
+            ("/", b"GET, HEAD", b"POST"),
+            ("/anything", b"GET, HEAD", b"PUT"),
+            ("/healthz", b"GET, HEAD", b"DELETE"),
+            ("/metrics", b"GET, HEAD", b"POST"),
+            ("/topics", b"GET, HEAD", b"PATCH"),
+            ("/ui/", b"GET, HEAD", b"POST"),
+            ("/publish?app=a", b"POST", b"GET"),
+            ("/v1/logs", b"POST", b"PUT"),
+        ]:
+            refused = self.broker.stats.refusals["subscriber"]
+            head, body = self.request(path, wrong)
+            self.assertTrue(head.startswith(b"HTTP/1.1 405 "), path)
+            self.assertIn(b"\r\nAllow: " + allowed + b"\r\n", head, path)
+            self.assertTrue(body.startswith(b"method not allowed: "), path)
+            self.assertIn(allowed.partition(b",")[0], body, path)
+            self.assertEqual(self.broker.stats.refusals["subscriber"], refused + 1, path)
+        self.assertEqual(self.broker.subscribers, ())
+
     def test_healthz(self) -> None:
         """
         C{/healthz} is 200 C{ok}, and ends.
@@ -1003,7 +1028,7 @@ class LimitTests(ResourceTestCase):
         # Once its transport has sent everything, the other holds nothing.
         secondSocket.dataBuffer = b""
         second.transport.producer.resumeProducing()
-        self.assertEqual(self.site.resource._routes.find(b"/")[0].resource._budget.total, 0)
+        self.assertEqual(self.site.bodies.find(b"/")[0].resource._budget.total, 0)
 
     def test_requestDeadline(self) -> None:
         """

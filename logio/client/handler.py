@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_client_handler -*-
 """
 L{LogioHandler}: a C{logging} handler that publishes to a logio server.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_client_handler -*-
 """
 The sending half of the client: a bounded queue drained by one daemon thread.
 
@@ -16,9 +17,7 @@ can publish.
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import random
 import select
 import socket
@@ -26,12 +25,18 @@ import ssl
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from itertools import accumulate
-from json.encoder import encode_basestring
 
+from logio.client.lifecycle import register
+from logio.client.records import (
+    RECORD_OVERHEAD,
+    SeedRecords,
+    drop_notice,
+    truncate,
+    wire,
+)
 from logio.client.url import PublishURL
 
 #: The first and the longest wait between connection attempts, in seconds.
@@ -45,28 +50,6 @@ TLS_SLICE = 16384
 
 #: A connection that lived this long resets the backoff to L{BACKOFF_MIN}.
 _HEALTHY_SECONDS = 1.0
-
-#: What one queued record costs besides its text, for the byte bound.
-RECORD_OVERHEAD = 64
-
-_TRUNCATED = " [truncated]\n"
-
-
-def _wire(text: str) -> bytes:
-    """
-    Encode for the wire. A lone surrogate (as from C{os.fsdecode}) becomes
-    C{\\uXXXX}, which is what JSON means by it.
-    """
-    return text.encode("utf-8", "backslashreplace")
-
-
-def truncate(raw: str, limit: int) -> str:
-    """
-    Cut C{raw} so that it has at most C{limit} characters, marking the cut.
-    """
-    if len(raw) <= limit:
-        return raw
-    return raw[: max(limit - len(_TRUNCATED), 0)] + _TRUNCATED
 
 
 class Publisher:
@@ -144,7 +127,7 @@ class Publisher:
         # Records put after close(): not sent, reported once.
         self._late = 0
         self._reset()
-        _live.add(self)
+        register(self)
         self._start()
 
     def _reset(self) -> None:
@@ -178,9 +161,7 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._poller: select.poll | None = None
-        self._second = -1
-        self._second_text = ""
-        self._zone = ""
+        self._records = SeedRecords(self.max_record_bytes)
 
     def _sending(self) -> bool:
         """
@@ -501,11 +482,11 @@ class Publisher:
             self._queued_bytes = 0
             dropped, self._dropped = self._dropped, 0
             self._room.notify_all()
-        texts = [self._record(created, raw) for created, raw in records]
+        texts = [self._records.record(created, raw) for created, raw in records]
         head = [self._topic] if fresh else []
         if dropped:
-            head.append(self._record(time.time(), _drop_notice(dropped)))
-        data = memoryview(_wire("".join(head + texts)))
+            head.append(self._records.record(time.time(), drop_notice(dropped)))
+        data = memoryview(wire("".join(head + texts)))
         written = 0
         sock = self._sock
         assert sock is not None
@@ -522,7 +503,7 @@ class Publisher:
             head_written, sent = True, len(records)
         else:
             # What reached the kernel in full counts as sent; the rest goes back.
-            ends = list(accumulate(len(_wire(text)) for text in head + texts))
+            ends = list(accumulate(len(wire(text)) for text in head + texts))
             head_written = not head or ends[len(head) - 1] <= written
             sent = sum(1 for end in ends[len(head) :] if end <= written)
         with self._lock:
@@ -548,56 +529,6 @@ class Publisher:
             self.dropped_total += 1
             self._settled += 1
 
-    def _record(self, created: float, raw: str) -> str:
-        """
-        One seed JSON record, C{{"time": RFC 3339 local, "raw": text}}, cut
-        to C{max_record_bytes} once encoded.
-        """
-        limit = self.max_record_bytes
-        while True:
-            text = f'{{"time":"{self._timestamp(created)}","raw":{encode_basestring(raw)}}}'
-            # Encoded, a character is at most 6 bytes (a lone surrogate's
-            # escape), so most records need no measuring.
-            if len(text) * 6 <= limit or (size := len(_wire(text))) <= limit:
-                return text
-            raw = truncate(raw, int(len(raw) * limit / size) - RECORD_OVERHEAD)
-
-    def _timestamp(self, created: float) -> str:
-        """
-        RFC 3339 with microseconds and the local offset, like Go's
-        C{time.RFC3339Nano}: C{2016-12-06T17:14:21.448123-05:00}.
-        """
-        second = int(created)
-        if second != self._second:
-            local = time.localtime(second)
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", local)
-            self._zone = _offset(local.tm_gmtoff)
-        micros = min(round((created - second) * 1e6), 999999)
-        return f"{self._second_text}.{micros:06d}{self._zone}"
-
-
-def _offset(seconds: int) -> str:
-    """
-    A UTC offset as RFC 3339 writes it: C{Z}, C{+05:30}, C{-05:00}.
-    """
-    if seconds == 0:
-        return "Z"
-    sign = "-" if seconds < 0 else "+"
-    minutes = abs(seconds) // 60
-    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def _drop_notice(count: int) -> str:
-    """
-    The text of the record that reports dropped records.
-    """
-    noun = "record" if count == 1 else "records"
-    return (
-        f"logio: {count} {noun} dropped: the client's queue was full "
-        "(server unreachable or too slow)\n"
-    )
-
 
 def _tls_context(target: PublishURL) -> ssl.SSLContext:
     """
@@ -622,59 +553,3 @@ def _to_stderr(message: str) -> None:
             sys.stderr.flush()
     except Exception:
         pass
-
-
-_live: weakref.WeakSet[Publisher] = weakref.WeakSet()
-
-
-def _close_all() -> None:
-    """
-    At exit: give every publisher its flush_timeout, all counted from now,
-    and say what was lost: records dropped from a full queue, and records
-    still unsent when the time was up.
-    """
-    start = time.monotonic()
-    for publisher in list(_live):
-        if publisher._closed:
-            continue
-        unsent = publisher.close(max(start + publisher.flush_timeout - time.monotonic(), 0))
-        dropped = publisher.dropped_total
-        if unsent or dropped:
-            publisher.report(
-                f"logio: exiting with records lost for {publisher.target.describe()}: "
-                f"{dropped} dropped (the queue was full) and {unsent} not sent "
-                "(server unreachable or too slow)"
-            )
-
-
-def _after_fork_in_child() -> None:
-    """
-    After C{os.fork()}: each publisher starts over in the child.
-    """
-    for publisher in list(_live):
-        publisher._after_fork()
-
-
-def _flushMultiprocessingChild(anchor: object) -> None:
-    """
-    In a child started by C{multiprocessing} with fork: such a child ends
-    with C{os._exit}, so no C{atexit} flush runs; its exit finalizers do.
-    """
-    from multiprocessing import util
-
-    util.Finalize(None, _close_all, exitpriority=0)
-
-
-class _Anchor:
-    """
-    What C{multiprocessing.util.register_after_fork} keeps a weak reference to.
-    """
-
-
-_ANCHOR = _Anchor()
-atexit.register(_close_all)
-if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-    from multiprocessing import util as _multiprocessing
-
-    _multiprocessing.register_after_fork(_ANCHOR, _flushMultiprocessingChild)

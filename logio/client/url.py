@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_client_url -*-
 """
 Parse the URL that tells a publisher where to send and under which topic.
 

@@ -255,23 +255,20 @@ class SyslogReader:
     ) -> int:
         """
         Add the records of the octet-counted frames of the commonest shape
-        (L{_FAST_OCTETS}) that follow one another from C{position}: the
-        same as L{add} would, in a tighter loop.  Not on a server with
-        C{--auth}, where each message must show its token.
+        (L{_FAST_OCTETS}) from C{position} on, as L{add} would, in a tighter
+        loop; not with C{--auth}, where each message must show its token.
 
-        @return: Where the first frame of another shape, or incomplete,
-            begins.
+        @return: Where the first frame of another shape, or incomplete, begins.
         """
         if self.tokens is not None:
             return position
         match = _FAST_OCTETS.match
         length = len(buffer)
         stamps = self._stamps
-        # What the last frame read with the pattern was like: the bytes
-        # before its timestamp, its timestamp's length, where the digits
-        # after the milliseconds begin, the length of its zone, the bytes
-        # after the timestamp up to the message, and its topic.  A frame
-        # that has them all is read without the pattern.
+        # The last frame read with the pattern: the bytes before its stamp,
+        # the stamp's length, where its digits after the milliseconds begin,
+        # its zone's length, the bytes from the stamp's end to the message,
+        # and its topic.  A frame that has them all skips the pattern.
         before = b""
         stampLength = cut = zoneLength = 0
         after = b""
