@@ -106,6 +106,9 @@ class IFilters(Interface):
     log = Attribute(
         "The C{log} pattern (a L{logio.filters.Pattern}: C{text} and C{search}), or L{None}."
     )
+    access = Attribute(
+        "The L{IGrant} of the subscriber's token on a server with C{--auth}, or L{None}."
+    )
 
     def matchesTopic(topic: Topic) -> bool:
         """

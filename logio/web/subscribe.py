@@ -193,9 +193,11 @@ class SubscribeResource(Resource):
 
     def _opened(self, stream: Stream, request: Request) -> None:
         self._open += 1
-        grant = grantOf(request)
-        token = presented(request)
-        if grant is not None and token is not None:
+        # The grant the gate found is in the filters already.
+        grant = stream.filters.access
+        token = presented(request) if grant is not None else None
+        if token is not None:
+            assert isinstance(grant, Grant)
             self._granted[stream] = (token, grant)
         if stream.filters.log is not None:
             text = stream.filters.log.text
