@@ -6,6 +6,7 @@ subscriber sides and the listeners.
 
 from __future__ import annotations
 
+import select
 import socket
 from typing import Any
 
@@ -67,6 +68,43 @@ def widenWrites(transport: object, pauseAt: int = PAUSE_AT) -> FileDescriptor | 
     transport.SEND_LIMIT = SEND_LIMIT
     transport.bufferSize = pauseAt
     return transport
+
+
+def socketOf(transport: object) -> socket.socket | None:
+    """
+    The socket under C{transport} (TLS-wrapped or not), or L{None}.
+    """
+    while transport is not None and not isinstance(transport, FileDescriptor):
+        transport = getattr(transport, "transport", None)
+    handle = getattr(transport, "getHandle", lambda: None)()
+    return handle if isinstance(handle, socket.socket) else None
+
+
+def probePeer(handle: socket.socket) -> None:
+    """
+    Make a TCP peer that is gone answer with a reset, without a byte in its
+    stream: one byte of TCP urgent data, which a reader that has not asked
+    for it inline (curl, browsers, Python) never sees, and which a closed
+    socket answers with a reset.  A UNIX socket needs no probe: its peer's
+    close is seen at once (see L{peerGone}).
+    """
+    if handle.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            handle.send(b"\0", socket.MSG_OOB)
+        except OSError:
+            # A full send buffer (the peer is alive, or its reset is
+            # already known): nothing to add.
+            pass
+
+
+def peerGone(handle: socket.socket) -> bool:
+    """
+    Whether the peer of a connected socket has closed it entirely, or reset
+    it: the kernel reports a hang-up or an error.
+    """
+    poller = select.poll()
+    poller.register(handle, select.POLLOUT)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
 
 def bufferedBytes(socket: FileDescriptor | None) -> int:

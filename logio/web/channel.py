@@ -23,13 +23,17 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer, provider
 
 from logio.http import Discard, Sink
-from logio.net import describePeer
+from logio.net import describePeer, peerGone, probePeer, socketOf
 from logio.refusals import Refusals
-from logio.web.stream import Stream
 
 #: A token in a query string, for the log.
 _TOKEN = re.compile(rb"([?&])token=[^&]*")
 
+#: How soon after a streaming client closed its side the server looks
+#: whether it is gone (the reset its probe draws is back by then), and how
+#: often after that, while it still reads.
+PEER_CHECK = 1.0
+PEER_PROBES = 5.0
 #: How long a client has to send a request line and its headers.
 REQUEST_DEADLINE = 10.0
 #: The largest request body read (in memory, never spooled to disk); a
@@ -127,11 +131,12 @@ class SubscriberChannel(HTTPChannel):
 
     site: SubscriberSite
     streaming = False
-    _stream: Optional[Stream] = None
     refused = False
     _first = True
     _readClosed = False
     _deadline: Optional[IDelayedCall] = None
+    _peerCheck: Optional[IDelayedCall] = None
+    _probes = 0
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -235,14 +240,33 @@ class SubscriberChannel(HTTPChannel):
         """
         The client has sent all it will: answer what it asked, then close.
         A stream goes on, since a client that only half-closed still reads;
-        one that left is found at the next writes (a keep-alive, where the
-        format has one, is sent at once to find out).
+        whether the client is still there is checked from now on (see
+        L{_checkPeer}).
         """
         self._readClosed = True
         if not (self.streaming or self.requests) and self.transport is not None:
             self.transport.loseConnection()
-        elif self._stream is not None:
-            self._stream.keepAlive()
+        elif self.streaming:
+            self._checkPeer()
+
+    def _checkPeer(self) -> None:
+        """
+        Release the connection of a stream whose client closed its side if
+        the client has gone (its socket is closed or reset), or probe it
+        and look again soon: a quiet stream would otherwise only find out
+        when it next writes.
+        """
+        self._peerCheck = None
+        handle = socketOf(self.transport)
+        if handle is None or self.transport is None:
+            return
+        if peerGone(handle):
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        probePeer(handle)
+        self._probes += 1
+        delay = PEER_CHECK if self._probes == 1 else PEER_PROBES
+        self._peerCheck = self.callLater(delay, self._checkPeer)
 
     def writeConnectionLost(self) -> None:
         if self.transport is not None:
@@ -250,14 +274,16 @@ class SubscriberChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopDeadline()
+        if self._peerCheck is not None and self._peerCheck.active():
+            self._peerCheck.cancel()
+        self._peerCheck = None
         super().connectionLost(reason)
 
-    def startStreaming(self, stream: Stream) -> None:
+    def startStreaming(self) -> None:
         """
-        The request is now C{subscription}: keep reading, ignore the bytes.
+        The request is now a stream: keep reading, ignore the bytes.
         """
         self.streaming = True
-        self._stream = stream
         self._keepReading()
 
     def _keepReading(self) -> None:
@@ -324,10 +350,10 @@ class SubscriberSite(Site):
         self.refusals = refusals
 
 
-def startStreaming(request: Request, stream: Stream) -> None:
+def startStreaming(request: Request) -> None:
     """
-    C{request} is now C{stream}: its connection reads no further requests.
+    C{request} is now a stream: its connection reads no further requests.
     """
     channel = request.channel
     if isinstance(channel, SubscriberChannel):
-        channel.startStreaming(stream)
+        channel.startStreaming()

@@ -307,7 +307,7 @@ class SubscribeResource(Resource):
             socket,
         )
         self._opened(stream, request)
-        startStreaming(request, stream)
+        startStreaming(request)
         request.registerProducer(stream, True)
         request.write(b"")
         stream.startStreaming()

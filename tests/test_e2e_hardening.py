@@ -1,0 +1,97 @@
+"""
+End-to-end tests of the second hardening round, against C{twistd -n logio}:
+dead subscribers released, ingest bodies bounded, heavy patterns and
+pipelined requests that cannot stall the server.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.support.processes import curl
+from tests.support.server import Server, Stream, get, metrics
+from tests.support.waiting import TIMEOUT, waitFor
+
+#: The subscriber gauge's sample in C{/metrics}.
+SUBSCRIBERS = ("logio_subscribers", ())
+
+
+def subscribers(server: Server) -> float:
+    """
+    How many live subscribers C{/metrics} counts.
+    """
+    return metrics(server)[SUBSCRIBERS]
+
+
+def reset(stream: Stream) -> None:
+    """
+    Close a stream's connection with a reset (RST) instead of a FIN.
+    """
+    stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.sock.close()
+
+
+class DeadSubscriberTests(SynchronousTestCase):
+    """
+    A subscriber whose client is gone is released within seconds, whatever
+    its filter and format, and without a line written to a text stream.
+    """
+
+    def test_finAndReset(self) -> None:
+        """
+        Text, JSON and SSE subscribers with a filter that never matches,
+        closed with a FIN or a reset, are all released and counted down in
+        C{/metrics}; a subscriber that only half-closed stays, and sees no
+        byte but its own lines.
+        """
+        server = Server(self)
+        streams = [
+            server.subscribe(f"app=^never$&format={format}")
+            for format in ("text", "json", "sse")
+            for _ in range(4)
+        ]
+        half = server.subscribe("app=^half$")
+        half.sock.shutdown(socket.SHUT_WR)
+        server.subscribed(len(streams) + 1)
+        self.assertEqual(subscribers(server), len(streams) + 1)
+        for number, stream in enumerate(streams):
+            if number % 2:
+                reset(stream)
+            else:
+                stream.close()
+        began = time.monotonic()
+        waitFor(lambda: subscribers(server) == 1, what="the dead subscribers to be released")
+        self.assertLess(time.monotonic() - began, TIMEOUT)
+        server.waitForLog(" went away, ", len(streams))
+        # The half-closed one was probed all along, and saw nothing of it.
+        server.publish(b"app=half\nstill here\n").close()
+        [line] = half.lines(1)
+        self.assertTrue(line.endswith(b" half[-] 127.0.0.1: still here"), half.body)
+        self.assertEqual(half.body, line + b"\n")
+
+    def test_killedCurl(self) -> None:
+        """
+        A subscription by a C{curl} that is killed goes within seconds: with
+        C{--max-subscribers 2}, two abandoned ones do not lock others out.
+        """
+        server = Server(self, "--max-subscribers", "2")
+        url = f"http://127.0.0.1:{server.subscribePort}/?app=^never$"
+        for count in (1, 2):
+            process = subprocess.Popen(
+                [curl(), "-sN", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            self.addCleanup(process.wait)
+            server.subscribed(count)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        waitFor(lambda: subscribers(server) == 0, what="the killed curls' subscriptions to go")
+        stream = server.subscribe("app=^after$")
+        self.addCleanup(stream.close)
+        self.assertEqual(stream.status, 200)
+        self.assertEqual(get(server, "/healthz").status, 200)
