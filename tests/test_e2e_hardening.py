@@ -14,7 +14,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.support.processes import curl
+from tests.support.processes import curl, procStatus
 from tests.support.server import Server, Stream, get, metrics
 from tests.support.waiting import TIMEOUT, waitFor
 
@@ -95,3 +95,49 @@ class DeadSubscriberTests(SynchronousTestCase):
         self.addCleanup(stream.close)
         self.assertEqual(stream.status, 200)
         self.assertEqual(get(server, "/healthz").status, 200)
+
+
+class PipelineTests(SynchronousTestCase):
+    """
+    Pipelined requests whose answers are never read.
+    """
+
+    def test_unreadAnswers(self) -> None:
+        """
+        200,000 pipelined C{GET /healthz} on one connection that reads
+        nothing: the server stops reading it rather than piling up answers,
+        so its memory stays flat and others are served; when the client
+        reads at last, every request it got to send is answered.
+        """
+        server = Server(self)
+        before = procStatus(server.process.pid)["VmHWM"]
+        request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        data = request * 200000
+        sock = socket.create_connection(("127.0.0.1", server.subscribePort), timeout=TIMEOUT)
+        self.addCleanup(sock.close)
+        sock.setblocking(False)
+        sent = 0
+        idle = time.monotonic()
+        # Send until the kernel's buffers are full and stay full.
+        while sent < len(data) and time.monotonic() - idle < 2:
+            try:
+                sent += sock.send(data[sent : sent + 65536])
+                idle = time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.01)
+        self.assertEqual(get(server, "/healthz").status, 200)
+        sock.setblocking(True)
+        sock.settimeout(TIMEOUT)
+        answers = 0
+        marker = b"HTTP/1.1 200 "
+        # The end of the last read, too short to hold a whole marker.
+        tail = b""
+        while answers < sent // len(request):
+            chunk = sock.recv(1 << 20)
+            self.assertNotEqual(chunk, b"", f"closed after {answers} answers")
+            data = tail + chunk
+            answers += data.count(marker)
+            tail = data[-(len(marker) - 1) :]
+        self.assertEqual(answers, sent // len(request))
+        grown = procStatus(server.process.pid)["VmHWM"] - before
+        self.assertLess(grown, 32 * 1024, f"the server's peak RSS grew by {grown} KiB")

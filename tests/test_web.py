@@ -21,6 +21,7 @@ from logio.broker import Broker
 from logio.net import PAUSE_AT
 from logio.settings import Settings
 from logio.topic import Topic, serverHost
+from logio.web.channel import REQUEST_DEADLINE, UNREAD_DEADLINE
 from logio.web.stream import CLOSE_TIMEOUT, SLACK, SMALL, Stream
 from tests.support.fakes import TCPTransport, makeTestSite, publish
 from tests.support.http import Client, dechunk, get, sseEvents
@@ -767,6 +768,43 @@ class QueryTests(ResourceTestCase):
         self.assertEqual(notice["event"], "notice")
         self.assertIn("earlier run of this server", json.loads(notice["data"])["notice"])
         self.assertEqual(live["id"], f"{START}-4")
+
+
+class PipelineTests(ResourceTestCase):
+    """
+    Pipelined requests whose answers the client does not read.
+    """
+
+    def test_oneAnswerPerRead(self) -> None:
+        """
+        While the transport holds answers the client has not read, the
+        requests read with them wait, and reading stops: each time the
+        answers are sent, the next request is taken, until all are answered.
+        """
+        transport = PausingTransport()
+        request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        client = Client(self.site, request * 20, transport)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 1)
+        self.assertEqual(transport.producerState, "paused")
+        for answered in range(2, 21):
+            client.channel.resumeProducing()
+            self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), answered)
+        self.assertFalse(transport.disconnecting)
+
+    def test_unreadAnswersLetGo(self) -> None:
+        """
+        A client that reads none of its answers for L{UNREAD_DEADLINE}
+        seconds is disconnected; one that waits for its next request is
+        not held to that deadline meanwhile.
+        """
+        transport = PausingTransport()
+        request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        Client(self.site, request * 3, transport)
+        self.clock.advance(REQUEST_DEADLINE + 1)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(UNREAD_DEADLINE)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.broker.stats.refusals["subscriber"], 1)
 
 
 class ReservedPathTests(ResourceTestCase):

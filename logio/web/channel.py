@@ -34,6 +34,9 @@ _TOKEN = re.compile(rb"([?&])token=[^&]*")
 #: often after that, while it still reads.
 PEER_CHECK = 1.0
 PEER_PROBES = 5.0
+#: How long a client that sent requests may leave all of its answers
+#: unread before it is let go.
+UNREAD_DEADLINE = 60.0
 #: How long a client has to send a request line and its headers.
 REQUEST_DEADLINE = 10.0
 #: The largest request body read (in memory, never spooled to disk); a
@@ -136,6 +139,7 @@ class SubscriberChannel(HTTPChannel):
     _readClosed = False
     _deadline: Optional[IDelayedCall] = None
     _peerCheck: Optional[IDelayedCall] = None
+    _unread: Optional[IDelayedCall] = None
     _probes = 0
 
     def connectionMade(self) -> None:
@@ -212,6 +216,54 @@ class SubscriberChannel(HTTPChannel):
         )
         self.transport.loseConnection()
 
+    def pauseProducing(self) -> None:
+        """
+        The transport holds as much as it will of answers the client has
+        not read: read no more from it, even in the middle of a request,
+        and take no further request of those already read until they are
+        sent, so pipelined requests cannot pile up answers or requests.  A
+        stream goes on reading, to see its client go.
+        """
+        self.paused = True
+        super().pauseProducing()
+        if self.streaming or self.transport is None:
+            return
+        self.transport.pauseProducing()  # type: ignore[attr-defined]
+        # The time it takes the client to read is not the time it takes
+        # to send its next request, but it has a bound of its own.
+        self._stopDeadline()
+        if self._unread is None:
+            self._unread = self.callLater(UNREAD_DEADLINE, self._notReading)
+
+    def resumeProducing(self) -> None:
+        """
+        The answers are sent: go on with the requests already read.
+        """
+        super().resumeProducing()
+        self.paused = False
+        if self._unread is not None and self._unread.active():
+            self._unread.cancel()
+        self._unread = None
+        if self.streaming or self.refused:
+            return
+        self.dataReceived(b"")
+        if not (self.requests or self.refused or self.paused) and self._deadline is None:
+            self._deadline = self.callLater(REQUEST_DEADLINE, self._tooSlow)
+
+    def _notReading(self) -> None:
+        """
+        The client has read none of its answers for L{UNREAD_DEADLINE}
+        seconds: let go of it.
+        """
+        self._unread = None
+        self.refused = True
+        self._logRefusal(
+            "not reading its answers",
+            f"{describePeer(self.getPeer())}: read none of its answers for {UNREAD_DEADLINE:g} s",
+        )
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
     def lineReceived(self, line: bytes) -> None:
         """
         Keep the request line of a new request on the request, for the
@@ -232,7 +284,7 @@ class SubscriberChannel(HTTPChannel):
         super().requestDone(request)
         if self._readClosed and not self.streaming and self.transport is not None:
             self.transport.loseConnection()
-        elif not (self.streaming or self.refused) and self._deadline is None:
+        elif not (self.streaming or self.refused or self.paused) and self._deadline is None:
             # The next request of a persistent connection has its own deadline.
             self._deadline = self.callLater(REQUEST_DEADLINE, self._tooSlow)
 
@@ -274,9 +326,10 @@ class SubscriberChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopDeadline()
-        if self._peerCheck is not None and self._peerCheck.active():
-            self._peerCheck.cancel()
-        self._peerCheck = None
+        for call in (self._peerCheck, self._unread):
+            if call is not None and call.active():
+                call.cancel()
+        self._peerCheck = self._unread = None
         super().connectionLost(reason)
 
     def startStreaming(self) -> None:

@@ -84,7 +84,7 @@ class Server:
             env=environment(),
         )
         testCase.addCleanup(self.stop)
-        self.output = b""
+        self.output = bytearray()
         self._lock = threading.Lock()
         assert self.process.stdout is not None
         threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
@@ -100,7 +100,7 @@ class Server:
     def _drain(self, stdout: IO[bytes]) -> None:
         for line in iter(stdout.readline, b""):
             with self._lock:
-                self.output += line
+                self.output.extend(line)
 
     def log(self) -> str:
         """
