@@ -210,6 +210,10 @@ class SSEFormat:
         return f"event: {event}\ndata: {data}\n\n".encode("utf-8", "replace")
 
 
+#: The most digits either number of an event id has (a 64-bit number has 20).
+MAX_ID_DIGITS = 20
+
+
 def parseEventId(eventId: str, start: int) -> Optional[int]:
     """
     The sequence number in an event id this server wrote, or L{None} for
@@ -218,8 +222,16 @@ def parseEventId(eventId: str, start: int) -> Optional[int]:
     @raise ValueError: If C{eventId} is not of the form C{<start>-<seq>}.
     """
     first, dash, seq = eventId.partition("-")
-    if not (dash and first.isdigit() and seq.isdigit() and first.isascii() and seq.isascii()):
-        raise ValueError(f"not a logio event id (<start>-<seq>): {eventId!r}")
+    if not (
+        dash
+        and first.isdigit()
+        and seq.isdigit()
+        and first.isascii()
+        and seq.isascii()
+        and len(first) <= MAX_ID_DIGITS
+        and len(seq) <= MAX_ID_DIGITS
+    ):
+        raise ValueError(f"not a logio event id (<start>-<seq>): {eventId[:100]!r}")
     return int(seq) if int(first) == start else None
 
 

@@ -200,6 +200,17 @@ class ChooseTests(SynchronousTestCase):
         for bad in ("42", "a-1", "1-", "-1", "1-2-3", "١-٢"):
             self.assertRaises(ValueError, parseEventId, bad, 1700000000000)
 
+    def test_hugeEventIds(self) -> None:
+        """
+        An id with numbers longer than any this server writes (10 KB of
+        digits) is refused in our own words, quoted short, not Python's.
+        """
+        for huge in ("1" * 10000 + "-1", "1700000000000-" + "9" * 10000):
+            e = self.assertRaises(ValueError, parseEventId, huge, 1700000000000)
+            self.assertTrue(str(e).startswith("not a logio event id"), str(e)[:100])
+            self.assertLess(len(str(e)), 200)
+            self.assertNotIn("digits", str(e))
+
 
 class PackTests(SynchronousTestCase):
     """
