@@ -35,7 +35,12 @@ class Sink:
     """
     A request body's file that keeps nothing: what Twisted's L{Request}
     asks of C{content} besides C{write}, answered as an empty file.
+
+    @ivar most: The most bytes it holds at once, for the server's bound on
+        what bodies hold together.
     """
+
+    most = 0
 
     def write(self, data: bytes) -> None:
         raise NotImplementedError

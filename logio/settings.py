@@ -31,6 +31,8 @@ class Settings:
     @ivar maxSubscribers: Subscriptions at once.
     @ivar maxLogFilters: Distinct C{log=} patterns at once.
     @ivar maxQueuedBytes: Bytes held for all subscribers together.
+    @ivar maxIngestBytes: Bytes the bodies of all HTTP requests in flight
+        may hold together.
     @ivar history: Records kept in memory for replay (0: none).
     @ivar historyBytes: Bytes kept in memory for replay.
     @ivar serverNames: Host names a server without C{--auth} answers to,
@@ -49,6 +51,7 @@ class Settings:
     maxSubscribers: int = 20000
     maxLogFilters: int = 100
     maxQueuedBytes: int = 256 * MiB
+    maxIngestBytes: int = 64 * MiB
     history: int = 10000
     historyBytes: int = 16 * MiB
     serverNames: tuple[str, ...] = ()

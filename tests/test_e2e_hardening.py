@@ -141,3 +141,53 @@ class PipelineTests(SynchronousTestCase):
         self.assertEqual(answers, sent // len(request))
         grown = procStatus(server.process.pid)["VmHWM"] - before
         self.assertLess(grown, 32 * 1024, f"the server's peak RSS grew by {grown} KiB")
+
+
+class IngestBodyTests(SynchronousTestCase):
+    """
+    What HTTP request bodies in flight may hold together.
+    """
+
+    def test_stalledUploads(self) -> None:
+        """
+        Eight OTLP uploads that each declare 16 MiB, send 12 MiB and stall:
+        the bodies held together stay within C{--max-ingest-bytes} (64 MiB),
+        the uploads past it get a 503, and when the clients go the memory
+        is given back.
+        """
+        server = Server(self)
+        pid = server.process.pid
+        before = procStatus(pid)["VmRSS"]
+        head = (
+            b"POST /v1/logs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (16 << 20)
+        )
+        piece = b"{" * (1 << 20)
+        socks = []
+        refused = 0
+        for _ in range(8):
+            sock = socket.create_connection(("127.0.0.1", server.subscribePort), timeout=TIMEOUT)
+            self.addCleanup(sock.close)
+            socks.append(sock)
+            try:
+                sock.sendall(head)
+                for _ in range(12):
+                    sock.sendall(piece)
+            except OSError:
+                pass
+            sock.settimeout(0.2)
+            try:
+                refused += sock.recv(65536).startswith(b"HTTP/1.1 503 ")
+            except (TimeoutError, OSError):
+                pass
+        self.assertGreaterEqual(refused, 3)
+        self.assertEqual(get(server, "/healthz").status, 200)
+        peak = procStatus(pid)["VmHWM"] - before
+        self.assertLess(peak, 96 * 1024, f"the server's peak RSS grew by {peak} KiB")
+        for sock in socks:
+            sock.close()
+
+        def given() -> bool:
+            return procStatus(pid)["VmRSS"] - before < 16 * 1024
+
+        waitFor(given, what="the bodies' memory to be given back")

@@ -17,6 +17,7 @@ from logio.filters import Filters
 from logio.settings import Settings
 from logio.topic import Topic
 from logio.web import site
+from logio.web.channel import BODY_DEADLINE
 from tests.support.fakes import makeTestSite
 from tests.support.http import Client, chunk
 from tests.support.payloads import COLLECTOR_EXPORT
@@ -353,3 +354,76 @@ class GuardedOTLPTests(IngestTestCase):
         """
         client = Client(self.site, post("/v1/logs", b"{}", "Content-Type: application/json"))
         self.assertEqual(self.answer(client)[0], 401)
+
+
+class BodyBoundTests(IngestTestCase):
+    """
+    What request bodies may hold together, and how long a large one may
+    take to arrive.
+    """
+
+    def head(self, path: str, length: int) -> bytes:
+        return post(path, b"", f"Content-Length: {length}")[: -len(b"Content-Length: 0\r\n\r\n")]
+
+    def test_boundTogether(self) -> None:
+        """
+        Bodies held in memory count against C{--max-ingest-bytes} as they
+        arrive: one that would pass it gets a 503 and its connection
+        closes; what a request held is given back when it goes, and a
+        later request fits again.
+        """
+        self.makeSite(Settings(maxIngestBytes=100_000))
+        budget = self.site.budget
+        first = Client(self.site, post("/v1/logs", b"{" * 60_000)[: -60_000 + 50_000])
+        self.assertEqual(budget.held, 50_000)
+        second = Client(self.site, post("/v1/logs", b"{" * 60_000))
+        self.assertTrue(second.response()[0].startswith(b"HTTP/1.1 503 "), second.response())
+        self.assertIn(b"bodies in flight", second.response()[1])
+        self.assertTrue(second.transport.disconnecting)
+        second.channel.connectionLost(Exception("gone"))
+        self.assertEqual(budget.held, 50_000)
+        first.channel.connectionLost(Exception("gone"))
+        self.assertEqual(budget.held, 0)
+        third = Client(self.site, post("/v1/logs", b"{" * 60_000))
+        self.assertEqual(self.answer(third)[0], 400)
+        self.assertEqual(budget.held, 0)
+
+    def test_uploadsCountTheirLongestLine(self) -> None:
+        """
+        A streaming C{POST /publish} holds at most one line: it counts
+        C{--max-line} against the bound for as long as it lasts, so uploads
+        that trickle on hold their connections only up to the bound.
+        """
+        self.makeSite(Settings(maxLine=1000, maxIngestBytes=2500))
+        head = post("/publish?app=u", b"", chunked=True)[: -len(b"0\r\n\r\n")]
+        uploads = [Client(self.site, head + chunk(b"x")) for _ in range(2)]
+        self.assertEqual(self.site.budget.held, 2000)
+        refused = Client(self.site, head)
+        self.assertTrue(refused.response()[0].startswith(b"HTTP/1.1 503 "), refused.response())
+        uploads[0].channel.dataReceived(chunk(b"\n") + b"0\r\n\r\n")
+        self.assertEqual(self.answer(uploads[0]), (200, {"accepted": 1, "rejected": 0}))
+        self.assertEqual(self.site.budget.held, 1000)
+        later = Client(self.site, head + chunk(b"y\n") + b"0\r\n\r\n")
+        self.assertEqual(self.answer(later), (200, {"accepted": 1, "rejected": 0}))
+        self.assertEqual(self.site.budget.held, 1000)
+
+    def test_deadline(self) -> None:
+        """
+        A body larger than a small one must arrive within L{BODY_DEADLINE}:
+        else a 408, the connection closes and what it held is given back.
+        A small one, or a streaming upload, has no such deadline.
+        """
+        stalled = Client(self.site, post("/v1/logs", b"{" * 100_000)[:-50_000])
+        upload = Client(self.site, post("/publish?app=u", b"", chunked=True)[:-5])
+        self.assertGreater(self.site.budget.held, 50_000)
+        # The upload trickles on: a byte every half deadline.
+        self.clock.advance(BODY_DEADLINE / 2)
+        upload.channel.dataReceived(chunk(b"x"))
+        self.clock.advance(BODY_DEADLINE / 2 - 1)
+        self.assertFalse(stalled.transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(stalled.response()[0].startswith(b"HTTP/1.1 408 "), stalled.response())
+        self.assertTrue(stalled.transport.disconnecting)
+        stalled.channel.connectionLost(Exception("gone"))
+        self.assertFalse(upload.transport.disconnecting)
+        self.assertEqual(self.site.budget.held, Settings().maxLine)

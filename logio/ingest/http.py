@@ -71,6 +71,8 @@ class LineBody(Sink):
         self._ndjson = ndjson
         self._grant = grant
         self.splitter = LineSplitter(maxLine, self._lines)
+        # The splitter keeps at most the line not ended yet.
+        self.most = maxLine
         self._line = 0
         self._topic: Optional[Topic] = None
         self.accepted = 0

@@ -109,6 +109,13 @@ class Options(usage.Options):
             _positive,
         ],
         [
+            "max-ingest-bytes",
+            None,
+            DEFAULTS.maxIngestBytes,
+            "Bytes the bodies of all HTTP requests in flight may hold together (an OTLP body is read whole; a POST /publish counts --max-line); beyond it, HTTP 503.",
+            _positive,
+        ],
+        [
             "history",
             None,
             DEFAULTS.history,
@@ -187,6 +194,7 @@ class Options(usage.Options):
             maxSubscribers=self["max-subscribers"],
             maxLogFilters=self["max-log-filters"],
             maxQueuedBytes=self["max-queued-bytes"],
+            maxIngestBytes=self["max-ingest-bytes"],
             history=self["history"],
             historyBytes=self["history-bytes"],
             serverNames=tuple(self["server-name"]),

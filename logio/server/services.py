@@ -7,6 +7,7 @@ publishers at shutdown; and what a server does to its process at start-up.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import resource
 import signal
@@ -249,6 +250,28 @@ class PublishersService(Service):
 
 
 _log = Logger()
+
+
+#: glibc's C{M_MMAP_THRESHOLD} option of C{mallopt}, and the threshold set.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1024 * 1024
+
+
+def returnLargeBuffers() -> None:
+    """
+    Make buffers of L{MMAP_THRESHOLD} bytes and more (request bodies read
+    whole, the output of large batches) go back to the system when freed.
+    glibc maps such buffers of their own, but after freeing one it raises
+    its threshold to that size, and later ones of up to 32 MiB come from the
+    heap, whose freed memory the process keeps.  Where the C library is
+    not glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def raiseFileLimit() -> None:

@@ -27,6 +27,7 @@ from logio.server.services import (
     StartupError,
     SyslogUDPService,
     raiseFileLimit,
+    returnLargeBuffers,
 )
 from logio.settings import Settings
 from logio.web.site import makeSite
@@ -62,6 +63,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
 
         reactor = installed
     raiseFileLimit()
+    returnLargeBuffers()
     _log.info(
         "logio {version} from {path}",
         version=logio.version(),

@@ -37,6 +37,9 @@ PEER_PROBES = 5.0
 #: How long a client that sent requests may leave all of its answers
 #: unread before it is let go.
 UNREAD_DEADLINE = 60.0
+#: How long a body larger than L{MAX_BODY} may take to arrive, once the
+#: request's headers are in.
+BODY_DEADLINE = 60.0
 #: How long a client has to send a request line and its headers.
 REQUEST_DEADLINE = 10.0
 #: The largest request body read (in memory, never spooled to disk); a
@@ -60,60 +63,144 @@ class Bodies(Protocol):
         """
 
 
+class BodyBudget:
+    """
+    The bound on what all request bodies hold together: those kept in
+    memory, as they arrive, and the streaming ones (C{POST /publish}) at the
+    most each may hold.
+
+    @ivar held: Bytes held now.
+    """
+
+    def __init__(self, maxBytes: int) -> None:
+        self.maxBytes = maxBytes
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """
+        Hold C{size} more bytes, if the bound allows.
+        """
+        if self.held + size > self.maxBytes:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        """
+        Let go of C{size} bytes.
+        """
+        self.held -= size
+
+
 class SubscriberRequest(Request):
     """
     A request whose body is kept in memory up to what its route allows
     (see L{Bodies}) and refused beyond it, never written to a temporary
-    file; or handed to a sink as it arrives.
+    file; or handed to a sink as it arrives.  Bodies count against the
+    site's L{BodyBudget} until the request is over; one larger than
+    L{MAX_BODY} must arrive within L{BODY_DEADLINE}.
 
     @ivar requestLine: The method and target of its request line.
+    @ivar received: Whether the whole request, its body included, has
+        arrived.
     """
 
     channel: SubscriberChannel
     site: SubscriberSite
     requestLine = (b"", b"")
+    received = False
+    _held = 0
+    _budget: BodyBudget
+    _bodyDeadline: Optional[IDelayedCall] = None
 
     content: Any
 
     def gotLength(self, length: Optional[int]) -> None:
         self._bodyLength = 0
         method, target = self.requestLine
+        channel = self.channel
+        self._budget = channel.site.budget
         # The request line is read, the body not yet.
-        sink, self._maxBody = self.channel.site.bodies.bodyFor(self, method, target)
+        sink, self._maxBody = channel.site.bodies.bodyFor(self, method, target)
+        self.notifyFinish().addBoth(self._release)
         if sink is not None:
             self.content = sink
+            if not self._hold(sink.most):
+                self.content = Discard()
             return
         if self._maxBody is not None and length is not None and length > self._maxBody:
             self.content = Discard()
-            self.channel.refuse(413, b"Payload Too Large", self._tooLarge())
-        else:
-            self.content = BytesIO()
+            channel.refuse(413, b"Payload Too Large", self._tooLarge())
+            return
+        self.content = BytesIO()
+        if self._maxBody is None or self._maxBody > MAX_BODY:
+            self._bodyDeadline = channel.callLater(BODY_DEADLINE, self._bodyTooSlow)
 
     def _tooLarge(self) -> str:
         return f"a request body here may hold at most {self._maxBody} bytes"
 
+    def _hold(self, size: int) -> bool:
+        """
+        Count C{size} more bytes against the site's budget, or refuse the
+        request with a 503 if they do not fit.
+        """
+        if self._budget.take(size):
+            self._held += size
+            return True
+        self.channel.refuse(
+            503,
+            b"Service Unavailable",
+            "request bodies in flight hold as much as the server allows "
+            f"({self._budget.maxBytes} bytes): try again later",
+        )
+        return False
+
+    def _bodyTooSlow(self) -> None:
+        self._bodyDeadline = None
+        self.content = Discard()
+        self.channel.refuse(
+            408,
+            b"Request Timeout",
+            f"a request body of more than {MAX_BODY} bytes must arrive within {BODY_DEADLINE:g} s",
+        )
+
     def handleContentChunk(self, data: bytes) -> None:
         self._bodyLength += len(data)
+        if isinstance(self.content, Discard):
+            return
         if self._maxBody is not None and self._bodyLength > self._maxBody:
             self.content = Discard()
             self.channel.refuse(413, b"Payload Too Large", self._tooLarge())
-        else:
+        elif isinstance(self.content, Sink) or self._hold(len(data)):
             self.content.write(data)
+        else:
+            self.content = Discard()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.received = True
+        if self._bodyDeadline is not None and self._bodyDeadline.active():
+            self._bodyDeadline.cancel()
+        self._bodyDeadline = None
+        super().requestReceived(command, path, version)
 
     def process(self) -> None:
         if not self.channel.refused:
             super().process()
 
-    def connectionLost(self, reason: Failure) -> None:
+    def _release(self, result: object) -> None:
         """
-        The client went away before the request was answered: let go of
-        what its body held (the publications of a C{POST /publish} cut
-        short).
+        The request is over, answered or cut short: let go of what its
+        body held (the publications of a C{POST /publish} cut short, the
+        memory of one read whole) and give its share of the budget back.
         """
-        super().connectionLost(reason)
+        if self._bodyDeadline is not None and self._bodyDeadline.active():
+            self._bodyDeadline.cancel()
+        self._bodyDeadline = None
         content = getattr(self, "content", None)
-        if isinstance(content, Sink):
+        if content is not None:
             content.close()
+        self._budget.give(self._held)
+        self._held = 0
 
 
 @implementer(IHalfCloseableProtocol)
@@ -296,10 +383,11 @@ class SubscriberChannel(HTTPChannel):
         L{_checkPeer}).
         """
         self._readClosed = True
-        if not (self.streaming or self.requests) and self.transport is not None:
-            self.transport.loseConnection()
-        elif self.streaming:
+        if self.streaming:
             self._checkPeer()
+        elif self.transport is not None and not (self.requests and self.requests[-1].received):
+            # Nothing asked, or a request the client can no longer complete.
+            self.transport.loseConnection()
 
     def _checkPeer(self) -> None:
         """
@@ -389,18 +477,25 @@ class SubscriberSite(Site):
 
     @ivar bodies: Where each request's body goes.
     @ivar refusals: Where the connections' refusals are counted and logged.
+    @ivar budget: What the bodies of all requests may hold together.
     """
 
     protocol = SubscriberChannel  # type: ignore[assignment]
     requestFactory = SubscriberRequest
 
     def __init__(
-        self, resource: Resource, bodies: Bodies, refusals: Refusals, **kwargs: Any
+        self,
+        resource: Resource,
+        bodies: Bodies,
+        refusals: Refusals,
+        budget: BodyBudget,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("logFormatter", accessLogLine)
         super().__init__(resource, **kwargs)
         self.bodies = bodies
         self.refusals = refusals
+        self.budget = budget
 
 
 def startStreaming(request: Request) -> None:

@@ -23,7 +23,7 @@ from logio.interfaces import IBroker, IHTTPIngest
 from logio.net import describePeer
 from logio.refusals import Refusals
 from logio.settings import Settings
-from logio.web.channel import MAX_BODY, SubscriberRequest, SubscriberSite
+from logio.web.channel import MAX_BODY, BodyBudget, SubscriberRequest, SubscriberSite
 from logio.web.gate import OPEN, PUBLISH, SUBSCRIBE, Gate
 from logio.web.status import HealthResource, MetricsResource, TopicsResource
 from logio.web.subscribe import SubscribeResource
@@ -196,4 +196,5 @@ def makeSite(
         subscribe,
         Gate(refusals, tokens, settings.serverNames),
     )
-    return SubscriberSite(RootResource(routes), routes, refusals, reactor=clock)
+    budget = BodyBudget(settings.maxIngestBytes)
+    return SubscriberSite(RootResource(routes), routes, refusals, budget, reactor=clock)
