@@ -6,10 +6,12 @@ pipelined requests that cannot stall the server.
 
 from __future__ import annotations
 
+import http.client
 import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -191,3 +193,86 @@ class IngestBodyTests(SynchronousTestCase):
             return procStatus(pid)["VmRSS"] - before < 16 * 1024
 
         waitFor(given, what="the bodies' memory to be given back")
+
+
+class LatencyPair:
+    """
+    A healthy publisher and subscriber beside whatever a test does: a line
+    every 10 ms, and the longest any took to arrive.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.stream = server.subscribe("app=^healthy$")
+        server.subscribed(1)
+        self.publisher = server.publish(b"app=healthy\n")
+        self.worst = 0.0
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            self.publisher.sendall(b"ping %d\n" % self.sent)
+            self.sent += 1
+            self.stream.lines(self.sent, timeout=TIMEOUT)
+            self.worst = max(self.worst, time.monotonic() - began)
+            time.sleep(0.01)
+
+    def stop(self) -> float:
+        """
+        Stop, and return the longest a line took, in seconds.
+        """
+        self._stop.set()
+        self._thread.join(TIMEOUT)
+        self.publisher.close()
+        self.stream.close()
+        return self.worst
+
+
+class OTLPProtobufTests(SynchronousTestCase):
+    """
+    A large OTLP protobuf body, decoded and published in pieces.
+    """
+
+    def test_largeBodyDoesNotStall(self) -> None:
+        """
+        800,000 records in a 12 MB protobuf body are all published, while
+        a healthy publisher and subscriber beside it keep their latency
+        (a generous bound: before, the body held the server for seconds)
+        and the server's memory grows by a small multiple of the body.
+        """
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+            ExportLogsServiceRequest,
+        )
+
+        export = ExportLogsServiceRequest()
+        resource = export.resource_logs.add()
+        attribute = resource.resource.attributes.add()
+        attribute.key = "service.name"
+        attribute.value.string_value = "big"
+        scope = resource.scope_logs.add()
+        count = 800_000
+        for number in range(count):
+            record = scope.log_records.add()
+            record.time_unix_nano = 1700000000000000000 + number
+            record.body.string_value = "x"
+        body = export.SerializeToString()
+        server = Server(self)
+        before = procStatus(server.process.pid)["VmRSS"]
+        pair = LatencyPair(server)
+        self.addCleanup(pair.stop)
+        connection = http.client.HTTPConnection("127.0.0.1", server.subscribePort, timeout=TIMEOUT)
+        connection.request(
+            "POST", "/v1/logs", body=body, headers={"Content-Type": "application/x-protobuf"}
+        )
+        response = connection.getresponse()
+        response.read()
+        self.assertEqual(response.status, 200)
+        published = metrics(server)[("logio_records_in_total", (("protocol", "otlp"),))]
+        self.assertEqual(published, count)
+        worst = pair.stop()
+        self.assertLess(worst, 1.0, f"the healthy pair's worst latency was {worst:.3f} s")
+        grown = (procStatus(server.process.pid)["VmHWM"] - before) * 1024
+        self.assertLess(grown, 4 * len(body), f"the server's peak RSS grew by {grown} bytes")

@@ -6,14 +6,16 @@ streams) and OTLP/HTTP logs at C{/v1/logs}, through a real L{Site}.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
+from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio.auth import Tokens
 from logio.broker import Broker
 from logio.filters import Filters
+from logio.ingest import otlp
 from logio.settings import Settings
 from logio.topic import Topic
 from logio.web import site
@@ -293,6 +295,89 @@ class OTLPTests(IngestTestCase):
         response.ParseFromString(body)
         self.assertEqual(response.partial_success.rejected_log_records, 0)
         self.assertEqual(len(self.records()), 3)
+
+    def export(self, count: int) -> dict[str, Any]:
+        """
+        An export of C{count} records of one resource, numbered.
+        """
+        return {
+            "resourceLogs": [
+                {
+                    "resource": COLLECTOR_EXPORT["resourceLogs"][0]["resource"],
+                    "scopeLogs": [
+                        {"logRecords": [{"body": {"stringValue": str(n)}} for n in range(count)]}
+                    ],
+                }
+            ]
+        }
+
+    def turns(self) -> list[Callable[[], None]]:
+        """
+        Make the OTLP resource work a piece per slice, and hand the reactor
+        turns it asks for to the list returned, to run one at a time.
+        """
+        self.patch(otlp, "SLICE", -1.0)
+        self.patch(otlp, "PIECE", 10)
+        pending: list[Callable[[], None]] = []
+        resource = self.site.bodies.find(b"/v1/logs")[0].resource
+        resource._cooperator = Cooperator(
+            terminationPredicateFactory=otlp._slice, scheduler=pending.append
+        )
+        return pending
+
+    def test_inPieces(self) -> None:
+        """
+        A body that takes longer than a slice is published a piece at a
+        time in later reactor turns, in order, in protobuf and JSON alike,
+        and answered once it is all published.
+        """
+        from google.protobuf.json_format import ParseDict
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+            ExportLogsServiceRequest,
+        )
+
+        turns = self.turns()
+        export = self.export(95)
+        bodies = [
+            (json.dumps(export).encode(), "application/json"),
+            (
+                ParseDict(export, ExportLogsServiceRequest()).SerializeToString(),
+                "application/x-protobuf",
+            ),
+        ]
+        for number, (data, media) in enumerate(bodies, 1):
+            client = Client(self.site, post("/v1/logs", data, f"Content-Type: {media}"))
+            self.assertEqual(client.response()[1], b"", media)
+            published = [len(self.records())]
+            while not client.response()[1]:
+                turns.pop(0)()
+                published.append(len(self.records()))
+            self.assertEqual(self.answer(client)[0], 200)
+            # The resource at once, a piece of ten records a turn, and the
+            # answer in a turn of its own.
+            start = 95 * (number - 1)
+            pieces = [start + min(n, 95) for n in range(10, 101, 10)]
+            self.assertEqual(published, [start, *pieces, start + 95])
+            texts = [record[1] for _, record in self.records()]
+            self.assertEqual(texts, [str(n) for n in range(95)] * number)
+
+    def test_clientGoesMidway(self) -> None:
+        """
+        A client that goes away while its body is published in pieces
+        stops the publishing, and nothing more is answered.
+        """
+        turns = self.turns()
+        body = json.dumps(self.export(95)).encode()
+        client = Client(self.site, post("/v1/logs", body, "Content-Type: application/json"))
+        turns.pop(0)()
+        published = len(self.records())
+        self.assertEqual(published, 10)
+        client.channel.connectionLost(Exception("gone"))
+        while turns:
+            turns.pop(0)()
+        self.assertEqual(len(self.records()), published)
+        self.assertEqual(client.response()[1], b"")
+        self.assertEqual(self.site.budget.held, 0)
 
     def test_badRequests(self) -> None:
         """
