@@ -35,7 +35,7 @@ from logio.interfaces import (
 )
 from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
-from logio.topic import Record, Topic
+from logio.topic import Record, Topic, formatEpoch
 
 #: How many routes a new subscriber is matched against per reactor turn:
 #: topic patterns are bounded in cost per byte (L{logio.filters.MAX_PROGRAM})
@@ -53,6 +53,15 @@ Group = tuple[Encoder, Optional[Pattern], str, tuple[ISubscriber, ...]]
 MAX_SEARCH_SECONDS = 0.02
 #: How many patterns found too costly are remembered.
 MAX_COSTLY = 1000
+#: The CPU time the C{log} patterns of all subscribers together may take on
+#: one batch; the subscribers of the patterns left then are told what they
+#: missed.  One pattern takes at most L{MAX_SEARCH_SECONDS} before it is
+#: refused, so a batch holds the reactor for about this much at most.
+MAX_BATCH_SEARCH_SECONDS = 0.1
+#: How many patterns' costs (CPU seconds per byte searched) are remembered.
+MAX_COSTS = 1000
+#: Seconds between two log lines about records not searched.
+UNSEARCHED_LOG_INTERVAL = 10.0
 
 
 @define(eq=False)
@@ -180,6 +189,10 @@ class Broker(Service):
         #: existed when they came, and those routes not matched yet.
         self._pending: dict[ISubscriber, dict[_Route, None]] = {}
         self._history = History(settings.history, settings.historyBytes, self._evicted)
+        #: The cost of each C{log} pattern on its last batch, CPU seconds per
+        #: byte of text, oldest first.
+        self._costs: dict[str, float] = {}
+        self._unsearchedLogged = -UNSEARCHED_LOG_INTERVAL
 
     @property
     def history(self) -> IHistory:
@@ -305,22 +318,79 @@ class Broker(Service):
         if not groups:
             return
         seqs = range(first, first + count)
-        texts: Optional[list[bytes]] = None
-        for encoder, pattern, name, subscribers in groups:
+        searched: list[Group] = []
+        for group in groups:
+            encoder, pattern, name, subscribers = group
             if pattern is None:
                 self._fanOut(subscribers, encoder(records, seqs), name)
+            else:
+                searched.append(group)
+        if searched:
+            self._search(searched, records, first)
+
+    def _search(self, groups: list[Group], records: list[Record], first: int) -> None:
+        """
+        Deliver to each group with a C{log} pattern the records it matches,
+        cheapest pattern first (by its cost on earlier batches; a new one
+        counts as free), within L{MAX_BATCH_SEARCH_SECONDS} for them all:
+        the groups left when that is spent are not searched, and told so.
+        """
+        texts = [text.encode("utf-8", "replace") for _, text in records]
+        size = sum(map(len, texts)) or 1
+        costs = self._costs
+        if len(groups) > 1:
+            groups.sort(key=lambda group: costs.get(group[1].text, 0.0))  # type: ignore[union-attr]
+        total = 0.0
+        skipped = 0
+        for encoder, pattern, name, subscribers in groups:
+            assert pattern is not None
+            if total >= MAX_BATCH_SEARCH_SECONDS:
+                self._notSearched(subscribers, len(records))
+                skipped += len(subscribers)
                 continue
-            if texts is None:
-                texts = [text.encode("utf-8", "replace") for _, text in records]
             search = pattern.search
             began = thread_time()
             chosen = [i for i, text in enumerate(texts) if search(text)]
             spent = thread_time() - began
+            total += spent
+            costs.pop(pattern.text, None)
+            costs[pattern.text] = spent / size
+            if len(costs) > MAX_COSTS:
+                del costs[next(iter(costs))]
             if chosen:
                 segments = encoder([records[i] for i in chosen], [first + i for i in chosen])
                 self._fanOut(subscribers, segments, name)
             if spent > MAX_SEARCH_SECONDS:
                 self._tooCostly(pattern, subscribers, spent)
+        if skipped:
+            now = self._now()
+            if now - self._unsearchedLogged >= UNSEARCHED_LOG_INTERVAL:
+                self._unsearchedLogged = now
+                self.log.warn(
+                    "The log= patterns took more than {ms:.0f} ms of CPU on one batch "
+                    "together: {count} records were not searched for {subscribers} subscribers",
+                    ms=MAX_BATCH_SEARCH_SECONDS * 1000,
+                    count=len(records),
+                    subscribers=skipped,
+                )
+
+    def _now(self) -> float:
+        return time.time() if self._clock is None else self._clock.seconds()
+
+    def _notSearched(self, subscribers: Sequence[ISubscriber], count: int) -> None:
+        """
+        Tell C{subscribers} that C{count} records were not searched for
+        their pattern: the patterns together took all the time one batch
+        may have.
+        """
+        self.stats.recordsUnsearched += count * len(subscribers)
+        stamp = formatEpoch(self._now())
+        message = (
+            f"{count} records were not searched for this subscription's log= pattern: "
+            "the log= patterns of this server together took all the time a batch may have"
+        )
+        for subscriber in subscribers:
+            subscriber.deliver(Segment(subscriber.format.notice(stamp, message), 1, None))
 
     def _tooCostly(
         self, pattern: Pattern, subscribers: Sequence[ISubscriber], spent: float

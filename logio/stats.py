@@ -22,6 +22,9 @@ class Stats:
     @ivar linesOut: Output lines handed to subscribers, by format.
     @ivar linesDropped: Output lines dropped for slow subscribers, by format.
     @ivar bytesOut: Bytes written to subscribers.
+    @ivar recordsUnsearched: Records not searched for a subscriber's C{log}
+        pattern, because the patterns together took all the time a batch
+        may have (once per subscriber).
     @ivar publishers: Publisher connections open now.
     @ivar refusals: Connections or requests refused, by side
         (C{publisher}, C{subscriber}).
@@ -31,6 +34,7 @@ class Stats:
     linesOut: Counter[str] = field(factory=Counter)
     linesDropped: Counter[str] = field(factory=Counter)
     bytesOut: int = 0
+    recordsUnsearched: int = 0
     publishers: int = 0
     refusals: Counter[str] = field(factory=Counter)
 

@@ -419,3 +419,48 @@ class CostlyPatternTests(SynchronousTestCase):
         self.assertEqual(broker_.subscribers, (cheap, plain))
         self.assertEqual(list(broker_.costlyPatterns), ["[ab]*a[ab]{20}c"])
         self.assertIn("took 40 ms of CPU", formatEvent(events[0]))
+
+    def test_batchBudget(self) -> None:
+        """
+        The C{log} patterns together get L{MAX_BATCH_SEARCH_SECONDS} of CPU
+        on one batch, new patterns first and then the cheapest: the
+        subscribers of those left are told how many records they missed,
+        counted in the stats, and on the next batch the cheaper go first.
+        """
+        clock = [0.0]
+        self.patch(broker, "thread_time", lambda: clock[0])
+
+        def costing(seconds: float) -> Pattern:
+            def search(text: bytes) -> object:
+                clock[0] += seconds
+                return True
+
+            return Pattern(f"cost {seconds}", search)
+
+        broker_ = Broker(Settings())
+        # Each pattern takes 90 % of the most one may on a batch of two
+        # records, the later ones a little more.
+        each = MAX_SEARCH_SECONDS * 0.9 / 2
+        subscribers = [
+            FakeSubscriber(Filters(log=costing(each * (1 + n / 1000)))) for n in range(8)
+        ]
+        for subscriber in subscribers:
+            broker_.subscribe(subscriber)
+        with capturedLogs() as events:
+            publish(broker_, WEB, [(TS, "one"), (TS, "two")])
+        texts = [subscriber.text() for subscriber in subscribers]
+        self.assertEqual([text.count(" two\n") for text in texts], [1] * 6 + [0] * 2)
+        for text in texts[6:]:
+            self.assertIn("2 records were not searched", text)
+        self.assertEqual(broker_.stats.recordsUnsearched, 4)
+        self.assertEqual(broker_.subscribers, tuple(subscribers))
+        [event] = events
+        self.assertIn("2 records were not searched for 2 subscribers", formatEvent(event))
+        for subscriber in subscribers:
+            subscriber.received.clear()
+        # The two not searched are free so far: they go first now, then the
+        # cheapest four.
+        publish(broker_, WEB, [(TS, "three"), (TS, "four")])
+        texts = [subscriber.text() for subscriber in subscribers]
+        self.assertEqual([text.count(" four\n") for text in texts], [1] * 4 + [0] * 2 + [1] * 2)
+        self.assertEqual(broker_.stats.recordsUnsearched, 8)

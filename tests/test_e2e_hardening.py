@@ -7,6 +7,7 @@ pipelined requests that cannot stall the server.
 from __future__ import annotations
 
 import http.client
+import random
 import signal
 import socket
 import struct
@@ -276,3 +277,51 @@ class OTLPProtobufTests(SynchronousTestCase):
         self.assertLess(worst, 1.0, f"the healthy pair's worst latency was {worst:.3f} s")
         grown = (procStatus(server.process.pid)["VmHWM"] - before) * 1024
         self.assertLess(grown, 4 * len(body), f"the server's peak RSS grew by {grown} bytes")
+
+
+class HeavyPatternTests(SynchronousTestCase):
+    """
+    Fresh costly C{log} patterns, round after round.
+    """
+
+    def test_freshPatternsInRounds(self) -> None:
+        """
+        Four rounds of 100 new patterns that each pass the cost check but
+        make RE2 leave its DFA on a 60 KB line: the patterns together never
+        hold the server for long (a healthy publisher and subscriber keep
+        their latency, a generous bound), and the subscribers whose
+        patterns were not searched are told so.
+        """
+        server = Server(self)
+        pair = LatencyPair(server)
+        self.addCleanup(pair.stop)
+        publisher = server.publish(b"app=heavy\n")
+        self.addCleanup(publisher.close)
+        choose = random.Random(7).choice
+        line = bytes(choose(b"ab") for _ in range(60000)) + b"\n"
+        told = 0
+        for round in range(4):
+            streams = [
+                server.subscribe(f"app=^heavy$&log=%5Bab%5D*a%5Bab%5D%7B90%7Dc%7Czz{round}x{n}")
+                for n in range(100)
+            ]
+            self.assertEqual({stream.status for stream in streams}, {200})
+            server.subscribed(1 + 100 * (round + 1))
+            unsearched = metrics(server)[("logio_records_unsearched_total", ())]
+            publisher.sendall(line * 3)
+            waitFor(
+                lambda: metrics(server)[("logio_records_unsearched_total", ())] > unsearched,
+                what="records not searched",
+            )
+            for stream in streams:
+                try:
+                    stream.sock.settimeout(0.1)
+                    told += b"were not searched" in stream.sock.recv(65536)
+                except OSError:
+                    pass
+                stream.close()
+            waitFor(lambda: subscribers(server) == 1, what="the round's subscribers to go")
+        worst = pair.stop()
+        self.assertLess(worst, 1.0, f"the healthy pair's worst latency was {worst:.3f} s")
+        self.assertGreater(told, 100)
+        self.assertGreater(metrics(server)[("logio_records_unsearched_total", ())], 100)

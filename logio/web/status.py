@@ -72,6 +72,12 @@ class _Collector:
         yield CounterMetricFamily(
             "logio_bytes_out", "Bytes written to subscribers.", value=stats.bytesOut
         )
+        yield CounterMetricFamily(
+            "logio_records_unsearched",
+            "Records not searched for a subscriber's log= pattern: the patterns together "
+            "took all the time a batch may have (counted once per subscriber).",
+            value=stats.recordsUnsearched,
+        )
         history = broker.history
         gauges = [
             ("logio_publishers", "Publisher connections open.", stats.publishers),
