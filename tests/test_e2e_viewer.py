@@ -284,6 +284,52 @@ class ViewerTests(SynchronousTestCase):
             0,
         )
 
+    def marks(self) -> list[str]:
+        """
+        The text of every highlight the page shows.
+        """
+        return list(
+            self.driver.execute_script(
+                "return Array.from(document.querySelectorAll('#log mark'), n => n.textContent)"
+            )
+        )
+
+    def test_backtrackingPatternNotHighlighted(self) -> None:
+        """
+        A C{log} pattern the browser's backtracking regular expressions
+        would take exponential time on, C{(a+)+$}, with a line made to
+        defeat it: the page shows the line at once and stays responsive,
+        unhighlighted; a literal pattern is still highlighted.
+        """
+        from selenium.common.exceptions import TimeoutException
+
+        line = "a" * 29 + "b a"
+        self.publish("bt", line, "after")
+        self.open("?app=bt&log=%28a%2B%29%2B%24")
+        self.driver.set_script_timeout(5)
+        began = time.monotonic()
+        try:
+            self.waitForTexts([line])
+            self.assertEqual(self.driver.execute_async_script("arguments[0](1 + 1)"), 2)
+        except TimeoutException:
+            self.fail("the page froze on the pattern")
+        self.assertLess(time.monotonic() - began, TIMEOUT)
+        self.assertEqual(self.marks(), [])
+        self.open("?app=bt&log=after%7Cb%5C%20a")
+        self.waitForTexts([line, "after"])
+        self.assertEqual(self.marks(), ["b a", "after"])
+
+    def test_controlsShownEscaped(self) -> None:
+        """
+        Bidi overrides and other controls in a line are shown as the text
+        output shows them, C{\\u202e}, so they cannot reorder what is around
+        them; the rest of the line is as it came.
+        """
+        self.publish("bidi", "\u202eevil", "tab\there \u0007bell \u2066iso")
+        self.open("?app=bidi")
+        self.waitForTexts(["\\u202eevil", "tab\there \\u0007bell \\u2066iso"])
+        self.screenshot("controls-escaped")
+
     def test_keepsUp(self) -> None:
         """
         At 2,000 lines/s for 5 s every line arrives on the page, in order.

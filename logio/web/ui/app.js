@@ -87,9 +87,53 @@ function span(cls, text) {
   return node;
 }
 
-function textWithMarks(text) {
+// What the text output shows escaped, so a line cannot reorder or hide the
+// text around it: C0 controls but tab and newline, DEL and C1 controls, the
+// Arabic letter mark, LRM and RLM, the line and paragraph separators, bidi
+// embeddings, overrides and isolates.
+const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
+function visible(text) {
+  return text.replace(UNSAFE, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+
+// The browser's regular expressions backtrack (a pattern like (a+)+$ takes
+// exponential time on some lines), so only patterns that are literal text, or
+// alternatives of literal text, with an optional (?i), are highlighted, as an
+// escaped alternation that cannot backtrack; others are matched by the server
+// but not highlighted.
+function literalHighlight(pattern) {
+  let flags = "g";
+  if (pattern.startsWith("(?i)")) {
+    flags += "i";
+    pattern = pattern.slice(4);
+  }
+  const literals = [];
+  let text = "";
+  for (let i = 0; i <= pattern.length; i++) {
+    const c = pattern[i];
+    if (c === undefined || c === "|") {
+      if (!text) return null;
+      literals.push(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+      text = "";
+    } else if (c === "\\") {
+      const next = pattern[i + 1];
+      if (next === undefined || /[A-Za-z0-9]/.test(next)) return null;
+      text += next;
+      i++;
+    } else if ("^$.*+?()[]{}".includes(c)) {
+      return null;
+    } else {
+      text += c;
+    }
+  }
+  return new RegExp(literals.join("|"), flags);
+}
+
+function textWithMarks(raw) {
   const node = document.createElement("span");
   node.className = "text";
+  const text = visible(raw);
   if (!highlight) {
     node.textContent = text;
     return node;
@@ -114,7 +158,7 @@ function render(record) {
   line.className = "line";
   if (record.notice !== undefined) {
     line.classList.add("notice");
-    line.append(span("ts", formatTime(record.time)), span("text", record.notice));
+    line.append(span("ts", formatTime(record.time)), span("text", visible(record.notice)));
   } else {
     const topic = `${record.app}[${record.proc}]`;
     const label = span("topic", topic);
@@ -179,7 +223,7 @@ async function connect() {
   const log = params.get("log");
   highlight = null;
   if (log) {
-    try { highlight = new RegExp(log, "g"); } catch (e) { highlight = null; }
+    try { highlight = literalHighlight(log); } catch (e) { highlight = null; }
   }
   setState("connecting…", "connecting");
   // Ask once without following, so a refused subscription (a bad regex, a
