@@ -14,6 +14,7 @@ import struct
 import subprocess
 import threading
 import time
+from functools import partial
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -316,7 +317,7 @@ class HeavyPatternTests(SynchronousTestCase):
             server.subscribed(1 + 100 * (round + 1))
             before = unsearched(server)
             publisher.sendall(line * 3)
-            waitFor(lambda: unsearched(server) > before, what="records not searched")  # noqa: B023
+            waitFor(partial(lambda than: unsearched(server) > than, before), what="more unsearched")
             for stream in streams:
                 try:
                     stream.sock.settimeout(0.1)
