@@ -53,11 +53,14 @@ Group = tuple[Encoder, Optional[Pattern], str, tuple[ISubscriber, ...]]
 MAX_SEARCH_SECONDS = 0.02
 #: How many patterns found too costly are remembered.
 MAX_COSTLY = 1000
-#: The CPU time the C{log} patterns of all subscribers together may take on
-#: one batch; the subscribers of the patterns left then are told what they
-#: missed.  One pattern takes at most L{MAX_SEARCH_SECONDS} before it is
-#: refused, so a batch holds the reactor for about this much at most.
-MAX_BATCH_SEARCH_SECONDS = 0.1
+#: The CPU time the C{log} patterns of all subscribers together may take at
+#: a stretch, batch after batch; the allowance refills at L{SEARCH_SHARE} of
+#: the time that passes.  The subscribers of the patterns left when it is
+#: spent are told what they missed.  One pattern takes at most
+#: L{MAX_SEARCH_SECONDS} before it is refused, so matching holds the reactor
+#: for about this much at most, however many batches arrive at once.
+MAX_BATCH_SEARCH_SECONDS = 0.05
+SEARCH_SHARE = 0.5
 #: How many patterns' costs (CPU seconds per byte searched) are remembered.
 MAX_COSTS = 1000
 #: Seconds between two log lines about records not searched.
@@ -193,6 +196,9 @@ class Broker(Service):
         #: byte of text, oldest first.
         self._costs: dict[str, float] = {}
         self._unsearchedLogged = -UNSEARCHED_LOG_INTERVAL
+        #: The CPU time patterns may take now, and when it was last refilled.
+        self._allowance = MAX_BATCH_SEARCH_SECONDS
+        self._refilled = self._now()
 
     @property
     def history(self) -> IHistory:
@@ -332,9 +338,15 @@ class Broker(Service):
         """
         Deliver to each group with a C{log} pattern the records it matches,
         cheapest pattern first (by its cost on earlier batches; a new one
-        counts as free), within L{MAX_BATCH_SEARCH_SECONDS} for them all:
-        the groups left when that is spent are not searched, and told so.
+        counts as free), within the allowance (see
+        L{MAX_BATCH_SEARCH_SECONDS}): the groups left when it is spent are
+        not searched, and told so.
         """
+        now = self._now()
+        allowance = min(
+            self._allowance + (now - self._refilled) * SEARCH_SHARE, MAX_BATCH_SEARCH_SECONDS
+        )
+        self._refilled = now
         texts = [text.encode("utf-8", "replace") for _, text in records]
         size = sum(map(len, texts)) or 1
         costs = self._costs
@@ -344,7 +356,7 @@ class Broker(Service):
         skipped = 0
         for encoder, pattern, name, subscribers in groups:
             assert pattern is not None
-            if total >= MAX_BATCH_SEARCH_SECONDS:
+            if total >= allowance:
                 self._notSearched(subscribers, len(records))
                 skipped += len(subscribers)
                 continue
@@ -362,8 +374,8 @@ class Broker(Service):
                 self._fanOut(subscribers, segments, name)
             if spent > MAX_SEARCH_SECONDS:
                 self._tooCostly(pattern, subscribers, spent)
+        self._allowance = allowance - total
         if skipped:
-            now = self._now()
             if now - self._unsearchedLogged >= UNSEARCHED_LOG_INTERVAL:
                 self._unsearchedLogged = now
                 self.log.warn(

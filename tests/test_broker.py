@@ -7,12 +7,19 @@ from __future__ import annotations
 import json
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from logio import broker
-from logio.broker import MATCH_SLICE, MAX_SEARCH_SECONDS, Broker
+from logio.broker import (
+    MATCH_SLICE,
+    MAX_BATCH_SEARCH_SECONDS,
+    MAX_SEARCH_SECONDS,
+    SEARCH_SHARE,
+    Broker,
+)
 from logio.filters import Filters, Pattern, compileFilter
 from logio.formats import JSONFormat, Segment
 from logio.interfaces import IBroker, IFilters, IHistory, IPublication, ISubscription
@@ -420,24 +427,26 @@ class CostlyPatternTests(SynchronousTestCase):
         self.assertEqual(list(broker_.costlyPatterns), ["[ab]*a[ab]{20}c"])
         self.assertIn("took 40 ms of CPU", formatEvent(events[0]))
 
-    def test_batchBudget(self) -> None:
+    def test_searchAllowance(self) -> None:
         """
-        The C{log} patterns together get L{MAX_BATCH_SEARCH_SECONDS} of CPU
-        on one batch, new patterns first and then the cheapest: the
+        The C{log} patterns together may take L{MAX_BATCH_SEARCH_SECONDS} of
+        CPU at a stretch, new patterns first and then the cheapest: the
         subscribers of those left are told how many records they missed,
-        counted in the stats, and on the next batch the cheaper go first.
+        counted in the stats.  A batch right after finds the allowance
+        spent; it refills with time, and then the cheaper go first.
         """
-        clock = [0.0]
-        self.patch(broker, "thread_time", lambda: clock[0])
+        cpu = [0.0]
+        self.patch(broker, "thread_time", lambda: cpu[0])
 
         def costing(seconds: float) -> Pattern:
             def search(text: bytes) -> object:
-                clock[0] += seconds
+                cpu[0] += seconds
                 return True
 
             return Pattern(f"cost {seconds}", search)
 
-        broker_ = Broker(Settings())
+        clock = MemoryReactorClock()
+        broker_ = Broker(Settings(), clock)
         # Each pattern takes 90 % of the most one may on a batch of two
         # records, the later ones a little more.
         each = MAX_SEARCH_SECONDS * 0.9 / 2
@@ -446,21 +455,30 @@ class CostlyPatternTests(SynchronousTestCase):
         ]
         for subscriber in subscribers:
             broker_.subscribe(subscriber)
+
+        def delivered(text: str) -> list[int]:
+            counts = [subscriber.text().count(f" {text}\n") for subscriber in subscribers]
+            for subscriber in subscribers:
+                subscriber.received.clear()
+            return counts
+
         with capturedLogs() as events:
             publish(broker_, WEB, [(TS, "one"), (TS, "two")])
         texts = [subscriber.text() for subscriber in subscribers]
-        self.assertEqual([text.count(" two\n") for text in texts], [1] * 6 + [0] * 2)
+        self.assertEqual(delivered("two"), [1] * 6 + [0] * 2)
         for text in texts[6:]:
             self.assertIn("2 records were not searched", text)
         self.assertEqual(broker_.stats.recordsUnsearched, 4)
         self.assertEqual(broker_.subscribers, tuple(subscribers))
         [event] = events
         self.assertIn("2 records were not searched for 2 subscribers", formatEvent(event))
-        for subscriber in subscribers:
-            subscriber.received.clear()
-        # The two not searched are free so far: they go first now, then the
-        # cheapest four.
+        # At once, nothing is left to spend.
         publish(broker_, WEB, [(TS, "three"), (TS, "four")])
-        texts = [subscriber.text() for subscriber in subscribers]
-        self.assertEqual([text.count(" four\n") for text in texts], [1] * 4 + [0] * 2 + [1] * 2)
-        self.assertEqual(broker_.stats.recordsUnsearched, 8)
+        self.assertEqual(delivered("four"), [0] * 8)
+        self.assertEqual(broker_.stats.recordsUnsearched, 20)
+        # Once it has refilled, the two never searched are free so far and
+        # go first, then the cheapest four.
+        clock.advance(MAX_BATCH_SEARCH_SECONDS / SEARCH_SHARE)
+        publish(broker_, WEB, [(TS, "five"), (TS, "six")])
+        self.assertEqual(delivered("six"), [1] * 4 + [0] * 2 + [1] * 2)
+        self.assertEqual(broker_.stats.recordsUnsearched, 24)
