@@ -447,9 +447,10 @@ class CostlyPatternTests(SynchronousTestCase):
 
         clock = MemoryReactorClock()
         broker_ = Broker(Settings(), clock)
-        # Each pattern takes 90 % of the most one may on a batch of two
-        # records, the later ones a little more.
-        each = MAX_SEARCH_SECONDS * 0.9 / 2
+        # Each pattern takes a sixth of the allowance, a little less, on a
+        # batch of two records (the later ones a little more): six fit.
+        each = MAX_BATCH_SEARCH_SECONDS / 5.5 / 2
+        self.assertLess(each * 2, MAX_SEARCH_SECONDS)
         subscribers = [
             FakeSubscriber(Filters(log=costing(each * (1 + n / 1000)))) for n in range(8)
         ]
