@@ -212,8 +212,11 @@ class SubscriberChannel(HTTPChannel):
     socket, and then never see the client go away.
 
     A request line and its headers must arrive within L{REQUEST_DEADLINE}
-    (however slowly they trickle in), a body may not pass L{MAX_BODY}, and
-    a client that half-closes after its request still gets its response.
+    (however slowly they trickle in), a body may not pass what its route
+    allows, and a client that half-closes after its request still gets its
+    response.  Pipelined requests wait while the answers before them are
+    unsent (see L{pauseProducing}), and a stream whose client closed its
+    side is watched until the client is gone (see L{_checkPeer}).
 
     @ivar refused: Whether the connection was answered with an error and is
         being closed; what else it sends is ignored.
