@@ -250,6 +250,11 @@ class TLSTests(SynchronousTestCase):
         server = Server(
             self, "--auth", tokensFile(self, TOKENS), "--publish", endpoint, "--subscribe", endpoint
         )
+        for role, port in (
+            ("publishers", server.publishPort),
+            ("subscribers", server.subscribePort),
+        ):
+            self.assertIn(f"Listening for {role} on tcp 127.0.0.1:{port} with TLS", server.log())
         tail = subprocess.Popen(
             logio(
                 "tail",

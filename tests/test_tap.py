@@ -5,6 +5,7 @@ Tests for L{logio.server.tap}, the twistd plugin and the Dockerfile.
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -58,16 +59,23 @@ class PluginTests(SynchronousTestCase):
 
     def test_twistdHelp(self) -> None:
         """
-        C{twistd logio --help} documents every option.
+        C{twistd logio --help} documents every option, each text wrapped
+        evenly: no run of spaces inside it.
         """
         out = subprocess.run(
-            [twistd(), "logio", "--help"], capture_output=True, text=True, timeout=TIMEOUT
+            [twistd(), "logio", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=environment(),
         ).stdout
         for option in (
             "--publish=", "--subscribe=", "--max-line=", "--buffer=", "--buffer-bytes=",
-            "--history=", "--history-bytes=",
+            "--history=", "--history-bytes=", "--max-ingest-bytes=", "--auth=",
         ):  # fmt: skip
             self.assertIn(option, out)
+        texts = [line.strip() for line in out.splitlines() if not line.strip().startswith("-")]
+        self.assertEqual([text for text in texts if re.search(r"\S {2,}\S", text)], [])
 
 
 class OptionsTests(SynchronousTestCase):

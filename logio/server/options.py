@@ -203,3 +203,10 @@ class Options(usage.Options):
             syslogUDP=tuple(self["syslog-udp"]),
             auth=self["auth"],
         )
+
+
+# Twisted's help shows an option method's docstring as it is, indentation
+# and all: make each one line, so the help wraps it evenly.
+for _name, _method in vars(Options).items():
+    if _name.startswith("opt_") and _method.__doc__:
+        _method.__doc__ = " ".join(_method.__doc__.split())

@@ -113,7 +113,8 @@ class ListeningService(StreamServerEndpointService):
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         may = "publish as any app" if self.role == "publishers" else "read every app"
-        _logListening(self.log, self.role, port.getHost(), self.guarded, may)
+        tls = self.description.partition(":")[0] == "ssl"
+        _logListening(self.log, self.role, port.getHost(), self.guarded, may, tls)
         return port
 
     def _failedLater(self, reason: Failure) -> None:
@@ -124,12 +125,16 @@ class ListeningService(StreamServerEndpointService):
         self._reactor.stop()
 
 
-def _logListening(log: Logger, role: str, address: object, guarded: bool, may: str) -> None:
+def _logListening(
+    log: Logger, role: str, address: object, guarded: bool, may: str, tls: bool = False
+) -> None:
     """
-    Log where C{role} is listening; without C{--auth}, warn when anyone
-    beyond this machine can reach it, and what they can do there.
+    Log where C{role} is listening, and whether with TLS; without
+    C{--auth}, warn when anyone beyond this machine can reach it, and what
+    they can do there.
     """
-    log.info("Listening for {role} on {address}", role=role, address=describeAddress(address))
+    where = describeAddress(address) + (" with TLS" if tls else "")
+    log.info("Listening for {role} on {address}", role=role, address=where)
     if not (guarded or _loopback(address)):
         log.warn(
             "{address} is reachable beyond this machine and the server has no --auth: "
