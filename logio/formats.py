@@ -42,6 +42,12 @@ def _quoter(records: Sequence[Record]) -> Callable[[str], str]:
     return _escape if 1 in joined.translate(_ESCAPES) else _quote
 
 
+#: What publishers and subscribers are told when the server stops: a
+#: connection that just ends looks like a filter that matches nothing, or
+#: a server of another kind.
+SHUTTING_DOWN = "the server is shutting down"
+
+
 def dropMessage(dropped: int) -> str:
     """
     What a subscriber is told after it lost C{dropped} lines.

@@ -151,7 +151,9 @@ class PublisherEndToEndTests(SynchronousTestCase):
         self.assertEqual(found.group(1), "1")
         self.assertGreater(len(texts), 0)
         self.assertEqual(len(texts), int(found.group(2)))
-        self.assertEqual(body.count(b"\n"), len(texts))
+        # Every line is a record, but the last: the server says it stops.
+        self.assertEqual(body.count(b"\n"), len(texts) + 1)
+        self.assertTrue(body.endswith(b": the server is shutting down\n"), body[-200:])
         # In order and without a gap; the last may be the start of a line
         # the publisher had not finished when the server stopped reading.
         expected = [b"%09d" % n for n in range(len(texts))]

@@ -444,19 +444,36 @@ class SubscribeResourceTests(ResourceTestCase):
 
     def test_stopEndsResponses(self) -> None:
         """
-        Stopping the broker sends what each subscriber has queued, then the
-        final chunk, to every subscriber.
+        Stopping the broker sends what each subscriber has queued, then a
+        notice that the server is shutting down in the subscriber's format,
+        then the final chunk, to every subscriber.
         """
-        clients = [self.subscribe() for _ in range(4)]
+        clients = [self.subscribe(f"format={format}") for format in ("text", "json", "sse")]
+        clients.append(self.subscribe())
         for client in clients:
             client.transport.producer.pauseProducing()
         publish(self.broker, TOPIC, [(TS, "queued")])
+        self.clock.advance(1700000000.25)
         self.broker.startService()
         stopped = self.broker.stopService()
+        now = "2023-11-14T22:13:20.250"
+        host = serverHost()
+        text, json_, sse, plain = (dechunk(client.response()[1]) for client in clients)
+        self.assertEqual(
+            text[0],
+            f"{TS} myapp[web] foobar: queued\n"
+            f"{now} logio[logio] {host}: the server is shutting down\n".encode(),
+        )
+        self.assertEqual(plain, text)
+        objects = [json.loads(line) for line in json_[0].splitlines()]
+        self.assertEqual(objects[0]["log"], "queued")
+        self.assertEqual(objects[1], {"time": now + "Z", "notice": "the server is shutting down"})
+        events = sseEvents(sse[0])
+        self.assertEqual(json.loads(events[0]["data"])["log"], "queued")
+        self.assertEqual(events[1]["event"], "notice")
+        self.assertEqual(json.loads(events[1]["data"])["notice"], "the server is shutting down")
         for client in clients:
-            data, ended = dechunk(client.response()[1])
-            self.assertEqual(data, f"{TS} myapp[web] foobar: queued\n".encode())
-            self.assertTrue(ended)
+            self.assertTrue(dechunk(client.response()[1])[1])
             self.assertTrue(client.transport.disconnecting)
         self.assertEqual(self.broker.subscribers, ())
         self.clock.advance(10)
@@ -484,7 +501,8 @@ class StopTests(ResourceTestCase):
         data, ended = dechunk(client.response()[1])
         lines = data.decode().splitlines()
         self.assertIn(": 2 lines dropped:", lines[0])
-        self.assertEqual([line.rsplit(" ", 1)[1] for line in lines[1:]], ["2", "3", "4"])
+        self.assertEqual([line.rsplit(" ", 1)[1] for line in lines[1:-1]], ["2", "3", "4"])
+        self.assertTrue(lines[-1].endswith(": the server is shutting down"))
         self.assertTrue(ended)
 
     def test_undeliveredCounted(self) -> None:

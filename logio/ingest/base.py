@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from logio import formats
 from logio.auth import Denied, Tokens
 from logio.fields import fieldProblem
 from logio.interfaces import IBroker, IPublication
@@ -55,7 +56,7 @@ def refuse(transport: ITransport, refusals: Refusals, message: str, cause: str) 
 #: What a publisher is told when the server stops reading it at shutdown:
 #: a server that closes without a word is not a logio server (a TLS port,
 #: say), and clients tell their users so.
-SHUTTING_DOWN = b"logio: the server is shutting down\n"
+SHUTTING_DOWN = f"logio: {formats.SHUTTING_DOWN}\n".encode()
 
 #: The refusal cause of a topic that is not valid.
 BAD_TOPIC = "invalid topic"

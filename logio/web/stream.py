@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from logio.formats import dropMessage
+from logio.formats import SHUTTING_DOWN, dropMessage
 from logio.interfaces import IFilters, IFormat, ISubscriber, Segment
 from logio.net import bufferedBytes
 from logio.stats import Stats
@@ -452,6 +452,11 @@ class Stream:
         for segment in last:
             self._stats.bytesOut += len(segment.data)
             self._write(segment.data)
+        # A stream that just ends looks like a filter that matches nothing:
+        # say why it ends, in the stream's format.
+        notice = self.format.notice(formatEpoch(self._clock.seconds()), SHUTTING_DOWN)
+        self._stats.bytesOut += len(notice)
+        self._write(notice)
         transport = request.channel.transport
         assert transport is not None
         socket = self._socket
@@ -464,7 +469,8 @@ class Stream:
             if getattr(transport, "disconnected", True):
                 closed.callback((0, 0))
             elif self._clock.seconds() > deadline:
-                closed.callback(_unsent(last, bufferedBytes(socket)))
+                held = bufferedBytes(socket) - len(notice)
+                closed.callback(_unsent(last, max(held, 0)))
             else:
                 self._clock.callLater(0.05, check)
 
