@@ -23,6 +23,7 @@ from tests.support.processes import Running, logio, pub, runPython
 from tests.support.server import Server, Stream
 from tests.support.sink import TestServer
 from tests.support.tls import certificates
+from tests.support.tokens import tokensFile
 from tests.support.waiting import waitFor
 
 #: A subscriber line: timestamp, topic, log text.
@@ -316,3 +317,50 @@ class CommandEndToEndTests(SynchronousTestCase):
         tail.waitOut(b": again\n")
         (line,) = [line for line in tail.out.splitlines() if line.endswith(b": again")]
         self.assertEqual(parseLine(line)[1], "again[p]")
+
+
+class PubRefusedTests(SynchronousTestCase):
+    """
+    C{logio pub} told by the server that it may not publish, or pointed at
+    a port that is not a publisher port, says so and exits with 1.
+    """
+
+    def refusedPub(self, url: str, said: bytes) -> Running:
+        """
+        Run C{logio pub URL}, writing a line at a time until C{said} is on
+        its stderr (the answer is read before the next line is sent), then
+        end its input.
+        """
+        running = Running(self, logio("pub", url), stdin=subprocess.PIPE)
+        stdin = running.process.stdin
+        assert stdin is not None
+
+        def answered() -> bool:
+            stdin.write(b"a line\n")
+            stdin.flush()
+            return said in running.err
+
+        waitFor(answered, what=f"{said!r} on stderr")
+        stdin.close()
+        return running
+
+    def test_unknownToken(self) -> None:
+        """
+        A token the server does not know: the server's error line, status 1.
+        """
+        server = Server(self, "--auth", tokensFile(self, "known-token-0123456789 pub .*\n"))
+        url = f"logio://nope-token-0123456789@127.0.0.1:{server.publishPort}?app=shop"
+        running = self.refusedPub(url, b"error: unknown token")
+        self.assertEqual(running.wait(), 1, running.err)
+        self.assertEqual(running.err.count(b"error: unknown token"), 1, running.err)
+
+    def test_subscriberPort(self) -> None:
+        """
+        The subscriber port, which answers in HTTP: it says which port
+        publishers connect to, status 1.
+        """
+        server = Server(self)
+        url = f"logio://127.0.0.1:{server.subscribePort}?app=shop"
+        running = self.refusedPub(url, b"that is the subscriber (HTTP) port")
+        self.assertEqual(running.wait(), 1, running.err)
+        self.assertIn(b"publishers connect to port 7701", running.err)

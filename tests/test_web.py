@@ -788,6 +788,29 @@ class QueryTests(ResourceTestCase):
         self.assertEqual(live["id"], f"{START}-4")
 
 
+class WrongPortTests(ResourceTestCase):
+    """
+    A publisher's stream sent to the subscriber port.
+    """
+
+    def test_publisherStreams(self) -> None:
+        """
+        Seed JSON, syslog (newline-framed or octet-counted) get a 400 at
+        once that names the publisher port, counted as a refusal; the
+        connection closes.
+        """
+        for number, stream in enumerate(
+            [b'{"app":"shop"}{"raw":"x"}', b"<13>Dec  5 01:02:03 h app: x\n", b"\r\n42 <13>1 -"], 1
+        ):
+            client = Client(self.site, stream)
+            head, body = client.response()
+            self.assertTrue(head.startswith(b"HTTP/1.1 400 "), head)
+            self.assertIn(b"subscriber (HTTP) port", body)
+            self.assertIn(b"publisher port (7701", body)
+            self.assertTrue(client.transport.disconnecting)
+            self.assertEqual(self.broker.stats.refusals["subscriber"], number)
+
+
 class PipelineTests(ResourceTestCase):
     """
     Pipelined requests whose answers the client does not read.

@@ -58,6 +58,9 @@ def publishLines(url: str, timeout: float, max_lines: int, max_bytes: int, stdin
             file=sys.stderr,
         )
         failed = True
+    if publisher.refusal is not None:
+        # Said already as it happened; what it cost the exit status says.
+        failed = True
     return 130 if interrupted else 1 if failed else 0
 
 

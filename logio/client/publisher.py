@@ -38,6 +38,7 @@ from logio.client.records import (
     wire,
 )
 from logio.client.url import PublishURL
+from logio.ports import PUBLISH_PORT
 
 #: The first and the longest wait between connection attempts, in seconds.
 BACKOFF_MIN = 0.1
@@ -59,6 +60,8 @@ class Publisher:
     @ivar flush_timeout: how long L{close} (and so the exit flush) waits for
         queued records to be sent, in seconds.
     @ivar dropped_total: how many records the full queue has dropped, ever.
+    @ivar refusal: what the server last said when it refused the connection
+        (a bad token, a port that is not a logio publisher port), or C{None}.
     @ivar report: called with a one-line message when the connection fails or
         comes back, or the server says something; writes to stderr unless
         replaced.
@@ -124,6 +127,7 @@ class Publisher:
             separators=(",", ":"),
         )
         self._closed = False
+        self.refusal: str | None = None
         # Records put after close(): not sent, reported once.
         self._late = 0
         self._reset()
@@ -450,22 +454,40 @@ class Publisher:
             return False
         finally:
             sock.settimeout(self.write_timeout)
+        where = self.target.describe()
         if said[:1] in _TLS_RECORDS and not isinstance(sock, ssl.SSLSocket):
-            self.report(
-                f"logio: {self.target.describe()} answered in TLS: TLS server? "
-                "publish to it with logios://"
+            self._refused(
+                f"logio: {where} answered in TLS: TLS server? publish to it with logios://"
+            )
+        elif said.startswith(b"HTTP/"):
+            self._refused(
+                f"logio: {where} answered in HTTP: that is the subscriber (HTTP) port; "
+                f"publishers connect to port {PUBLISH_PORT} (logio://HOST:{PUBLISH_PORT})"
             )
         elif said.strip():
             text = said.decode("utf-8", "replace").strip().splitlines()[0]
-            self.report(f"logio: {self.target.describe()} closed the connection: {text}")
+            if text.startswith("logio: "):
+                # The server is going away, not refusing: that is no fault.
+                self.report(f"logio: {where} closed the connection: {text}")
+            else:
+                self._refused(f"logio: {where} closed the connection: {text}")
         elif not isinstance(sock, ssl.SSLSocket):
             # A logio server says why it closes; a TLS server that got
             # plain text says nothing.
-            self.report(
-                f"logio: {self.target.describe()} closed the connection without an answer: "
+            self._refused(
+                f"logio: {where} closed the connection without an answer: "
                 "TLS server? (then publish with logios://)"
             )
         return False
+
+    def _refused(self, message: str) -> None:
+        """
+        The server refused the connection, saying C{message}: remember it,
+        and report it once however often it is said again.
+        """
+        if message != self.refusal:
+            self.refusal = message
+            self.report(message)
 
     def _send_batch(self, fresh: bool) -> bool:
         """

@@ -24,6 +24,7 @@ from zope.interface import implementer, provider
 
 from logio.http import Discard, Sink
 from logio.net import describePeer, peerGone, probePeer, socketOf
+from logio.ports import PUBLISH_PORT
 from logio.refusals import Refusals
 
 #: A token in a query string, for the log.
@@ -442,6 +443,17 @@ class SubscriberChannel(HTTPChannel):
             self._first = False
             if data.startswith(b"\x16"):
                 self._tlsOnPlainPort()
+                return
+            first = data.lstrip(b"\r\n")[:1]
+            if first in (b"{", b"<") or first.isdigit():
+                # No HTTP request starts so: seed JSON or syslog, sent to
+                # the wrong port.  Say so before more of it arrives.
+                self._logRefusal("a publisher on the subscriber port", describePeer(self.getPeer()))
+                self.answer(
+                    400,
+                    "this is logio's subscriber (HTTP) port: publishers connect to the "
+                    f"publisher port ({PUBLISH_PORT} by default)",
+                )
                 return
         super().dataReceived(data)
         if self.streaming:
