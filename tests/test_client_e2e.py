@@ -354,6 +354,40 @@ class PubRefusedTests(SynchronousTestCase):
         self.assertEqual(running.wait(), 1, running.err)
         self.assertEqual(running.err.count(b"error: unknown token"), 1, running.err)
 
+    def test_refusedAtOnce(self) -> None:
+        """
+        C{seq 1 2000 | logio pub} with a token the server does not know,
+        or to the subscriber port: every line is written before the server
+        answers, and still the answer is printed, the lines are counted as
+        refused, and the status is 1.
+        """
+        server = Server(self, "--auth", tokensFile(self, "known-token-0123456789 pub .*\n"))
+        lines = b"".join(b"%d\n" % n for n in range(1, 2001))
+        for url, said in [
+            (
+                f"logio://nope-token-0123456789@127.0.0.1:{server.publishPort}?app=shop",
+                b"error: unknown token",
+            ),
+            (f"logio://127.0.0.1:{server.subscribePort}?app=shop", b"subscriber (HTTP) port"),
+        ]:
+            result = pub(url, stdin=lines)
+            self.assertEqual(result.returncode, 1, result.stderr)
+            self.assertIn(said, result.stderr)
+            self.assertIn(b"2000 lines were refused", result.stderr)
+
+    def test_acceptedExitsZero(self) -> None:
+        """
+        A server that takes the stream confirms it by closing without a
+        word: status 0, nothing said, every line delivered.
+        """
+        server = Server(self)
+        stream = server.subscribe("app=^shop$")
+        server.subscribed(1)
+        lines = b"".join(b"%d\n" % n for n in range(1, 2001))
+        result = pub(f"logio://127.0.0.1:{server.publishPort}?app=shop", stdin=lines)
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        self.assertEqual(len(stream.lines(2000)), 2000)
+
     def test_subscriberPort(self) -> None:
         """
         The subscriber port, which answers in HTTP: it says which port

@@ -43,6 +43,14 @@ def publishLines(url: str, timeout: float, max_lines: int, max_bytes: int, stdin
         finally:
             unsent = publisher.close(0.0 if interrupted else None)
     failed = interrupted
+    rejected = publisher.rejected
+    unsent -= rejected
+    if rejected:
+        noun = "line was" if rejected == 1 else "lines were"
+        print(
+            f"logio pub: {rejected} {noun} refused by {publisher.target.describe()}",
+            file=sys.stderr,
+        )
     if publisher.dropped_total:
         noun = "line" if publisher.dropped_total == 1 else "lines"
         print(

@@ -62,6 +62,8 @@ class Publisher:
     @ivar dropped_total: how many records the full queue has dropped, ever.
     @ivar refusal: what the server last said when it refused the connection
         (a bad token, a port that is not a logio publisher port), or C{None}.
+    @ivar rejected: how many records were written on connections the server
+        then refused: lost.
     @ivar report: called with a one-line message when the connection fails or
         comes back, or the server says something; writes to stderr unless
         replaced.
@@ -128,6 +130,11 @@ class Publisher:
         )
         self._closed = False
         self.refusal: str | None = None
+        self.rejected = 0
+        # Records written on the connection open now, and until when close()
+        # waits for the server to confirm them (see _confirm).
+        self._sent_here = 0
+        self._confirm_until: float | None = None
         # Records put after close(): not sent, reported once.
         self._late = 0
         self._reset()
@@ -277,24 +284,29 @@ class Publisher:
 
         @return: how many records were not sent.
         """
-        unsent = self.drain(self.flush_timeout if timeout is None else timeout)
+        wait = self.flush_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        unsent = self.drain(wait)
         with self._lock:
             if self._closed:
-                return unsent
+                return unsent + self.rejected
             self._closed = True
+            if not unsent:
+                # Everything is written: have the server confirm it.
+                self._confirm_until = deadline
             self._stop.set()
             self._has_records.notify_all()
             self._room.notify_all()
             thread, sock = self._thread, self._sock
         if thread is not None:
-            thread.join(0.1)
+            thread.join(max(deadline - time.monotonic(), 0.1))
             if thread.is_alive() and sock is not None:
                 # A write blocked on a server that does not read: wake it.
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        return unsent
+        return unsent + self.rejected
 
     def _after_fork(self) -> None:
         """
@@ -345,7 +357,34 @@ class Publisher:
                 self.report(f"logio: internal error, reconnecting: {e!r}")
                 self._disconnect()
                 delay = self._pause(delay)
+        if self._sock is not None and self._confirm_until is not None:
+            self._confirm(self._confirm_until)
         self._disconnect()
+
+    def _confirm(self, deadline: float) -> None:
+        """
+        At close: end the stream (half-close) and read until the server
+        closes its side too, until C{deadline} at most.  A logio server that
+        took the stream closes without a word; one that refused it said why
+        (see L{_peer_alive}), and the records of this connection are lost.
+        A TLS stream cannot be half-closed: it is not confirmed.
+        """
+        sock, poller = self._sock, self._poller
+        assert sock is not None and poller is not None
+        if isinstance(sock, ssl.SSLSocket):
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining > 0 and poller.poll(remaining * 1000):
+            try:
+                said = sock.recv(4096)
+            except OSError:
+                return
+            if said:
+                self._heard(said, sock)
 
     def _set_away(self, away: bool) -> None:
         """
@@ -424,6 +463,7 @@ class Publisher:
         poller.register(sock, select.POLLIN)
         with self._lock:
             self._sock, self._poller = sock, poller
+            self._sent_here = 0
         return None
 
     def _disconnect(self) -> None:
@@ -454,6 +494,14 @@ class Publisher:
             return False
         finally:
             sock.settimeout(self.write_timeout)
+        self._heard(said, sock)
+        return False
+
+    def _heard(self, said: bytes, sock: socket.socket) -> None:
+        """
+        The server said C{said} (perhaps nothing) as it closed the
+        connection: report why, as a refusal unless it is going away.
+        """
         where = self.target.describe()
         if said[:1] in _TLS_RECORDS and not isinstance(sock, ssl.SSLSocket):
             self._refused(
@@ -478,13 +526,15 @@ class Publisher:
                 f"logio: {where} closed the connection without an answer: "
                 "TLS server? (then publish with logios://)"
             )
-        return False
 
     def _refused(self, message: str) -> None:
         """
         The server refused the connection, saying C{message}: remember it,
         and report it once however often it is said again.
         """
+        with self._lock:
+            self.rejected += self._sent_here
+            self._sent_here = 0
         if message != self.refusal:
             self.refusal = message
             self.report(message)
@@ -532,6 +582,7 @@ class Publisher:
             if not head_written:
                 self._dropped += dropped
             self._settled += sent
+            self._sent_here += sent
             if sent < len(records):
                 self._put_back(records[sent:])
             self._progress.notify_all()

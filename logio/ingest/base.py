@@ -13,6 +13,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IPushProducer,
     IReactorTime,
+    ITCPTransport,
     ITransport,
 )
 from twisted.internet.protocol import connectionDone
@@ -43,14 +44,28 @@ class PublisherError(Exception):
         self.cause = cause
 
 
-def refuse(transport: ITransport, refusals: Refusals, message: str, cause: str) -> None:
+def refuse(
+    transport: ITransport, refusals: Refusals, message: str, cause: str, linger: bool = False
+) -> None:
     """
     Count and log a refused publisher, write one error line back to it and
-    close its connection.
+    close its connection; or, to C{linger}, only its writing side, where
+    the transport can.
     """
     refusals.refuse("publisher", cause, f"{peerHost(transport)}: {message}")
     transport.write(f"error: {message}\n".encode("utf-8", "replace"))
+    if linger and ITCPTransport.providedBy(transport):
+        try:
+            transport.loseWriteConnection()
+            return
+        except (AttributeError, NotImplementedError):
+            pass
     transport.loseConnection()
+
+
+#: How long a refused publisher's connection is read (and what comes
+#: discarded) after its error line, before it is closed.
+LINGER = 2.0
 
 
 #: What a publisher is told when the server stops reading it at shutdown:
@@ -255,6 +270,9 @@ class Publisher:
         and close.
         """
         if self.failed or self.stopped:
+            if self.failed and self.transport is not None:
+                # A refused client that has read its error line.
+                self.transport.loseConnection()
             return
         self.stopped = True
         error = self.endOfStream()
@@ -266,7 +284,8 @@ class Publisher:
 
     def writeConnectionLost(self) -> None:
         """
-        Nothing: the server never half-closes a publisher's connection.
+        Nothing: the server half-closes a publisher's connection only to
+        linger after refusing it (see L{Publisher.fail}).
         """
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -303,12 +322,18 @@ class Publisher:
 
     def fail(self, message: str, cause: str) -> None:
         """
-        Refuse the publisher: write one error line back to it and close the
-        connection (see L{refuse}).
+        Refuse the publisher: write one error line back to it and end the
+        connection (see L{refuse}).  A client that was still writing would
+        have its connection reset by a close with its input unread, and
+        lose the line: so the server stops writing, and reads and discards
+        what comes for up to L{LINGER} seconds, or until the client closes.
         """
         self.failed = True
-        assert self.transport is not None
-        refuse(self.transport, self.refusals, message, cause)
+        transport = self.transport
+        assert transport is not None
+        refuse(transport, self.refusals, message, cause, linger=True)
+        if not transport.disconnecting:  # type: ignore[attr-defined]
+            self.clock.callLater(LINGER, transport.loseConnection)
 
 
 #: How many topics one source of many topics (a syslog connection, an HTTP

@@ -170,7 +170,8 @@ class PublisherProtocol(Protocol):
 
     def writeConnectionLost(self) -> None:
         """
-        Nothing: the server never half-closes a publisher's connection.
+        Nothing: the server half-closes a publisher's connection only to
+        linger after refusing it (see L{Publisher.fail}).
         """
 
     def stopReading(self) -> None:

@@ -38,6 +38,9 @@ PEER_PROBES = 5.0
 #: How long a client that sent requests may leave all of its answers
 #: unread before it is let go.
 UNREAD_DEADLINE = 60.0
+#: How long a connection answered with an error is read (and what comes
+#: discarded) before it is closed, if the client does not close it first.
+LINGER = 2.0
 #: How long a body larger than L{MAX_BODY} may take to arrive, once the
 #: request's headers are in.
 BODY_DEADLINE = 60.0
@@ -305,7 +308,15 @@ class SubscriberChannel(HTTPChannel):
             b"content-length: %d\r\nconnection: close\r\n\r\n%s"
             % (code, reason or RESPONSES.get(code, b"Error"), extra, len(body), body)
         )
-        self.transport.loseConnection()
+        # A client still sending would have the connection reset by a close
+        # with its input unread, and lose the answer: stop writing, and
+        # discard what comes until it closes, for a while at most.
+        try:
+            self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+        except (AttributeError, NotImplementedError):
+            self.transport.loseConnection()
+            return
+        self.callLater(LINGER, self.transport.loseConnection)
 
     def pauseProducing(self) -> None:
         """
@@ -413,7 +424,11 @@ class SubscriberChannel(HTTPChannel):
         self._peerCheck = self.callLater(delay, self._checkPeer)
 
     def writeConnectionLost(self) -> None:
-        if self.transport is not None:
+        """
+        The connection's writing side is closed: after an error answer it
+        lingers (see L{answer}); otherwise the connection is over.
+        """
+        if self.transport is not None and not self.refused:
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
