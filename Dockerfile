@@ -26,4 +26,7 @@ EXPOSE 7701 7702
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
     CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:7702/healthz', timeout=4).status != 200)"
 STOPSIGNAL SIGTERM
-CMD ["twistd", "-n", "--pidfile=", "logio"]
+# In a container every peer arrives from beyond its loopback, so the server
+# must not be in protected mode: bind the published ports to the host's
+# loopback (docker run -p 127.0.0.1:7702:7702) or give it --auth.
+CMD ["twistd", "-n", "--pidfile=", "logio", "--public"]

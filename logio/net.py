@@ -6,6 +6,7 @@ subscriber sides and the listeners.
 
 from __future__ import annotations
 
+import ipaddress
 import select
 import socket
 from typing import Any
@@ -125,6 +126,38 @@ def peerHost(transport: object) -> str:
     """
     peer = getattr(transport, "getPeer", lambda: None)()
     return str(getattr(peer, "host", None) or "unix")
+
+
+def isLocal(address: object) -> bool:
+    """
+    Whether an address is of this machine only: a loopback IP (an IPv4 one
+    mapped into IPv6 too), or not an IP at all (a UNIX socket, guarded by
+    its file's mode).
+    """
+    host = getattr(address, "host", None)
+    return host is None or isLoopback(str(host))
+
+
+def isLoopback(host: str) -> bool:
+    """
+    Whether C{host} is a loopback IP address (an IPv4 one mapped into IPv6
+    too).
+    """
+    try:
+        ip = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+#: The refusal cause of a peer beyond this machine in protected mode.
+PROTECTED_MODE = "a peer beyond this machine (protected mode)"
+#: What a peer beyond this machine is told by a server in protected mode.
+PROTECTED = (
+    "this server has no --auth, so it answers this machine only: start it with "
+    "--auth FILE (tokens) to let others in, or with --public on a network you trust"
+)
 
 
 def describePeer(address: Any) -> str:

@@ -41,6 +41,8 @@ class Settings:
     @ivar subscribe: The subscriber port's endpoints.
     @ivar syslogUDP: The C{(host, port)} addresses taking syslog over UDP.
     @ivar auth: The tokens file, or L{None} for a server without tokens.
+    @ivar public: Whether a server without tokens answers peers beyond this
+        machine too (else it is in protected mode: see L{protected}).
     """
 
     maxLine: int = 65536
@@ -59,3 +61,12 @@ class Settings:
     subscribe: tuple[str, ...] = (f"tcp:{SUBSCRIBE_PORT}",)
     syslogUDP: tuple[tuple[str, int], ...] = ()
     auth: Optional[str] = None
+    public: bool = False
+
+    @property
+    def protected(self) -> bool:
+        """
+        Whether the server answers this machine's peers only: it has no
+        tokens, and was not told C{--public}.
+        """
+        return self.auth is None and not self.public

@@ -17,6 +17,7 @@ from logio.net import (
     SEND_LIMIT,
     describeAddress,
     describePeer,
+    isLocal,
     peerHost,
     tuneSocket,
     widenWrites,
@@ -109,3 +110,20 @@ class TuneSocketTests(SynchronousTestCase):
             ],
             list(KEEPALIVE),
         )
+
+
+class IsLocalTests(SynchronousTestCase):
+    """
+    L{isLocal}: which peers protected mode answers.
+    """
+
+    def test_addresses(self) -> None:
+        """
+        Loopback IPv4 and IPv6 addresses, IPv4 loopback mapped into IPv6
+        and UNIX sockets are this machine's; anything else is not.
+        """
+        for host in ("127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1"):
+            self.assertTrue(isLocal(IPv4Address("TCP", host, 1)), host)
+        self.assertTrue(isLocal(UNIXAddress(b"/run/logio.sock")))
+        for host in ("10.1.2.3", "192.168.1.1", "0.0.0.0", "::ffff:10.0.0.1", "fe80::1%eth0", "x"):
+            self.assertFalse(isLocal(IPv4Address("TCP", host, 1)), host)

@@ -29,10 +29,12 @@ from logio.ingest.base import SHUTTING_DOWN
 from logio.ingest.lines import LineSplitter
 from logio.ingest.seed import SeedProtocol
 from logio.ingest.sniff import PublisherFactory
+from logio.ingest.syslognet import SyslogDatagramProtocol
 from logio.ingest.text import TextProtocol
 from logio.refusals import Refusals
 from logio.server.services import PublishersService
 from logio.server.tap import Options, makeService
+from logio.settings import Settings
 from logio.topic import Record, Topic
 from tests.support.fakes import FakeBroker, TCPTransport, publisherFactory
 from tests.support.publisher import NOW, NOW_TS, PEER, Connection, connect
@@ -1811,7 +1813,8 @@ class ShutdownTests(PublisherTestCase):
         before the broker starts draining.
         """
         options = Options()
-        options.parseOptions(["--publish", "tcp:0", "--subscribe", "tcp:0"])
+        # --public: the test's peer is beyond this machine.
+        options.parseOptions(["--public", "--publish", "tcp:0", "--subscribe", "tcp:0"])
         top = makeService(options, MemoryReactorClock())
         children = list(IService(top))
         self.assertIsInstance(children[0], Broker)
@@ -1847,3 +1850,52 @@ class ShutdownTests(PublisherTestCase):
         top = makeService(options, MemoryReactorClock())
         [service] = [c for c in IService(top) if isinstance(c, PublishersService)]
         self.assertEqual((service.factory.maxPublishers, service.factory.topicTimeout), (3, 2))
+
+
+class ProtectedModeTests(SynchronousTestCase):
+    """
+    Without tokens and without C{--public}, the publisher port and syslog
+    over UDP take this machine's peers only.
+    """
+
+    def test_publisherPort(self) -> None:
+        """
+        A publisher beyond this machine gets an error line that names
+        --auth and --public, counted as a refusal; a local one publishes,
+        and with --public any does.
+        """
+        for host, public, refused in (
+            ("192.168.1.1", False, True),
+            ("127.0.0.1", False, False),
+            ("::ffff:127.0.0.1", False, False),
+            ("192.168.1.1", True, False),
+        ):
+            broker = FakeBroker()
+            factory = publisherFactory(broker, Clock(), public=public)
+            protocol = factory.buildProtocol(IPv4Address("TCP", host, 54321))
+            transport = StringTransport(peerAddress=IPv4Address("TCP", host, 54321))
+            protocol.makeConnection(transport)
+            protocol.dataReceived(b"app=shop\nline\n")
+            if refused:
+                self.assertTrue(transport.value().startswith(b"error: this server has no --auth"))
+                self.assertIn(b"--public", transport.value())
+                self.assertTrue(transport.disconnecting)
+                self.assertEqual(broker.published, [])
+                self.assertEqual(broker.stats.refusals["publisher"], 1)
+            else:
+                self.assertEqual(transport.value(), b"", host)
+                self.assertEqual(len(broker.published), 1, host)
+
+    def test_syslogOverUDP(self) -> None:
+        """
+        A datagram from beyond this machine is dropped and counted; a local
+        one is published.
+        """
+        broker = FakeBroker()
+        clock = Clock()
+        protocol = SyslogDatagramProtocol(broker, clock, Settings(), Refusals(broker.stats, clock))
+        protocol.datagramReceived(b"<13>1 - h app - - - far", ("10.1.2.3", 514))
+        self.assertEqual(broker.published, [])
+        self.assertEqual(broker.stats.refusals["publisher"], 1)
+        protocol.datagramReceived(b"<13>1 - h app - - - near", ("127.0.0.1", 514))
+        self.assertEqual([records for _, records in broker.published][0][0][1], "near")

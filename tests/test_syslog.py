@@ -313,7 +313,7 @@ class UDPTests(SynchronousTestCase):
         broker, clock = FakeBroker(), Clock()
         clock.advance(NOW)
         return SyslogDatagramProtocol(
-            broker, clock, Settings(maxLine=100), Refusals(broker.stats, clock), tokens
+            broker, clock, Settings(maxLine=100, public=True), Refusals(broker.stats, clock), tokens
         ), broker
 
     def test_datagrams(self) -> None:

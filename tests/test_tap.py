@@ -133,7 +133,7 @@ class MakeServiceTests(SynchronousTestCase):
         """
         options = Options()
         options.parseOptions(
-            ["--max-line", "80", "--history", "3", "--max-publishers", "7"]
+            ["--public", "--max-line", "80", "--history", "3", "--max-publishers", "7"]
             + ["--publish", "tcp:0", "--subscribe", "tcp:0", "--syslog-udp", "127.0.0.1:0"]
         )
         settings = options.settings()
@@ -368,8 +368,16 @@ class AuthOptionTests(SynchronousTestCase):
         }
         self.assertEqual(site.bodies.gate.serverNames, {"logs.example.com", "other"})
 
-    def warnings(self, address: object, guarded: bool = False) -> list[str]:
-        service = ListeningService("subscribers", "tcp:0", Factory(), MemoryReactorClock(), guarded)
+    def warnings(
+        self,
+        address: object,
+        guarded: bool = False,
+        protected: bool = False,
+        level: LogLevel = LogLevel.warn,
+    ) -> list[str]:
+        service = ListeningService(
+            "subscribers", "tcp:0", Factory(), MemoryReactorClock(), guarded, protected
+        )
 
         class Port:
             def getHost(self) -> object:
@@ -377,16 +385,26 @@ class AuthOptionTests(SynchronousTestCase):
 
         with capturedLogs() as events:
             service._listening(Port())  # type: ignore[arg-type]
-        return [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        return [formatEvent(e) for e in events if e["log_level"] == level]
 
     def test_openListenerWarned(self) -> None:
         """
-        Without --auth, a listener beyond loopback is a warning saying who
-        can do what; loopback, UNIX sockets and a server with --auth are not.
+        Without --auth but with --public, a listener beyond loopback is a
+        warning saying who can do what; loopback, UNIX sockets and a server
+        with --auth are not.  In protected mode (no --auth, no --public) it
+        is an info line: only this machine is answered.
         """
         for host in ("0.0.0.0", "::", "10.1.2.3", "fe80::1%eth0"):
             [warning] = self.warnings(IPv4Address("TCP", host, 7702))
-            self.assertIn("no --auth: anyone who reaches it can read every app", warning)
+            self.assertIn("no --auth but --public: anyone who reaches it can read", warning)
+            address = IPv4Address("TCP", host, 7702)
+            self.assertEqual(self.warnings(address, protected=True), [])
+            [info] = [
+                line
+                for line in self.warnings(address, protected=True, level=LogLevel.info)
+                if "reachable" in line
+            ]
+            self.assertIn("answers this machine's peers only (--public answers all)", info)
         for host in ("127.0.0.1", "127.1.2.3", "::1"):
             self.assertEqual(self.warnings(IPv4Address("TCP", host, 7702)), [])
         self.assertEqual(self.warnings(UNIXAddress("/run/logio.sock")), [])
@@ -503,7 +521,8 @@ class DockerfileTests(SynchronousTestCase):
         SIGTERM (which ends every stream cleanly).
         """
         self.assertIn("EXPOSE 7701 7702", self.lines)
-        self.assertIn('CMD ["twistd", "-n", "--pidfile=", "logio"]', self.lines)
+        # Every peer of a container is beyond its loopback: not protected.
+        self.assertIn('CMD ["twistd", "-n", "--pidfile=", "logio", "--public"]', self.lines)
         self.assertTrue(self.lines[0].startswith("FROM python:3.11-slim"))
         [user] = [line for line in self.lines if line.startswith("USER ")]
         self.assertNotIn(user.split()[1], ("root", "0"))

@@ -13,6 +13,7 @@ from io import BytesIO
 from typing import Any, Iterable
 
 from twisted.internet.abstract import FileDescriptor
+from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -1188,3 +1189,42 @@ class LimitTests(ResourceTestCase):
         health.channel.readConnectionLost()
         self.assertIn(b"ok\n", health.transport.value())
         self.assertTrue(health.transport.disconnecting)
+
+
+class ProtectedModeTests(SynchronousTestCase):
+    """
+    Without tokens and without C{--public}, the subscriber port answers
+    this machine's peers only.
+    """
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.broker = Broker(Settings(), start=START)
+
+    def client(self, host: str, protected: bool = True) -> Client:
+        site = makeTestSite(self.broker, self.clock, protected=protected)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, 54321))
+        return Client(site, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", transport)
+
+    def test_beyondRefused(self) -> None:
+        """
+        A peer beyond this machine gets a 403 that names --auth and
+        --public, counted as a refusal, and its connection closes.
+        """
+        client = self.client("192.168.1.1")
+        head, body = client.response()
+        self.assertTrue(head.startswith(b"HTTP/1.1 403 "), head)
+        self.assertIn(b"--auth FILE", body)
+        self.assertIn(b"--public", body)
+        self.assertTrue(client.transport.disconnecting)
+        self.assertEqual(self.broker.stats.refusals["subscriber"], 1)
+
+    def test_localAndPublicAnswered(self) -> None:
+        """
+        A loopback peer is answered; so is any peer with --public.
+        """
+        for host, protected in (("127.0.0.1", True), ("::1", True), ("192.168.1.1", False)):
+            head, body = self.client(host, protected).response()
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), (host, head))
+            self.assertEqual(body, b"ok\n")
+        self.assertEqual(self.broker.stats.refusals["subscriber"], 0)

@@ -37,7 +37,7 @@ from logio.ingest.seed import SeedProtocol
 from logio.ingest.syslognet import SyslogProtocol
 from logio.ingest.text import TextProtocol
 from logio.interfaces import IBroker
-from logio.net import peerHost, tuneSocket
+from logio.net import PROTECTED, PROTECTED_MODE, isLocal, peerHost, tuneSocket
 from logio.ports import SUBSCRIBE_PORT
 from logio.refusals import Refusals
 from logio.settings import Settings
@@ -84,6 +84,10 @@ class PublisherProtocol(Protocol):
 
     def connectionMade(self) -> None:
         factory = self._factory
+        assert self.transport is not None
+        if factory.protected and not isLocal(self.transport.getPeer()):
+            self._refuse(PROTECTED, PROTECTED_MODE)
+            return
         if len(factory.connections) >= factory.maxPublishers:
             self._refuse(f"too many publishers ({factory.maxPublishers})", TOO_MANY)
             return
@@ -226,6 +230,9 @@ class PublisherFactory(Factory):
         self.maxPublishers = settings.maxPublishers
         self.topicTimeout = settings.topicTimeout
         self.refusals = refusals
+        #: Whether only this machine's peers may publish (no tokens, no
+        #: C{--public}).
+        self.protected = settings.protected and tokens is None
         self.stamps = StampParser()
         self.connections: set[PublisherProtocol] = set()
         self.tokens = tokens

@@ -28,7 +28,7 @@ from logio.ingest.syslog import (
     parseMessage,
 )
 from logio.interfaces import IBroker
-from logio.net import peerHost
+from logio.net import PROTECTED, PROTECTED_MODE, isLoopback, peerHost
 from logio.refusals import Refusals
 from logio.settings import Settings
 from logio.topic import StampParser, Topic, formatEpoch
@@ -227,6 +227,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
         tokens: Optional[Tokens] = None,
     ) -> None:
         self.maxLine = settings.maxLine
+        self.protected = settings.protected and tokens is None
         self.refusals = refusals
         self.reader = SyslogReader(broker, clock, StampParser(), tokens, self._now)
         self._clock = clock
@@ -237,10 +238,15 @@ class SyslogDatagramProtocol(DatagramProtocol):
         return formatEpoch(self._clock.seconds())
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        peer = str(addr[0]) if isinstance(addr, tuple) else "unix"
+        if self.protected and peer != "unix" and not isLoopback(peer):
+            self.refusals.refuse(
+                "publisher", PROTECTED_MODE, f"{peer} (syslog over UDP): {PROTECTED}"
+            )
+            return
         if len(datagram) > self.maxLine:
             datagram = datagram[: self.maxLine] + _TRUNCATED
         frame = datagram.rstrip(b"\r\n\x00")
-        peer = str(addr[0]) if isinstance(addr, tuple) else "unix"
         error = self.reader.publish([parseMessage(frame)], peer, len(datagram))
         if error is not None:
             self.refusals.refuse("publisher", error.cause, f"{peer} (syslog over UDP): {error}")

@@ -51,6 +51,14 @@ class Options(usage.Options):
         "Without --auth, anyone who can reach a port publishes as any app "
         "and reads every app: see the README's security section."
     )
+    optFlags = [
+        [
+            "public",
+            None,
+            "Without --auth, answer peers beyond this machine too (by default such a "
+            "server answers this machine only).",
+        ],
+    ]
     optParameters = [
         [
             "max-line",
@@ -202,6 +210,7 @@ class Options(usage.Options):
             subscribe=tuple(self["subscribe"]),
             syslogUDP=tuple(self["syslog-udp"]),
             auth=self["auth"],
+            public=bool(self["public"]),
         )
 
 

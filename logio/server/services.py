@@ -8,7 +8,6 @@ publishers at shutdown; and what a server does to its process at start-up.
 from __future__ import annotations
 
 import ctypes
-import ipaddress
 import resource
 import signal
 from typing import Any, Optional, cast
@@ -25,7 +24,7 @@ from twisted.python.failure import Failure
 from logio.auth import Tokens
 from logio.ingest.sniff import PublisherFactory
 from logio.ingest.syslognet import SyslogDatagramProtocol
-from logio.net import describeAddress
+from logio.net import describeAddress, isLocal
 
 
 class StartupError(SystemExit, Exception):
@@ -67,6 +66,8 @@ class ListeningService(StreamServerEndpointService):
     @ivar role: What listens here: C{publishers} or C{subscribers}.
     @ivar description: The endpoint string.
     @ivar guarded: Whether the server has C{--auth}.
+    @ivar protected: Whether, without C{--auth}, it answers this machine's
+        peers only (without C{--public}).
     """
 
     log = Logger()
@@ -78,6 +79,7 @@ class ListeningService(StreamServerEndpointService):
         factory: IProtocolFactory,
         reactor: Any,
         guarded: bool = False,
+        protected: bool = False,
     ) -> None:
         try:
             endpoint = serverFromString(reactor, withBacklog(description))
@@ -89,6 +91,7 @@ class ListeningService(StreamServerEndpointService):
         self.role = role
         self.description = description
         self.guarded = guarded
+        self.protected = protected
         self._reactor = reactor
 
     def privilegedStartService(self) -> None:
@@ -114,7 +117,7 @@ class ListeningService(StreamServerEndpointService):
     def _listening(self, port: IListeningPort) -> IListeningPort:
         may = "publish as any app" if self.role == "publishers" else "read every app"
         tls = self.description.partition(":")[0] == "ssl"
-        _logListening(self.log, self.role, port.getHost(), self.guarded, may, tls)
+        _logListening(self.log, self.role, port.getHost(), self.guarded, self.protected, may, tls)
         return port
 
     def _failedLater(self, reason: Failure) -> None:
@@ -126,7 +129,13 @@ class ListeningService(StreamServerEndpointService):
 
 
 def _logListening(
-    log: Logger, role: str, address: object, guarded: bool, may: str, tls: bool = False
+    log: Logger,
+    role: str,
+    address: object,
+    guarded: bool,
+    protected: bool,
+    may: str,
+    tls: bool = False,
 ) -> None:
     """
     Log where C{role} is listening, and whether with TLS; without
@@ -135,27 +144,21 @@ def _logListening(
     """
     where = describeAddress(address) + (" with TLS" if tls else "")
     log.info("Listening for {role} on {address}", role=role, address=where)
-    if not (guarded or _loopback(address)):
-        log.warn(
-            "{address} is reachable beyond this machine and the server has no --auth: "
-            "anyone who reaches it can {may}. See the README's security section.",
+    if guarded or isLocal(address):
+        return
+    if protected:
+        log.info(
+            "{address} is reachable beyond this machine, but the server has no --auth: "
+            "it answers this machine's peers only (--public answers all)",
             address=describeAddress(address),
-            may=may,
         )
-
-
-def _loopback(address: object) -> bool:
-    """
-    Whether only this machine can reach a listening address: a loopback
-    IP, or not an IP at all (a UNIX socket, guarded by its file's mode).
-    """
-    host = getattr(address, "host", None)
-    if host is None:
-        return True
-    try:
-        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
-    except ValueError:
-        return False
+        return
+    log.warn(
+        "{address} is reachable beyond this machine and the server has no --auth but "
+        "--public: anyone who reaches it can {may}. See the README's security section.",
+        address=describeAddress(address),
+        may=may,
+    )
 
 
 class AuthService(Service):
@@ -192,13 +195,20 @@ class SyslogUDPService(Service):
     log = Logger()
 
     def __init__(
-        self, host: str, port: int, protocol: SyslogDatagramProtocol, reactor: Any, guarded: bool
+        self,
+        host: str,
+        port: int,
+        protocol: SyslogDatagramProtocol,
+        reactor: Any,
+        guarded: bool,
+        protected: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.protocol = protocol
         self._reactor = reactor
         self._guarded = guarded
+        self._protected = protected
         self._listening: Optional[IListeningPort] = None
 
     def privilegedStartService(self) -> None:
@@ -214,6 +224,7 @@ class SyslogUDPService(Service):
             "syslog over UDP",
             self._listening.getHost(),
             self._guarded,
+            self._protected,
             "publish as any app",
         )
 

@@ -73,6 +73,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     top = MultiService()
     tokens = _tokens(settings, top, reactor)
     guarded = tokens is not None
+    protected = settings.protected
     broker = Broker(settings, reactor, int(reactor.seconds() * 1000))
     broker.setServiceParent(top)
     # One log of refusals for both ports, so each cause is rate-limited once.
@@ -83,12 +84,16 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     PublishersService(publishers).setServiceParent(top)
     for host, port in settings.syslogUDP:
         protocol = SyslogDatagramProtocol(broker, reactor, settings, refusals, tokens)
-        SyslogUDPService(host, port, protocol, reactor, guarded).setServiceParent(top)
+        SyslogUDPService(host, port, protocol, reactor, guarded, protected).setServiceParent(top)
     for description in settings.publish:
-        service = ListeningService("publishers", description, publishers, reactor, guarded)
+        service = ListeningService(
+            "publishers", description, publishers, reactor, guarded, protected
+        )
         service.setServiceParent(top)
     ingest = Ingest(broker, reactor, settings)
     site = makeSite(broker, reactor, settings, refusals, ingest, tokens)
     for description in settings.subscribe:
-        ListeningService("subscribers", description, site, reactor, guarded).setServiceParent(top)
+        ListeningService(
+            "subscribers", description, site, reactor, guarded, protected
+        ).setServiceParent(top)
     return top

@@ -23,7 +23,15 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer, provider
 
 from logio.http import Discard, Sink
-from logio.net import describePeer, peerGone, probePeer, socketOf
+from logio.net import (
+    PROTECTED,
+    PROTECTED_MODE,
+    describePeer,
+    isLocal,
+    peerGone,
+    probePeer,
+    socketOf,
+)
 from logio.ports import PUBLISH_PORT
 from logio.refusals import Refusals
 
@@ -238,6 +246,10 @@ class SubscriberChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if self.site.protected and not isLocal(self.getPeer()):
+            self._logRefusal(PROTECTED_MODE, f"{describePeer(self.getPeer())}: {PROTECTED}")
+            self.answer(403, PROTECTED)
+            return
         self._deadline = self.callLater(REQUEST_DEADLINE, self._tooSlow)
 
     def _tlsOnPlainPort(self) -> None:
@@ -508,6 +520,8 @@ class SubscriberSite(Site):
     @ivar bodies: Where each request's body goes.
     @ivar refusals: Where the connections' refusals are counted and logged.
     @ivar budget: What the bodies of all requests may hold together.
+    @ivar protected: Whether only this machine's peers are answered (no
+        tokens, no C{--public}); others get a 403 at once.
     """
 
     protocol = SubscriberChannel  # type: ignore[assignment]
@@ -519,6 +533,7 @@ class SubscriberSite(Site):
         bodies: Bodies,
         refusals: Refusals,
         budget: BodyBudget,
+        protected: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("logFormatter", accessLogLine)
@@ -526,6 +541,7 @@ class SubscriberSite(Site):
         self.bodies = bodies
         self.refusals = refusals
         self.budget = budget
+        self.protected = protected
 
 
 def startStreaming(request: Request) -> None:

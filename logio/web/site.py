@@ -197,4 +197,5 @@ def makeSite(
         Gate(refusals, tokens, settings.serverNames),
     )
     budget = BodyBudget(settings.maxIngestBytes)
-    return SubscriberSite(RootResource(routes), routes, refusals, budget, reactor=clock)
+    protected = settings.protected and tokens is None
+    return SubscriberSite(RootResource(routes), routes, refusals, budget, protected, reactor=clock)

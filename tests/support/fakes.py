@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from attrs import define, field
+from attrs import define, evolve, field
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -167,11 +167,14 @@ def makeTestSite(
     clock: MemoryReactorClock,
     settings: Optional[Settings] = None,
     tokens: Optional[Tokens] = None,
+    protected: bool = False,
 ) -> SubscriberSite:
     """
-    The subscriber port's site as the server builds it, over C{clock}.
+    The subscriber port's site as the server builds it, over C{clock}: in
+    protected mode only if asked (a L{StringTransport}'s peer is beyond
+    this machine).
     """
-    settings = settings or Settings()
+    settings = evolve(settings or Settings(), public=not protected)
     refusals = Refusals(broker.stats, clock)
     return makeSite(broker, clock, settings, refusals, Ingest(broker, clock, settings), tokens)
 
@@ -185,8 +188,10 @@ def publisherFactory(
 ) -> PublisherFactory:
     """
     The publisher port's factory as the server builds it, with the
-    settings named (the defaults for the others).
+    settings named (the defaults for the others, but C{public}: a
+    L{StringTransport}'s peer is beyond this machine).
     """
     if refusals is None:
         refusals = Refusals(broker.stats, clock)
+    settings.setdefault("public", True)
     return PublisherFactory(broker, clock, Settings(**settings), refusals, tokens)
