@@ -22,13 +22,13 @@ import random
 import select
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from itertools import accumulate
 
+from logio.client.answers import lastWords, toStderr
 from logio.client.lifecycle import register
 from logio.client.records import (
     RECORD_OVERHEAD,
@@ -37,15 +37,11 @@ from logio.client.records import (
     truncate,
     wire,
 )
-from logio.client.url import PublishURL
-from logio.ports import PUBLISH_PORT
+from logio.client.url import PublishURL, tlsContext
 
 #: The first and the longest wait between connection attempts, in seconds.
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 30.0
-#: The first byte of each kind of TLS record a server may answer with:
-#: handshake and alert.
-_TLS_RECORDS = (b"\x16", b"\x15")
 #: The most a TLS connection is given in one send (one TLS record).
 TLS_SLICE = 16384
 
@@ -118,8 +114,8 @@ class Publisher:
         self.write_timeout = write_timeout
         self.connect_timeout = connect_timeout
         self.backoff_max = backoff_max
-        self.report: Callable[[str], None] = report or _to_stderr
-        self._tls = _tls_context(target) if target.tls else None
+        self.report: Callable[[str], None] = report or toStderr
+        self._tls = tlsContext(target) if target.tls else None
         topic = {"app": target.app, "proc": target.proc, "host": target.host}
         if target.token is not None:
             topic["token"] = target.token
@@ -500,32 +496,14 @@ class Publisher:
     def _heard(self, said: bytes, sock: socket.socket) -> None:
         """
         The server said C{said} (perhaps nothing) as it closed the
-        connection: report why, as a refusal unless it is going away.
+        connection: report why (see L{lastWords}).
         """
-        where = self.target.describe()
-        if said[:1] in _TLS_RECORDS and not isinstance(sock, ssl.SSLSocket):
-            self._refused(
-                f"logio: {where} answered in TLS: TLS server? publish to it with logios://"
-            )
-        elif said.startswith(b"HTTP/"):
-            self._refused(
-                f"logio: {where} answered in HTTP: that is the subscriber (HTTP) port; "
-                f"publishers connect to port {PUBLISH_PORT} (logio://HOST:{PUBLISH_PORT})"
-            )
-        elif said.strip():
-            text = said.decode("utf-8", "replace").strip().splitlines()[0]
-            if text.startswith("logio: "):
-                # The server is going away, not refusing: that is no fault.
-                self.report(f"logio: {where} closed the connection: {text}")
-            else:
-                self._refused(f"logio: {where} closed the connection: {text}")
-        elif not isinstance(sock, ssl.SSLSocket):
-            # A logio server says why it closes; a TLS server that got
-            # plain text says nothing.
-            self._refused(
-                f"logio: {where} closed the connection without an answer: "
-                "TLS server? (then publish with logios://)"
-            )
+        message, refused = lastWords(said, self.target.describe(), isinstance(sock, ssl.SSLSocket))
+        if refused:
+            assert message is not None
+            self._refused(message)
+        elif message is not None:
+            self.report(message)
 
     def _refused(self, message: str) -> None:
         """
@@ -601,28 +579,3 @@ class Publisher:
             self._dropped += 1
             self.dropped_total += 1
             self._settled += 1
-
-
-def _tls_context(target: PublishURL) -> ssl.SSLContext:
-    """
-    A client TLS context that verifies the certificate and host name, with
-    the system's CAs or only those in C{target.ca}.
-
-    @raise ValueError: the CA file cannot be loaded.
-    """
-    try:
-        return ssl.create_default_context(cafile=target.ca)
-    except (OSError, ssl.SSLError) as e:
-        raise ValueError(f"cannot load the logio CA file {target.ca!r}: {e}") from e
-
-
-def _to_stderr(message: str) -> None:
-    """
-    The default L{Publisher.report}: one line on stderr, if there is one.
-    """
-    try:
-        if sys.stderr is not None:
-            sys.stderr.write(message + "\n")
-            sys.stderr.flush()
-    except Exception:
-        pass

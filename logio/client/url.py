@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import sys
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -143,3 +144,16 @@ def _address(url: str, parts: SplitResult) -> tuple[str, int] | str:
     if port == 0:
         raise ValueError(f"logio URL {url!r} has a bad port: use 1 to 65535")
     return (parts.hostname, port or DEFAULT_PORT)
+
+
+def tlsContext(target: PublishURL) -> ssl.SSLContext:
+    """
+    A client TLS context that verifies the certificate and host name, with
+    the system's CAs or only those in C{target.ca}.
+
+    @raise ValueError: the CA file cannot be loaded.
+    """
+    try:
+        return ssl.create_default_context(cafile=target.ca)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot load the logio CA file {target.ca!r}: {e}") from e
