@@ -345,7 +345,7 @@ class DefenceTests(SynchronousTestCase):
         self.server.publish(b"app=victim\nreal\n").close()
         [line] = stream.lines(1)
         self.assertTrue(line.endswith(b"victim[-] 127.0.0.1: real"), line)
-        self.assertIn("Refused a publisher: HTTP on the publisher port", self.server.log())
+        self.server.waitForLog("Refused a publisher: HTTP on the publisher port")
 
     def test_dnsRebinding(self) -> None:
         """

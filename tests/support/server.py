@@ -87,7 +87,10 @@ class Server:
         self.output = bytearray()
         self._lock = threading.Lock()
         assert self.process.stdout is not None
-        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
+        self._drainer = threading.Thread(
+            target=self._drain, args=(self.process.stdout,), daemon=True
+        )
+        self._drainer.start()
         started = waitFor(
             lambda: self.process.poll() is not None or listening(self.log()),
             what="logio to start",
@@ -137,9 +140,12 @@ class Server:
 
     def stop(self) -> int:
         """
-        SIGTERM the server and wait for it; returns its exit status.
+        SIGTERM the server and wait for it, and for the rest of its log;
+        returns its exit status.
         """
-        return terminate(self.process)
+        status = terminate(self.process)
+        self._drainer.join(TIMEOUT)
+        return status
 
     def publish(self, data: bytes) -> socket.socket:
         """
