@@ -151,6 +151,12 @@ def isLoopback(host: str) -> bool:
     return (mapped or ip).is_loopback
 
 
+#: How long a connection refused with an error line or answer is still read
+#: (what comes discarded) before it is closed, if the client does not close
+#: it first: closing with its input unread would reset the connection, and
+#: the client would lose the error.
+LINGER = 2.0
+
 #: The refusal cause of a peer beyond this machine in protected mode.
 PROTECTED_MODE = "a peer beyond this machine (protected mode)"
 #: What a peer beyond this machine is told by a server in protected mode.

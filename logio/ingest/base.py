@@ -25,7 +25,7 @@ from logio import formats
 from logio.auth import Denied, Tokens
 from logio.fields import fieldProblem
 from logio.interfaces import IBroker, IPublication
-from logio.net import peerHost
+from logio.net import LINGER, peerHost
 from logio.refusals import Refusals
 from logio.topic import Record, Topic, formatEpoch
 
@@ -61,11 +61,6 @@ def refuse(
         except (AttributeError, NotImplementedError):
             pass
     transport.loseConnection()
-
-
-#: How long a refused publisher's connection is read (and what comes
-#: discarded) after its error line, before it is closed.
-LINGER = 2.0
 
 
 #: What a publisher is told when the server stops reading it at shutdown:

@@ -24,6 +24,7 @@ from zope.interface import implementer, provider
 
 from logio.http import Discard, Sink
 from logio.net import (
+    LINGER,
     PROTECTED,
     PROTECTED_MODE,
     describePeer,
@@ -46,9 +47,6 @@ PEER_PROBES = 5.0
 #: How long a client that sent requests may leave all of its answers
 #: unread before it is let go.
 UNREAD_DEADLINE = 60.0
-#: How long a connection answered with an error is read (and what comes
-#: discarded) before it is closed, if the client does not close it first.
-LINGER = 2.0
 #: How long a body larger than L{MAX_BODY} may take to arrive, once the
 #: request's headers are in.
 BODY_DEADLINE = 60.0
