@@ -232,7 +232,7 @@ class PublisherFactory(Factory):
         self.refusals = refusals
         #: Whether only this machine's peers may publish (no tokens, no
         #: C{--public}).
-        self.protected = settings.protected and tokens is None
+        self.protected = settings.protected
         self.stamps = StampParser()
         self.connections: set[PublisherProtocol] = set()
         self.tokens = tokens

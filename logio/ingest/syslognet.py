@@ -227,7 +227,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
         tokens: Optional[Tokens] = None,
     ) -> None:
         self.maxLine = settings.maxLine
-        self.protected = settings.protected and tokens is None
+        self.protected = settings.protected
         self.refusals = refusals
         self.reader = SyslogReader(broker, clock, StampParser(), tokens, self._now)
         self._clock = clock

@@ -197,5 +197,6 @@ def makeSite(
         Gate(refusals, tokens, settings.serverNames),
     )
     budget = BodyBudget(settings.maxIngestBytes)
-    protected = settings.protected and tokens is None
-    return SubscriberSite(RootResource(routes), routes, refusals, budget, protected, reactor=clock)
+    return SubscriberSite(
+        RootResource(routes), routes, refusals, budget, settings.protected, reactor=clock
+    )
