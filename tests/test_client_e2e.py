@@ -310,7 +310,7 @@ class CommandEndToEndTests(SynchronousTestCase):
         first = Server(self, *options)
         tail = self.tailUntilLive(first, "again")
         first.stop()
-        tail.waitErr(b"reconnecting in")
+        tail.waitErr(b"; reconnecting\n")
         second = Server(self, *options)
         tail.waitErr(f"logio tail: connected to 127.0.0.1:{subscribePort} again".encode())
         second.publish(b"app=again&proc=p\nagain\n").close()

@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 
 from logio import version
 from logio.client.pub import publishLines
-from logio.client.publisher import BACKOFF_MAX, BACKOFF_MIN, RECORD_OVERHEAD
-from logio.client.tail import OutputClosed, subscriptionURL, tail
+from logio.client.publisher import RECORD_OVERHEAD
+from logio.client.tail import RECONNECT_MAX, OutputClosed, subscriptionURL, tail
 from logio.ports import SUBSCRIBE_PORT
 
 #: logio pub's byte bound by default: so much per line of --max-lines, so
@@ -42,22 +42,35 @@ for TLS (add &ca=/path/ca.pem to trust a private CA), or logio+unix:///path?app=
 
 _DESCRIPTION_TAIL = f"""\
 Subscribe to a logio server over HTTP and print the matching records as they
-come, one line each (a multi-line record gives several). The subscription is
-the URL's query plus the flags below: a flag replaces the URL's parameter of the
-same name, and the rest of the query is sent as given. The filters are regular
-expressions (RE2) searched anywhere in their field; a missing or empty one
-matches everything.
+come, one line each (a multi-line record gives several), as the server's text
+output shows them: <time> <app>[<proc>] <host>: <log>, the characters that
+could move a terminal's cursor shown escaped (\\u001b); with --json, as its
+JSON lines. The subscription is the URL's query plus the flags below: a flag
+replaces the URL's parameter of the same name, and the rest of the query is
+sent as given. The filters are regular expressions (RE2) searched anywhere in
+their field; a missing or empty one matches everything.
 
 URL is http://HOST[:PORT]/?QUERY (port 80) or https://... (port 443, verified
 with the system's CAs or with --ca). A bare HOST or HOST:PORT means
 http://HOST:{SUBSCRIBE_PORT}/ or that port; without a URL, http://localhost:{SUBSCRIBE_PORT}/.
+logio tail reads the server's event stream (format=sse, whose ids say where
+to resume): the URL's format=text or format=json says what to print (--json
+is format=json), another format is an error; its last_event_id=ID resumes
+after that record. On a terminal (or with --color always) the records' own
+colours (SGR sequences) are kept; the URL's ansi=keep or ansi=escape decides
+instead.
 
-When the server goes away or ends the stream, it says so on stderr and
-reconnects with backoff ({BACKOFF_MIN:g} s, doubling up to {BACKOFF_MAX:g} s). Only the first
-connection replays history: a reconnection sends no tail=, so no record is
-printed twice (those published while it was away are missed). Ctrl-C ends it
-(status 130). A refusal (4xx, e.g. a bad pattern) or a certificate that fails
-verification ends it with status 1, a bad command line with status 2.
+When the server stops (it says so: "the server is shutting down"), goes away or
+ends the stream, logio tail says so on stderr, reconnects at once and then
+every {RECONNECT_MAX:g} s at most, says when it is connected again, and resumes after the
+last record it printed: no record is printed twice, and none is missed that
+the server's history still holds (a restarted server holds those of its new
+run; it sends a notice when some are gone). Until a record is printed there is
+nothing to resume after: a reconnection then prints what comes after it. The
+server's notices print as <time> logio[logio] <URL's host>: <message>.
+Ctrl-C ends it (status 130). A refusal (4xx, e.g. a bad pattern) or a
+certificate that fails verification ends it with status 1, a bad command line
+with status 2.
 """
 
 _EXAMPLES_TAIL = f"""\
@@ -204,12 +217,19 @@ def _addTail(commands: Any) -> None:
             f"--{name}", metavar="RE", help=f"only records whose {field} matches RE ({name}=RE)"
         )
     tail.add_argument(
+        "--level",
+        metavar="LEVEL",
+        help="only records at LEVEL or above (level=LEVEL): trace, debug, info, notice, "
+        "warn, error or fatal",
+    )
+    tail.add_argument(
         "-n",
         "--tail",
         type=_whole,
         metavar="N",
         help="first print the last N matching records of the server's history (tail=N): "
-        "on the first connection only, never on a reconnection; 0 for none",
+        "on the first connection only, never on a reconnection (which resumes after the "
+        "last record printed); 0 for none",
     )
     tail.add_argument(
         "-f",
@@ -224,7 +244,7 @@ def _addTail(commands: Any) -> None:
         action="store_true",
         help="print one JSON object per record and line (format=json), as the server "
         'sends it: {"seq": ..., "time": ..., "app": ..., "proc": ..., "host": ..., '
-        '"log": ...}',
+        '"log": ...}; a notice from the server is {"time": ..., "notice": ...}',
     )
 
 

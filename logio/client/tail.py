@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_client_cli -*-
 """
-C{logio tail}: subscribe over plain HTTP (no Twisted), print the lines as
-they come, reconnect with backoff when the server goes away, and colour each
-topic's C{app[proc]} when printing to a terminal.
+C{logio tail}: subscribe over plain HTTP (no Twisted) to the server's
+event stream, print its records as they come (as text or JSON lines, see
+L{logio.client.events}), and when the stream ends or fails, reconnect at
+once and then every 2 s at most, resuming after the last record printed.
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ import ssl
 import string
 import sys
 import time
-import zlib
 from typing import BinaryIO, NamedTuple, TextIO
 from urllib.parse import parse_qs, quote, unquote_plus, urlsplit
 
-from logio.client.publisher import BACKOFF_MAX, BACKOFF_MIN
+from logio.client.events import EventReader, Printer, noticeMessage
+from logio.client.publisher import BACKOFF_MIN
 from logio.ports import SUBSCRIBE_PORT
 
-# Colours for app[proc]: green, yellow, blue, magenta, cyan and their bright
-# variants; the server's own notices are bold red.
-_PALETTE = [b"32", b"33", b"34", b"35", b"36", b"92", b"93", b"94", b"95", b"96"]
-_NOTICE = b"1;31"
+#: The longest wait between two attempts to reconnect, so that a server
+#: that restarts is found again within about as long.
+RECONNECT_MAX = 2.0
 
 
 class _Refused(Exception):
@@ -51,17 +51,28 @@ class Subscription(NamedTuple):
     port: int
     #: The path and query of the first request.
     path: str
-    #: The path and query of every later one: the same without C{tail=}, so
-    #: that no line is replayed twice.
+    #: The path and query of every later one: the same without C{tail=},
+    #: as a reconnection resumes after the last record printed instead.
     again: str
     #: C{False} for C{follow=0}: the response ends after the replay.
     follow: bool
-    #: C{True} for C{format=json}: one JSON object per line.
+    #: C{True} for C{--json} or C{format=json}: one JSON object per line.
     json: bool
+    #: C{True} for C{ansi=keep}, C{False} for C{ansi=escape}, L{None} for
+    #: neither: then colour sequences are kept when colours are on.
+    keepSGR: bool | None
+    #: The URL's C{last_event_id}: where the first request resumes.
+    lastEventId: str | None
 
 
 #: The subscription parameters that flags of the same name set.
-_FILTERS = ("app", "proc", "host", "log")
+_FILTERS = ("app", "proc", "host", "log", "level")
+#: The formats logio tail prints; it reads the server's C{format=sse}.
+_PRINTED = ("", "text", "json")
+#: The C{follow=} values that mean no.
+_NO = ("0", "false", "no")
+#: C{ansi=} values: whether the text keeps colour sequences raw.
+_ANSI = {"keep": True, "escape": False}
 
 
 def subscriptionURL(args: argparse.Namespace) -> Subscription:
@@ -71,9 +82,12 @@ def subscriptionURL(args: argparse.Namespace) -> Subscription:
     The URL is C{http://} (port 80 by default) or C{https://} (443); a bare
     C{HOST[:PORT]} (no scheme) is C{http://} on port 7702 by default; no URL
     at all is C{http://localhost:7702/}. Each flag replaces the URL's
-    parameter of the same name, or is added at the end.
+    parameter of the same name, or is added at the end. What is requested
+    is always C{format=sse} (its ids let a reconnection resume); the URL's
+    C{format=text} or C{format=json} says what to print, and its
+    C{last_event_id=} goes in a header.
 
-    @raise ValueError: the URL is none of those.
+    @raise ValueError: the URL is none of those, or asks for another format.
     """
     url = f"localhost:{SUBSCRIBE_PORT}" if args.url is None else args.url
     bare = _SCHEME.match(url) is None
@@ -88,6 +102,12 @@ def subscriptionURL(args: argparse.Namespace) -> Subscription:
         raise ValueError(f"URL {url!r} has a bad port") from None
     if port is None:
         port = SUBSCRIBE_PORT if bare else 443 if parts.scheme == "https" else 80
+    given = _firstValues(_sendable(parts.query))
+    if not args.json and given.get("format", "") not in _PRINTED:
+        raise ValueError(
+            f"URL {url!r} asks for format={given['format']}: logio tail prints text, "
+            "or JSON lines with --json or format=json"
+        )
     flags: dict[str, str | None] = {
         name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None
     }
@@ -95,21 +115,30 @@ def subscriptionURL(args: argparse.Namespace) -> Subscription:
         flags["tail"] = str(args.tail) if args.tail else None
     if args.follow is not None:
         flags["follow"] = "1" if args.follow else "0"
-    if args.json:
-        flags["format"] = "json"
+    flags["format"] = "sse"
+    flags["last_event_id"] = None
     query = _withParameters(_sendable(parts.query), flags)
     path = _sendable(parts.path) or "/"
-    # As the server reads it: the first value of a parameter counts.
-    sent = parse_qs(query, keep_blank_values=True)
+    sent = _firstValues(query)
     return Subscription(
         scheme=parts.scheme,
         host=parts.hostname,
         port=port,
         path=_withQuery(path, query),
         again=_withQuery(path, _withParameters(query, {"tail": None})),
-        follow=sent.get("follow", [""])[0] != "0",
-        json=sent.get("format", [""])[0] == "json",
+        follow=sent.get("follow", "1").lower() not in _NO,
+        json=args.json or given.get("format") == "json",
+        keepSGR=_ANSI.get(sent.get("ansi", "").lower()),
+        lastEventId=given.get("last_event_id") or None,
     )
+
+
+def _firstValues(query: str) -> dict[str, str]:
+    """
+    The parameters of C{query} as the server reads them: the first value
+    of each counts.
+    """
+    return {name: values[0] for name, values in parse_qs(query, keep_blank_values=True).items()}
 
 
 #: What a URL with a scheme starts with (RFC 3986).
@@ -159,8 +188,9 @@ def tail(
     subscription: Subscription, color: str, ca: str | None, token: str | None, stdout: TextIO
 ) -> int:
     """
-    Print the subscription's lines until interrupted, reconnecting with
-    backoff; without follow, until the response ends.
+    Print the subscription's records until interrupted, reconnecting and
+    resuming after the last record printed; without follow, until the
+    response ends.
     """
     if ca is not None and subscription.scheme != "https":
         raise ValueError("--ca is only for https:// URLs")
@@ -170,69 +200,136 @@ def tail(
             context = ssl.create_default_context(cafile=ca)
         except (OSError, ssl.SSLError) as e:
             raise ValueError(f"cannot load the CA file {ca!r}: {e}") from None
-    host, port = subscription.host, subscription.port
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     colour = not subscription.json and (color == "always" or (color == "auto" and stdout.isatty()))
-    headers = {"Accept": "application/x-ndjson" if subscription.json else "text/plain"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    out = stdout.buffer
-    path = subscription.path
-    delay = BACKOFF_MIN
-    lost = False
-    while True:
-        try:
-            connection = _connect(host, port, context)
+    keepSGR = colour if subscription.keepSGR is None else subscription.keepSGR
+    printer = Printer(subscription.json, colour, keepSGR, subscription.host)
+    return _Follower(subscription, context, token, printer, stdout.buffer).run()
+
+
+class _Follower:
+    """
+    One C{logio tail}: its connections, one after another, and the id of
+    the last record printed, which the next connection resumes after.
+    """
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        context: ssl.SSLContext | None,
+        token: str | None,
+        printer: Printer,
+        out: BinaryIO,
+    ) -> None:
+        self._subscription = subscription
+        self._context = context
+        self._printer = printer
+        self._out = out
+        host, port = subscription.host, subscription.port
+        self._where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._headers = {"Accept": "text/event-stream"}
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._path = subscription.path
+        #: The id of the last record printed (C{Last-Event-ID}).
+        self._resume = subscription.lastEventId
+        #: Whether the user was told that the stream was lost.
+        self._away = False
+
+    def run(self) -> int:
+        """
+        Follow the subscription; returns the exit status.
+        """
+        follow = self._subscription.follow
+        where = self._where
+        delay = BACKOFF_MIN
+        while True:
             try:
-                connection.request("GET", path, headers=headers)
-                response = connection.getresponse()
-                if 400 <= response.status < 500:
-                    body = response.read(4096).decode("utf-8", "replace").strip()
-                    first = body.splitlines()[0] if body else ""
-                    raise _Refused(f"{response.status} {response.reason}: {first}")
-                if response.status != 200:
-                    raise OSError(f"{response.status} {response.reason}")
-                # The replay, if any, has begun: a reconnection must not ask
-                # for it again.
-                path = subscription.again
-                if lost:
-                    _say(f"logio tail: connected to {where} again")
-                    lost = False
-                started = time.monotonic()
-                _copy(response, out, _Painter() if colour else None)
-                if not subscription.follow:
+                problem, lasted = self._stream()
+                if not follow:
                     return 0
-                problem = "the server ended the stream"
-                if time.monotonic() - started > 1.0:
+                if lasted > 1.0:
                     # Only a stream that lasted resets the backoff: a server
                     # that answers and hangs up at once is not redialled fast.
                     delay = BACKOFF_MIN
-            finally:
-                connection.close()
-        except _Refused as e:
-            _say(f"logio tail: the server refused the subscription: {e}")
-            return 1
-        except ssl.SSLCertVerificationError as e:
-            # Retrying cannot help: the certificate will not change.
-            _say(f"logio tail: {where}: certificate verify failed: {e.verify_message}")
-            return 1
-        except http.client.IncompleteRead:
-            problem = "the stream was cut short"
-        except http.client.RemoteDisconnected:
-            problem = "the server closed the connection without an answer"
-            if context is None:
-                problem += " (TLS server? then use https://)"
-        except (OSError, http.client.HTTPException) as e:
-            problem = str(e) or e.__class__.__name__
-        if not subscription.follow:
-            # Reconnecting would replay the history again, or nothing at all.
-            _say(f"logio tail: {where}: {problem}")
-            return 1
-        wait = min(delay * random.uniform(1.0, 1.5), BACKOFF_MAX)
-        _say(f"logio tail: {where}: {problem}; reconnecting in {wait:.1f} s")
-        lost = True
-        time.sleep(wait)
-        delay = min(delay * 2, BACKOFF_MAX)
+            except _Refused as e:
+                _say(f"logio tail: the server refused the subscription: {e}")
+                return 1
+            except ssl.SSLCertVerificationError as e:
+                # Retrying cannot help: the certificate will not change.
+                _say(f"logio tail: {where}: certificate verify failed: {e.verify_message}")
+                return 1
+            except http.client.IncompleteRead:
+                problem = "the stream was cut short"
+            except http.client.RemoteDisconnected:
+                problem = "the server closed the connection without an answer"
+                if self._context is None:
+                    problem += " (TLS server? then use https://)"
+            except (OSError, http.client.HTTPException) as e:
+                problem = str(e) or e.__class__.__name__
+            if not follow:
+                # Reconnecting would replay the history again, or nothing at all.
+                _say(f"logio tail: {where}: {problem}")
+                return 1
+            if not self._away:
+                # Once, however many attempts it takes.
+                _say(f"logio tail: {where}: {problem}; reconnecting")
+                self._away = True
+            time.sleep(min(delay * random.uniform(1.0, 1.5), RECONNECT_MAX))
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    def _stream(self) -> tuple[str, float]:
+        """
+        Connect, subscribe and print the stream until it ends.
+
+        @return: Why it ended, and how long it lasted in seconds.
+        @raise _Refused: The server refused the subscription.
+        """
+        connection = _connect(self._subscription.host, self._subscription.port, self._context)
+        try:
+            headers = dict(self._headers)
+            if self._resume is not None:
+                headers["Last-Event-ID"] = self._resume
+            connection.request("GET", self._path, headers=headers)
+            response = connection.getresponse()
+            if 400 <= response.status < 500:
+                body = response.read(4096).decode("utf-8", "replace").strip()
+                first = body.splitlines()[0] if body else ""
+                raise _Refused(f"{response.status} {response.reason}: {first}")
+            if response.status != 200:
+                raise OSError(f"{response.status} {response.reason}")
+            # The replay, if any, has begun: from now on the last record
+            # printed says where to resume.
+            self._path = self._subscription.again
+            if self._away:
+                _say(f"logio tail: connected to {self._where} again")
+                self._away = False
+            started = time.monotonic()
+            said = self._print(response)
+            return said or "the server ended the stream", time.monotonic() - started
+        finally:
+            connection.close()
+
+    def _print(self, response: http.client.HTTPResponse) -> str | None:
+        """
+        Print the streamed events as they arrive, until the stream ends; an
+        event cut short by a broken connection is not printed (a
+        reconnection gets it again).
+
+        @return: The server's last words: the message of the notice that
+            ended the stream, if one did.
+        """
+        reader = EventReader()
+        last = None
+        while chunk := response.read1(65536):
+            events = reader.feed(chunk)
+            if not events:
+                continue
+            _write(self._out, b"".join([self._printer.show(event) for event in events]))
+            for event in events:
+                if event.id:
+                    self._resume = event.id
+                last = noticeMessage(event)
+        return last
 
 
 def _connect(host: str, port: int, context: ssl.SSLContext | None) -> http.client.HTTPConnection:
@@ -255,21 +352,6 @@ def _connect(host: str, port: int, context: ssl.SSLContext | None) -> http.clien
     return connection
 
 
-def _copy(response: http.client.HTTPResponse, out: BinaryIO, painter: _Painter | None) -> None:
-    """
-    Copy the streamed body to C{out} as it arrives, until it ends; a line cut
-    short by a broken connection is ended with a newline.
-    """
-    last = b"\n"
-    try:
-        while chunk := response.read1(65536):
-            last = chunk[-1:]
-            _write(out, chunk if painter is None else painter.paint(chunk))
-    finally:
-        if last != b"\n":
-            _write(out, b"\n" if painter is None else painter.paint(b"\n"))
-
-
 def _write(out: BinaryIO, data: bytes) -> None:
     """
     Write and flush at once, so that lines show as they come.
@@ -281,41 +363,6 @@ def _write(out: BinaryIO, data: bytes) -> None:
         out.flush()
     except BrokenPipeError:
         raise OutputClosed() from None
-
-
-class _Painter:
-    """
-    Colour the C{app[proc]} of each complete line, one colour per topic.
-    """
-
-    def __init__(self) -> None:
-        self._partial = b""
-
-    def paint(self, chunk: bytes) -> bytes:
-        """
-        The complete lines of what arrived so far, coloured; a partial last
-        line waits for the rest.
-        """
-        data = self._partial + chunk
-        end = data.rfind(b"\n") + 1
-        self._partial = data[end:]
-        return b"".join(self._line(line) for line in data[:end].splitlines(keepends=True))
-
-    @staticmethod
-    def _line(line: bytes) -> bytes:
-        """
-        C{<ts> <app>[<proc>] <host>: <log>} with C{app[proc]} coloured.
-        """
-        start = line.find(b" ") + 1
-        end = line.find(b"] ", start) + 1
-        if start == 0 or end == 0:
-            return line
-        topic = line[start:end]
-        if topic == b"logio[logio]":
-            code = _NOTICE
-        else:
-            code = _PALETTE[zlib.crc32(topic) % len(_PALETTE)]
-        return line[:start] + b"\x1b[" + code + b"m" + topic + b"\x1b[0m" + line[end:]
 
 
 def _say(message: str) -> None:

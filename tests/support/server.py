@@ -138,6 +138,19 @@ class Server:
         """
         return portOf(self.addresses["subscribers"][0])
 
+    def samePorts(self) -> tuple[str, ...]:
+        """
+        The options that make another server listen on this one's ports
+        (on 127.0.0.1, as L{logioArguments} does by default): to start its
+        successor once it has stopped.
+        """
+        return (
+            "--publish",
+            f"tcp:{self.publishPort}:interface=127.0.0.1",
+            "--subscribe",
+            f"tcp:{self.subscribePort}:interface=127.0.0.1",
+        )
+
     def stop(self) -> int:
         """
         SIGTERM the server and wait for it, and for the rest of its log;
