@@ -7,6 +7,7 @@ C{twistd -n logio}.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -69,6 +70,23 @@ def texts(driver: Any) -> list[str]:
             "return Array.from(document.querySelectorAll('#log .line .text'), n => n.textContent)"
         )
     )
+
+
+def rgb(colour: str) -> tuple[int, ...]:
+    """
+    The red, green and blue of a computed CSS colour, C{rgb(r, g, b)}.
+    """
+    match = re.fullmatch(r"rgba?\((\d+), (\d+), (\d+)(?:, [\d.]+)?\)", colour)
+    assert match is not None, f"not an rgb() colour: {colour!r}"
+    return tuple(int(part) for part in match.groups())
+
+
+def reddish(colour: str) -> bool:
+    """
+    Whether a computed colour is mostly red.
+    """
+    r, g, b = rgb(colour)
+    return r > g + 60 and r > b + 60
 
 
 class Proxy:
@@ -140,9 +158,12 @@ class ViewerTests(SynchronousTestCase):
     def open(self, query: str = "", port: int = 0) -> None:
         self.driver.get(f"http://127.0.0.1:{port or self.server.subscribePort}/ui{query}")
 
-    def publish(self, app: str, *lines: str) -> None:
-        data = f"app={app}&proc=web&host=h1\n" + "".join(f"{line}\n" for line in lines)
+    def publish(self, app: str, *lines: str, proc: str = "web", host: str = "h1") -> None:
+        data = f"app={app}&proc={proc}&host={host}\n" + "".join(f"{line}\n" for line in lines)
         self.server.publish(data.encode()).close()
+
+    def script(self, code: str) -> Any:
+        return self.driver.execute_script(code)
 
     def waitForTexts(self, expected: list[str]) -> None:
         waitUntil(self.driver, lambda d: texts(d) == expected, f"the lines {expected[-3:]}…")
@@ -355,6 +376,258 @@ class ViewerTests(SynchronousTestCase):
         shown = texts(self.driver)
         self.assertEqual(shown, [f"seq {n}" for n in range(10000)])
         self.screenshot("keeps-up")
+
+    def spans(self) -> list[dict[str, str]]:
+        """
+        Each styled span of the lines' text: its text, classes and the
+        computed style that shows it.
+        """
+        return list(
+            self.script(
+                """return Array.from(document.querySelectorAll('#log .text .sgr'), n => {
+                  const style = getComputedStyle(n);
+                  return {text: n.textContent, classes: n.className, color: style.color,
+                    background: style.backgroundColor, weight: style.fontWeight,
+                    opacity: style.opacity, italic: style.fontStyle,
+                    underline: style.textDecorationLine};
+                })"""
+            )
+        )
+
+    def test_sgrColours(self) -> None:
+        """
+        SGR sequences are shown as styled spans: the 16 colours, bold, dim,
+        italic, underline, 256 colours, true colour and backgrounds; the
+        sequences themselves are not shown.
+        """
+        self.publish(
+            "ansi",
+            "\x1b[31mred\x1b[0m plain",
+            "\x1b[1mbold\x1b[22m \x1b[2mdim\x1b[0m \x1b[3;4mstyled\x1b[23;24m",
+            "\x1b[38;5;196mindexed\x1b[39m \x1b[38;2;0;90;255mtrue\x1b[m",
+            "\x1b[41;97m FAIL \x1b[49;39m after",
+        )
+        self.open("?app=ansi")
+        self.waitForTexts(["red plain", "bold dim styled", "indexed true", " FAIL  after"])
+        spans = {span["text"]: span for span in self.spans()}
+        self.assertEqual(
+            sorted(spans), [" FAIL ", "bold", "dim", "indexed", "red", "styled", "true"]
+        )
+        self.assertTrue(reddish(spans["red"]["color"]), spans["red"])
+        self.assertGreaterEqual(int(spans["bold"]["weight"]), 700)
+        self.assertLess(float(spans["dim"]["opacity"]), 1)
+        self.assertEqual(spans["styled"]["italic"], "italic")
+        self.assertEqual(spans["styled"]["underline"], "underline")
+        self.assertTrue(reddish(spans["indexed"]["color"]), spans["indexed"])
+        r, g, b = rgb(spans["true"]["color"])
+        self.assertGreater(b, r + 60)
+        self.assertTrue(reddish(spans[" FAIL "]["background"]), spans[" FAIL "])
+        self.assertGreater(min(rgb(spans[" FAIL "]["color"])), 200)
+        plain = self.script(
+            "return Array.from(document.querySelectorAll('#log .text')).map("
+            "n => getComputedStyle(n).color)"
+        )
+        self.assertNotEqual(plain[0], spans["red"]["color"])
+        self.screenshot("sgr-colours")
+
+    def test_otherEscapesShownEscaped(self) -> None:
+        """
+        Escape sequences other than SGR, and control characters, are shown
+        escaped as before; an SGR sequence cannot smuggle in HTML, and log
+        text with tags creates no elements.
+        """
+        self.publish(
+            "esc",
+            "clear\x1b[2J home\x1b[H bell\x07 title\x1b]0;x\x07",
+            "\x1b[31m<img src=x onerror=\"document.title='pwned'\">\x1b[0m<b>b</b>",
+            "\x1b[31;1\x1b[0m half \x1b[999m odd\x1b[38;5m",
+        )
+        self.open("?app=esc")
+        self.waitForTexts(
+            [
+                "clear\\u001b[2J home\\u001b[H bell\\u0007 title\\u001b]0;x\\u0007",
+                "<img src=x onerror=\"document.title='pwned'\"><b>b</b>",
+                "\\u001b[31;1 half  odd",
+            ]
+        )
+        self.assertEqual(self.driver.title, "logio")
+        self.assertEqual(
+            self.script("return document.querySelectorAll('#log img, #log b').length"), 0
+        )
+        self.assertEqual(
+            [span["text"] for span in self.spans()],
+            ["<img src=x onerror=\"document.title='pwned'\">"],
+        )
+
+    def test_highlightInColours(self) -> None:
+        """
+        The search highlight marks matches inside coloured text too, and the
+        colour stays.
+        """
+        self.publish("hl", "\x1b[31merror budget\x1b[0m spent", "request \x1b[32mok\x1b[0m")
+        self.open("?app=hl&log=error%7Crequest")
+        self.waitForTexts(["error budget spent", "request ok"])
+        self.assertEqual(self.marks(), ["error", "request"])
+        inRed = self.script(
+            "const m = document.querySelector('#log mark');"
+            "return [m.parentElement.classList.contains('sgr'), getComputedStyle(m).color]"
+        )
+        self.assertTrue(inRed[0])
+        self.assertTrue(reddish(inRed[1]), inRed)
+
+    def panel(self) -> list[tuple[str, str]]:
+        """
+        The apps the topics panel lists, each with the count it shows.
+        """
+        return [
+            (name, count)
+            for name, count in self.script(
+                "return Array.from(document.querySelectorAll('#topics .app-row'),"
+                " n => [n.querySelector('.name').textContent, n.querySelector('.n').textContent])"
+            )
+        ]
+
+    def rows(self, selector: str) -> list[list[str]]:
+        """
+        The texts of the parts of each row of the panel that C{selector}
+        picks.
+        """
+        return list(
+            self.script(
+                f"return Array.from(document.querySelectorAll('#topics {selector}'),"
+                " n => Array.from(n.querySelectorAll('span:not(.swatch)'), p => p.textContent))"
+            )
+        )
+
+    def click(self, selector: str) -> None:
+        self.driver.find_element("css selector", selector).click()
+
+    def test_topicsPanel(self) -> None:
+        """
+        The panel lists each app with its procs and hosts and their record
+        counts, refreshed as records come; a click on an app, a proc or a
+        host filters the stream to it, and a click on "All topics" (or on
+        the chosen one again) shows everything.
+        """
+        self.publish("shop", "s1", "s2", "s3")
+        self.publish("billing", "b1", "b2", proc="worker", host="h2")
+        self.publish("auth", "a1", proc="worker", host="h3")
+        self.open()
+        waitUntil(
+            self.driver,
+            lambda d: self.panel() == [("auth", "1"), ("billing", "2"), ("shop", "3")],
+            "the three apps in the panel",
+        )
+        self.assertEqual(
+            self.rows(".proc-row"),
+            [["worker", "h3", "1"], ["worker", "h2", "2"], ["web", "h1", "3"]],
+        )
+        self.assertEqual(self.rows(".host-row"), [["h1", "3"], ["h2", "2"], ["h3", "1"]])
+        self.publish("shop", "s4", "s5")
+        waitUntil(
+            self.driver,
+            lambda d: self.panel() == [("auth", "1"), ("billing", "2"), ("shop", "5")],
+            "the panel to count the new records",
+        )
+
+        self.click("#topics .app-row[data-app='^billing$']")
+        self.waitForTexts(["b1", "b2"])
+        self.assertIn("app=%5Ebilling%24", self.driver.current_url)
+        self.assertEqual(
+            self.driver.find_element("name", "app").get_attribute("value"), "^billing$"
+        )
+        self.assertEqual(
+            self.script("return document.querySelector('#count').textContent"), "2 lines"
+        )
+        waitUntil(
+            self.driver,
+            lambda d: (
+                d.find_elements("css selector", "#topics .app-row.active")
+                and d.find_element("css selector", "#topics .app-row.active").text.startswith(
+                    "billing"
+                )
+            ),
+            "billing marked as chosen",
+        )
+        self.publish("shop", "s6")
+        self.publish("billing", "b3", proc="worker", host="h2")
+        self.waitForTexts(["b1", "b2", "b3"])
+
+        self.click("#topics .host-row[data-host='^h1$']")
+        self.waitForTexts(["s1", "s2", "s3", "s4", "s5", "s6"])
+        self.assertEqual(self.driver.find_element("name", "app").get_attribute("value"), "")
+        self.assertEqual(self.driver.find_element("name", "host").get_attribute("value"), "^h1$")
+
+        self.click("#topics .proc-row[data-proc='^worker$'][data-app='^auth$']")
+        self.waitForTexts(["a1"])
+        self.assertEqual(
+            self.driver.find_element("name", "proc").get_attribute("value"), "^worker$"
+        )
+        self.assertEqual(self.driver.find_element("name", "host").get_attribute("value"), "")
+        self.click("#topics .proc-row.active")
+        waitUntil(self.driver, lambda d: len(texts(d)) == 10, "every line again")
+        self.assertEqual(self.driver.find_element("name", "app").get_attribute("value"), "")
+        self.click("#topics .app-row[data-app='^shop$']")
+        self.waitForTexts(["s1", "s2", "s3", "s4", "s5", "s6"])
+        self.click("#topics .all")
+        waitUntil(self.driver, lambda d: len(texts(d)) == 10, "every line again")
+        self.screenshot("topics-panel")
+
+    def test_distinctColours(self) -> None:
+        """
+        Apps get colours far apart, the same on their lines and in the
+        panel, and the same again after a reload.
+        """
+        apps = ["shop", "billing", "auth", "search"]
+        for app in apps:
+            self.publish(app, f"from {app}", proc="worker")
+        self.open()
+        self.waitForTexts([f"from {app}" for app in apps])
+        waitUntil(self.driver, lambda d: len(self.panel()) == 4, "four apps in the panel")
+        colourScript = """
+            const colours = {};
+            for (const n of document.querySelectorAll('#log .topic'))
+              colours[n.textContent.split('[')[0]] = getComputedStyle(n).color;
+            const panel = {};
+            for (const n of document.querySelectorAll('#topics .app-row'))
+              panel[n.querySelector('.name').textContent] =
+                getComputedStyle(n.querySelector('.swatch')).backgroundColor;
+            return [colours, panel];"""
+        lines, panel = self.script(colourScript)
+        self.assertEqual(lines, panel)
+        for i, first in enumerate(apps):
+            for second in apps[i + 1 :]:
+                distance = sum(
+                    abs(a - b) for a, b in zip(rgb(lines[first]), rgb(lines[second]), strict=True)
+                )
+                self.assertGreater(distance, 80, f"{first} and {second}: {lines}")
+        self.driver.refresh()
+        self.waitForTexts([f"from {app}" for app in apps])
+        self.assertEqual(self.script(colourScript)[0], lines)
+
+    def test_countAfterReplay(self) -> None:
+        """
+        The footer counts the lines the history replay brought as soon as
+        they are shown, then the live ones; new filters count afresh.
+        """
+        self.publish("c", "one", "two", "three")
+        self.publish("d", "other")
+        self.open("?app=c")
+        self.waitForTexts(["one", "two", "three"])
+        self.assertEqual(
+            self.script("return document.getElementById('count').textContent"), "3 lines"
+        )
+        self.publish("c", "four")
+        self.waitForTexts(["one", "two", "three", "four"])
+        self.assertEqual(
+            self.script("return document.getElementById('count').textContent"), "4 lines"
+        )
+        self.driver.find_element("name", "app").clear()
+        self.driver.find_element("name", "app").send_keys("^d$\n")
+        self.waitForTexts(["other"])
+        self.assertEqual(
+            self.script("return document.getElementById('count').textContent"), "1 line"
+        )
 
 
 class GuardedViewerTests(SynchronousTestCase):

@@ -5,6 +5,8 @@ Content-Security-Policy and without a token.
 
 from __future__ import annotations
 
+import re
+
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -12,7 +14,7 @@ from logio.auth import Tokens
 from logio.broker import Broker
 from logio.settings import Settings
 from logio.web.channel import SubscriberSite
-from logio.web.viewer import CSP
+from logio.web.viewer import CSP, FILES
 from tests.support.fakes import makeTestSite
 from tests.support.http import Client
 from tests.support.tokens import tokensFile
@@ -34,13 +36,16 @@ class ViewerTests(SynchronousTestCase):
     def test_files(self) -> None:
         """
         The page, its script and its style, each with its media type, the
-        CSP and no-sniff; the page loads only those two, from the server.
+        CSP and no-sniff; the page loads only its module script and style,
+        from the server.
         """
         site = self.site()
         for path, kind in [
             ("/ui", b"text/html"),
             ("/ui/", b"text/html"),
             ("/ui/app.js", b"text/javascript"),
+            ("/ui/text.js", b"text/javascript"),
+            ("/ui/topics.js", b"text/javascript"),
             ("/ui/app.css", b"text/css"),
         ]:
             head, body = self.get(site, path)
@@ -50,7 +55,7 @@ class ViewerTests(SynchronousTestCase):
             self.assertIn(b"X-Content-Type-Options: nosniff", head)
             self.assertTrue(body, path)
         _, page = self.get(site, "/ui")
-        self.assertIn(b'src="/ui/app.js"', page)
+        self.assertIn(b'<script type="module" src="/ui/app.js">', page)
         self.assertIn(b'href="/ui/app.css"', page)
         self.assertNotIn(b"http", page.replace(b"http-equiv", b""))
         self.assertNotIn(b"<script>", page)
@@ -65,18 +70,37 @@ class ViewerTests(SynchronousTestCase):
 
     def test_textOnly(self) -> None:
         """
-        The script never inserts HTML: no innerHTML, outerHTML,
-        insertAdjacentHTML or document.write.
+        No script of the page inserts HTML: no innerHTML, outerHTML,
+        insertAdjacentHTML, document.write or eval, and no style set as
+        text (the CSP would refuse it).
         """
-        _, script = self.get(self.site(), "/ui/app.js")
-        for sink in (
-            b"innerHTML",
-            b"outerHTML",
-            b"insertAdjacentHTML",
-            b"document.write",
-            b"eval(",
-        ):
-            self.assertNotIn(sink, script)
+        site = self.site()
+        scripts = [name for name, (_, kind) in FILES.items() if kind.startswith(b"text/javascript")]
+        self.assertEqual(sorted(scripts), [b"app.js", b"text.js", b"topics.js"])
+        for name in scripts:
+            _, script = self.get(site, "/ui/" + name.decode())
+            for sink in (
+                b"innerHTML",
+                b"outerHTML",
+                b"insertAdjacentHTML",
+                b"document.write",
+                b"eval(",
+                b"cssText",
+                b'setAttribute("style"',
+            ):
+                self.assertNotIn(sink, script, name)
+
+    def test_modulesFromTheServer(self) -> None:
+        """
+        The modules import one another by relative path only, each one a
+        file the server serves.
+        """
+        site = self.site()
+        for name in (b"app.js", b"text.js", b"topics.js"):
+            _, script = self.get(site, "/ui/" + name.decode())
+            for imported in re.findall(rb'from "([^"]+)"', script):
+                self.assertTrue(imported.startswith(b"./"), imported)
+                self.assertIn(imported[2:], FILES)
 
     def test_unknown(self) -> None:
         """

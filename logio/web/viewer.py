@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_viewer -*-
 """
-C{/ui}: the web viewer, one page of HTML, CSS and plain JavaScript served
-from the package's data (no build step, nothing fetched from elsewhere).
+C{/ui}: the web viewer, one page of HTML, CSS and plain JavaScript modules
+served from the package's data (no build step, nothing fetched from
+elsewhere).
 The page subscribes like any client, over server-sent events; it needs no
 token itself (it holds no data), and passes on the C{?token=} of its own
 URL to the stream on a server with C{--auth}.
@@ -26,6 +27,8 @@ CSP = (
 FILES = {
     b"": ("index.html", b"text/html; charset=utf-8"),
     b"app.js": ("app.js", b"text/javascript; charset=utf-8"),
+    b"text.js": ("text.js", b"text/javascript; charset=utf-8"),
+    b"topics.js": ("topics.js", b"text/javascript; charset=utf-8"),
     b"app.css": ("app.css", b"text/css; charset=utf-8"),
 }
 

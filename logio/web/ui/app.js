@@ -1,12 +1,14 @@
 // logio's web viewer: the last records of a subscription, then the live
 // stream over server-sent events, resumed from the last id after a drop.
 // Log text is only ever inserted as text (textContent), never as HTML.
-"use strict";
+import { literalHighlight, logText, visible } from "./text.js";
+import { colourOf, topicsPanel } from "./topics.js";
 
 const FIELDS = ["app", "proc", "host", "log"];
 const HISTORY = 200;       // records shown on load
 const MAX_LINES = 10000;   // lines the page keeps
 const MAX_PENDING = 10000; // lines kept while paused
+const NARROW = 900;        // px below which the topics panel covers the lines
 
 const $ = (id) => document.getElementById(id);
 const view = $("log");
@@ -22,8 +24,9 @@ let queue = [];        // records waiting for the next animation frame
 let pending = [];      // records that came while paused
 let pendingDropped = 0;
 let scheduled = false;
-let total = 0;
+let total = 0;         // records received since the filters were set
 let recent = 0;
+let connects = 0;      // so only the latest of overlapping connects opens a stream
 
 function query() {
   return new URLSearchParams(location.search);
@@ -34,6 +37,12 @@ function readFilters() {
   for (const name of FIELDS) form.elements[name].value = params.get(name) || "";
 }
 
+function withToken(params) {
+  const token = query().get("token");
+  if (token) params.set("token", token);
+  return params;
+}
+
 function subscription(extra) {
   const params = new URLSearchParams();
   const own = query();
@@ -41,7 +50,7 @@ function subscription(extra) {
     const value = own.get(name);
     if (value) params.set(name, value);
   }
-  if (own.get("token")) params.set("token", own.get("token"));
+  withToken(params);
   for (const [name, value] of Object.entries(extra)) params.set(name, value);
   return "/?" + params.toString();
 }
@@ -57,27 +66,15 @@ function setState(text, kind) {
   state.className = "state " + (kind || "");
 }
 
-// Colours: one stable hue per app[proc].
-const hues = new Map();
-function hue(key) {
-  let h = hues.get(key);
-  if (h === undefined) {
-    h = 0;
-    for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) >>> 0;
-    h = Math.round((h % 1000) * 137.508) % 360;  // golden-angle steps spread nearby hashes
-    hues.set(key, h);
-  }
-  return h;
-}
-
+// A record's time as [date, time of day], in UTC or local time.
 function formatTime(iso) {
-  if (utc) return iso.slice(0, 23).replace("T", " ");
+  if (utc) return [iso.slice(0, 10), iso.slice(11, 23)];
   const when = new Date(iso);
-  if (isNaN(when)) return iso;
+  if (isNaN(when)) return ["", iso];
   const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return `${when.getFullYear()}-${pad(when.getMonth() + 1)}-${pad(when.getDate())} ` +
+  return [`${when.getFullYear()}-${pad(when.getMonth() + 1)}-${pad(when.getDate())}`,
     `${pad(when.getHours())}:${pad(when.getMinutes())}:${pad(when.getSeconds())}.` +
-    pad(when.getMilliseconds(), 3);
+    pad(when.getMilliseconds(), 3)];
 }
 
 function span(cls, text) {
@@ -87,69 +84,10 @@ function span(cls, text) {
   return node;
 }
 
-// What the text output shows escaped, so a line cannot reorder or hide the
-// text around it: C0 controls but tab and newline, DEL and C1 controls, the
-// Arabic letter mark, LRM and RLM, the line and paragraph separators, bidi
-// embeddings, overrides and isolates.
-const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
-
-function visible(text) {
-  return text.replace(UNSAFE, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
-}
-
-// The browser's regular expressions backtrack (a pattern like (a+)+$ takes
-// exponential time on some lines), so only patterns that are literal text, or
-// alternatives of literal text, with an optional (?i), are highlighted, as an
-// escaped alternation that cannot backtrack; others are matched by the server
-// but not highlighted.
-function literalHighlight(pattern) {
-  let flags = "g";
-  if (pattern.startsWith("(?i)")) {
-    flags += "i";
-    pattern = pattern.slice(4);
-  }
-  const literals = [];
-  let text = "";
-  for (let i = 0; i <= pattern.length; i++) {
-    const c = pattern[i];
-    if (c === undefined || c === "|") {
-      if (!text) return null;
-      literals.push(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
-      text = "";
-    } else if (c === "\\") {
-      const next = pattern[i + 1];
-      if (next === undefined || /[A-Za-z0-9]/.test(next)) return null;
-      text += next;
-      i++;
-    } else if ("^$.*+?()[]{}".includes(c)) {
-      return null;
-    } else {
-      text += c;
-    }
-  }
-  return new RegExp(literals.join("|"), flags);
-}
-
-function textWithMarks(raw) {
-  const node = document.createElement("span");
-  node.className = "text";
-  const text = visible(raw);
-  if (!highlight) {
-    node.textContent = text;
-    return node;
-  }
-  highlight.lastIndex = 0;
-  let last = 0;
-  let match;
-  while ((match = highlight.exec(text)) !== null) {
-    if (match[0] === "") { highlight.lastIndex++; continue; }
-    node.append(text.slice(last, match.index));
-    const mark = document.createElement("mark");
-    mark.textContent = match[0];
-    node.append(mark);
-    last = match.index + match[0].length;
-  }
-  node.append(text.slice(last));
+function timestamp(iso) {
+  const [date, time] = formatTime(iso);
+  const node = span("ts", "");
+  node.append(span("date", date + " "), time);
   return node;
 }
 
@@ -158,13 +96,12 @@ function render(record) {
   line.className = "line";
   if (record.notice !== undefined) {
     line.classList.add("notice");
-    line.append(span("ts", formatTime(record.time)), span("text", visible(record.notice)));
+    line.append(timestamp(record.time), span("text", visible(record.notice)));
   } else {
-    const topic = `${record.app}[${record.proc}]`;
-    const label = span("topic", topic);
-    label.style.color = `hsl(${hue(topic)} 65% var(--hue-l))`;
-    line.append(span("ts", formatTime(record.time)), label, span("host", record.host + ":"),
-      textWithMarks(record.log));
+    const label = span("topic", `${record.app}[${record.proc}]`);
+    label.style.color = colourOf(record.app);
+    line.append(timestamp(record.time), label, span("host", record.host + ":"),
+      logText(record.log, highlight));
   }
   line.dataset.time = record.time;
   return line;
@@ -181,6 +118,7 @@ function flush() {
   let extra = view.childElementCount - MAX_LINES;
   while (extra-- > 0) view.firstElementChild.remove();
   if (follow) view.scrollTop = view.scrollHeight;
+  countLines();
 }
 
 function add(record) {
@@ -206,7 +144,7 @@ function showPending() {
 }
 
 function countLines() {
-  $("count").textContent = `${total.toLocaleString()} lines`;
+  $("count").textContent = `${total.toLocaleString()} ${total === 1 ? "line" : "lines"}`;
   view.dataset.total = String(total);
 }
 
@@ -216,8 +154,21 @@ setInterval(() => {
   countLines();
 }, 1000);
 
+// Forget what the page shows, for new filters or at the user's word.
+function reset() {
+  view.replaceChildren();
+  queue = [];
+  pending = [];
+  pendingDropped = 0;
+  total = 0;
+  showPending();
+  countLines();
+}
+
 async function connect() {
+  const attempt = ++connects;
   if (source) source.close();
+  source = null;
   showError("");
   const params = query();
   const log = params.get("log");
@@ -230,43 +181,52 @@ async function connect() {
   // missing token) shows the server's own message.
   try {
     const check = await fetch(subscription({ follow: "0", format: "json" }));
+    if (attempt !== connects) return;
     if (!check.ok) {
       showError(`${check.status} ${check.statusText}: ${(await check.text()).trim()}`);
       setState("refused", "error");
       return;
     }
   } catch (e) {
+    if (attempt !== connects) return;
     showError("cannot reach the server: " + e);
     setState("offline", "error");
   }
-  source = new EventSource(subscription({ format: "sse", tail: String(HISTORY) }));
-  source.onopen = () => setState(paused ? "paused" : "live", paused ? "paused" : "");
-  source.onerror = () => {
+  const opened = new EventSource(subscription({ format: "sse", tail: String(HISTORY) }));
+  source = opened;
+  opened.onopen = () => setState(paused ? "paused" : "live", paused ? "paused" : "");
+  opened.onerror = () => {
     // EventSource reconnects by itself, sending the last id it saw, and
     // the server resumes after it.
-    if (source.readyState === EventSource.CONNECTING) setState("reconnecting…", "connecting");
+    if (opened.readyState === EventSource.CONNECTING) setState("reconnecting…", "connecting");
     else setState("disconnected", "error");
   };
-  source.onmessage = (event) => add(JSON.parse(event.data));
-  const notice = (event) => add(JSON.parse(event.data));
-  source.addEventListener("dropped", notice);
-  source.addEventListener("notice", notice);
+  const received = (event) => { if (source === opened) add(JSON.parse(event.data)); };
+  opened.onmessage = received;
+  opened.addEventListener("dropped", received);
+  opened.addEventListener("notice", received);
+}
+
+// Put new filters in the page's URL, and show what they select.
+function applyFilters(values) {
+  const params = query();
+  for (const name of FIELDS) {
+    const value = (values[name] ?? params.get(name) ?? "").trim();
+    if (value) params.set(name, value); else params.delete(name);
+  }
+  history.pushState(null, "", "?" + params.toString());
+  readFilters();
+  panel.mark();
+  reset();
+  connect();
 }
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  const params = query();
-  for (const name of FIELDS) {
-    const value = form.elements[name].value.trim();
-    if (value) params.set(name, value); else params.delete(name);
-  }
-  history.pushState(null, "", "?" + params.toString());
-  view.replaceChildren();
-  queue = [];
-  connect();
+  applyFilters(Object.fromEntries(FIELDS.map((name) => [name, form.elements[name].value])));
 });
 
-window.addEventListener("popstate", () => { readFilters(); view.replaceChildren(); connect(); });
+window.addEventListener("popstate", () => { readFilters(); panel.mark(); reset(); connect(); });
 
 function setPaused(on) {
   paused = on;
@@ -295,7 +255,7 @@ function showZone() {
   $("zone").textContent = utc ? "UTC" : "Local";
   for (const line of view.children) {
     const ts = line.querySelector(".ts");
-    if (ts) ts.textContent = formatTime(line.dataset.time);
+    if (ts) ts.replaceWith(timestamp(line.dataset.time));
   }
 }
 $("zone").addEventListener("click", () => {
@@ -304,7 +264,7 @@ $("zone").addEventListener("click", () => {
   showZone();
 });
 
-$("clear").addEventListener("click", () => { view.replaceChildren(); });
+$("clear").addEventListener("click", reset);
 
 view.addEventListener("scroll", () => {
   const atBottom = view.scrollHeight - view.scrollTop - view.clientHeight < 4;
@@ -317,6 +277,34 @@ $("live").addEventListener("click", () => {
   $("live").hidden = true;
 });
 
+// The topics panel: open by default on a wide window; on a narrow one it
+// covers the lines, so it closes once a topic is picked.
+const narrow = () => window.innerWidth < NARROW;
+function showTopics(open) {
+  document.body.classList.toggle("topics-open", open);
+  $("topics-toggle").classList.toggle("on", open);
+  $("topics-toggle").setAttribute("aria-expanded", String(open));
+}
+const panel = topicsPanel($("topics"), {
+  url: () => {
+    const params = withToken(new URLSearchParams()).toString();
+    return params ? "/topics?" + params : "/topics";
+  },
+  current: () => Object.fromEntries(["app", "proc", "host"].map((k) => [k, query().get(k) || ""])),
+  pick: (fields) => {
+    if (narrow()) showTopics(false);
+    applyFilters(fields);
+  },
+});
+$("topics-toggle").addEventListener("click", () => {
+  const open = !document.body.classList.contains("topics-open");
+  showTopics(open);
+  if (!narrow()) localStorage.setItem("logio.topics", open ? "open" : "closed");
+});
+view.addEventListener("click", () => { if (narrow()) showTopics(false); });
+showTopics(!narrow() && localStorage.getItem("logio.topics") !== "closed");
+
 readFilters();
 showZone();
+countLines();
 connect();
