@@ -11,7 +11,7 @@ const QUIET = 10 * 60 * 1000;  // ms without a record after which a topic is sho
 // distinct; each name keeps its colour in this browser.  Six hues at the
 // theme's lightness, six more between them at a second lightness, then
 // golden-angle steps.
-const HUES = [212, 30, 140, 285, 185, 330, 250, 50, 15, 305, 95, 170];
+const HUES = [212, 30, 140, 285, 185, 330, 50, 250, 95, 170, 305, 15];
 const KEPT = "logio.colours";
 const MOST_KEPT = 500;
 
