@@ -637,8 +637,9 @@ class GuardedViewerTests(SynchronousTestCase):
 
     def test_tokenFromTheURL(self) -> None:
         """
-        The page passes on the token of its own URL to the stream: it shows
-        the lines of the apps the token allows; without one it shows the 401.
+        The page passes on the token of its own URL to the stream and to
+        C{/topics}: it shows the lines and topics of the apps the token
+        allows; without one it shows the 401, in the panel too.
         """
         from tests.support.tokens import tokensFile
 
@@ -651,6 +652,17 @@ class GuardedViewerTests(SynchronousTestCase):
             server.publish(f"app={app}&token=writer-0123456789abc\nfor {app}\n".encode()).close()
         driver.get(f"http://127.0.0.1:{server.subscribePort}/ui?app=.*&token={token}")
         waitUntil(driver, lambda d: texts(d) == ["for shop"], "the shop line")
+        waitUntil(
+            driver,
+            lambda d: (
+                d.execute_script(
+                    "return Array.from(document.querySelectorAll('#topics .app-row .name'),"
+                    " n => n.textContent)"
+                )
+                == ["shop"]
+            ),
+            "only the shop app in the topics panel",
+        )
         driver.get(f"http://127.0.0.1:{server.subscribePort}/ui?app=.*")
         error = waitUntil(
             driver,
@@ -660,3 +672,8 @@ class GuardedViewerTests(SynchronousTestCase):
             "the error",
         )
         self.assertIn("401", error.text)
+        waitUntil(
+            driver,
+            lambda d: "cannot read /topics: 401" in d.find_element("css selector", "#topics").text,
+            "the panel to say /topics was refused",
+        )
