@@ -2,8 +2,8 @@
 """
 The Broker: the one central service.  Publishers hand it batches of records
 through a publication per topic; it numbers them, keeps them in history,
-and encodes each batch once per group of subscribers that share a format
-and a C{log} filter.
+and encodes each batch once per group of subscribers that share a format,
+a C{log} filter and a C{level} filter.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from logio.interfaces import (
     Replay,
     Segment,
 )
+from logio.levels import ranks
 from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
 from logio.topic import Record, Topic, formatEpoch
@@ -44,8 +45,9 @@ from logio.topic import Record, Topic, formatEpoch
 MATCH_SLICE = 64
 
 #: One group of a route as publish loops over it: the encoder of its
-#: format, its C{log} pattern (or L{None}), its format's name, its members.
-Group = tuple[Encoder, Optional[Pattern], str, tuple[ISubscriber, ...]]
+#: format, its C{log} pattern (or L{None}), the least severe level it keeps
+#: (or L{None}), its format's name, its members.
+Group = tuple[Encoder, Optional[Pattern], Optional[int], str, tuple[ISubscriber, ...]]
 
 #: The CPU time one C{log} pattern may take on one batch before its
 #: subscribers are disconnected and the pattern refused from then on: the
@@ -74,8 +76,8 @@ class _Route:
     (subscriber, topic), not per record.  Also what is known of the topic:
     its publishers, records published and held in history.
 
-    Subscribers with the same format and C{log} pattern share one group:
-    the pattern runs and the batch is encoded once for all of them.  Adding
+    Subscribers with the same format, C{log} pattern and C{level} share one
+    group: the pattern runs and the batch is encoded once for all of them.  Adding
     and removing one costs the same however many there are; publish loops
     over an immutable snapshot, rebuilt after a change, so a delivery that
     makes a subscriber go away cannot make it skip another.
@@ -86,17 +88,19 @@ class _Route:
     records: int = 0
     last: str = ""
     held: int = 0
-    _groups: dict[tuple[IFormat, Optional[Pattern]], dict[ISubscriber, None]] = field(factory=dict)
+    _groups: dict[tuple[IFormat, Optional[Pattern], Optional[int]], dict[ISubscriber, None]] = (
+        field(factory=dict)
+    )
     _encoders: dict[IFormat, Encoder] = field(factory=dict)
     _members: Optional[tuple[Group, ...]] = ()
 
     def add(self, subscriber: ISubscriber) -> None:
-        key = (subscriber.format, subscriber.filters.log)
+        key = (subscriber.format, subscriber.filters.log, subscriber.filters.level)
         self._groups.setdefault(key, {})[subscriber] = None
         self._members = None
 
     def remove(self, subscriber: ISubscriber) -> None:
-        key = (subscriber.format, subscriber.filters.log)
+        key = (subscriber.format, subscriber.filters.log, subscriber.filters.level)
         group = self._groups.get(key, {})
         if subscriber not in group:
             return
@@ -107,16 +111,17 @@ class _Route:
 
     def members(self) -> tuple[Group, ...]:
         """
-        The current groups, as a snapshot, those without a C{log} filter first.
+        The current groups, as a snapshot, those that take every record
+        first.
         """
         if self._members is None:
-            groups = []
-            for (format, pattern), subscribers in self._groups.items():
+            groups: list[Group] = []
+            for (format, pattern, level), subscribers in self._groups.items():
                 encoder = self._encoders.get(format)
                 if encoder is None:
                     encoder = self._encoders[format] = format.encoder(self.topic)
-                groups.append((encoder, pattern, format.name, tuple(subscribers)))
-            groups.sort(key=lambda group: group[1] is not None)
+                groups.append((encoder, pattern, level, format.name, tuple(subscribers)))
+            groups.sort(key=lambda group: not (group[1] is None and group[2] is None))
             self._members = tuple(groups)
         return self._members
 
@@ -326,8 +331,8 @@ class Broker(Service):
         seqs = range(first, first + count)
         searched: list[Group] = []
         for group in groups:
-            encoder, pattern, name, subscribers = group
-            if pattern is None:
+            encoder, pattern, level, name, subscribers = group
+            if pattern is None and level is None:
                 self._fanOut(subscribers, encoder(records, seqs), name)
             else:
                 searched.append(group)
@@ -336,9 +341,10 @@ class Broker(Service):
 
     def _search(self, groups: list[Group], records: list[Record], first: int) -> None:
         """
-        Deliver to each group with a C{log} pattern the records it matches,
-        cheapest pattern first (by its cost on earlier batches; a new one
-        counts as free), within the allowance (see
+        Deliver to each group with a C{log} pattern or a C{level} the
+        records it keeps: the levels are found once for all groups, the
+        patterns run cheapest first (by their cost on earlier batches; a new
+        one counts as free), within the allowance (see
         L{MAX_BATCH_SEARCH_SECONDS}): the groups left when it is spent are
         not searched, and told so.
         """
@@ -347,32 +353,41 @@ class Broker(Service):
             self._allowance + (now - self._refilled) * SEARCH_SHARE, MAX_BATCH_SEARCH_SECONDS
         )
         self._refilled = now
-        texts = [text.encode("utf-8", "replace") for _, text in records]
-        size = sum(map(len, texts)) or 1
+        texts: list[bytes] = []
+        size = 1
+        levels: list[int] = []
         costs = self._costs
         if len(groups) > 1:
-            groups.sort(key=lambda group: costs.get(group[1].text, 0.0))  # type: ignore[union-attr]
+            groups.sort(key=lambda group: costs.get(group[1].text, 0.0) if group[1] else 0.0)
         total = 0.0
         skipped = 0
-        for encoder, pattern, name, subscribers in groups:
-            assert pattern is not None
-            if total >= allowance:
-                self._notSearched(subscribers, len(records))
-                skipped += len(subscribers)
-                continue
-            search = pattern.search
-            began = thread_time()
-            chosen = [i for i, text in enumerate(texts) if search(text)]
-            spent = thread_time() - began
-            total += spent
-            costs.pop(pattern.text, None)
-            costs[pattern.text] = spent / size
-            if len(costs) > MAX_COSTS:
-                del costs[next(iter(costs))]
+        for encoder, pattern, level, name, subscribers in groups:
+            chosen: Sequence[int] = range(len(records))
+            if level is not None:
+                if not levels:
+                    levels = ranks(records)
+                chosen = [i for i in chosen if levels[i] >= level]
+            if pattern is not None:
+                if total >= allowance:
+                    self._notSearched(subscribers, len(records))
+                    skipped += len(subscribers)
+                    continue
+                if not texts:
+                    texts = [record[1].encode("utf-8", "replace") for record in records]
+                    size = sum(map(len, texts)) or 1
+                search = pattern.search
+                began = thread_time()
+                chosen = [i for i in chosen if search(texts[i])]
+                spent = thread_time() - began
+                total += spent
+                costs.pop(pattern.text, None)
+                costs[pattern.text] = spent / size
+                if len(costs) > MAX_COSTS:
+                    del costs[next(iter(costs))]
             if chosen:
                 segments = encoder([records[i] for i in chosen], [first + i for i in chosen])
                 self._fanOut(subscribers, segments, name)
-            if spent > MAX_SEARCH_SECONDS:
+            if pattern is not None and spent > MAX_SEARCH_SECONDS:
                 self._tooCostly(pattern, subscribers, spent)
         self._allowance = allowance - total
         if skipped:

@@ -62,6 +62,35 @@ def escape(text: str) -> str:
     return UNSAFE.sub(_visible, text)
 
 
+#: An SGR sequence (colour, bold, reset...): C{ESC [ <numbers> m}, the only
+#: escape sequence shown raw when a subscriber asks for colours.  Its
+#: parameters are bounded so that no sequence is unbounded work for a
+#: terminal.
+SGR = re.compile(r"\x1b\[[0-9;:]{0,64}m")
+_SGR_OR_UNSAFE = re.compile(rf"({SGR.pattern})|[{_UNSAFE_CLASS}]")
+#: What ends a line that kept SGR sequences, so that its colours stop there.
+SGR_RESET = "\x1b[0m"
+
+
+def _visibleUnlessSGR(match: re.Match[str]) -> str:
+    return match.group() if match.group(1) else f"\\u{ord(match.group()):04x}"
+
+
+def escapeKeepingSGR(text: str) -> str:
+    """
+    C{text} as L{escape} shows it, but with its L{SGR} sequences kept raw,
+    and a reset at the end of every line that has any: colours, bold and
+    underline reach a terminal, nothing that moves its cursor does, and no
+    colour runs on into the next line.
+    """
+    if SGR.search(text) is None:
+        return escape(text)
+    return "\n".join(
+        _SGR_OR_UNSAFE.sub(_visibleUnlessSGR, line) + (SGR_RESET if SGR.search(line) else "")
+        for line in text.split("\n")
+    )
+
+
 def _named(char: str) -> str:
     if char == " ":
         return "a space"

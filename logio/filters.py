@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_filters -*-
 """
 The filter language of a subscription: an unanchored RE2 search per topic
-field (C{app}, C{proc}, C{host}) and per record (C{log}).
+field (C{app}, C{proc}, C{host}) and per record (C{log}), and the least
+severe level kept (C{level}).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from attrs import field, frozen
 from zope.interface import implementer
 
 from logio.interfaces import IFilters, IGrant
+from logio.levels import parseLevel
 from logio.topic import Topic
 
 #: An unanchored search in UTF-8 text: a match (true) or L{None}.
@@ -127,8 +129,8 @@ def _contains(literal: bytes, text: bytes) -> Optional[bool]:
 class Filters:
     """
     What one subscriber asked for: a pattern per field, or L{None} for a
-    field that matches everything; and the apps its token allows, whatever
-    it asked for.
+    field that matches everything; the least severe level it keeps, or
+    L{None}; and the apps its token allows, whatever it asked for.
 
     @ivar access: The subscriber's grant on a server with C{--auth}, or
         L{None} (every app).
@@ -138,6 +140,7 @@ class Filters:
     proc: Optional[Pattern] = None
     host: Optional[Pattern] = None
     log: Optional[Pattern] = None
+    level: Optional[int] = None
     access: Optional[IGrant] = None
 
     @classmethod
@@ -147,9 +150,11 @@ class Filters:
         each, for a subscriber with the grant C{access}.
 
         @raise BadFilter: If a pattern does not compile.
+        @raise ValueError: If C{level} names no level.
         """
         patterns = {name: compileFilter(name, query.get(name, "")) for name in FILTER_FIELDS}
-        return cls(**patterns, access=access)
+        level = query.get("level")
+        return cls(**patterns, level=parseLevel(level) if level else None, access=access)
 
     def matchesTopic(self, topic: Topic) -> bool:
         """

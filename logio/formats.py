@@ -19,9 +19,10 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from zope.interface import implementer
 
-from logio.fields import CLEAN, RESERVED_APP, UNSAFE, escape
+from logio.fields import CLEAN, RESERVED_APP, UNSAFE, escape, escapeKeepingSGR
 from logio.http import PLAIN_TEXT
 from logio.interfaces import Encoder, IFormat, Segment
+from logio.levels import levelsOf
 from logio.topic import Record, Topic
 
 #: JSON's string encoder (the C one): quotes and escapes, non-ASCII kept.
@@ -32,14 +33,22 @@ _quote: Callable[[str], str] = '"%s"'.__mod__
 _ESCAPES = bytes(c < 0x20 or c in b'"\\' for c in range(256))
 
 
-def _quoter(records: Sequence[Record]) -> Callable[[str], str]:
+def _quoter(records: Sequence[Record]) -> tuple[Callable[[str], str], list[str]]:
     """
-    How to quote the texts of C{records} as JSON strings.  JSON's own
-    encoder looks at every character of every text; a batch that needs no
-    escape anywhere (one check for all its bytes) is only put in quotes.
+    How to quote the texts of C{records} as JSON strings, and their levels
+    as the C{level} members that end their objects (C{""} for a record
+    without one).  JSON's own encoder looks at every character of every
+    text; a batch that needs no escape anywhere (one check for all its
+    bytes) is only put in quotes.
     """
-    joined = "".join([text for _, text in records]).encode("utf-8", "replace")
-    return _escape if 1 in joined.translate(_ESCAPES) else _quote
+    joined = "".join([record[1] for record in records]).encode("utf-8", "replace")
+    levels = levelsOf(records, joined)
+    members = (
+        [""] * len(records)
+        if levels is None
+        else [f', "level": "{level}"' if level else "" for level in levels]
+    )
+    return (_escape if 1 in joined.translate(_ESCAPES) else _quote), members
 
 
 #: What publishers and subscribers are told when the server stops: a
@@ -55,7 +64,7 @@ def dropMessage(dropped: int) -> str:
     return f"{dropped} lines dropped: this subscriber is reading too slowly"
 
 
-def pack(lines: Sequence[str], prefix: str) -> list[Segment]:
+def pack(lines: Sequence[str], prefix: str, shown: Callable[[str], str] = escape) -> list[Segment]:
     """
     Encode formatted text lines into as few segments as possible.
 
@@ -66,14 +75,14 @@ def pack(lines: Sequence[str], prefix: str) -> list[Segment]:
     queue can drop it whole.
 
     The characters that could move a terminal's cursor or fake a line are
-    shown escaped (L{logio.fields.escape}); the timestamp and prefix hold
-    none.
+    shown escaped (by C{shown}: L{logio.fields.escape}, or
+    L{logio.fields.escapeKeepingSGR}); the timestamp and prefix hold none.
     """
     text = "".join(lines)
     data = text.encode("utf-8", "replace")
     # One pass over the bytes finds the batches that may need it.
     if data.translate(None, CLEAN) and UNSAFE.search(text) is not None:
-        lines = [escape(line) for line in lines]
+        lines = [shown(line) for line in lines]
         text = "".join(lines)
         data = text.encode("utf-8", "replace")
     count = text.count("\n")
@@ -104,20 +113,24 @@ class TextFormat:
     physical line of a record, each with the prefix.
 
     @ivar host: The server's name, in its notices.
+    @ivar keepSGR: Whether colour sequences are passed through raw
+        (C{?ansi=keep}, for a terminal) rather than shown escaped.
     """
 
     name = "text"
     contentType = PLAIN_TEXT
     keepAlive = None
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, keepSGR: bool = False) -> None:
         self.host = host
+        self.keepSGR = keepSGR
 
     def encoder(self, topic: Topic) -> Encoder:
         prefix = topic.prefix()
+        shown = escapeKeepingSGR if self.keepSGR else escape
 
         def encode(records: Sequence[Record], seqs: Sequence[int]) -> list[Segment]:
-            return pack([f"{ts}{prefix}{text}\n" for ts, text in records], prefix)
+            return pack([f"{ts}{prefix}{text}\n" for ts, text, _ in records], prefix, shown)
 
         return encode
 
@@ -148,7 +161,9 @@ class JSONFormat:
     """
     JSON lines: C{{"seq": 42, "time": "2016-12-06T22:14:21.448Z", "app":
     …, "proc": …, "host": …, "log": …}} per record, a multi-line record in
-    one object; a notice is C{{"dropped": N, "time": …, "notice": …}}.
+    one object, and C{"level": …} last where the record's level is known
+    (L{logio.levels.levelsOf}); a notice is C{{"dropped": N, "time": …,
+    "notice": …}}.
     """
 
     name = "json"
@@ -159,11 +174,11 @@ class JSONFormat:
         fields = _topicFields(topic)
 
         def encode(records: Sequence[Record], seqs: Sequence[int]) -> list[Segment]:
-            quote = _quoter(records)
+            quote, levels = _quoter(records)
             text = "".join(
                 [
-                    f'{{"seq": {seq}, "time": "{ts}Z", {fields}{quote(log)}}}\n'
-                    for seq, (ts, log) in zip(seqs, records, strict=True)
+                    f'{{"seq": {seq}, "time": "{ts}Z", {fields}{quote(log)}{level}}}\n'
+                    for seq, (ts, log, _), level in zip(seqs, records, levels, strict=True)
                 ]
             )
             return [Segment(text.encode("utf-8", "replace"), len(records), b"\n")]
@@ -198,12 +213,12 @@ class SSEFormat:
         start = self.start
 
         def encode(records: Sequence[Record], seqs: Sequence[int]) -> list[Segment]:
-            quote = _quoter(records)
+            quote, levels = _quoter(records)
             text = "".join(
                 [
                     f'id: {start}-{seq}\ndata: {{"seq": {seq}, "time": "{ts}Z", '
-                    f"{fields}{quote(log)}}}\n\n"
-                    for seq, (ts, log) in zip(seqs, records, strict=True)
+                    f"{fields}{quote(log)}{level}}}\n\n"
+                    for seq, (ts, log, _), level in zip(seqs, records, levels, strict=True)
                 ]
             )
             return [Segment(text.encode("utf-8", "replace"), len(records), b"\n\n")]

@@ -13,6 +13,7 @@ from attrs import define
 from zope.interface import implementer
 
 from logio.interfaces import IFilters, IHistory, Replay, Run
+from logio.levels import ranks
 from logio.topic import Record, Topic
 
 #: What history charges a record besides its size: about what the tuple
@@ -142,8 +143,13 @@ class History:
             base = batch.first - batch.skip
             low = batch.skip if after is None else max(after + 1 - base, batch.skip)
             chosen = range(low, len(batch.records))
+            records = batch.records
+            if filters.level is not None:
+                levels = ranks([records[i] for i in chosen])
+                chosen = [
+                    i for i, rank in zip(chosen, levels, strict=True) if rank >= filters.level
+                ]  # type: ignore[assignment]
             if search is not None:
-                records = batch.records
                 chosen = [i for i in chosen if search(records[i][1].encode("utf-8", "replace"))]  # type: ignore[assignment]
             chosen = chosen[-tail:] if tail < len(chosen) else chosen
             if not chosen:

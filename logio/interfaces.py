@@ -106,6 +106,10 @@ class IFilters(Interface):
     log = Attribute(
         "The C{log} pattern (a L{logio.filters.Pattern}: C{text} and C{search}), or L{None}."
     )
+    level = Attribute(
+        "The L{logio.levels.RANK} of the least severe level kept (C{?level=}), or L{None}: "
+        "every record, with a level or not."
+    )
     access = Attribute(
         "The L{IGrant} of the subscriber's token on a server with C{--auth}, or L{None}."
     )

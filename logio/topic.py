@@ -2,11 +2,12 @@
 """
 Topic and record value types, and the subscriber output line format.
 
-A record travels through the server as a C{(timestamp, text)} tuple: the
-timestamp already formatted as it appears in the output (UTC, milliseconds,
-no zone) and the log text with its trailing newline removed.  Tuples are used
-instead of a class on purpose: the publisher protocols build one per record,
-on the hottest path there is.
+A record travels through the server as a C{(timestamp, text, level)}
+tuple: the timestamp already formatted as it appears in the output (UTC,
+milliseconds, no zone), the log text with its trailing newline removed, and
+the level its source gave (one of L{logio.levels.LEVELS}), or L{None}.
+Tuples are used instead of a class on purpose: the publisher protocols
+build one per record, on the hottest path there is.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 import re
 import socket
 from datetime import datetime, timezone
-from typing import Tuple
+from typing import Optional, Tuple
 
 from attrs import frozen
 
-#: C{(formatted timestamp, text)}: see the module docstring.
-Record = Tuple[str, str]
+#: C{(formatted timestamp, text, level)}: see the module docstring.
+Record = Tuple[str, str, Optional[str]]
 
 _MAX_CACHED_STAMPS = 4096
 

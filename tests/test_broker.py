@@ -78,7 +78,7 @@ class BrokerTests(SynchronousTestCase):
         one = self.subscribe(app="my")
         two = self.subscribe(proc="web|worker")
         none = self.subscribe(host="^nomatch$")
-        publish(self.broker, WEB, [(TS, "a"), (TS, "b")])
+        publish(self.broker, WEB, [(TS, "a", None), (TS, "b", None)])
         expected = f"{TS} myapp[web] foobar: a\n{TS} myapp[web] foobar: b\n".encode()
         self.assertEqual(one.received, [Segment(expected, 2, b"\n")])
         self.assertIs(one.received[0].data, two.received[0].data)
@@ -94,8 +94,8 @@ class BrokerTests(SynchronousTestCase):
         subscriber = FakeSubscriber(Filters(app=Pattern("myapp", search)))
         self.broker.subscribe(subscriber)
         for _ in range(5):
-            publish(self.broker, WEB, [(TS, "x")] * 10)
-        publish(self.broker, Topic("other", "p", "h"), [(TS, "y")])
+            publish(self.broker, WEB, [(TS, "x", None)] * 10)
+        publish(self.broker, Topic("other", "p", "h"), [(TS, "y", None)])
         self.assertEqual(search.calls, 2)
         self.assertEqual(len(subscriber.received), 5)
 
@@ -103,9 +103,9 @@ class BrokerTests(SynchronousTestCase):
         """
         A subscriber that arrives after a topic was routed still gets it.
         """
-        publish(self.broker, WEB, [(TS, "before")])
+        publish(self.broker, WEB, [(TS, "before", None)])
         late = self.subscribe(app="myapp")
-        publish(self.broker, WEB, [(TS, "after")])
+        publish(self.broker, WEB, [(TS, "after", None)])
         self.assertEqual(late.text(), f"{TS} myapp[web] foobar: after\n")
 
     def test_unsubscribe(self) -> None:
@@ -115,10 +115,10 @@ class BrokerTests(SynchronousTestCase):
         """
         gone = self.subscribe()
         stays = self.subscribe(log="x")
-        publish(self.broker, WEB, [(TS, "x1")])
+        publish(self.broker, WEB, [(TS, "x1", None)])
         gone.unsubscribe()
         gone.unsubscribe()
-        publish(self.broker, WEB, [(TS, "x2")])
+        publish(self.broker, WEB, [(TS, "x2", None)])
         self.assertEqual(len(gone.received), 1)
         self.assertEqual(len(stays.received), 2)
         stays.unsubscribe()
@@ -132,7 +132,7 @@ class BrokerTests(SynchronousTestCase):
         leaving = self.subscribe()
         staying = self.subscribe()
         leaving.onDeliver = leaving.unsubscribe
-        publish(self.broker, WEB, [(TS, "x")])
+        publish(self.broker, WEB, [(TS, "x", None)])
         self.assertEqual(len(staying.received), 1)
         self.assertEqual(self.broker.subscribers, (staying,))
 
@@ -156,11 +156,11 @@ class BrokerTests(SynchronousTestCase):
         self.assertEqual([info.publishers for info in self.broker.topics()], [2])
         first.close()
         first.close()
-        second.publish([(TS, "still routed")], 12)
+        second.publish([(TS, "still routed", None)], 12)
         self.assertEqual([info.publishers for info in self.broker.topics()], [1])
         second.close()
         self.assertEqual(self.broker.topics(), [])
-        publish(self.broker, WEB, [(TS, "afresh")])
+        publish(self.broker, WEB, [(TS, "afresh", None)])
         self.assertEqual(
             subscriber.text(),
             f"{TS} myapp[web] foobar: still routed\n{TS} myapp[web] foobar: afresh\n",
@@ -173,13 +173,13 @@ class BrokerTests(SynchronousTestCase):
         its records, and forgotten once they are evicted.
         """
         self.broker = Broker(Settings(history=2))
-        publish(self.broker, WEB, [(TS, "1"), (TS, "2")])
+        publish(self.broker, WEB, [(TS, "1", None), (TS, "2", None)])
         [info] = self.broker.topics()
         self.assertEqual((info.topic, info.records, info.last, info.publishers), (WEB, 2, TS, 0))
         other = Topic("other", "p", "h")
-        publish(self.broker, other, [("2016-12-06T22:14:22.000", "3")])
+        publish(self.broker, other, [("2016-12-06T22:14:22.000", "3", None)])
         self.assertEqual([info.topic for info in self.broker.topics()], [WEB, other])
-        publish(self.broker, other, [("2016-12-06T22:14:23.000", "4")])
+        publish(self.broker, other, [("2016-12-06T22:14:23.000", "4", None)])
         self.assertEqual([info.topic for info in self.broker.topics()], [other])
 
     def test_sequenceNumbers(self) -> None:
@@ -191,8 +191,8 @@ class BrokerTests(SynchronousTestCase):
         chosen = FakeSubscriber(Filters.fromQuery({"log": "b"}), JSONFormat())
         self.broker.subscribe(everything)
         self.broker.subscribe(chosen)
-        publish(self.broker, WEB, [(TS, "a"), (TS, "b")])
-        publish(self.broker, Topic("x", "p", "h"), [(TS, "ab"), (TS, "c")])
+        publish(self.broker, WEB, [(TS, "a", None), (TS, "b", None)])
+        publish(self.broker, Topic("x", "p", "h"), [(TS, "ab", None), (TS, "c", None)])
         seqs = [json.loads(line)["seq"] for line in everything.text().splitlines()]
         self.assertEqual(seqs, [1, 2, 3, 4])
         seqs = [json.loads(line)["seq"] for line in chosen.text().splitlines()]
@@ -208,7 +208,7 @@ class BrokerTests(SynchronousTestCase):
         json2 = FakeSubscriber(Filters(), json1.format)
         self.broker.subscribe(json1)
         self.broker.subscribe(json2)
-        publish(self.broker, WEB, [(TS, "x")])
+        publish(self.broker, WEB, [(TS, "x", None)])
         self.assertEqual(text.text(), f"{TS} myapp[web] foobar: x\n")
         self.assertEqual(json.loads(json1.text())["log"], "x")
         self.assertIs(json1.received[0].data, json2.received[0].data)
@@ -219,7 +219,11 @@ class BrokerTests(SynchronousTestCase):
         A C{log} filter picks records from a batch; a matching multi-line record comes whole.
         """
         subscriber = self.subscribe(log="ERROR")
-        publish(self.broker, WEB, [(TS, "INFO ok"), (TS, "ERROR bad\n  detail"), (TS, "ERROR two")])
+        publish(
+            self.broker,
+            WEB,
+            [(TS, "INFO ok", None), (TS, "ERROR bad\n  detail", None), (TS, "ERROR two", None)],
+        )
         head = f"{TS} myapp[web] foobar: "
         self.assertEqual(
             subscriber.received,
@@ -246,12 +250,12 @@ class BrokerTests(SynchronousTestCase):
         second = FakeSubscriber(Filters(log=Pattern("b+", compiled.search)))
         firstSubscription = self.broker.subscribe(first)
         self.broker.subscribe(second)
-        publish(self.broker, WEB, [(TS, "abc"), (TS, "xyz")])
+        publish(self.broker, WEB, [(TS, "abc", None), (TS, "xyz", None)])
         self.assertEqual(calls, [b"abc", b"xyz"])
         self.assertEqual(first.text(), f"{TS} myapp[web] foobar: abc\n")
         self.assertEqual(first.received, second.received)
         firstSubscription.close()
-        publish(self.broker, WEB, [(TS, "bb")])
+        publish(self.broker, WEB, [(TS, "bb", None)])
         self.assertEqual((len(first.received), len(second.received)), (1, 2))
 
     def test_filterErrorRegistersNothing(self) -> None:
@@ -259,7 +263,7 @@ class BrokerTests(SynchronousTestCase):
         A subscriber whose filter raises on a cached topic is not left half
         registered.
         """
-        publish(self.broker, WEB, [(TS, "x")])
+        publish(self.broker, WEB, [(TS, "x", None)])
 
         def broken(value: bytes) -> object:
             raise RuntimeError("broken filter")
@@ -283,7 +287,7 @@ class BrokerTests(SynchronousTestCase):
             raise RuntimeError("broken subscriber")
 
         failing.onDeliver = explode
-        publish(self.broker, WEB, [(TS, "x")])
+        publish(self.broker, WEB, [(TS, "x", None)])
         self.assertEqual(len(staying.received), 1)
         self.assertEqual(self.broker.subscribers, (staying,))
         self.assertEqual((failing.aborted, staying.aborted), (True, False))
@@ -302,7 +306,7 @@ class BrokerTests(SynchronousTestCase):
 
         failing.onDeliver = explode
         failing.onAbort = explode
-        publish(self.broker, WEB, [(TS, "x")])
+        publish(self.broker, WEB, [(TS, "x", None)])
         self.assertEqual(len(staying.received), 1)
         self.assertEqual(self.broker.subscribers, (staying,))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
@@ -311,7 +315,7 @@ class BrokerTests(SynchronousTestCase):
         """
         Publishing to a topic nobody wants is counted and delivers nothing.
         """
-        publish(self.broker, WEB, [(TS, "x")])
+        publish(self.broker, WEB, [(TS, "x", None)])
         self.assertEqual(self.broker.stats.recordsIn, {"test": 1})
         self.assertEqual(self.broker.stats.linesOut, {})
 
@@ -320,7 +324,7 @@ class BrokerTests(SynchronousTestCase):
         The prefix of a multi-line record is repeated whole even if the host holds C{": "}.
         """
         subscriber = self.subscribe()
-        publish(self.broker, Topic("a", "p", "h: x"), [(TS, "one\ntwo")])
+        publish(self.broker, Topic("a", "p", "h: x"), [(TS, "one\ntwo", None)])
         self.assertEqual(subscriber.text(), f"{TS} a[p] h: x: one\n{TS} a[p] h: x: two\n")
 
     def test_surrogatesReplaced(self) -> None:
@@ -328,7 +332,7 @@ class BrokerTests(SynchronousTestCase):
         A lone surrogate from JSON is encoded as C{?}, never an exception.
         """
         subscriber = self.subscribe()
-        publish(self.broker, WEB, [(TS, "a\ud800b")])
+        publish(self.broker, WEB, [(TS, "a\ud800b", None)])
         self.assertEqual(subscriber.text(), f"{TS} myapp[web] foobar: a?b\n")
 
 
@@ -370,7 +374,7 @@ class IncrementalMatchTests(SynchronousTestCase):
         self.assertEqual(search.calls, len(self.topics))
         self.assertEqual(self.clock.getDelayedCalls(), [])
         for publication in self.publications:
-            publication.publish([(TS, "x")], 1)
+            publication.publish([(TS, "x", None)], 1)
         self.assertEqual(len(subscriber.received), len(self.topics))
 
     def test_nothingMissedMeanwhile(self) -> None:
@@ -380,7 +384,7 @@ class IncrementalMatchTests(SynchronousTestCase):
         search = CountingSearch("app")
         subscriber = FakeSubscriber(Filters(app=Pattern("app", search)))
         self.broker.subscribe(subscriber)
-        self.publications[0].publish([(TS, "early")], 5)
+        self.publications[0].publish([(TS, "early", None)], 5)
         self.assertEqual(subscriber.text(), f"{TS} app0[p] h: early\n")
         for _ in range(10):
             self.turn()
@@ -420,7 +424,7 @@ class CostlyPatternTests(SynchronousTestCase):
         for subscriber in (cheap, costly, plain):
             broker_.subscribe(subscriber)
         with capturedLogs() as events:
-            publish(broker_, WEB, [(TS, "x" + "a" * 22 + "c")])
+            publish(broker_, WEB, [(TS, "x" + "a" * 22 + "c", None)])
         self.assertEqual([len(s.received) for s in (cheap, costly, plain)], [1, 1, 1])
         self.assertEqual((cheap.aborted, costly.aborted), (False, True))
         self.assertEqual(broker_.subscribers, (cheap, plain))
@@ -464,7 +468,7 @@ class CostlyPatternTests(SynchronousTestCase):
             return counts
 
         with capturedLogs() as events:
-            publish(broker_, WEB, [(TS, "one"), (TS, "two")])
+            publish(broker_, WEB, [(TS, "one", None), (TS, "two", None)])
         texts = [subscriber.text() for subscriber in subscribers]
         self.assertEqual(delivered("two"), [1] * 6 + [0] * 2)
         for text in texts[6:]:
@@ -474,12 +478,12 @@ class CostlyPatternTests(SynchronousTestCase):
         [event] = events
         self.assertIn("2 records were not searched for 2 subscribers", formatEvent(event))
         # At once, nothing is left to spend.
-        publish(broker_, WEB, [(TS, "three"), (TS, "four")])
+        publish(broker_, WEB, [(TS, "three", None), (TS, "four", None)])
         self.assertEqual(delivered("four"), [0] * 8)
         self.assertEqual(broker_.stats.recordsUnsearched, 20)
         # Once it has refilled, the two never searched are free so far and
         # go first, then the cheapest four.
         clock.advance(2 * MAX_BATCH_SEARCH_SECONDS / SEARCH_SHARE)
-        publish(broker_, WEB, [(TS, "five"), (TS, "six")])
+        publish(broker_, WEB, [(TS, "five", None), (TS, "six", None)])
         self.assertEqual(delivered("six"), [1] * 4 + [0] * 2 + [1] * 2)
         self.assertEqual(broker_.stats.recordsUnsearched, 24)

@@ -46,7 +46,7 @@ class FormatTests(SynchronousTestCase):
         """
         encode = FORMATS["text"].encoder(WEB)
         self.assertEqual(
-            encode([(TS, "a"), (TS, "b1\nb2")], [1, 2]),
+            encode([(TS, "a", None), (TS, "b1\nb2", None)], [1, 2]),
             [
                 Segment(f"{TS} myapp[web] foobar: a\n".encode(), 1, b"\n"),
                 Segment(
@@ -72,9 +72,9 @@ class FormatTests(SynchronousTestCase):
             ("tab\tkept, caf\u00e9 \u2014 \u20ac", "tab\tkept, caf\u00e9 \u2014 \u20ac"),
         ]
         for raw, shown in cases:
-            [segment] = encode([(TS, "plain"), (TS, raw)], [1, 2])
+            [segment] = encode([(TS, "plain", None), (TS, raw, None)], [1, 2])
             self.assertEqual(segment.data.decode(), f"{prefix}plain\n{prefix}{shown}\n", repr(raw))
-        segments = encode([(TS, "a\x00\nb\x1b")], [1])
+        segments = encode([(TS, "a\x00\nb\x1b", None)], [1])
         self.assertEqual(
             segments, [Segment(f"{prefix}a\\u0000\n{prefix}b\\u001b\n".encode(), 2, None)]
         )
@@ -85,7 +85,7 @@ class FormatTests(SynchronousTestCase):
         """
         raw = "\x1b[2J\r\u2028\u202e"
         for name in ("json", "sse"):
-            [segment] = FORMATS[name].encoder(WEB)([(TS, raw)], [1])
+            [segment] = FORMATS[name].encoder(WEB)([(TS, raw, None)], [1])
             data = segment.data.decode().partition("data: ")[2] or segment.data.decode()
             self.assertEqual(json.loads(data)["log"], raw)
 
@@ -94,7 +94,7 @@ class FormatTests(SynchronousTestCase):
         One JSON object per record with exactly C{seq time app proc host
         log}; a multi-line record, quotes, unicode and controls round-trip.
         """
-        records = [(TS, "a"), (TS, 'Traceback:\n  "x" \\ é\t\x01'), (TS, "€")]
+        records = [(TS, "a", None), (TS, 'Traceback:\n  "x" \\ é\t\x01', None), (TS, "€", None)]
         [segment] = FORMATS["json"].encoder(WEB)(records, [7, 8, 9])
         self.assertEqual((segment.lines, segment.end), (3, b"\n"))
         objects = [json.loads(line) for line in segment.data.decode().splitlines()]
@@ -110,14 +110,14 @@ class FormatTests(SynchronousTestCase):
             },
         )
         self.assertEqual(list(objects[0]), ["seq", "time", "app", "proc", "host", "log"])
-        self.assertEqual([o["log"] for o in objects], [text for _, text in records])
+        self.assertEqual([o["log"] for o in objects], [text for _, text, _ in records])
         self.assertEqual([o["seq"] for o in objects], [7, 8, 9])
 
     def test_jsonTopicEscaped(self) -> None:
         """
         Topic fields are JSON-escaped too.
         """
-        [segment] = FORMATS["json"].encoder(Topic('a"b', "p\\", "h"))([(TS, "x")], [1])
+        [segment] = FORMATS["json"].encoder(Topic('a"b', "p\\", "h"))([(TS, "x", None)], [1])
         self.assertEqual(json.loads(segment.data)["app"], 'a"b')
         self.assertEqual(json.loads(segment.data)["proc"], "p\\")
 
@@ -126,7 +126,7 @@ class FormatTests(SynchronousTestCase):
         A lone surrogate is written as C{?}: the output is valid UTF-8 JSON.
         """
         for text in ("a\ud800b", 'a\ud800"'):
-            [segment] = FORMATS["json"].encoder(WEB)([(TS, text)], [1])
+            [segment] = FORMATS["json"].encoder(WEB)([(TS, text, None)], [1])
             self.assertEqual(
                 json.loads(segment.data.decode("utf-8"))["log"], text.replace("\ud800", "?")
             )
@@ -135,7 +135,7 @@ class FormatTests(SynchronousTestCase):
         """
         One event per record: C{id: <start>-<seq>} and the JSON object as its data.
         """
-        [segment] = FORMATS["sse"].encoder(WEB)([(TS, "a"), (TS, "b\nc")], [5, 6])
+        [segment] = FORMATS["sse"].encoder(WEB)([(TS, "a", None), (TS, "b\nc", None)], [5, 6])
         self.assertEqual((segment.lines, segment.end), (2, b"\n\n"))
         events = sseEvents(segment.data)
         self.assertEqual([e["id"] for e in events], ["1700000000000-5", "1700000000000-6"])
@@ -158,7 +158,7 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual(dropped["event"], "dropped")
         self.assertNotIn("id", dropped)
         self.assertEqual(json.loads(dropped["data"])["dropped"], 3)
-        [notice] = sseEvents(FORMATS["sse"].notice(TS, "hello"))
+        [notice] = sseEvents(FORMATS["sse"].notice(TS, "hello", None))
         self.assertEqual(notice["event"], "notice")
         self.assertEqual(json.loads(notice["data"]), {"time": f"{TS}Z", "notice": "hello"})
 

@@ -28,7 +28,10 @@ REFERENCE_STREAM = (
     b'{"app":"reference","proc":"web","host":"h"}'
     b'{"time":"2016-12-06T17:14:21.448123-05:00","raw":"one\\n"}{"raw":"two"}'
 )
-REFERENCE_RECORDS = [("2016-12-06T22:14:21.448", "one"), ("2017-07-14T02:40:00.500", "two")]
+REFERENCE_RECORDS = [
+    ("2016-12-06T22:14:21.448", "one", None),
+    ("2017-07-14T02:40:00.500", "two", None),
+]
 
 
 class Publisher:

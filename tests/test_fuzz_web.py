@@ -124,7 +124,7 @@ class SubscriberPortFuzzTests(SynchronousTestCase):
             self.assertIn(written.split(b" ", 2)[1], STATUSES, written[:200])
         channel.connectionLost(Exception("gone"))
         before = len(self.bystander.body().splitlines())
-        publish(self.broker, TOPIC, [(TS, "still here")])
+        publish(self.broker, TOPIC, [(TS, "still here", None)])
         self.assertEqual(len(self.bystander.body().splitlines()), before + 1)
         self.assertEqual(self.flushLoggedErrors(), [])
 

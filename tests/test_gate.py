@@ -137,11 +137,11 @@ class TokenTests(GateTestCase):
         A token limited to ^shop$ never receives shopping, even asking for .*.
         """
         client = self.get(f"/?app=.*&token={READER}")
-        publish(self.broker, SHOPPING, [(TS, "not yours")])
-        publish(self.broker, SHOP, [(TS, "yours")])
+        publish(self.broker, SHOPPING, [(TS, "not yours", None)])
+        publish(self.broker, SHOP, [(TS, "yours", None)])
         self.assertEqual(self.text(client), f"{TS} shop[web] h1: yours\n")
         everything = self.get(f"/?app=.*&token={ALL}")
-        publish(self.broker, SHOPPING, [(TS, "for all")])
+        publish(self.broker, SHOPPING, [(TS, "for all", None)])
         self.assertIn("shopping[web] h1: for all", self.text(everything))
         self.assertNotIn("for all", self.text(client))
 
@@ -149,8 +149,8 @@ class TokenTests(GateTestCase):
         """
         Nor in history (?tail=).
         """
-        publish(self.broker, SHOP, [(TS, "one")])
-        publish(self.broker, SHOPPING, [(TS, "two")])
+        publish(self.broker, SHOP, [(TS, "one", None)])
+        publish(self.broker, SHOPPING, [(TS, "two", None)])
         client = self.get(f"/?app=shop&tail=10&follow=0&token={READER}")
         self.assertEqual(self.text(client), f"{TS} shop[web] h1: one\n")
 
@@ -158,9 +158,9 @@ class TokenTests(GateTestCase):
         """
         Nor when an event stream resumes after an id.
         """
-        publish(self.broker, SHOP, [(TS, "zero")])
-        publish(self.broker, SHOPPING, [(TS, "one")])
-        publish(self.broker, SHOP, [(TS, "two")])
+        publish(self.broker, SHOP, [(TS, "zero", None)])
+        publish(self.broker, SHOPPING, [(TS, "one", None)])
+        publish(self.broker, SHOP, [(TS, "two", None)])
         client = self.get(f"/?app=.*&format=sse&token={READER}", f"Last-Event-ID: {START}-1")
         events = sseEvents(dechunk(client.response()[1])[0])
         self.assertEqual([json.loads(e["data"])["log"] for e in events], ["two"])
@@ -169,8 +169,8 @@ class TokenTests(GateTestCase):
         """
         C{/topics} lists only the token's apps.
         """
-        publish(self.broker, SHOP, [(TS, "a")])
-        publish(self.broker, SHOPPING, [(TS, "b")])
+        publish(self.broker, SHOP, [(TS, "a", None)])
+        publish(self.broker, SHOPPING, [(TS, "b", None)])
         mine = json.loads(self.text(self.get(f"/topics?token={READER}")))
         self.assertEqual([topic["app"] for topic in mine], ["shop"])
         every = json.loads(self.text(self.get(f"/topics?token={ALL}")))
@@ -228,7 +228,7 @@ class ReloadTests(GateTestCase):
         self.assertIn("logio[logio]", body.decode())
         self.assertIn("the tokens were reloaded and this token no longer allows", body.decode())
         self.assertEqual(self.broker.subscriberCount(), 1)
-        publish(self.broker, SHOP, [(TS, "still")])
+        publish(self.broker, SHOP, [(TS, "still", None)])
         self.assertIn("shop[web] h1: still", self.text(kept))
         self.assertFalse(kept.transport.disconnecting)
 
@@ -240,7 +240,7 @@ class ReloadTests(GateTestCase):
         self.rewrite(f"{READER} sub shop|billing\n")
         self.assertTrue(dechunk(changed.response()[1])[1])
         again = self.get(f"/?app=.*&token={READER}")
-        publish(self.broker, Topic("billing", "web", "h1"), [(TS, "now yours")])
+        publish(self.broker, Topic("billing", "web", "h1"), [(TS, "now yours", None)])
         self.assertIn("billing[web] h1: now yours", self.text(again))
 
     def test_newTokenLetIn(self) -> None:

@@ -32,7 +32,7 @@ def add(history: History, owner: Owner, *texts: str) -> int:
     """
     Add a batch of records with C{texts}, its size their length.
     """
-    records: list[Record] = [(TS, text) for text in texts]
+    records: list[Record] = [(TS, text, None) for text in texts]
     return history.add(owner, records, sum(map(len, texts)))
 
 
@@ -49,7 +49,7 @@ class HistoryTests(SynchronousTestCase):
         )
 
     def texts(self, history: History, filters: Filters = EVERYTHING, tail: int = 1000) -> list[str]:
-        return [text for run in history.replay(filters, tail).runs for _, text in run.records]
+        return [text for run in history.replay(filters, tail).runs for _, text, _ in run.records]
 
     def test_numbering(self) -> None:
         """
@@ -135,7 +135,7 @@ class HistoryTests(SynchronousTestCase):
         add(history, a, "a5 x")
         runs = history.replay(Filters.fromQuery({"log": "x"}), 3).runs
         self.assertEqual(
-            [(run.topic, [text for _, text in run.records], run.seqs) for run in runs],
+            [(run.topic, [text for _, text, _ in run.records], run.seqs) for run in runs],
             [(B, ["b1 x"], [3]), (A, ["a3 x", "a5 x"], [4, 6])],
         )
         self.assertEqual(self.texts(history, Filters.fromQuery({"app": "^a$"}), 2), ["a4", "a5 x"])

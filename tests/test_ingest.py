@@ -17,7 +17,7 @@ from logio.broker import Broker
 from logio.filters import Filters
 from logio.ingest import otlp
 from logio.settings import Settings
-from logio.topic import Topic
+from logio.topic import Record, Topic
 from logio.web import site
 from logio.web.channel import BODY_DEADLINE
 from tests.support.fakes import makeTestSite
@@ -54,7 +54,7 @@ class IngestTestCase(SynchronousTestCase):
     def tokens(self) -> Tokens | None:
         return None
 
-    def records(self) -> list[tuple[Topic, tuple[str, str]]]:
+    def records(self) -> list[tuple[Topic, Record]]:
         replay = self.broker.replay(Filters(), 1000)
         return [(run.topic, record) for run in replay.runs for record in run.records]
 
@@ -82,7 +82,11 @@ class PublishTests(IngestTestCase):
         topic = Topic("web", "p", "h")
         self.assertEqual(
             self.records(),
-            [(topic, (NOW_TS, "one")), (topic, (NOW_TS, "two")), (topic, (NOW_TS, "three"))],
+            [
+                (topic, (NOW_TS, "one", None)),
+                (topic, (NOW_TS, "two", None)),
+                (topic, (NOW_TS, "three", None)),
+            ],
         )
 
     def test_ndjson(self) -> None:
@@ -116,9 +120,9 @@ class PublishTests(IngestTestCase):
         self.assertEqual(
             self.records(),
             [
-                (Topic("a1", "w", "h"), ("2020-01-01T00:00:00.000", "first")),
-                (Topic("q", "-", "qh"), (NOW_TS, "from the query")),
-                (Topic("q", "-", "qh"), (NOW_TS, '{"structured": true}')),
+                (Topic("a1", "w", "h"), ("2020-01-01T00:00:00.000", "first", None)),
+                (Topic("q", "-", "qh"), (NOW_TS, "from the query", None)),
+                (Topic("q", "-", "qh"), (NOW_TS, '{"structured": true}', None)),
             ],
         )
 
@@ -268,12 +272,15 @@ class OTLPTests(IngestTestCase):
         self.assertEqual(
             self.records(),
             [
-                (Topic("checkout", "i-42", "node-1"), ("2018-12-13T14:51:00.300", "order 17 paid")),
                 (
                     Topic("checkout", "i-42", "node-1"),
-                    ("2018-12-13T14:51:01.000", '{"event": "refund", "amount": 9.5}'),
+                    ("2018-12-13T14:51:00.300", "order 17 paid", "info"),
                 ),
-                (Topic("unknown_service", "4711", "192.168.1.1"), (NOW_TS, "no service")),
+                (
+                    Topic("checkout", "i-42", "node-1"),
+                    ("2018-12-13T14:51:01.000", '{"event": "refund", "amount": 9.5}', None),
+                ),
+                (Topic("unknown_service", "4711", "192.168.1.1"), (NOW_TS, "no service", None)),
             ],
         )
 
@@ -287,7 +294,7 @@ class OTLPTests(IngestTestCase):
             ExportLogsServiceResponse,
         )
 
-        data = ParseDict(COLLECTOR_EXPORT, ExportLogsServiceRequest()).SerializeToString()
+        data = ParseDict(COLLECTOR_EXPORT, ExportLogsServiceRequest(), None).SerializeToString()
         client = Client(self.site, post("/v1/logs", data, "Content-Type: application/x-protobuf"))
         head, body = client.response()
         self.assertIn(b"application/x-protobuf", head)

@@ -54,9 +54,9 @@ GO_STREAM = (
     b'{"time":"2016-12-06T17:14:23-05:00","raw":"third\\n"}'
 )
 GO_RECORDS = [
-    ("2016-12-06T22:14:21.448", "2016/12/06 17:14:21 INFO hi"),
-    ("2016-12-06T22:14:22.001", "a <b> & c"),
-    ("2016-12-06T22:14:23.000", "third"),
+    ("2016-12-06T22:14:21.448", "2016/12/06 17:14:21 INFO hi", None),
+    ("2016-12-06T22:14:22.001", "a <b> & c", None),
+    ("2016-12-06T22:14:23.000", "third", None),
 ]
 
 
@@ -194,7 +194,7 @@ class SniffingTests(PublisherTestCase):
         A stream starting with anything else is read as text lines.
         """
         connection = connect().feed(b"app=myapp&proc=web&host=foobar\n{not json}\n")
-        self.assertPublished(connection, WEB, [(NOW_TS, "{not json}")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "{not json}", None)])
 
     def test_leadingWhitespace(self) -> None:
         """
@@ -203,7 +203,7 @@ class SniffingTests(PublisherTestCase):
         """
         self.assertPublished(connect().feed(b" \t\r\n" + GO_STREAM), WEB, GO_RECORDS)
         connection = connect().feed(b"\r\n \tapp=myapp&proc=web&host=foobar\nx\n")
-        self.assertPublished(connection, WEB, [(NOW_TS, "x")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "x", None)])
 
     def test_bom(self) -> None:
         """
@@ -212,7 +212,7 @@ class SniffingTests(PublisherTestCase):
         self.assertPublished(connect().feed(BOM + GO_STREAM), WEB, GO_RECORDS)
         self.assertPublished(connect().feed(b"\n" + BOM + b" \n" + GO_STREAM), WEB, GO_RECORDS)
         connection = connect().feed(BOM + b"app=myapp&proc=web&host=foobar\nx\n")
-        self.assertPublished(connection, WEB, [(NOW_TS, "x")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "x", None)])
 
     def test_bomSplitAcrossReads(self) -> None:
         """
@@ -307,7 +307,7 @@ class SniffingTests(PublisherTestCase):
         for stream in [values({"app": "a"}, {"raw": "x"}), b"app=a\nx\n"]:
             transport = StringTransport(peerAddress=UNIXAddress(None))
             connection = connect(transport=transport).feed(stream)
-            self.assertPublished(connection, Topic("a", "-", "unix"), [(NOW_TS, "x")])
+            self.assertPublished(connection, Topic("a", "-", "unix"), [(NOW_TS, "x", None)])
 
 
 class BrowserAndTLSTests(PublisherTestCase):
@@ -349,9 +349,9 @@ class BrowserAndTLSTests(PublisherTestCase):
         Text that only starts with the letters of a method is a publisher.
         """
         connection = connect().feed(b"GETTER=1&app=myapp\nline\n")
-        self.assertEqual(connection.records(), [(NOW_TS, "line")])
+        self.assertEqual(connection.records(), [(NOW_TS, "line", None)])
         connection = connect().feed(b"P", b"OSTAL=1&app=myapp\nline\n")
-        self.assertEqual(connection.records(), [(NOW_TS, "line")])
+        self.assertEqual(connection.records(), [(NOW_TS, "line", None)])
 
     def test_tlsRefused(self) -> None:
         """
@@ -394,9 +394,9 @@ class TokenTests(PublisherTestCase):
         """
         shop = Topic("shop", "web", "h")
         connection = self.seed({"app": "shop", "proc": "web", "host": "h", "token": SHOP_TOKEN})
-        self.assertPublished(connection, shop, [(NOW_TS, "hi")])
+        self.assertPublished(connection, shop, [(NOW_TS, "hi", None)])
         connection = self.text(f"app=shop-eu&proc=web&host=h&token={SHOP_TOKEN}")
-        self.assertPublished(connection, Topic("shop-eu", "web", "h"), [(NOW_TS, "hi")])
+        self.assertPublished(connection, Topic("shop-eu", "web", "h"), [(NOW_TS, "hi", None)])
 
     def test_refused(self) -> None:
         """
@@ -456,7 +456,7 @@ class TokenTests(PublisherTestCase):
         Without --auth, a token is accepted and means nothing.
         """
         connection = connect().feed(values({"app": "shop", "token": "anything"}, {"raw": "a"}))
-        self.assertEqual(connection.records(), [(NOW_TS, "a")])
+        self.assertEqual(connection.records(), [(NOW_TS, "a", None)])
 
 
 class SeedTests(PublisherTestCase):
@@ -488,7 +488,7 @@ class SeedTests(PublisherTestCase):
         connection = seed().feed(values(WEB_TOPIC) + b'{"time":"2016-12-06T22:14:21Z","raw":"x')
         self.assertEqual(connection.broker.published, [])
         connection.feed(b'"}')
-        self.assertPublished(connection, WEB, [("2016-12-06T22:14:21.000", "x")])
+        self.assertPublished(connection, WEB, [("2016-12-06T22:14:21.000", "x", None)])
 
     def test_whitespaceSeparated(self) -> None:
         """
@@ -505,9 +505,9 @@ class SeedTests(PublisherTestCase):
             seed().feed(stream),
             WEB,
             [
-                ("2016-12-06T22:14:21.000", "one"),
-                ("2016-12-06T22:14:22.000", "two"),
-                ("2016-12-06T22:14:23.000", "three"),
+                ("2016-12-06T22:14:21.000", "one", None),
+                ("2016-12-06T22:14:22.000", "two", None),
+                ("2016-12-06T22:14:23.000", "three", None),
             ],
         )
 
@@ -523,7 +523,7 @@ class SeedTests(PublisherTestCase):
         self.assertPublished(
             seed().feed(stream),
             WEB,
-            [("2016-12-06T22:14:21.000", "x"), ("2016-12-06T22:14:22.000", "y")],
+            [("2016-12-06T22:14:21.000", "x", None), ("2016-12-06T22:14:22.000", "y", None)],
         )
 
     def test_missingTime(self) -> None:
@@ -532,7 +532,7 @@ class SeedTests(PublisherTestCase):
         is not counted as a bad time.
         """
         connection = seed().feed(values(WEB_TOPIC, {"raw": "x"}, {"time": None, "raw": "y"}))
-        self.assertPublished(connection, WEB, [(NOW_TS, "x"), (NOW_TS, "y")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "x", None), (NOW_TS, "y", None)])
         self.assertEqual(connection.protocol.badTimes, 0)
 
     def test_unparseableTime(self) -> None:
@@ -553,10 +553,10 @@ class SeedTests(PublisherTestCase):
             connection,
             WEB,
             [
-                (NOW_TS, "fast path"),
-                (NOW_TS, "slow path"),
-                (NOW_TS, "a number"),
-                ("2016-12-06T22:14:21.000", "good"),
+                (NOW_TS, "fast path", None),
+                (NOW_TS, "slow path", None),
+                (NOW_TS, "a number", None),
+                ("2016-12-06T22:14:21.000", "good", None),
             ],
         )
         self.assertEqual(connection.protocol.badTimes, 3)
@@ -568,7 +568,9 @@ class SeedTests(PublisherTestCase):
         connection = seed().feed(values(WEB_TOPIC, {"raw": "x"}))
         connection.clock.advance(1.25)
         connection.feed(values({"raw": "y"}))
-        self.assertPublished(connection, WEB, [(NOW_TS, "x"), ("2017-07-14T02:40:01.750", "y")])
+        self.assertPublished(
+            connection, WEB, [(NOW_TS, "x", None), ("2017-07-14T02:40:01.750", "y", None)]
+        )
 
     # BUG (5d4ca8e): a raw that is not a string was shown with str(), as
     # Python's repr (None, True, ['a']).
@@ -586,7 +588,7 @@ class SeedTests(PublisherTestCase):
             connection,
             WEB,
             [
-                (NOW_TS, text)
+                (NOW_TS, text, None)
                 for text in ["42", "1.5", "true", "null", '["a", "\xe9"]', '{"k": 1}', "false", ""]
             ],
         )
@@ -601,7 +603,7 @@ class SeedTests(PublisherTestCase):
             values(WEB_TOPIC, {"time": "2016-12-06T22:14:21Z", "raw": raw}, {"raw": raw})
         )
         self.assertPublished(
-            connection, WEB, [("2016-12-06T22:14:21.000", raw[:-1]), (NOW_TS, raw[:-1])]
+            connection, WEB, [("2016-12-06T22:14:21.000", raw[:-1], None), (NOW_TS, raw[:-1], None)]
         )
 
     def test_trailingNewline(self) -> None:
@@ -613,7 +615,7 @@ class SeedTests(PublisherTestCase):
         self.assertPublished(
             connection,
             WEB,
-            [(NOW_TS, text) for text in ["a", "b", "c\n", "", "d\r", "e"]],
+            [(NOW_TS, text, None) for text in ["a", "b", "c\n", "", "d\r", "e"]],
         )
 
     def test_rawControlNewlines(self) -> None:
@@ -630,7 +632,9 @@ class SeedTests(PublisherTestCase):
         )
         stamp = "2016-12-06T22:14:21.448"
         self.assertPublished(
-            connection, WEB, [(stamp, "fast"), (stamp, "slow"), (stamp, "two\nlines")]
+            connection,
+            WEB,
+            [(stamp, "fast", None), (stamp, "slow", None), (stamp, "two\nlines", None)],
         )
 
     def test_loneSurrogate(self) -> None:
@@ -649,9 +653,9 @@ class SeedTests(PublisherTestCase):
             connection,
             Topic("?", "web", "foobar"),
             [
-                ("2016-12-06T22:14:21.000", "a?"),
-                ("2016-12-06T22:14:21.000", "? b"),
-                (NOW_TS, "\U0001f600"),
+                ("2016-12-06T22:14:21.000", "a?", None),
+                ("2016-12-06T22:14:21.000", "? b", None),
+                (NOW_TS, "\U0001f600", None),
             ],
         )
 
@@ -675,7 +679,7 @@ class SeedTests(PublisherTestCase):
         }
         stream = values(WEB_TOPIC, *[{"time": t, "raw": f"{t}\n"} for t in times] * 2)
         connection = seed().feed(stream)
-        self.assertEqual(connection.records(), [(out, t) for t, out in times.items()] * 2)
+        self.assertEqual(connection.records(), [(out, t, None) for t, out in times.items()] * 2)
         self.assertEqual(connection.protocol.badTimes, 6)
 
     def test_slowPublisherNotQuadratic(self) -> None:
@@ -687,7 +691,7 @@ class SeedTests(PublisherTestCase):
         attempts = countDecodes(connection)
         value = values({"raw": "x" * 5000})
         connection.feed(*[value[i : i + 10] for i in range(0, len(value), 10)])
-        self.assertEqual(connection.records(), [(NOW_TS, "x" * 5000)])
+        self.assertEqual(connection.records(), [(NOW_TS, "x" * 5000, None)])
         self.assertLessEqual(len(attempts), 2)
 
     # BUG (5d4ca8e): a pending value was decoded again on every read that
@@ -703,7 +707,7 @@ class SeedTests(PublisherTestCase):
         raw = "abc}{]xyz[" * 6000
         value = values({"raw": raw})
         connection.feed(*[value[i : i + 10] for i in range(0, len(value), 10)])
-        self.assertEqual(connection.records(), [(NOW_TS, raw)])
+        self.assertEqual(connection.records(), [(NOW_TS, raw, None)])
         self.assertLessEqual(len(attempts), 2)
         self.assertLessEqual(sum(attempts), 2 * len(value))
 
@@ -719,7 +723,7 @@ class SeedTests(PublisherTestCase):
         attempts = countDecodes(connection)
         value = values({"extra": [[i, {"k": "}]"}] for i in range(3000)], "raw": "x"})
         connection.feed(*[value[i : i + 7] for i in range(0, len(value), 7)])
-        self.assertEqual(connection.records(), [(NOW_TS, "x")])
+        self.assertEqual(connection.records(), [(NOW_TS, "x", None)])
         self.assertLessEqual(len(attempts), 2)
         self.assertLessEqual(sum(attempts), 2 * len(value))
 
@@ -737,7 +741,7 @@ class SeedTests(PublisherTestCase):
         self.assertRefused(connection, "expected a JSON object, got list")
         connection.feed(*[value[i : i + 10] for i in range(10, len(value), 10)])
         self.assertLessEqual(len(attempts), 1)
-        self.assertEqual(connection.records(), [(NOW_TS, "x")])
+        self.assertEqual(connection.records(), [(NOW_TS, "x", None)])
 
     def test_topicFieldLimits(self) -> None:
         """
@@ -765,7 +769,7 @@ class SeedTests(PublisherTestCase):
         connection = text().feed(b"app=logio\nhi\n")
         self.assertIn(b"the app 'logio' is the server's own", connection.transport.value())
         connection = seed().feed(values(dict(WEB_TOPIC, app="a" * 256), {"raw": "ok"}))
-        self.assertEqual(connection.records(), [(NOW_TS, "ok")])
+        self.assertEqual(connection.records(), [(NOW_TS, "ok", None)])
 
     def test_invalidUTF8(self) -> None:
         """
@@ -779,7 +783,10 @@ class SeedTests(PublisherTestCase):
         self.assertPublished(
             connection,
             WEB,
-            [("2016-12-06T22:14:21.000", "a\ufffdb\ufffd"), (NOW_TS, "\ufffd\ufffd\ufffd c")],
+            [
+                ("2016-12-06T22:14:21.000", "a\ufffdb\ufffd", None),
+                (NOW_TS, "\ufffd\ufffd\ufffd c", None),
+            ],
         )
 
     def test_missingProcAndHost(self) -> None:
@@ -793,7 +800,7 @@ class SeedTests(PublisherTestCase):
             {"app": "a", "proc": "", "host": ""},
         ]:
             connection = seed().feed(values(topic, {"raw": "x"}))
-            self.assertPublished(connection, Topic("a", "-", PEER), [(NOW_TS, "x")])
+            self.assertPublished(connection, Topic("a", "-", PEER), [(NOW_TS, "x", None)])
 
     def test_topicWithoutApp(self) -> None:
         """
@@ -841,7 +848,7 @@ class SeedTests(PublisherTestCase):
             (b"true", "bool"),
         ]:
             connection = seed().feed(values(WEB_TOPIC, {"raw": "x"}) + value + values({"raw": "y"}))
-            self.assertEqual(connection.records(), [(NOW_TS, "x")])
+            self.assertEqual(connection.records(), [(NOW_TS, "x", None)])
             self.assertRefused(connection, f"expected a JSON object, got {kind}")
 
     def test_malformedJSON(self) -> None:
@@ -850,7 +857,7 @@ class SeedTests(PublisherTestCase):
         before it are still published.
         """
         connection = seed().feed(values(WEB_TOPIC, {"raw": "x"}) + b'{"raw" "y"}')
-        self.assertEqual(connection.records(), [(NOW_TS, "x")])
+        self.assertEqual(connection.records(), [(NOW_TS, "x", None)])
         self.assertRefused(connection, "bad JSON at character 62: Expecting ':' delimiter")
 
     def test_malformedTopic(self) -> None:
@@ -870,7 +877,7 @@ class SeedTests(PublisherTestCase):
         """
         connection = seed().feed(values(WEB_TOPIC, {"raw": "x"}) + b"[]")
         connection.feed(values({"raw": "y"}), b"garbage", values({"raw": "z"})).close()
-        self.assertEqual(connection.records(), [(NOW_TS, "x")])
+        self.assertEqual(connection.records(), [(NOW_TS, "x", None)])
         self.assertRefused(connection, "expected a JSON object, got list")
         self.assertEqual(connection.broker.closed, [WEB])
 
@@ -887,10 +894,10 @@ class SeedTests(PublisherTestCase):
             values(WEB_TOPIC, {"raw": "x"}), b'{"time":"2016-12-06T22:14:21Z","raw":"'
         )
         connection.feed(b"0123456789", b"0123456789")
-        self.assertEqual(connection.records(), [(NOW_TS, "x")])
+        self.assertEqual(connection.records(), [(NOW_TS, "x", None)])
         connection.feed(b"0123456789")
-        cut = ("2016-12-06T22:14:21.000", "01234567890123456789012345 [truncated]")
-        self.assertEqual(connection.records(), [(NOW_TS, "x"), cut])
+        cut = ("2016-12-06T22:14:21.000", "01234567890123456789012345 [truncated]", None)
+        self.assertEqual(connection.records(), [(NOW_TS, "x", None), cut])
         # Within the raw string: escaped quotes and backslashes, braces, and
         # a backslash ending a read whose quote comes in the next.
         chunk = b'0123456789 {\\"raw\\": \\"not a record\\"} \\\\ \\\\\\"'
@@ -898,7 +905,7 @@ class SeedTests(PublisherTestCase):
             connection.feed(chunk, b"\\", b'"')
             self.assertIsNone(connection.protocol._pending)
         connection.feed(b'end"}' + values({"raw": "next"}))
-        self.assertPublished(connection, WEB, [(NOW_TS, "x"), cut, (NOW_TS, "next")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "x", None), cut, (NOW_TS, "next", None)])
         self.assertEqual(connection.protocol.cutCharacters, 4 + 1000 * (len(chunk) + 2) + 5)
 
     # BUG (5d4ca8e): as test_recordGrowsPastMaxLine.
@@ -921,9 +928,9 @@ class SeedTests(PublisherTestCase):
             connection,
             WEB,
             [
-                ("2016-12-06T22:14:21.000", "y" * 26 + " [truncated]"),
-                (NOW_TS, "z" * 56 + " [truncated]"),
-                (NOW_TS, "after"),
+                ("2016-12-06T22:14:21.000", "y" * 26 + " [truncated]", None),
+                (NOW_TS, "z" * 56 + " [truncated]", None),
+                (NOW_TS, "after", None),
             ],
         )
 
@@ -940,7 +947,7 @@ class SeedTests(PublisherTestCase):
             )
         )
         self.assertPublished(
-            connection, WEB, [("2016-12-06T22:14:21.000", "short"), (NOW_TS, "whole")]
+            connection, WEB, [("2016-12-06T22:14:21.000", "short", None), (NOW_TS, "whole", None)]
         )
 
     def test_cutInsideEscape(self) -> None:
@@ -958,7 +965,7 @@ class SeedTests(PublisherTestCase):
             (b"x" * 12 + b"abcd\\ud83d\\ude00" * 5, "x" * 12 + "abcd\U0001f600" * 2 + "abcd?"),
         ]:
             connection = seed(maxLine=64).feed(values(WEB_TOPIC), head + tail + b'"}')
-            self.assertPublished(connection, WEB, [(NOW_TS, kept + " [truncated]")])
+            self.assertPublished(connection, WEB, [(NOW_TS, kept + " [truncated]", None)])
 
     def test_cutRecordsLogged(self) -> None:
         """
@@ -986,7 +993,9 @@ class SeedTests(PublisherTestCase):
         ]:
             for split in [0, 70, len(stream) - 1]:
                 connection = seed(maxLine=64).feed(*splitAt(stream, split))
-                self.assertEqual(connection.records(), [(NOW_TS, "x")] if b'"x"' in stream else [])
+                self.assertEqual(
+                    connection.records(), [(NOW_TS, "x", None)] if b'"x"' in stream else []
+                )
                 self.assertRefused(connection, "a JSON value is longer than 64 characters")
 
     def test_longInvalidValueRefused(self) -> None:
@@ -1008,7 +1017,7 @@ class SeedTests(PublisherTestCase):
         slow = values({"raw": "y" * 24, "time": "2016-12-06T22:14:21Z"})
         self.assertEqual((len(fast), len(slow)), (64, 64))
         connection = seed(maxLine=64).feed(values(WEB_TOPIC), fast, slow)
-        self.assertPublished(connection, WEB, [("2016-12-06T22:14:21.000", "y" * 24)] * 2)
+        self.assertPublished(connection, WEB, [("2016-12-06T22:14:21.000", "y" * 24, None)] * 2)
 
     def test_connectionLostClosesPublication(self) -> None:
         """
@@ -1036,7 +1045,7 @@ class SeedTests(PublisherTestCase):
         self.assertPublished(
             connection,
             WEB,
-            [("2016-12-06T22:14:21.448", "fast"), ("2016-12-06T22:14:21.448", "slow")],
+            [("2016-12-06T22:14:21.448", "fast", None), ("2016-12-06T22:14:21.448", "slow", None)],
         )
         self.assertEqual(connection.protocol.badTimes, 0)
 
@@ -1071,7 +1080,10 @@ class SeedTests(PublisherTestCase):
             self.assertPublished(
                 connection,
                 WEB,
-                [("2016-12-06T22:14:21.000", "a\nb"), ("2016-12-06T22:14:21.000", "c\td")],
+                [
+                    ("2016-12-06T22:14:21.000", "a\nb", None),
+                    ("2016-12-06T22:14:21.000", "c\td", None),
+                ],
             )
 
     # BUG (395db03): the position is counted from the start of the internal buffer,
@@ -1084,7 +1096,7 @@ class SeedTests(PublisherTestCase):
         self.assertRefusedAtSplits(
             values(WEB_TOPIC, {"raw": "x"}) + b"{bad}",
             [0, 45, 56, 57],
-            [(NOW_TS, "x")],
+            [(NOW_TS, "x", None)],
             "bad JSON at character 56: Expecting property name enclosed in double quotes",
         )
 
@@ -1096,7 +1108,7 @@ class SeedTests(PublisherTestCase):
         when it ends the read.
         """
         connection = seed().feed(values(WEB_TOPIC, {"raw": "x"}) + b"hello")
-        self.assertEqual(connection.records(), [(NOW_TS, "x")])
+        self.assertEqual(connection.records(), [(NOW_TS, "x", None)])
         self.assertRefused(connection, "bad JSON at character 55: Expecting value")
 
     # BUG (395db03): StampParser lets OverflowError escape from times whose UTC form
@@ -1113,7 +1125,7 @@ class SeedTests(PublisherTestCase):
                 {"raw": "y", "time": "9999-12-31T23:59:59-01:00"},
             )
         )
-        self.assertPublished(connection, WEB, [(NOW_TS, "x"), (NOW_TS, "y")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "x", None), (NOW_TS, "y", None)])
         self.assertEqual(connection.protocol.badTimes, 2)
 
     # BUG (395db03): RecursionError from the JSON decoder escapes dataReceived: no
@@ -1125,7 +1137,7 @@ class SeedTests(PublisherTestCase):
         """
         nested = b"[" * 3000 + b"]" * 3000
         connection = seed().feed(values(WEB_TOPIC, {"raw": "x"}) + b'{"raw":' + nested + b"}")
-        self.assertEqual(connection.records(), [(NOW_TS, "x")])
+        self.assertEqual(connection.records(), [(NOW_TS, "x", None)])
         self.assertRefused(connection, None)
 
     # BUG (395db03): Python's limit on integer digits raises a plain ValueError, which
@@ -1140,7 +1152,7 @@ class SeedTests(PublisherTestCase):
             b'{"time":1' + b"0" * 5000 + b',"raw":"y"}',
         ]:
             connection = seed().feed(values(WEB_TOPIC, {"raw": "x"}) + record)
-            self.assertEqual(connection.records(), [(NOW_TS, "x")])
+            self.assertEqual(connection.records(), [(NOW_TS, "x", None)])
             self.assertRefused(connection, None)
 
 
@@ -1155,7 +1167,7 @@ class TextTests(PublisherTestCase):
         record stamped with the receive time.
         """
         connection = text().feed(b"app=myapp&proc=web&host=foobar\nhello\nworld\n")
-        self.assertPublished(connection, WEB, [(NOW_TS, "hello"), (NOW_TS, "world")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "hello", None), (NOW_TS, "world", None)])
 
     def test_urlTopic(self) -> None:
         """
@@ -1166,9 +1178,9 @@ class TextTests(PublisherTestCase):
             b"logio://logs.example:7701?app=myapp&proc=web&host=foobar",
             b"logio://logs.example:7701/?host=foobar&proc=web&app=myapp",
         ]:
-            self.assertPublished(text().feed(line + b"\nx\n"), WEB, [(NOW_TS, "x")])
+            self.assertPublished(text().feed(line + b"\nx\n"), WEB, [(NOW_TS, "x", None)])
         connection = text().feed(b"logio://logs.example:7701?app=myapp\nx\n")
-        self.assertPublished(connection, Topic("myapp", "-", PEER), [(NOW_TS, "x")])
+        self.assertPublished(connection, Topic("myapp", "-", PEER), [(NOW_TS, "x", None)])
 
     def test_topicQueryDecoding(self) -> None:
         """
@@ -1176,7 +1188,7 @@ class TextTests(PublisherTestCase):
         parameters counts; unknown parameters are ignored.
         """
         connection = text().feed(b"app=my%2Bapp%21&app=other&proc=w%C3%A9b&x=1\nx\n")
-        self.assertPublished(connection, Topic("my+app!", "w\xe9b", PEER), [(NOW_TS, "x")])
+        self.assertPublished(connection, Topic("my+app!", "w\xe9b", PEER), [(NOW_TS, "x", None)])
         refused = text().feed(b"app=my+app\nx\n")
         self.assertIn(b"'app' holds a space", refused.transport.value())
 
@@ -1187,7 +1199,7 @@ class TextTests(PublisherTestCase):
         """
         for line in [b"app=a", b"app=a&proc=&host="]:
             connection = text().feed(line + b"\nx\n")
-            self.assertPublished(connection, Topic("a", "-", PEER), [(NOW_TS, "x")])
+            self.assertPublished(connection, Topic("a", "-", PEER), [(NOW_TS, "x", None)])
 
     def test_missingApp(self) -> None:
         """
@@ -1224,7 +1236,7 @@ class TextTests(PublisherTestCase):
         line = b"0123456789" * 6000
         connection = text().feed(b"app=myapp&proc=web&host=foobar\n")
         connection.feed(*(line[i : i + 1] for i in range(len(line))), b"\r\n")
-        self.assertPublished(connection, WEB, [(NOW_TS, line.decode())])
+        self.assertPublished(connection, WEB, [(NOW_TS, line.decode(), None)])
         self.assertLessEqual(sum(handled), 2 * len(line) + 100)
 
     def test_onePublishPerRead(self) -> None:
@@ -1235,7 +1247,10 @@ class TextTests(PublisherTestCase):
         connection = text().feed(b"app=myapp&proc=web&host=foobar\na\nb\nc", b"d\ne\n")
         self.assertEqual(
             connection.broker.published,
-            [(WEB, [(NOW_TS, "a"), (NOW_TS, "b")]), (WEB, [(NOW_TS, "cd"), (NOW_TS, "e")])],
+            [
+                (WEB, [(NOW_TS, "a", None), (NOW_TS, "b", None)]),
+                (WEB, [(NOW_TS, "cd", None), (NOW_TS, "e", None)]),
+            ],
         )
 
     def test_stampedWithClock(self) -> None:
@@ -1250,7 +1265,11 @@ class TextTests(PublisherTestCase):
         self.assertPublished(
             connection,
             WEB,
-            [(NOW_TS, "a"), ("2017-07-14T02:40:00.599", "b"), ("2017-07-14T02:40:00.600", "c")],
+            [
+                (NOW_TS, "a", None),
+                ("2017-07-14T02:40:00.599", "b", None),
+                ("2017-07-14T02:40:00.600", "c", None),
+            ],
         )
 
     def test_finalLineOnClose(self) -> None:
@@ -1260,9 +1279,9 @@ class TextTests(PublisherTestCase):
         """
         for last in [b"last", b"last\r"]:
             connection = text().feed(b"app=myapp&proc=web&host=foobar\nfirst\n", last)
-            self.assertEqual(connection.records(), [(NOW_TS, "first")])
+            self.assertEqual(connection.records(), [(NOW_TS, "first", None)])
             connection.close()
-            self.assertPublished(connection, WEB, [(NOW_TS, "first"), (NOW_TS, "last")])
+            self.assertPublished(connection, WEB, [(NOW_TS, "first", None), (NOW_TS, "last", None)])
             self.assertEqual(connection.broker.closed, [WEB])
 
     def test_topicLineOnClose(self) -> None:
@@ -1282,7 +1301,7 @@ class TextTests(PublisherTestCase):
         last line of a read; a lone CR inside a line stays.
         """
         connection = text().feed(b"app=myapp&proc=web&host=foobar\r\na\rb\r\nc\r\n")
-        self.assertPublished(connection, WEB, [(NOW_TS, "a\rb"), (NOW_TS, "c")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "a\rb", None), (NOW_TS, "c", None)])
 
     # BUG (395db03): same cause as test_crlf.
     def test_crlfSplitAcrossReads(self) -> None:
@@ -1290,7 +1309,7 @@ class TextTests(PublisherTestCase):
         A CR and its LF arriving in different reads make one line end.
         """
         connection = text().feed(b"app=myapp&proc=web&host=foobar\r", b"\na\r", b"\nb\r", b"\n")
-        self.assertPublished(connection, WEB, [(NOW_TS, "a"), (NOW_TS, "b")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "a", None), (NOW_TS, "b", None)])
 
     def test_invalidUTF8(self) -> None:
         """
@@ -1300,7 +1319,11 @@ class TextTests(PublisherTestCase):
         self.assertPublished(
             connection,
             Topic("my\ufffdapp", "-", PEER),
-            [(NOW_TS, "ab\ufffdcd"), (NOW_TS, "\ufffd"), (NOW_TS, "\ufffd\ufffd\ufffd")],
+            [
+                (NOW_TS, "ab\ufffdcd", None),
+                (NOW_TS, "\ufffd", None),
+                (NOW_TS, "\ufffd\ufffd\ufffd", None),
+            ],
         )
 
     def test_unicode(self) -> None:
@@ -1311,7 +1334,7 @@ class TextTests(PublisherTestCase):
         connection = text().feed(
             b"app=myapp&proc=web&host=foobar\n" + snowman[:5], snowman[5:] + b"\n"
         )
-        self.assertPublished(connection, WEB, [(NOW_TS, "h\xe9 \u2603 \U0001f600")])
+        self.assertPublished(connection, WEB, [(NOW_TS, "h\xe9 \u2603 \U0001f600", None)])
 
     def test_longLineCut(self) -> None:
         """
@@ -1322,7 +1345,11 @@ class TextTests(PublisherTestCase):
         self.assertPublished(
             connection,
             Topic("a", "-", PEER),
-            [(NOW_TS, "01234567 [truncated]"), (NOW_TS, "next"), (NOW_TS, "01234567")],
+            [
+                (NOW_TS, "01234567 [truncated]", None),
+                (NOW_TS, "next", None),
+                (NOW_TS, "01234567", None),
+            ],
         )
         self.assertEqual(connection.protocol.splitter.discarded, 4)
 
@@ -1337,7 +1364,7 @@ class TextTests(PublisherTestCase):
         self.assertPublished(
             connection,
             Topic("a", "-", PEER),
-            [(NOW_TS, "01234567 [truncated]"), (NOW_TS, "next")],
+            [(NOW_TS, "01234567 [truncated]", None), (NOW_TS, "next", None)],
         )
         self.assertEqual(connection.protocol.splitter.discarded, 28)
 
@@ -1347,7 +1374,9 @@ class TextTests(PublisherTestCase):
         once, cut and marked.
         """
         connection = text(maxLine=8).feed(b"app=a\n0123456789").close()
-        self.assertPublished(connection, Topic("a", "-", PEER), [(NOW_TS, "01234567 [truncated]")])
+        self.assertPublished(
+            connection, Topic("a", "-", PEER), [(NOW_TS, "01234567 [truncated]", None)]
+        )
 
     def test_longLineCutInsideCharacter(self) -> None:
         """
@@ -1356,7 +1385,7 @@ class TextTests(PublisherTestCase):
         """
         connection = text(maxLine=8).feed(b"app=a\n0123456\xe2\x98\x83\n")
         self.assertPublished(
-            connection, Topic("a", "-", PEER), [(NOW_TS, "0123456\ufffd [truncated]")]
+            connection, Topic("a", "-", PEER), [(NOW_TS, "0123456\ufffd [truncated]", None)]
         )
 
     # BUG (395db03): the length check counts the CR of a CRLF line end, so a line of
@@ -1369,7 +1398,7 @@ class TextTests(PublisherTestCase):
         """
         for chunks in [[b"01234567\r\n"], [b"01234567\r", b"\n"], [b"01234567", b"\r\n"]]:
             connection = text(maxLine=8).feed(b"app=a\n", *chunks)
-            self.assertPublished(connection, Topic("a", "-", PEER), [(NOW_TS, "01234567")])
+            self.assertPublished(connection, Topic("a", "-", PEER), [(NOW_TS, "01234567", None)])
 
 
 #: The line limit of the chunking tests' connections.
@@ -1398,13 +1427,13 @@ SEED_STREAM = (
     + b'{"raw":"never ends'
 )
 SEED_RECORDS = GO_RECORDS + [
-    ("2016-12-06T16:44:21.448", "h\xe9llo \u2713 \U0001f600"),
-    ("2016-12-06T22:14:22.999", 'Traceback:\n  File "x.py"\nValueError'),
-    (NOW_TS, "no time"),
-    (NOW_TS, "bad \ufffd byte, \U0001f600 and ?"),
-    ("2016-12-06T22:14:23.000", "42"),
-    (NOW_TS, "x" * 248 + " [truncated]"),
-    (NOW_TS, "after the long record"),
+    ("2016-12-06T16:44:21.448", "h\xe9llo \u2713 \U0001f600", None),
+    ("2016-12-06T22:14:22.999", 'Traceback:\n  File "x.py"\nValueError', None),
+    (NOW_TS, "no time", None),
+    (NOW_TS, "bad \ufffd byte, \U0001f600 and ?", None),
+    ("2016-12-06T22:14:23.000", "42", None),
+    (NOW_TS, "x" * 248 + " [truncated]", None),
+    (NOW_TS, "after the long record", None),
 ]
 
 #: A text stream: a BOM, a URL topic, UTF-8 text, an invalid byte, a line
@@ -1420,11 +1449,11 @@ TEXT_STREAM = (
     + b"no newline at the end"
 )
 TEXT_RECORDS = [
-    (NOW_TS, "h\xe9llo \u2713 \U0001f600"),
-    (NOW_TS, "bad \ufffd byte"),
-    (NOW_TS, "y" * 256 + " [truncated]"),
-    (NOW_TS, "after the long line"),
-    (NOW_TS, "no newline at the end"),
+    (NOW_TS, "h\xe9llo \u2713 \U0001f600", None),
+    (NOW_TS, "bad \ufffd byte", None),
+    (NOW_TS, "y" * 256 + " [truncated]", None),
+    (NOW_TS, "after the long line", None),
+    (NOW_TS, "no newline at the end", None),
 ]
 
 
@@ -1468,7 +1497,7 @@ class ChunkingTests(PublisherTestCase):
         A CRLF text stream always gives the same records, without CRs.
         """
         stream = b"app=myapp&proc=web&host=foobar\r\none\r\ntwo\r\nthree\r\n"
-        records = [(NOW_TS, "one"), (NOW_TS, "two"), (NOW_TS, "three")]
+        records = [(NOW_TS, "one", None), (NOW_TS, "two", None), (NOW_TS, "three", None)]
         self.assertInvariant(stream, ({WEB}, records, b"", False))
 
 
@@ -1579,7 +1608,7 @@ class EndOfStreamTests(PublisherTestCase):
         """
         connection = seed(maxLine=64).feed(values(WEB_TOPIC), b'{"raw":"' + b"y" * 100)
         connection.protocol.readConnectionLost()
-        self.assertEqual(connection.records(), [(NOW_TS, "y" * 56 + " [truncated]")])
+        self.assertEqual(connection.records(), [(NOW_TS, "y" * 56 + " [truncated]", None)])
         self.assertRefused(connection, "the stream ended inside a JSON value (at character 152)")
 
     def test_endsInsideToken(self) -> None:
@@ -1613,7 +1642,7 @@ class EndOfStreamTests(PublisherTestCase):
         connection.protocol.readConnectionLost()
         self.assertTrue(connection.transport.disconnecting)
         connection.close()
-        self.assertEqual(connection.records(), [(NOW_TS, "first"), (NOW_TS, "last")])
+        self.assertEqual(connection.records(), [(NOW_TS, "first", None), (NOW_TS, "last", None)])
         self.assertEqual(connection.transport.value(), b"")
 
     def test_lostInsideValueLogged(self) -> None:
@@ -1792,7 +1821,8 @@ class ShutdownTests(PublisherTestCase):
         with capturedLogs() as events:
             service.stopService()
         self.assertEqual(
-            [record for _, batch in broker.published for record in batch][-1], (NOW_TS, "last")
+            [record for _, batch in broker.published for record in batch][-1],
+            (NOW_TS, "last", None),
         )
         self.assertEqual(broker.pausedAtPublish[-1:], [True])
         self.assertEqual([t.disconnecting for t in transports], [True, True])

@@ -14,7 +14,7 @@ from logio.ingest.syslog import parseMessage
 from logio.ingest.syslognet import SyslogDatagramProtocol
 from logio.refusals import Refusals
 from logio.settings import Settings
-from logio.topic import Topic
+from logio.topic import Record, Topic
 from tests.support.fakes import FakeBroker
 from tests.support.publisher import NOW, NOW_TS, PEER, Connection, connect
 from tests.support.tokens import tokensFile
@@ -28,13 +28,13 @@ RFC5424_EXAMPLES = [
         + BOM
         + b"'su root' failed for lonvick on /dev/pts/8",
         Topic("su", "-", "mymachine.example.com"),
-        ("2003-10-11T22:14:15.003", "'su root' failed for lonvick on /dev/pts/8"),
+        ("2003-10-11T22:14:15.003", "'su root' failed for lonvick on /dev/pts/8", "fatal"),
     ),
     (
         b"<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - "
         b"%% It's time to make the do-nuts.",
         Topic("myproc", "8710", "192.0.2.1"),
-        ("2003-08-24T12:14:15.000", "%% It's time to make the do-nuts."),
+        ("2003-08-24T12:14:15.000", "%% It's time to make the do-nuts.", "notice"),
     ),
     (
         b"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 "
@@ -42,14 +42,14 @@ RFC5424_EXAMPLES = [
         + BOM
         + b"An application event log entry...",
         Topic("evntslog", "-", "mymachine.example.com"),
-        ("2003-10-11T22:14:15.003", "An application event log entry..."),
+        ("2003-10-11T22:14:15.003", "An application event log entry...", "notice"),
     ),
     (
         b"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 "
         b'[exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"]'
         b'[examplePriority@32473 class="high"]',
         Topic("evntslog", "-", "mymachine.example.com"),
-        ("2003-10-11T22:14:15.003", ""),
+        ("2003-10-11T22:14:15.003", "", "notice"),
     ),
 ]
 
@@ -59,22 +59,22 @@ RFC3164_EXAMPLES = [
     (
         b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8",
         Topic("su", "-", "mymachine"),
-        ("2016-10-11T22:14:15.000", "'su root' failed for lonvick on /dev/pts/8"),
+        ("2016-10-11T22:14:15.000", "'su root' failed for lonvick on /dev/pts/8", "fatal"),
     ),
     (
         b"<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!",
         Topic("syslog", "-", "10.0.0.99"),
-        ("2017-02-05T17:32:18.000", "Use the BFG!"),
+        ("2017-02-05T17:32:18.000", "Use the BFG!", "notice"),
     ),
     (
         b"<165>Aug 24 05:34:00 mymachine myproc[10]: %% It's time to make the do-nuts.",
         Topic("myproc", "10", "mymachine"),
-        ("2017-08-24T05:34:00.000", "%% It's time to make the do-nuts."),
+        ("2017-08-24T05:34:00.000", "%% It's time to make the do-nuts.", "notice"),
     ),
     (
         b"<13>Jul  3 09:01:02 cron[99]: no host name",
         Topic("cron", "99", PEER),
-        ("2017-07-03T09:01:02.000", "no host name"),
+        ("2017-07-03T09:01:02.000", "no host name", "notice"),
     ),
 ]
 
@@ -83,7 +83,7 @@ def octets(message: bytes) -> bytes:
     return b"%d %s" % (len(message), message)
 
 
-def published(connection: Connection) -> list[tuple[Topic, tuple[str, str]]]:
+def published(connection: Connection) -> list[tuple[Topic, Record]]:
     """
     Every record published, with its topic, in order.
     """
@@ -101,10 +101,10 @@ class ParseTests(SynchronousTestCase):
         message starts after the last element.
         """
         frame = b'<13>1 - h app - - [a@1 x="q\\]\\"\\\\" y=""][b@2] text ] here'
-        app, proc, host, stamp, text, token, wellFormed = parseMessage(frame)
+        app, proc, host, stamp, text, token, wellFormed, level = parseMessage(frame)
         self.assertEqual(
-            (app, proc, host, stamp, text, wellFormed),
-            (b"app", None, b"h", None, b"text ] here", True),
+            (app, proc, host, stamp, text, wellFormed, level),
+            (b"app", None, b"h", None, b"text ] here", True, "notice"),
         )
 
     def test_nilValues(self) -> None:
@@ -112,7 +112,8 @@ class ParseTests(SynchronousTestCase):
         NILVALUEs are absent fields; a message may be absent too.
         """
         self.assertEqual(
-            parseMessage(b"<13>1 - - - - - -"), (None, None, None, None, b"", None, True)
+            parseMessage(b"<13>1 - - - - - -"),
+            (None, None, None, None, b"", None, True, "notice"),
         )
 
     def test_token(self) -> None:
@@ -135,7 +136,7 @@ class ParseTests(SynchronousTestCase):
             b"<13>Foo 1 x",
         ):
             self.assertEqual(
-                parseMessage(frame), (None, None, None, None, frame, None, False), frame
+                parseMessage(frame), (None, None, None, None, frame, None, False, None), frame
             )
 
 
@@ -214,8 +215,8 @@ class TCPTests(SynchronousTestCase):
             for reads in ([stream], [stream[i : i + 7] for i in range(0, len(stream), 7)]):
                 connection = connect(maxLine=100).feed(*reads)
                 records = [record for _, record in published(connection)]
-                self.assertEqual(records[-1], (NOW_TS, "next"))
-                self.assertEqual(records[0], (NOW_TS, "x" * 80 + " [truncated]"))
+                self.assertEqual(records[-1], (NOW_TS, "next", "notice"))
+                self.assertEqual(records[0], (NOW_TS, "x" * 80 + " [truncated]", "notice"))
                 self.assertEqual(len(records), 2)
 
     def test_malformedPublishedAsText(self) -> None:
@@ -227,8 +228,8 @@ class TCPTests(SynchronousTestCase):
         self.assertEqual(
             published(connection),
             [
-                (Topic("syslog", "-", PEER), (NOW_TS, "<13>garbage here")),
-                (Topic("ok", "-", "h"), (NOW_TS, "fine")),
+                (Topic("syslog", "-", PEER), (NOW_TS, "<13>garbage here", None)),
+                (Topic("ok", "-", "h"), (NOW_TS, "fine", "notice")),
             ],
         )
         with capturedLogs() as events:
@@ -256,7 +257,8 @@ class TCPTests(SynchronousTestCase):
             b"<13>1 2003-13-45T99:00:00Z h a - - - m\n<13>Feb 30 00:00:00 h a: m\n"
         )
         self.assertEqual(
-            [record for _, record in published(connection)], [(NOW_TS, "m"), (NOW_TS, "m")]
+            [record for _, record in published(connection)],
+            [(NOW_TS, "m", "notice"), (NOW_TS, "m", "notice")],
         )
 
 
@@ -277,7 +279,9 @@ class SyslogTokenTests(SynchronousTestCase):
         """
         frame = b'<13>1 - h web - - [logio@32473 token="%s"] hi\n' % TOKEN.encode()
         connection = connect(tokens=self.tokens).feed(frame)
-        self.assertEqual(published(connection), [(Topic("web", "-", "h"), (NOW_TS, "hi"))])
+        self.assertEqual(
+            published(connection), [(Topic("web", "-", "h"), (NOW_TS, "hi", "notice"))]
+        )
 
     def test_refused(self) -> None:
         """
@@ -328,7 +332,7 @@ class UDPTests(SynchronousTestCase):
             [(topic, record) for topic, records in broker.published for record in records],
             [
                 (RFC5424_EXAMPLES[1][1], RFC5424_EXAMPLES[1][2]),
-                (Topic("a", "-", "10.1.2.3"), (NOW_TS, "y" * 82 + " [truncated]")),
+                (Topic("a", "-", "10.1.2.3"), (NOW_TS, "y" * 82 + " [truncated]", "notice")),
             ],
         )
 

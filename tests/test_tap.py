@@ -158,7 +158,7 @@ class MakeServiceTests(SynchronousTestCase):
                 b"POST /publish?app=cut HTTP/1.1\r\nHost: localhost\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
             )
-            return [text for run in broker.replay(Filters(), 10).runs for _, text in run.records]
+            return [text for run in broker.replay(Filters(), 10).runs for _, text, _ in run.records]
 
         self.assertEqual(post(b"y" * 200 + b"\nnext\n"), ["y" * 80 + " [truncated]", "next"])
         self.assertEqual(post(b"a\nb\n"), ["next", "a", "b"])

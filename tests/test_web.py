@@ -111,7 +111,7 @@ class SubscribeResourceTests(ResourceTestCase):
         A record is written as one chunk holding C{<ts> <app>[<proc>] <host>: <log>}.
         """
         client = self.subscribe()
-        publish(self.broker, TOPIC, [(TS, "2016/12/06 17:14:21 INFO hi")])
+        publish(self.broker, TOPIC, [(TS, "2016/12/06 17:14:21 INFO hi", None)])
         line = f"{TS} myapp[web] foobar: 2016/12/06 17:14:21 INFO hi\n".encode()
         self.assertEqual(client.response()[1], b"%x\r\n%s\r\n" % (len(line), line))
 
@@ -120,7 +120,7 @@ class SubscribeResourceTests(ResourceTestCase):
         An HTTP/1.0 client gets the lines unframed (no chunked encoding).
         """
         client = Client(self.site, b"GET /?app=myapp HTTP/1.0\r\n\r\n")
-        publish(self.broker, TOPIC, [(TS, "one")])
+        publish(self.broker, TOPIC, [(TS, "one", None)])
         head, body = client.response()
         self.assertTrue(head.startswith(b"HTTP/1.0 200 OK\r\n"))
         self.assertNotIn(b"chunked", head.lower())
@@ -131,7 +131,7 @@ class SubscribeResourceTests(ResourceTestCase):
         A batch of records reaches a subscriber as a single chunk.
         """
         client = self.subscribe()
-        publish(self.broker, TOPIC, [(TS, "one"), (TS, "two"), (TS, "three")])
+        publish(self.broker, TOPIC, [(TS, "one", None), (TS, "two", None), (TS, "three", None)])
         body = client.response()[1]
         self.assertEqual(body.count(b"\r\n"), 2)
         self.assertEqual(dechunk(body)[0].count(b"\n"), 3)
@@ -141,7 +141,7 @@ class SubscribeResourceTests(ResourceTestCase):
         Each physical line of a multi-line record gets the prefix; no doubled newline.
         """
         client = self.subscribe()
-        publish(self.broker, TOPIC, [(TS, "Traceback:\n  File x\nValueError")])
+        publish(self.broker, TOPIC, [(TS, "Traceback:\n  File x\nValueError", None)])
         head = f"{TS} myapp[web] foobar: "
         expected = f"{head}Traceback:\n{head}  File x\n{head}ValueError\n"
         self.assertEqual(client.body(), expected.encode())
@@ -152,8 +152,8 @@ class SubscribeResourceTests(ResourceTestCase):
         """
         client = self.subscribe("app=app&proc=web|worker")
         for proc in ("web", "worker", "clock", "webhook"):
-            publish(self.broker, Topic("myapp", proc, "h"), [(TS, proc)])
-        publish(self.broker, Topic("other", "web", "h"), [(TS, "other")])
+            publish(self.broker, Topic("myapp", proc, "h"), [(TS, proc, None)])
+        publish(self.broker, Topic("other", "web", "h"), [(TS, "other", None)])
         lines = client.body().decode().splitlines()
         self.assertEqual([line.rsplit(" ", 1)[1] for line in lines], ["web", "worker", "webhook"])
 
@@ -162,7 +162,11 @@ class SubscribeResourceTests(ResourceTestCase):
         C{log=} searches the record's text without its trailing newline.
         """
         client = self.subscribe("log=bar%24")
-        publish(self.broker, TOPIC, [(TS, "open bar"), (TS, "bar none"), (TS, "a\nbar")])
+        publish(
+            self.broker,
+            TOPIC,
+            [(TS, "open bar", None), (TS, "bar none", None), (TS, "a\nbar", None)],
+        )
         self.assertEqual(
             client.body().decode().splitlines(),
             [
@@ -177,7 +181,7 @@ class SubscribeResourceTests(ResourceTestCase):
         Only the first value of a repeated parameter is used.
         """
         client = self.subscribe("app=zzz&app=myapp")
-        publish(self.broker, TOPIC, [(TS, "x")])
+        publish(self.broker, TOPIC, [(TS, "x", None)])
         self.assertEqual(client.body(), b"")
 
     def test_emptyMatchesAll(self) -> None:
@@ -185,7 +189,7 @@ class SubscribeResourceTests(ResourceTestCase):
         An empty parameter matches every record.
         """
         client = self.subscribe("app=&log=")
-        publish(self.broker, TOPIC, [(TS, "x")])
+        publish(self.broker, TOPIC, [(TS, "x", None)])
         self.assertEqual(client.body(), f"{TS} myapp[web] foobar: x\n".encode())
 
     def test_badRegex(self) -> None:
@@ -237,7 +241,7 @@ class SubscribeResourceTests(ResourceTestCase):
         self.assertEqual(len(self.broker.subscribers), 1)
         other.channel.connectionLost(Exception("gone"))
         self.assertEqual(self.broker.subscribers, ())
-        publish(self.broker, TOPIC, [(TS, "nobody listens")])
+        publish(self.broker, TOPIC, [(TS, "nobody listens", None)])
 
     def test_abortDropsTheConnection(self) -> None:
         """
@@ -246,7 +250,7 @@ class SubscribeResourceTests(ResourceTestCase):
         """
         client = self.subscribe()
         client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, "queued")])
+        publish(self.broker, TOPIC, [(TS, "queued", None)])
         [subscription] = self.broker.subscribers
         subscription.abort()
         self.assertEqual(subscription.queued, (0, 0))
@@ -273,7 +277,7 @@ class SubscribeResourceTests(ResourceTestCase):
         client = Client(self.site, get("app=myapp") + b"x" * 40000)
         client.channel.dataReceived(b"GET /more HTTP/1.1\r\n\r\n" + b"y" * 40000)
         self.assertEqual(client.transport.producerState, "producing")
-        publish(self.broker, TOPIC, [(TS, "still here")])
+        publish(self.broker, TOPIC, [(TS, "still here", None)])
         self.assertEqual(client.body(), f"{TS} myapp[web] foobar: still here\n".encode())
         client.channel.connectionLost(Exception("gone"))
         self.assertEqual(self.broker.subscribers, ())
@@ -286,8 +290,8 @@ class SubscribeResourceTests(ResourceTestCase):
         self.makeSite(buffer=3)
         client = self.subscribe()
         client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, f"line {i}") for i in range(4)])
-        publish(self.broker, TOPIC, [(TS, "line 4")])
+        publish(self.broker, TOPIC, [(TS, f"line {i}", None) for i in range(4)])
+        publish(self.broker, TOPIC, [(TS, "line 4", None)])
         self.assertEqual(client.body(), b"")
         [subscription] = self.broker.subscribers
         self.assertEqual(subscription.queued[0], 3)
@@ -313,9 +317,9 @@ class SubscribeResourceTests(ResourceTestCase):
         client = self.subscribe()
         client.transport.producer.pauseProducing()
         for i in range(5):
-            publish(self.broker, TOPIC, [(TS, f"line {i}")])
-        publish(self.broker, TOPIC, [(TS, "a1\na2")])
-        publish(self.broker, TOPIC, [(TS, "line 5")])
+            publish(self.broker, TOPIC, [(TS, f"line {i}", None)])
+        publish(self.broker, TOPIC, [(TS, "a1\na2", None)])
+        publish(self.broker, TOPIC, [(TS, "line 5", None)])
         client.transport.producer.resumeProducing()
         prefix = f"{TS} myapp[web] foobar: "
         ones = "".join(f"{prefix}line {i}\n" for i in range(5)).encode()
@@ -334,7 +338,7 @@ class SubscribeResourceTests(ResourceTestCase):
         self.makeSite(bufferBytes=len(line) * 2 + 10)
         client = self.subscribe()
         client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, "x" * 70)] * 5)
+        publish(self.broker, TOPIC, [(TS, "x" * 70, None)] * 5)
         [subscription] = self.broker.subscribers
         self.assertEqual(subscription.queued, (2, len(line) * 2))
         client.transport.producer.resumeProducing()
@@ -356,7 +360,7 @@ class SubscribeResourceTests(ResourceTestCase):
         socket.dataBuffer = b"y" * (len(line) * 3 - 10)
         socket.offset = len(line) - 10
         client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, "x" * 70)] * 5)
+        publish(self.broker, TOPIC, [(TS, "x" * 70, None)] * 5)
         [subscription] = self.broker.subscribers
         self.assertEqual(subscription.queued, (2, len(line) * 2))
 
@@ -368,7 +372,7 @@ class SubscribeResourceTests(ResourceTestCase):
         """
         self.makeSite(bufferBytes=200 * 1024)
         client, socket = self.socketClient()
-        publish(self.broker, TOPIC, [(TS, f"{i:05d} " + "x" * 100) for i in range(5000)])
+        publish(self.broker, TOPIC, [(TS, f"{i:05d} " + "x" * 100, None) for i in range(5000)])
         lines = client.body().decode().splitlines()
         written = len(client.response()[1])
         self.assertLessEqual(written, 200 * 1024 + SLACK + 100)
@@ -390,8 +394,8 @@ class SubscribeResourceTests(ResourceTestCase):
         """
         self.makeSite(bufferBytes=100 * 1024)
         client, socket = self.socketClient()
-        publish(self.broker, TOPIC, [(TS, "\n" * 20000)])
-        publish(self.broker, TOPIC, [(TS, "after")])
+        publish(self.broker, TOPIC, [(TS, "\n" * 20000, None)])
+        publish(self.broker, TOPIC, [(TS, "after", None)])
         self.assertEqual(
             client.body().decode().splitlines(),
             [
@@ -424,7 +428,7 @@ class SubscribeResourceTests(ResourceTestCase):
         self.makeSite(buffer=3)
         client = self.subscribe()
         client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, "a1\na2\na3"), (TS, "b")])
+        publish(self.broker, TOPIC, [(TS, "a1\na2\na3", None), (TS, "b", None)])
         client.transport.producer.resumeProducing()
         lines = client.body().decode().splitlines()
         self.assertIn(": 3 lines dropped:", lines[0])
@@ -439,7 +443,7 @@ class SubscribeResourceTests(ResourceTestCase):
         fast = self.subscribe()
         slow.transport.producer.pauseProducing()
         for i in range(10):
-            publish(self.broker, TOPIC, [(TS, str(i))])
+            publish(self.broker, TOPIC, [(TS, str(i), None)])
         self.assertEqual(len(fast.body().splitlines()), 10)
         self.assertEqual(slow.body(), b"")
 
@@ -453,7 +457,7 @@ class SubscribeResourceTests(ResourceTestCase):
         clients.append(self.subscribe())
         for client in clients:
             client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, "queued")])
+        publish(self.broker, TOPIC, [(TS, "queued", None)])
         self.clock.advance(1700000000.25)
         self.broker.startService()
         stopped = self.broker.stopService()
@@ -496,7 +500,7 @@ class StopTests(ResourceTestCase):
         client = Client(self.site, get(), transport)
         for i in range(5):
             # Records too big to be merged in the queue: one segment each.
-            publish(self.broker, TOPIC, [(TS, "x" * SMALL + f" {i}")])
+            publish(self.broker, TOPIC, [(TS, "x" * SMALL + f" {i}", None)])
         self.broker.startService()
         self.broker.stopService()
         data, ended = dechunk(client.response()[1])
@@ -513,7 +517,7 @@ class StopTests(ResourceTestCase):
         """
         client, socket = self.socketClient()
         client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, "x" * 70)] * 4)
+        publish(self.broker, TOPIC, [(TS, "x" * 70, None)] * 4)
         line = len(f"{TS} myapp[web] foobar: " + "x" * 70 + "\n")
         # The socket will still hold the last two lines.
         socket.dataBuffer = b"z" * (line * 2)
@@ -541,7 +545,7 @@ class QueryTests(ResourceTestCase):
             head, body = self.subscribe(query).response()
             self.assertTrue(head.startswith(b"HTTP/1.1 400 "), query)
             self.assertIn(named.encode(), body)
-            self.assertIn(b"app proc host log tail follow format last_event_id", body)
+            self.assertIn(b"app proc host log level tail follow format ansi last_event_id", body)
         self.assertEqual(self.broker.subscribers, ())
         self.assertEqual(self.broker.stats.refusals, {"subscriber": 2})
 
@@ -575,7 +579,7 @@ class QueryTests(ResourceTestCase):
         Every path but the reserved ones subscribes, as the original did.
         """
         client = Client(self.site, b"GET /some/path?app=myapp HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        publish(self.broker, TOPIC, [(TS, "x")])
+        publish(self.broker, TOPIC, [(TS, "x", None)])
         self.assertEqual(client.body(), f"{TS} myapp[web] foobar: x\n".encode())
 
     def test_json(self) -> None:
@@ -586,7 +590,7 @@ class QueryTests(ResourceTestCase):
             self.subscribe("format=json"),
             Client(self.site, b"GET / HTTP/1.1\r\nAccept: application/x-ndjson\r\n\r\n"),
         ]
-        publish(self.broker, TOPIC, [(TS, "one\ntwo")])
+        publish(self.broker, TOPIC, [(TS, "one\ntwo", None)])
         for client in clients:
             self.assertIn(b"Content-Type: application/x-ndjson", client.response()[0])
             [line] = client.body().splitlines()
@@ -600,7 +604,7 @@ class QueryTests(ResourceTestCase):
         self.makeSite(buffer=2)
         client = self.subscribe("format=json")
         client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(5)])
+        publish(self.broker, TOPIC, [(TS, str(i), None) for i in range(5)])
         client.transport.producer.resumeProducing()
         notice, *records = [json.loads(line) for line in client.body().splitlines()]
         self.assertEqual(notice["dropped"], 3)
@@ -616,7 +620,7 @@ class QueryTests(ResourceTestCase):
             self.subscribe("format=sse"),
             Client(self.site, b"GET / HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n"),
         ]
-        publish(self.broker, TOPIC, [(TS, "a"), (TS, "b")])
+        publish(self.broker, TOPIC, [(TS, "a", None), (TS, "b", None)])
         for client in clients:
             head = client.response()[0]
             self.assertIn(b"Content-Type: text/event-stream", head)
@@ -632,8 +636,8 @@ class QueryTests(ResourceTestCase):
         self.makeSite(buffer=2)
         client = self.subscribe("format=sse")
         client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(3)])
-        publish(self.broker, TOPIC, [(TS, "3")])
+        publish(self.broker, TOPIC, [(TS, str(i), None) for i in range(3)])
+        publish(self.broker, TOPIC, [(TS, "3", None)])
         client.transport.producer.resumeProducing()
         dropped, *events = sseEvents(client.body())
         self.assertEqual(dropped["event"], "dropped")
@@ -650,7 +654,7 @@ class QueryTests(ResourceTestCase):
         text = self.subscribe()
         for _ in range(20):
             self.clock.advance(1)
-            publish(self.broker, Topic("busy", "p", "h"), [(TS, "x")])
+            publish(self.broker, Topic("busy", "p", "h"), [(TS, "x", None)])
         self.assertEqual(quiet.body().count(b": keep-alive\n\n"), 1)
         self.assertNotIn(b"keep-alive", busy.body())
         self.assertNotIn(b"keep-alive", text.body())
@@ -666,10 +670,10 @@ class QueryTests(ResourceTestCase):
         C{tail=N} replays the newest N matching records from history, then
         streams live with no gap and no duplicate.
         """
-        publish(self.broker, TOPIC, [(TS, f"old {i}") for i in range(5)])
-        publish(self.broker, Topic("other", "p", "h"), [(TS, "not mine")])
+        publish(self.broker, TOPIC, [(TS, f"old {i}", None) for i in range(5)])
+        publish(self.broker, Topic("other", "p", "h"), [(TS, "not mine", None)])
         client = self.subscribe("app=myapp&tail=3&format=json")
-        publish(self.broker, TOPIC, [(TS, "live")])
+        publish(self.broker, TOPIC, [(TS, "live", None)])
         records = [json.loads(line) for line in client.body().splitlines()]
         self.assertEqual([r["log"] for r in records], ["old 2", "old 3", "old 4", "live"])
         self.assertEqual([r["seq"] for r in records], [3, 4, 5, 7])
@@ -679,7 +683,14 @@ class QueryTests(ResourceTestCase):
         The replay applies the C{log} filter too.
         """
         publish(
-            self.broker, TOPIC, [(TS, "ERROR 1"), (TS, "INFO 2"), (TS, "ERROR 3"), (TS, "INFO 4")]
+            self.broker,
+            TOPIC,
+            [
+                (TS, "ERROR 1", None),
+                (TS, "INFO 2", None),
+                (TS, "ERROR 3", None),
+                (TS, "INFO 4", None),
+            ],
         )
         client = self.subscribe("log=ERROR&tail=10")
         self.assertEqual(
@@ -692,7 +703,7 @@ class QueryTests(ResourceTestCase):
         C{follow=0} returns the replay and ends the response with the final
         chunk; it never subscribes.
         """
-        publish(self.broker, TOPIC, [(TS, "a"), (TS, "b")])
+        publish(self.broker, TOPIC, [(TS, "a", None), (TS, "b", None)])
         client = self.subscribe("tail=10&follow=0")
         data, ended = dechunk(client.response()[1])
         self.assertEqual(data, f"{TS} myapp[web] foobar: a\n{TS} myapp[web] foobar: b\n".encode())
@@ -706,7 +717,7 @@ class QueryTests(ResourceTestCase):
         response ends only once all of it has been sent.
         """
         for i in range(4):
-            publish(self.broker, Topic("myapp", str(i % 2), "h"), [(TS, str(i))])
+            publish(self.broker, Topic("myapp", str(i % 2), "h"), [(TS, str(i), None)])
         transport = PausingTransport()
         client = Client(self.site, get("tail=4&follow=0"), transport)
         self.assertEqual(dechunk(client.response()[1]), (b"", False))
@@ -726,7 +737,7 @@ class QueryTests(ResourceTestCase):
         oldest of it dropped and counted like live lines.
         """
         self.makeSite(buffer=300)
-        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(1000)])
+        publish(self.broker, TOPIC, [(TS, str(i), None) for i in range(1000)])
         transport = PausingTransport()
         client = Client(self.site, get("tail=1000&follow=0"), transport)
         for _ in range(10):
@@ -745,13 +756,13 @@ class QueryTests(ResourceTestCase):
         C{Last-Event-ID} (or C{?last_event_id=}) replays every matching
         record after that id, then streams live.
         """
-        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(5)])
+        publish(self.broker, TOPIC, [(TS, str(i), None) for i in range(5)])
         header = Client(
             self.site,
             f"GET /?format=sse HTTP/1.1\r\nLast-Event-ID: {START}-3\r\n\r\n".encode(),
         )
         query = self.subscribe(f"format=json&last_event_id={START}-3&tail=1")
-        publish(self.broker, TOPIC, [(TS, "live")])
+        publish(self.broker, TOPIC, [(TS, "live", None)])
         self.assertEqual(
             [e["id"] for e in sseEvents(header.body())], [f"{START}-{i}" for i in (4, 5, 6)]
         )
@@ -764,7 +775,7 @@ class QueryTests(ResourceTestCase):
         """
         self.broker = Broker(Settings(history=3), start=START)
         self.makeSite()
-        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(10)])
+        publish(self.broker, TOPIC, [(TS, str(i), None) for i in range(10)])
         client = self.subscribe(f"format=sse&last_event_id={START}-2")
         dropped, *events = sseEvents(client.body())
         self.assertEqual(dropped["event"], "dropped")
@@ -778,15 +789,19 @@ class QueryTests(ResourceTestCase):
     def test_resumeFromEarlierRun(self) -> None:
         """
         An id from before a restart is answered with a notice and never
-        taken for a seq of this run.
+        taken for a seq of this run: every record of this run came after
+        it, so all of them are replayed, then the live ones follow.
         """
-        publish(self.broker, TOPIC, [(TS, str(i)) for i in range(3)])
+        publish(self.broker, TOPIC, [(TS, str(i), None) for i in range(3)])
         client = self.subscribe("format=sse&last_event_id=1600000000000-1")
-        publish(self.broker, TOPIC, [(TS, "live")])
-        notice, live = sseEvents(client.body())
+        publish(self.broker, TOPIC, [(TS, "live", None)])
+        notice, *records = sseEvents(client.body())
         self.assertEqual(notice["event"], "notice")
         self.assertIn("earlier run of this server", json.loads(notice["data"])["notice"])
-        self.assertEqual(live["id"], f"{START}-4")
+        self.assertEqual([event["id"] for event in records], [f"{START}-{i}" for i in range(1, 5)])
+        self.assertEqual(
+            [json.loads(event["data"])["log"] for event in records], ["0", "1", "2", "live"]
+        )
 
 
 class WrongPortTests(ResourceTestCase):
@@ -924,8 +939,8 @@ class ReservedPathTests(ResourceTestCase):
         C{/topics} lists each topic: records, last record time, publishers now.
         """
         publication = self.broker.publisher(TOPIC, "seed")
-        publication.publish([(TS, "a"), ("2016-12-06T22:14:22.000", "b")], 2)
-        publish(self.broker, Topic("cron", "-", "h"), [(TS, "c")])
+        publication.publish([(TS, "a", None), ("2016-12-06T22:14:22.000", "b", None)], 2)
+        publish(self.broker, Topic("cron", "-", "h"), [(TS, "c", None)])
         head, body = self.request("/topics")
         self.assertIn(b"Content-Type: application/json", head)
         self.assertEqual(
@@ -958,7 +973,7 @@ class ReservedPathTests(ResourceTestCase):
         slow = self.subscribe("format=json")
         slow.transport.producer.pauseProducing()
         self.subscribe()
-        publish(self.broker, TOPIC, [(TS, "a"), (TS, "b")])
+        publish(self.broker, TOPIC, [(TS, "a", None), (TS, "b", None)])
         self.subscribe("ap=x")
         head, body = self.request("/metrics")
         self.assertIn(b"Content-Type: text/plain; version=", head)
@@ -1008,12 +1023,12 @@ class RetentionTests(ResourceTestCase):
             made.append(weakref.ref(subscription))
 
         self.patch(Stream, "__init__", recording)
-        publish(self.broker, TOPIC, [(TS, "x" * 100)] * 100)
+        publish(self.broker, TOPIC, [(TS, "x" * 100, None)] * 100)
         for query in ("app=myapp", "format=sse&tail=5", "tail=100&follow=0"):
             client = self.subscribe(query)
             if not client.transport.disconnecting:
                 client.transport.producer.pauseProducing()
-            publish(self.broker, TOPIC, [(TS, "y" * 100)] * 100)
+            publish(self.broker, TOPIC, [(TS, "y" * 100, None)] * 100)
             refs = [made[-1], weakref.ref(client.channel)]
             subscription = made[-1]()
             if subscription is not None and subscription._request is not None:
@@ -1076,8 +1091,8 @@ class LimitTests(ResourceTestCase):
         small = self.subscribe("log=keep")
         for client in (big, small):
             client.transport.producer.pauseProducing()
-        publish(self.broker, TOPIC, [(TS, "keep" + "x" * 66)] * 3)
-        publish(self.broker, TOPIC, [(TS, "x" * 70)] * 6)
+        publish(self.broker, TOPIC, [(TS, "keep" + "x" * 66, None)] * 3)
+        publish(self.broker, TOPIC, [(TS, "x" * 70, None)] * 6)
         [bigSubscription, smallSubscription] = self.broker.subscribers
         self.assertEqual(bigSubscription.queued, (7, len(line) * 7))
         self.assertEqual(smallSubscription.queued, (3, len(line) * 3))
@@ -1132,7 +1147,7 @@ class LimitTests(ResourceTestCase):
         """
         client = self.subscribe()
         self.clock.advance(60)
-        publish(self.broker, TOPIC, [(TS, "late")])
+        publish(self.broker, TOPIC, [(TS, "late", None)])
         self.assertIn(b"late", client.body())
         self.assertFalse(client.transport.disconnecting)
         health = Client(self.site, b"GET /healthz HTTP/1.1\r\n\r\n")
@@ -1182,7 +1197,7 @@ class LimitTests(ResourceTestCase):
         """
         client = self.subscribe()
         client.channel.readConnectionLost()
-        publish(self.broker, TOPIC, [(TS, "still sent")])
+        publish(self.broker, TOPIC, [(TS, "still sent", None)])
         self.assertIn(b"still sent", client.body())
         self.assertFalse(client.transport.disconnecting)
         health = Client(self.site, b"GET /healthz HTTP/1.1\r\n\r\n")

@@ -3,8 +3,9 @@
 Publishing over HTTP, on the subscriber port: C{POST
 /publish?app=A&proc=P&host=H} takes a text body, one record per line
 stamped with the receive time; or, with C{Content-Type:
-application/x-ndjson}, one C{{"time", "app", "proc", "host", "log"}} object
-per line, a field it lacks taken from the query.  The body is split by the
+application/x-ndjson}, one C{{"time", "app", "proc", "host", "log",
+"level"}} object per line, a field it lacks taken from the query (a
+C{level} that names none of L{logio.levels.LEVELS} is left out).  The body is split by the
 L{LineSplitter} and published as it streams in, so an upload of any size
 holds one line at most; the answer is C{{"accepted": N, "rejected": M}}.
 
@@ -29,6 +30,7 @@ from logio.ingest.base import Publications, PublisherError, cleanText, makeTopic
 from logio.ingest.lines import LineSplitter
 from logio.ingest.otlp import OTLPResource
 from logio.interfaces import IBroker, IGrant, IHTTPIngest
+from logio.levels import fromName
 from logio.net import peerHost
 from logio.settings import Settings
 from logio.topic import Record, StampParser, Topic, formatEpoch
@@ -134,7 +136,9 @@ class LineBody(Sink):
         self._line += len(lines)
         joined = b"\n".join(lines)
         stamp = self._now()
-        records = [(stamp, line) for line in joined.decode("utf-8", "replace").split("\n") if line]
+        records: list[Record] = [
+            (stamp, line, None) for line in joined.decode("utf-8", "replace").split("\n") if line
+        ]
         self.accepted += len(records)
         self._publications.publish({self._topic: records}, len(joined))
 
@@ -165,7 +169,7 @@ class LineBody(Sink):
             return None
         time = value.get("time")
         stamp = self._stamps(time) if isinstance(time, str) else None
-        return topic, (stamp or self._now(), cleanText(value["log"]))
+        return topic, (stamp or self._now(), cleanText(value["log"]), fromName(value.get("level")))
 
     def _reject(self, reason: str) -> None:
         self.rejected += 1

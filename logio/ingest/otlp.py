@@ -4,7 +4,10 @@ C{POST /v1/logs}: OpenTelemetry logs over OTLP/HTTP, JSON (or protobuf,
 where C{opentelemetry-proto} is installed).  App = the resource's
 C{service.name}, proc = C{service.instance.id} or C{process.pid}, host =
 C{host.name}, time = C{timeUnixNano} (or C{observedTimeUnixNano}), log = the
-body's string (other bodies as compact JSON).
+body's string (other bodies as compact JSON), level = C{severityNumber} (or
+C{severityText}).  A record with C{exception.*} attributes, as the SDKs'
+C{logger.exception(...)} sends them, gets the exception as its further
+lines: the stack trace if there is one, else C{<type>: <message>}.
 
 A body of either kind is walked down to its log records, which are decoded
 and published a piece at a time: a body of many records holds the server
@@ -35,8 +38,12 @@ from logio.fields import RESERVED_APP, acceptable
 from logio.http import mediaType
 from logio.ingest.base import Publications, cleanText
 from logio.interfaces import IBroker
+from logio.levels import fromOTLP
 from logio.net import peerHost
 from logio.topic import Topic, formatEpoch
+
+#: A decoded log record: its time (or L{None}), text and level (or L{None}).
+_Decoded = tuple[Optional[float], str, Optional[str]]
 
 #: How many reasons for rejected records an answer lists.
 MAX_ERRORS = 10
@@ -178,10 +185,10 @@ class OTLPResource(Resource):
                     outcome.rejected += len(block)
                 else:
                     records = [
-                        (now if seconds is None else formatEpoch(seconds), text)
-                        for seconds, text in block
+                        (now if seconds is None else formatEpoch(seconds), text, level)
+                        for seconds, text, level in block
                     ]
-                    publications.publish({topic: records}, sum(len(t) for _, t in records))
+                    publications.publish({topic: records}, sum(len(r[1]) for r in records))
                     outcome.published += len(records)
                 yield None
         except (ValueError, RecursionError) as e:
@@ -257,13 +264,45 @@ def _topic(attributes: dict[str, object], peer: str) -> Topic:
     )
 
 
-def _record(record: dict[str, Any]) -> tuple[Optional[float], str]:
+def _record(record: dict[str, Any]) -> _Decoded:
     """
-    A log record in JSON form as its time (or L{None}) and text.
+    A log record in JSON form as its time (or L{None}), text and level.
     """
     seconds = _nanos(record.get("timeUnixNano")) or _nanos(record.get("observedTimeUnixNano"))
     body = _value(record.get("body"))
-    return seconds, body if isinstance(body, str) else cleanText(body)
+    text = body if isinstance(body, str) else cleanText(body)
+    attributes = record.get("attributes")
+    if isinstance(attributes, list) and attributes:
+        text = _withException(text, _attributes(record))
+    number = record.get("severityNumber")
+    if isinstance(number, str):
+        # The enum's name, as protobuf's JSON mapping may write it.
+        number = _SEVERITY_NAMES.get(number, number)
+    return seconds, text, fromOTLP(number, record.get("severityText"))
+
+
+#: C{SEVERITY_NUMBER_WARN2} and the like, by their numbers.
+_SEVERITY_NAMES = {
+    f"SEVERITY_NUMBER_{name}{'' if step == 1 else step}": 1 + 4 * rank + step - 1
+    for rank, name in enumerate(("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"))
+    for step in range(1, 5)
+}
+
+
+def _withException(text: str, attributes: dict[str, object]) -> str:
+    """
+    C{text} with the exception its record's attributes describe, if any, as
+    further lines: the stack trace (which ends with the type and message),
+    else the type and message.
+    """
+    trace = attributes.get("exception.stacktrace")
+    if isinstance(trace, str) and trace.strip():
+        return cleanText(f"{text}\n{trace.rstrip()}")
+    kind, message = attributes.get("exception.type"), attributes.get("exception.message")
+    if kind is None and message is None:
+        return text
+    described = ": ".join(str(part) for part in (kind, message) if part is not None)
+    return cleanText(f"{text}\n{described}")
 
 
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -349,8 +388,8 @@ class _Cursor:
 
 
 #: What the decoders hand over: a resource's attributes (the records after
-#: it are its own), or a piece of records, each its time and text.
-_Block = Union[dict[str, object], list[tuple[Optional[float], str]]]
+#: it are its own), or a piece of records.
+_Block = Union[dict[str, object], list[_Decoded]]
 
 
 def _jsonBlocks(data: bytes) -> Iterator[_Block]:
@@ -389,7 +428,7 @@ def _jsonResource(cursor: _Cursor) -> Iterator[_Block]:
                     if scopeKey != "logRecords":
                         cursor.value()
                         continue
-                    piece: list[tuple[Optional[float], str]] = []
+                    piece: list[_Decoded] = []
                     for _ in cursor.items():
                         record = cursor.value()
                         if isinstance(record, dict):
@@ -481,7 +520,7 @@ def _protobufBlocks(data: bytes) -> Iterator[_Block]:
             "or send JSON (Content-Type: application/json)"
         ) from None
 
-    def records(start: int, end: int) -> list[tuple[Optional[float], str]]:
+    def records(start: int, end: int) -> list[_Decoded]:
         try:
             scope = ScopeLogs.FromString(data[start:end])
         except DecodeError as e:
@@ -495,7 +534,12 @@ def _protobufBlocks(data: bytes) -> Iterator[_Block]:
                 text = body.string_value
             else:
                 text = cleanText(None if kind is None else _value(MessageToDict(body)))
-            piece.append((nanos / 1e9 if nanos else None, text))
+            if record.attributes:
+                text = _withException(
+                    text, {kv.key: kv.value.string_value for kv in record.attributes}
+                )
+            level = fromOTLP(record.severity_number, record.severity_text)
+            piece.append((nanos / 1e9 if nanos else None, text, level))
         return piece
 
     def walk() -> Iterator[_Block]:

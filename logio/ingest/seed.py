@@ -421,7 +421,7 @@ class SeedProtocol(Publisher, Protocol):
                 value.get("token"),
             )
             return
-        records.append((self._stamp(value.get("time")), cleanText(value.get("raw", ""))))
+        records.append((self._stamp(value.get("time")), cleanText(value.get("raw", "")), None))
 
     def _cutPending(self, records: list[Record]) -> None:
         """
@@ -463,13 +463,13 @@ class SeedProtocol(Publisher, Protocol):
                 # The cut fell inside the raw text.
                 self.cutRecords += 1
                 time = self._members(closed, self._json).get("time")
-                return (self._stamp(time), safeText(pairs[-1][1]) + TRUNCATED)
+                return (self._stamp(time), safeText(pairs[-1][1]) + TRUNCATED, None)
         # The cut fell elsewhere: keep the members before it, if raw is one.
         members = self._members(prefix[:comma] + "}", self._json) if comma > 0 else None
         if not members or "raw" not in members:
             raise self._tooLong()
         self.cutRecords += 1
-        return (self._stamp(members.get("time")), cleanText(members["raw"]))
+        return (self._stamp(members.get("time")), cleanText(members["raw"]), None)
 
     def _checkCut(self, prefix: str, origin: int) -> None:
         """
@@ -533,7 +533,7 @@ class SeedProtocol(Publisher, Protocol):
                 except json.JSONDecodeError:
                     # An escaped quote ended the match early: not this shape.
                     return position
-            records.append((stamp, text))
+            records.append((stamp, text, None))
             position = end
 
     def changes(self) -> str:

@@ -16,8 +16,9 @@ missing proc C{-}, a missing host the sender's address.  A character a
 topic field may not hold becomes C{_} (L{logio.fields.acceptable}), and the
 app C{logio} becomes C{_logio}: syslog fields are not the sender's choice
 to fix.  A message that is neither form is published whole as text under
-the app C{syslog} with the receive time, and counted.  Severity and
-facility are not part of a record.
+the app C{syslog} with the receive time, and counted.  The severity of the
+PRI is the record's level (L{logio.levels.fromSyslog}); the facility is not
+kept.
 
 On a server with C{--auth} a message carries its token in RFC 5424
 structured data: C{[logio@32473 token="TOKEN"]} (any SD-ID C{logio} or
@@ -37,6 +38,7 @@ from logio.auth import Tokens
 from logio.fields import RESERVED_APP, acceptable
 from logio.ingest.base import MAX_TOPICS, Publications, PublisherError, checkAccess
 from logio.interfaces import IBroker
+from logio.levels import fromSyslog
 from logio.topic import Record, StampParser, Topic
 
 #: How a syslog message presents its token.
@@ -67,7 +69,7 @@ _MONTHS = {
 # header in one match: a timestamp with at most microseconds (grouped up to
 # the milliseconds, and the zone), no structured data.
 _FAST_OCTETS = re.compile(
-    rb"(\d{1,10}) <\d{1,3}>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?)\d{0,3}"
+    rb"(\d{1,10}) <(\d{1,3})>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?)\d{0,3}"
     rb"(Z|[+-]\d\d:\d\d) (\S+) (\S+) (\S+) \S+ - "
 )
 _SD_ID = re.compile(rb"\[([^ \]]*)")
@@ -75,10 +77,17 @@ _PARAM = re.compile(rb'\s*([^\s="\]]+)="((?:[^"\\]|\\.)*)"', re.DOTALL)
 _UNESCAPE = re.compile(rb'\\([\\"\]])')
 
 #: What a message holds: app, proc, host (bytes, or None where absent),
-#: its timestamp as it came (or None), its text, its token (or None), and
-#: whether it was well-formed.
+#: its timestamp as it came (or None), its text, its token (or None),
+#: whether it was well-formed, and its level (or None).
 Parsed = tuple[
-    Optional[bytes], Optional[bytes], Optional[bytes], Optional[bytes], bytes, Optional[str], bool
+    Optional[bytes],
+    Optional[bytes],
+    Optional[bytes],
+    Optional[bytes],
+    bytes,
+    Optional[str],
+    bool,
+    Optional[str],
 ]
 #: Records gathered by topic, to publish in one go.
 Batches = dict[Topic, list[Record]]
@@ -114,11 +123,24 @@ def _structuredData(frame: bytes, position: int) -> tuple[int, Optional[str]]:
     return position, token
 
 
+def severity(frame: bytes) -> Optional[str]:
+    """
+    The level of the PRI a frame starts with, or L{None} if it has no valid
+    one (at most 191: facility 23, severity 7).
+    """
+    end = frame.find(b">", 1, 5)
+    if frame[:1] != b"<" or end < 2 or not frame[1:end].isdigit():
+        return None
+    pri = int(frame[1:end])
+    return fromSyslog(pri & 7) if pri <= 191 else None
+
+
 def parseMessage(frame: bytes) -> Parsed:
     """
     Read one syslog message: RFC 5424 if it is one, else RFC 3164, else a
     malformed message whose whole text is the frame.
     """
+    level = severity(frame)
     match = _RFC5424.match(frame)
     if match is not None:
         stamp, host, app, proc = match.groups()
@@ -140,6 +162,7 @@ def parseMessage(frame: bytes) -> Parsed:
                 text,
                 token,
                 True,
+                level,
             )
     else:
         match = _RFC3164.match(frame)
@@ -154,7 +177,7 @@ def parseMessage(frame: bytes) -> Parsed:
                 rest = after
             tag = _TAG.match(rest)
             if tag is None:
-                return (None, None, sender, stamp, rest, None, True)
+                return (None, None, sender, stamp, rest, None, True, level)
             return (
                 tag.group(1),
                 tag.group(2) or None,
@@ -163,8 +186,9 @@ def parseMessage(frame: bytes) -> Parsed:
                 rest[tag.end() :],
                 None,
                 True,
+                level,
             )
-    return (None, None, None, None, frame, None, False)
+    return (None, None, None, None, frame, None, False, None)
 
 
 class SyslogReader:
@@ -225,7 +249,7 @@ class SyslogReader:
         @return: Why it is refused (a token that may not publish), or
             L{None}.
         """
-        app, proc, host, stamp, text, token, wellFormed = message
+        app, proc, host, stamp, text, token, wellFormed, level = message
         if not wellFormed:
             self.malformed += 1
         topic = self._topics.get((app, proc, host, peer))
@@ -242,7 +266,7 @@ class SyslogReader:
             formatted = self._stamp(stamp)
         if text and text[-1] in _LINE_ENDS:
             text = text.rstrip(b"\r\n")
-        record = (formatted, text.decode("utf-8", "replace"))
+        record = (formatted, text.decode("utf-8", "replace"), level)
         batch = batches.get(topic)
         if batch is None:
             batches[topic] = [record]
@@ -278,6 +302,7 @@ class SyslogReader:
         # output timestamp: frames of one millisecond and zone share it.
         millis = zone = b""
         formatted = ""
+        level: Optional[str] = None
         while True:
             space = buffer.find(b" ", position, position + MAX_COUNT_DIGITS + 1)
             count = buffer[position:space]
@@ -312,8 +337,9 @@ class SyslogReader:
                 head = found.end()
                 if head > end:
                     return position
-                _, millis, zone, host, app, proc = found.groups()
-                stampStart, stampEnd = found.start(2), found.end(3)
+                _, pri, millis, zone, host, app, proc = found.groups()
+                level = fromSyslog(int(pri) & 7) if int(pri) <= 191 else None
+                stampStart, stampEnd = found.start(3), found.end(4)
                 before = buffer[start:stampStart]
                 stampLength = stampEnd - stampStart
                 cut = len(millis)
@@ -329,7 +355,7 @@ class SyslogReader:
                 text = text[3:]
             if text and text[-1] in _LINE_ENDS:
                 text = text.rstrip(b"\r\n")
-            batch.append((formatted, text.decode("utf-8", "replace")))
+            batch.append((formatted, text.decode("utf-8", "replace"), level))
             position = end
 
     def flush(self, batches: Batches, size: int) -> None:

@@ -80,7 +80,7 @@ class TextProtocol(Publisher, LineOnlyReceiver):
                 return
         stamp = self.now()
         text = b"\n".join(lines).decode("utf-8", "replace")
-        self.publish([(stamp, line) for line in text.split("\n")], len(text))
+        self.publish([(stamp, line, None) for line in text.split("\n")], len(text))
 
     def endOfStream(self) -> PublisherError | None:
         """

@@ -30,7 +30,18 @@ from logio.web.gate import presented
 from logio.web.stream import QueueBudget, Stream
 
 #: The query parameters of a subscription.
-PARAMETERS = (*FILTER_FIELDS, "tail", "follow", "format", "last_event_id", "token")
+PARAMETERS = (
+    *FILTER_FIELDS,
+    "level",
+    "tail",
+    "follow",
+    "format",
+    "ansi",
+    "last_event_id",
+    "token",
+)
+#: C{ansi=} values: whether the text output keeps colour sequences raw.
+_ANSI = {"keep": True, "escape": False}
 #: C{follow=} values, and what each means.
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 #: A keep-alive goes to a stream that has been silent for this many
@@ -107,6 +118,8 @@ class SubscribeResource(Resource):
             format.name: format
             for format in (TextFormat(serverHost()), JSONFormat(), SSEFormat(self._start))
         }
+        #: The text format of C{?ansi=keep}: colour sequences raw.
+        self._coloured = TextFormat(serverHost(), keepSGR=True)
         #: The live streams: their broker subscriptions.
         self._live: dict[Stream, ISubscription] = {}
         self._quiet: dict[Stream, int] = {}
@@ -142,11 +155,17 @@ class SubscribeResource(Resource):
             )
         try:
             filters = Filters.fromQuery(
-                {name: args[name] for name in FILTER_FIELDS if name in args}, grantOf(request)
+                {name: args[name] for name in (*FILTER_FIELDS, "level") if name in args},
+                grantOf(request),
             )
             format = chooseFormat(self.formats, args.get("format"), request.getHeader(b"accept"))
         except (BadFilter, ValueError) as e:
             raise BadRequest(str(e)) from None
+        keepSGR = _ANSI.get((args.get("ansi") or "escape").lower())
+        if keepSGR is None:
+            raise BadRequest(f"ansi must be keep or escape, not {args['ansi'][:40]!r}")
+        if keepSGR and format.name == "text":
+            format = self._coloured
         tail = args.get("tail") or "0"
         if not (tail.isascii() and tail.isdigit() and len(tail) < 10):
             raise BadRequest(f"tail must be a number of records, not {tail!r}")
@@ -316,21 +335,28 @@ class SubscribeResource(Resource):
     def _replay(self, stream: Stream, asked: _Asked) -> None:
         """
         Deliver what history holds for a new stream, through its queue like
-        live records.
+        live records.  A client that resumes with an id of an earlier run
+        gets every record of this run: all of them came after it.
         """
+        after = asked.after
         if asked.stale is not None:
             stream.notify(
                 f"event id {asked.stale!r} is from an earlier run of this server: "
-                "the records after it are gone"
+                "the records after it that the earlier run held are gone; "
+                "replaying this run's records"
             )
-        if not (asked.tail or asked.after is not None):
+            after = 0
+        if not (asked.tail or after is not None):
             return
-        replay = self._broker.replay(asked.filters, asked.tail, asked.after)
+        replay = self._broker.replay(asked.filters, asked.tail, after)
         if replay.missed:
+            since = (
+                "of this run"
+                if asked.stale is not None
+                else f"after event id {self._start}-{after}"
+            )
             stream.notify(
-                f"{replay.missed} records after event id {self._start}-{asked.after} "
-                "are no longer in history",
-                replay.missed,
+                f"{replay.missed} records {since} are no longer in history", replay.missed
             )
         lines = 0
         for run in replay.runs:

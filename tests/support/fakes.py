@@ -140,7 +140,7 @@ def publish(broker: IBroker, topic: Topic, records: list[Record]) -> None:
     Publish one batch to C{broker} as a publisher that comes and goes.
     """
     publication = broker.publisher(topic, "test")
-    publication.publish(records, sum(len(text) for _, text in records))
+    publication.publish(records, sum(len(record[1]) for record in records))
     publication.close()
 
 

@@ -4,7 +4,8 @@
 import { literalHighlight, logText, visible } from "./text.js";
 import { colourOf, topicsPanel } from "./topics.js";
 
-const FIELDS = ["app", "proc", "host", "log"];
+const FIELDS = ["app", "proc", "host", "log", "level"];
+const LEVELS = ["trace", "debug", "info", "notice", "warn", "error", "fatal"];
 const HISTORY = 200;       // records shown on load
 const MAX_LINES = 10000;   // lines the page keeps
 const MAX_PENDING = 10000; // lines kept while paused
@@ -35,6 +36,14 @@ function query() {
 function readFilters() {
   const params = query();
   for (const name of FIELDS) form.elements[name].value = params.get(name) || "";
+  // A level the server knows by another name (warning, err, 40) keeps its
+  // own choice in the selector.
+  const level = form.elements.level;
+  const wanted = params.get("level");
+  if (wanted && level.value !== wanted) {
+    level.append(new Option(wanted + " and worse", wanted));
+    level.value = wanted;
+  }
 }
 
 function withToken(params) {
@@ -102,6 +111,10 @@ function render(record) {
     label.style.color = colourOf(record.app);
     line.append(timestamp(record.time), label, span("host", record.host + ":"),
       logText(record.log, highlight));
+    if (LEVELS.includes(record.level)) {
+      line.classList.add("lvl-" + record.level);
+      line.dataset.level = record.level;
+    }
   }
   line.dataset.time = record.time;
   return line;
@@ -225,6 +238,7 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   applyFilters(Object.fromEntries(FIELDS.map((name) => [name, form.elements[name].value])));
 });
+form.elements.level.addEventListener("change", () => form.requestSubmit());
 
 window.addEventListener("popstate", () => { readFilters(); panel.mark(); reset(); connect(); });
 
