@@ -6,6 +6,7 @@ C{twistd -n logio}.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -162,6 +163,23 @@ class ViewerTests(SynchronousTestCase):
     def publish(self, app: str, *lines: str, proc: str = "web", host: str = "h1") -> None:
         data = f"app={app}&proc={proc}&host={host}\n" + "".join(f"{line}\n" for line in lines)
         self.server.publish(data.encode()).close()
+
+    def publishRecords(self, *records: dict[str, str]) -> None:
+        """
+        Publish C{records} as NDJSON with a POST to C{/publish}.
+        """
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.server.subscribePort, timeout=TIMEOUT
+        )
+        self.addCleanup(connection.close)
+        body = "".join(json.dumps(record) + "\n" for record in records).encode()
+        connection.request(
+            "POST", "/publish", body, headers={"Content-Type": "application/x-ndjson"}
+        )
+        answer = connection.getresponse()
+        self.assertEqual(
+            (answer.status, json.loads(answer.read())["accepted"]), (200, len(records))
+        )
 
     def script(self, code: str) -> Any:
         return self.driver.execute_script(code)
@@ -627,6 +645,66 @@ class ViewerTests(SynchronousTestCase):
         self.waitForTexts(["other"])
         self.assertEqual(
             self.script("return document.getElementById('count').textContent"), "1 line"
+        )
+
+    def test_levels(self) -> None:
+        """
+        Lines are marked by level (errors and fatal ones red, warnings
+        amber, debug and trace faded); the level selector subscribes to a
+        level and worse, and goes into the page's URL; a level the server
+        knows by another name stays chosen.
+        """
+        levels = ["trace", "debug", "info", "notice", "warn", "error", "fatal"]
+        self.publishRecords(
+            *({"app": "lv", "log": f"at {level}", "level": level} for level in levels),
+            {"app": "lv", "log": "no level"},
+        )
+        self.open("?app=lv")
+        self.waitForTexts([f"at {level}" for level in levels] + ["no level"])
+        shown = self.script(
+            """return Array.from(document.querySelectorAll('#log .line'), n => {
+              const line = getComputedStyle(n);
+              return [n.dataset.level || '', line.borderLeftColor, line.backgroundColor,
+                getComputedStyle(n.querySelector('.text')).opacity];
+            })"""
+        )
+        byLevel = {level: rest for level, *rest in shown}
+        self.assertEqual(list(byLevel), levels + [""])
+        for level in ("error", "fatal"):
+            self.assertTrue(reddish(byLevel[level][0]), (level, byLevel[level]))
+        r, g, b = rgb(byLevel["warn"][0])
+        self.assertGreater(r, b + 100)
+        self.assertGreater(g, b + 50)
+        plainBorder, plainBackground, plainOpacity = byLevel[""]
+        for level in ("warn", "error", "fatal"):
+            self.assertNotEqual(byLevel[level][1], plainBackground, level)
+        for level in ("trace", "debug"):
+            self.assertLess(float(byLevel[level][2]), float(plainOpacity), level)
+        self.assertEqual(byLevel["info"], [plainBorder, plainBackground, plainOpacity])
+        self.screenshot("levels")
+
+        from selenium.webdriver.support.ui import Select
+
+        Select(self.driver.find_element("name", "level")).select_by_value("warn")
+        self.waitForTexts(["at warn", "at error", "at fatal"])
+        self.assertIn("level=warn", self.driver.current_url)
+        self.publishRecords(
+            {"app": "lv", "log": "later info", "level": "info"},
+            {"app": "lv", "log": "later error", "level": "error"},
+        )
+        self.waitForTexts(["at warn", "at error", "at fatal", "later error"])
+        self.driver.refresh()
+        self.waitForTexts(["at warn", "at error", "at fatal", "later error"])
+        self.assertEqual(self.driver.find_element("name", "level").get_attribute("value"), "warn")
+        Select(self.driver.find_element("name", "level")).select_by_value("")
+        self.waitForTexts(
+            [f"at {level}" for level in levels] + ["no level", "later info", "later error"]
+        )
+        self.assertNotIn("level=", self.driver.current_url)
+        self.open("?app=lv&level=WARNING")
+        self.waitForTexts(["at warn", "at error", "at fatal", "later error"])
+        self.assertEqual(
+            self.driver.find_element("name", "level").get_attribute("value"), "WARNING"
         )
 
 
