@@ -16,6 +16,7 @@ from logio.fields import (
     UNSAFE,
     acceptable,
     escape,
+    escapeKeepingSGR,
     fieldProblem,
 )
 
@@ -121,3 +122,36 @@ class FieldTests(SynchronousTestCase):
         self.assertEqual(len(made), MAX_TOPIC_FIELD)
         self.assertIsNone(fieldProblem("host", made))
         self.assertIsNone(re.search(r"\s", made))
+
+
+class KeepingSGRTests(SynchronousTestCase):
+    """
+    What the text output shows with C{ansi=keep}: colour sequences raw,
+    everything else as L{escape} shows it.
+    """
+
+    def test_sgrKept(self) -> None:
+        """
+        Colour, bold and reset sequences pass; a line that has any ends
+        with a reset, so its colour stops there.
+        """
+        self.assertEqual(
+            escapeKeepingSGR("\x1b[1;31mred\x1b[0m plain\nnext \x1b[38;5;208mx"),
+            "\x1b[1;31mred\x1b[0m plain\x1b[0m\nnext \x1b[38;5;208mx\x1b[0m",
+        )
+
+    def test_othersEscaped(self) -> None:
+        """
+        Every other escape sequence and forging character is shown escaped,
+        as without C{ansi=keep}: cursor moves, screen clears, titles, and an
+        SGR sequence too long to be one.
+        """
+        for text in (
+            "\x1b[2J\x1b[H",
+            "\x1b[1A over",
+            "\x1b]0;title\x07",
+            "\x1b[" + "1;" * 40 + "m",
+            *FORGING,
+        ):
+            self.assertEqual(escapeKeepingSGR(text), escape(text), repr(text))
+        self.assertEqual(escapeKeepingSGR("\x1b[31m\x1b[2K"), "\x1b[31m\\u001b[2K\x1b[0m")

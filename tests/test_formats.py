@@ -141,6 +141,40 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual([e["id"] for e in events], ["1700000000000-5", "1700000000000-6"])
         self.assertEqual([json.loads(e["data"])["log"] for e in events], ["a", "b\nc"])
 
+    def test_levels(self) -> None:
+        """
+        JSON and SSE objects end with the record's level where it is known
+        (given by its source, or a level word its text starts with), and
+        have no C{level} otherwise; the text output is the same either way.
+        """
+        records = [(TS, "plain", None), (TS, "ERROR x", None), (TS, "y", "warn")]
+        seqs = [1, 2, 3]
+        [segment] = FORMATS["json"].encoder(WEB)(records, seqs)
+        objects = [json.loads(line) for line in segment.data.decode().splitlines()]
+        self.assertEqual([o.get("level") for o in objects], [None, "error", "warn"])
+        self.assertEqual(list(objects[1]), ["seq", "time", "app", "proc", "host", "log", "level"])
+        [segment] = FORMATS["sse"].encoder(WEB)(records, seqs)
+        events = [json.loads(event["data"]) for event in sseEvents(segment.data)]
+        self.assertEqual(events, objects)
+        self.assertEqual(
+            FORMATS["text"].encoder(WEB)(records, seqs),
+            FORMATS["text"].encoder(WEB)([(TS, text, None) for _, text, _ in records], seqs),
+        )
+        unlevelled = FORMATS["json"].encoder(WEB)([(TS, "a", None)], [1])[0].data
+        self.assertNotIn(b"level", unlevelled)
+
+    def test_keepSGR(self) -> None:
+        """
+        The text format of C{ansi=keep} passes colour sequences and escapes
+        the rest; the plain one escapes both.
+        """
+        records = [(TS, "\x1b[31mred\x1b[0m \x1b[2J", None)]
+        [kept] = TextFormat("me", keepSGR=True).encoder(WEB)(records, [1])
+        [escaped] = FORMATS["text"].encoder(WEB)(records, [1])
+        prefix = f"{TS} myapp[web] foobar: "
+        self.assertEqual(kept.data.decode(), prefix + "\x1b[31mred\x1b[0m \\u001b[2J\x1b[0m\n")
+        self.assertEqual(escaped.data.decode(), prefix + "\\u001b[31mred\\u001b[0m \\u001b[2J\n")
+
     def test_notices(self) -> None:
         """
         A drop notice is a line, an object, or an C{event: dropped}; other

@@ -751,6 +751,45 @@ class QueryTests(ResourceTestCase):
             [line.rsplit(" ", 1)[1] for line in lines[1:]], [str(i) for i in range(700, 1000)]
         )
 
+    def test_levelFilter(self) -> None:
+        """
+        C{level=} keeps records of that level and worse, live and in
+        replay, alone or with a C{log} pattern; a record without a level
+        is not kept.
+        """
+        records = [
+            (TS, "ERROR disk full", None),
+            (TS, "INFO disk fine", None),
+            (TS, "disk gone", "fatal"),
+            (TS, "WARN cpu hot", None),
+            (TS, "disk quiet", None),
+        ]
+        publish(self.broker, TOPIC, records[:2])
+        warn = self.subscribe("format=json&level=warn&tail=10")
+        both = self.subscribe("format=json&level=warn&log=disk")
+        everything = self.subscribe("format=json")
+        publish(self.broker, TOPIC, records[2:])
+
+        def logs(client: Client) -> list[str]:
+            return [json.loads(line)["log"] for line in client.body().splitlines()]
+
+        self.assertEqual(logs(warn), ["ERROR disk full", "disk gone", "WARN cpu hot"])
+        self.assertEqual(logs(both), ["disk gone"])
+        self.assertEqual(logs(everything), ["disk gone", "WARN cpu hot", "disk quiet"])
+
+    def test_badLevelOrAnsi(self) -> None:
+        """
+        A C{level} that names no level, or an C{ansi} other than keep or
+        escape, is a 400 that says which.
+        """
+        for query, message in (
+            ("level=loud", b"unknown level 'loud'"),
+            ("ansi=raw", b"ansi must be keep or escape, not 'raw'"),
+        ):
+            head, body = self.subscribe(query).response()
+            self.assertTrue(head.startswith(b"HTTP/1.1 400 "), head)
+            self.assertIn(message, body)
+
     def test_resume(self) -> None:
         """
         C{Last-Event-ID} (or C{?last_event_id=}) replays every matching
