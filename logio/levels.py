@@ -69,11 +69,12 @@ _WORDS = {
 }
 _SGR = r"(?:\x1b\[[0-9;]*m)*"
 #: A level word at the start of a text: after an optional timestamp
-#: (RFC 3339 or a time of day, maybe in brackets) and colour sequences,
+#: (RFC 3339, Go's C{2016/12/06 17:14:21}, or a time of day, maybe in
+#: brackets) and colour sequences,
 #: maybe in brackets itself (C{[ERROR]}, C{<WARN>}), and followed by
 #: anything but a letter or digit (C{ERROR:}, C{WARN }).
 _LEADING = re.compile(
-    rf"{_SGR}(?:[\[(]?(?:\d{{4}}-\d\d-\d\d[T ])?\d\d:\d\d:\d\d(?:[.,]\d+)?"
+    rf"{_SGR}(?:[\[(]?(?:\d{{4}}([-/])\d\d\1\d\d[T ])?\d\d:\d\d:\d\d(?:[.,]\d+)?"
     rf"(?:Z|[+-]\d\d:?\d\d)?[\])]?[ \t]+)?{_SGR}[\[(<]?{_SGR}"
     rf"({'|'.join(sorted(_WORDS, key=len, reverse=True))})(?![A-Za-z0-9_])"
 )
@@ -118,7 +119,7 @@ def detect(text: str) -> Optional[str]:
     The level named by a word at the start of C{text}, or L{None}.
     """
     found = _LEADING.match(text)
-    return None if found is None else _WORDS[found.group(1)]
+    return None if found is None else _WORDS[found.group(2)]
 
 
 def levelsOf(records: Sequence[Record], joined: Optional[bytes] = None) -> Optional[list[str]]:
@@ -142,7 +143,7 @@ def levelsOf(records: Sequence[Record], joined: Optional[bytes] = None) -> Optio
     for level, record in zip(given, records, strict=True):
         if not level:
             found = match(record[1])
-            level = "" if found is None else _WORDS[found.group(1)]
+            level = "" if found is None else _WORDS[found.group(2)]
         levels.append(level)
     return levels if any(levels) else None
 

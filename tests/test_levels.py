@@ -110,6 +110,7 @@ class DetectTests(SynchronousTestCase):
             "2026-12-05T04:00:00Z ERROR x",
             "2026-12-05T04:00:00.123456+01:00 ERROR x",
             "2026-12-05 04:00:00,123 ERROR x",
+            "2016/12/06 17:14:21 ERROR x",
             "04:00:00.123 ERROR x",
             "[2026-12-05 04:00:00] ERROR x",
             "\x1b[31mERROR\x1b[0m x",
