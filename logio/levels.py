@@ -67,17 +67,28 @@ _WORDS = {
     "FATAL": "fatal",
     "CRITICAL": "fatal",
 }
-_SGR = r"(?:\x1b\[[0-9;]*m)*"
-#: A level word at the start of a text: after an optional timestamp
-#: (RFC 3339, Go's C{2016/12/06 17:14:21}, or a time of day, maybe in
-#: brackets) and colour sequences,
-#: maybe in brackets itself (C{[ERROR]}, C{<WARN>}), and followed by
-#: anything but a letter or digit (C{ERROR:}, C{WARN }).
-_LEADING = re.compile(
-    rf"{_SGR}(?:[\[(]?(?:\d{{4}}([-/])\d\d\1\d\d[T ])?\d\d:\d\d:\d\d(?:[.,]\d+)?"
-    rf"(?:Z|[+-]\d\d:?\d\d)?[\])]?[ \t]+)?{_SGR}[\[(<]?{_SGR}"
-    rf"({'|'.join(sorted(_WORDS, key=len, reverse=True))})(?![A-Za-z0-9_])"
-)
+
+
+def _leading(sgr: str) -> re.Pattern[str]:
+    """
+    A level word at the start of a text: after an optional timestamp
+    (RFC 3339, Go's C{2016/12/06 17:14:21}, or a time of day, maybe in
+    brackets), maybe in brackets itself (C{[ERROR]}, C{<WARN>}), and followed
+    by anything but a letter or digit (C{ERROR:}, C{WARN }); with C{sgr}
+    (a pattern for colour sequences) allowed around the timestamp and the
+    word.
+    """
+    return re.compile(
+        rf"{sgr}(?:[\[(]?(?:\d{{4}}([-/])\d\d\1\d\d[T ])?\d\d:\d\d:\d\d[.,\d]*"
+        rf"(?:Z|[+-]\d\d:?\d\d)?[\])]?[ \t]+)?{sgr}[\[(<]?{sgr}"
+        rf"({'|'.join(sorted(_WORDS, key=len, reverse=True))})(?![A-Za-z0-9_])"
+    )
+
+
+#: The level word of a text, and (slower) of one that may hold colour
+#: sequences: a batch without an escape character anywhere uses the first.
+_LEADING = _leading("")
+_LEADING_SGR = _leading(r"(?:\x1b\[[0-9;]*m)*")
 #: Any level word anywhere: a batch whose texts hold none has no level word
 #: at the start of any of them (RE2 scans the bytes at hundreds of MB/s).
 _ANYWHERE = re2.compile("|".join(_WORDS).encode("ascii"))
@@ -118,7 +129,7 @@ def detect(text: str) -> Optional[str]:
     """
     The level named by a word at the start of C{text}, or L{None}.
     """
-    found = _LEADING.match(text)
+    found = (_LEADING_SGR if "\x1b" in text else _LEADING).match(text)
     return None if found is None else _WORDS[found.group(2)]
 
 
@@ -138,7 +149,7 @@ def levelsOf(records: Sequence[Record], joined: Optional[bytes] = None) -> Optio
         if not any(given):
             return None
         return [level or "" for level in given]
-    match = _LEADING.match
+    match = (_LEADING_SGR if b"\x1b" in joined else _LEADING).match
     levels = []
     for level, record in zip(given, records, strict=True):
         if not level:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_cli -*-
+# -*- test-case-name: tests.test_client_tail -*-
 """
 What C{logio tail} prints: the server's event stream (C{format=sse}, whose
 ids let a reconnection resume where it left off) read event by event, and

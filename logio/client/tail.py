@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_cli -*-
+# -*- test-case-name: tests.test_client_tail -*-
 """
 C{logio tail}: subscribe over plain HTTP (no Twisted) to the server's
 event stream, print its records as they come (as text or JSON lines, see
