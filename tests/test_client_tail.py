@@ -7,6 +7,7 @@ its URL building (L{subscriptionURL}) and what it prints for each event
 
 from __future__ import annotations
 
+import io
 import os
 import pty
 import queue
@@ -16,9 +17,10 @@ import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from logio.client import tail
 from logio.client.cli import parseArguments
 from logio.client.events import Event, EventReader, Printer, noticeMessage
-from logio.client.tail import Subscription, subscriptionURL
+from logio.client.tail import RECONNECT_MAX, Subscription, _Follower, _Refused, subscriptionURL
 from logio.formats import SHUTTING_DOWN, JSONFormat, SSEFormat, TextFormat
 from logio.interfaces import IFormat
 from logio.topic import Topic
@@ -708,3 +710,35 @@ class TailTests(SynchronousTestCase):
         kept.waitOut(b"\n")
         self.assertEqual(piped.out, lines("\\u001b[1mx"))
         self.assertEqual(kept.out, lines("\x1b[1mx\x1b[0m"))
+
+
+class ReconnectTests(SynchronousTestCase):
+    """
+    How long C{logio tail} waits between attempts while the server is away.
+    """
+
+    def test_waitsAtMostTwoSeconds(self) -> None:
+        """
+        The wait doubles from the first failure on, jittered, and never
+        exceeds L{RECONNECT_MAX} (2 s), so a server that is back is found
+        within about 2 s.
+        """
+        follower = _Follower(
+            subscription(), None, None, Printer(False, False, False, "h"), io.BytesIO()
+        )
+        waits: list[float] = []
+        attempts = 12
+
+        def stream() -> tuple[str, float]:
+            if len(waits) >= attempts:
+                raise _Refused("400 Bad Request: enough")
+            raise OSError("connection refused")
+
+        self.patch(follower, "_stream", stream)
+        self.patch(tail.time, "sleep", waits.append)
+        self.patch(tail, "_say", lambda message: None)
+        self.assertEqual(follower.run(), 1)
+        self.assertEqual(len(waits), attempts)
+        self.assertTrue(all(0 < wait <= RECONNECT_MAX for wait in waits), waits)
+        self.assertEqual(max(waits), RECONNECT_MAX)
+        self.assertEqual(RECONNECT_MAX, 2.0)

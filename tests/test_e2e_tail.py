@@ -10,7 +10,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -52,8 +51,8 @@ class TailRestartTests(SynchronousTestCase):
     def test_restart(self) -> None:
         """
         At SIGTERM each tail prints the server's last notice and says it on
-        stderr; it reconnects within seconds of the new server listening and
-        resumes where it left off: every number published, before the
+        stderr; it reconnects to the new server and resumes where it left
+        off: every number published, before the
         restart, after it but before the reconnection, and after the
         reconnection, is printed once, in order, as text and as JSON.
         """
@@ -78,7 +77,6 @@ class TailRestartTests(SynchronousTestCase):
             tail.process.send_signal(signal.SIGSTOP)
         try:
             second = Server(self, *first.samePorts())
-            listening = time.monotonic()
             publishNumbers(second, range(50, 75))
             waitFor(
                 lambda: b'"n 74"' in get(second, "/?follow=0&tail=100&format=json").read(),
@@ -90,8 +88,8 @@ class TailRestartTests(SynchronousTestCase):
         again = f"logio tail: connected to 127.0.0.1:{second.subscribePort} again\n".encode()
         for tail in tails.values():
             tail.waitErr(again)
-        # Generous: the machine may be busy; the wait between attempts is 2 s at most.
-        self.assertLess(time.monotonic() - listening, 10)
+        # The wait between attempts, 2 s at most, is checked in
+        # test_client_tail.ReconnectTests: no time is asserted here.
         publishNumbers(second, range(75, 100))
         for format, tail in tails.items():
             tail.waitOut(b"n 99")
