@@ -1,6 +1,8 @@
 """
-Tests for L{logio.ingest.syslog}: RFC 5424 and RFC 3164 messages, both TCP
-framings and their chunking invariance, and syslog over UDP.
+Tests for L{logio.ingest.syslog}: RFC 5424 and RFC 3164 messages, the legacy
+forms of Go's log/syslog and Python's SysLogHandler, every TCP framing
+(octet counting, newline, NUL) and their chunking invariance, and syslog
+over UDP.
 """
 
 from __future__ import annotations
@@ -79,6 +81,42 @@ RFC3164_EXAMPLES = [
 ]
 
 
+#: Go's log/syslog (an RFC 3339 time in an RFC 3164 header), whole seconds
+#: in UTC and, as rsyslog forwards it, a fraction and an offset.
+GO_EXAMPLES = [
+    (
+        b"<27>2026-12-05T00:16:01Z vm goapp[29330]: msg",
+        Topic("goapp", "29330", "vm"),
+        ("2026-12-05T00:16:01.000", "msg", "error"),
+    ),
+    (
+        b"<30>2026-12-05T00:16:01.123456+01:00 vm goapp[29330]: with an offset",
+        Topic("goapp", "29330", "vm"),
+        ("2026-12-04T23:16:01.123", "with an offset", "info"),
+    ),
+]
+
+#: Python's SysLogHandler: the PRI, then the ident and formatted record,
+#: no header (the NUL it appends is the transport's business).
+HEADERLESS_EXAMPLES = [
+    (
+        b"<11>myapp[28589]: ERROR text",
+        Topic("myapp", "28589", PEER),
+        (NOW_TS, "ERROR text", "error"),
+    ),
+    (b"<12>myapp: an ident", Topic("myapp", "-", PEER), (NOW_TS, "an ident", "warn")),
+    (b"<14>no tag at all", Topic("syslog", "-", PEER), (NOW_TS, "no tag at all", "info")),
+    (b"<10>Foo 1 x", Topic("syslog", "-", PEER), (NOW_TS, "Foo 1 x", "fatal")),
+    (b"<15>db.pool[7]: ", Topic("db.pool", "7", PEER), (NOW_TS, "", "debug")),
+]
+
+#: A header-less message over several lines, as C{logger.exception} sends it.
+TRACEBACK = (
+    b"<11>myapp[1]: it failed\nTraceback (most recent call last):\n"
+    b'  File "<stdin>", line 1, in <module>\nValueError: bad'
+)
+
+
 def octets(message: bytes) -> bytes:
     return b"%d %s" % (len(message), message)
 
@@ -133,11 +171,71 @@ class ParseTests(SynchronousTestCase):
             b"plain words",
             b"<13>1 - h",
             b'<13>1 - h a - - [unclosed x="1" m',
-            b"<13>Foo 1 x",
+            b"<14>1 file copied",
+            b"<192>no header",
+            b"<1x>text",
         ):
             self.assertEqual(
                 parseMessage(frame), (None, None, None, None, frame, None, False, None), frame
             )
+
+    def test_goLogSyslog(self) -> None:
+        """
+        An RFC 3339 time in an RFC 3164 header: host, tag, pid and text
+        as in RFC 3164, the time as it came.
+        """
+        self.assertEqual(
+            parseMessage(GO_EXAMPLES[0][0]),
+            (b"goapp", b"29330", b"vm", b"2026-12-05T00:16:01Z", b"msg", None, True, "error"),
+        )
+        self.assertEqual(
+            parseMessage(b"<27>2026-12-05T00:16:01.5-03:30 goapp: no host")[:5],
+            (b"goapp", None, None, b"2026-12-05T00:16:01.5-03:30", b"no host"),
+        )
+
+    def test_headerless(self) -> None:
+        """
+        The PRI and then at once the tag, or only the text: app and proc
+        from the tag, no host and no time (the peer's and the receive
+        time), the level from the PRI, and it is well-formed.
+        """
+        self.assertEqual(
+            parseMessage(b"<11>myapp[28589]: ERROR text"),
+            (b"myapp", b"28589", None, None, b"ERROR text", None, True, "error"),
+        )
+        self.assertEqual(
+            parseMessage(b"<14>just text: here"),
+            (None, None, None, None, b"just text: here", None, True, "info"),
+        )
+        self.assertEqual(parseMessage(b"<13>")[4:], (b"", None, True, "notice"))
+        self.assertEqual(
+            parseMessage(TRACEBACK)[:5],
+            (b"myapp", b"1", None, None, TRACEBACK.split(b": ", 1)[1]),
+        )
+
+    def test_levels(self) -> None:
+        """
+        SysLogHandler's PRIs for its levels (facility user) give the levels
+        of the same names.
+        """
+        self.assertEqual(
+            [parseMessage(b"<%d>app: m" % pri)[7] for pri in (10, 11, 12, 14, 15)],
+            ["fatal", "error", "warn", "info", "debug"],
+        )
+
+    def test_headersNotMisread(self) -> None:
+        """
+        RFC 3164 and RFC 5424 messages are still read as such, not as
+        header-less ones.
+        """
+        self.assertEqual(
+            parseMessage(b"<13>Feb  5 17:32:18 host tag: msg"),
+            (b"tag", None, b"host", b"Feb  5 17:32:18 ", b"msg", None, True, "notice"),
+        )
+        self.assertEqual(
+            parseMessage(b"<13>1 2003-10-11T22:14:15.003Z h app 12 - - m"),
+            (b"app", b"12", b"h", b"2003-10-11T22:14:15.003Z", b"m", None, True, "notice"),
+        )
 
 
 class TCPTests(SynchronousTestCase):
@@ -168,6 +266,98 @@ class TCPTests(SynchronousTestCase):
             published(connection), [(topic, record) for _, topic, record in RFC3164_EXAMPLES]
         )
 
+    def test_goExamples(self) -> None:
+        """
+        Go's log/syslog, newline-framed: app, proc and host from its
+        header, its RFC 3339 time (UTC, to the millisecond), the level
+        from the PRI.
+        """
+        stream = b"".join(message + b"\n" for message, _, _ in GO_EXAMPLES)
+        self.assertEqual(
+            published(connect().feed(stream)),
+            [(topic, record) for _, topic, record in GO_EXAMPLES],
+        )
+
+    def test_nulFraming(self) -> None:
+        """
+        Each message SysLogHandler sends ends with a NUL and nothing else;
+        a newline after the NUL, or a last message with neither, are fine.
+        """
+        for stream in (
+            b"".join(message + b"\0" for message, _, _ in HEADERLESS_EXAMPLES),
+            b"".join(message + b"\0\n" for message, _, _ in HEADERLESS_EXAMPLES),
+            b"\0".join(message for message, _, _ in HEADERLESS_EXAMPLES),
+        ):
+            connection = connect().feed(stream).close()
+            self.assertEqual(
+                published(connection),
+                [(topic, record) for _, topic, record in HEADERLESS_EXAMPLES],
+                stream,
+            )
+
+    def test_nulEndsEveryForm(self) -> None:
+        """
+        A NUL ends a message that is not octet-counted, whatever its form.
+        """
+        stream = b"\0".join(
+            [RFC5424_EXAMPLES[1][0], RFC3164_EXAMPLES[2][0], GO_EXAMPLES[0][0], b""]
+        )
+        self.assertEqual(
+            published(connect().feed(stream)),
+            [
+                (RFC5424_EXAMPLES[1][1], RFC5424_EXAMPLES[1][2]),
+                (RFC3164_EXAMPLES[2][1], RFC3164_EXAMPLES[2][2]),
+                (GO_EXAMPLES[0][1], GO_EXAMPLES[0][2]),
+            ],
+        )
+
+    def test_nulInOctetCounted(self) -> None:
+        """
+        A NUL inside an octet-counted frame is text, on the fast path and
+        the other.
+        """
+        frames = [
+            b"<13>1 2003-10-11T22:14:15.003Z h app - - - a\0b",
+            b'<13>1 - h app - - [x@1 y="z"] c\0d',
+        ]
+        connection = connect().feed(b"".join(octets(frame) for frame in frames))
+        self.assertEqual(
+            [record for _, record in published(connection)],
+            [("2003-10-11T22:14:15.003", "a\0b", "notice"), (NOW_TS, "c\0d", "notice")],
+        )
+
+    def test_headerlessMultiLine(self) -> None:
+        """
+        A header-less message spans lines up to its NUL, as a traceback
+        does; without a NUL it ends at a newline that another message
+        follows.
+        """
+        text = TRACEBACK.split(b": ", 1)[1].decode()
+        expected = [
+            (Topic("myapp", "1", PEER), (NOW_TS, text, "error")),
+            (Topic("next", "-", PEER), (NOW_TS, "one\n  two", "info")),
+            (Topic("app", "-", "h"), (NOW_TS, "5424", "notice")),
+        ]
+        for stream in (
+            TRACEBACK + b"\0<14>next: one\n  two\0<13>1 - h app - - - 5424\n",
+            TRACEBACK + b"\n<14>next: one\n  two\r\n<13>1 - h app - - - 5424\n",
+            TRACEBACK + b"\0\n<14>next: one\n  two\n\n<13>1 - h app - - - 5424",
+        ):
+            self.assertEqual(published(connect().feed(stream).close()), expected, stream)
+
+    def test_headerlessLastMessage(self) -> None:
+        """
+        A header-less message that ends with a newline waits for what
+        follows (more lines of it, or another message), or for the end of
+        the connection.
+        """
+        connection = connect().feed(b"<14>app: first\n")
+        self.assertEqual(published(connection), [])
+        connection.feed(b"<14>app: second\n")
+        self.assertEqual([record[1] for _, record in published(connection)], ["first"])
+        connection.close()
+        self.assertEqual([record[1] for _, record in published(connection)], ["first", "second"])
+
     def test_framingsMixed(self) -> None:
         """
         A connection may switch between the two framings at any frame; CRLF
@@ -182,18 +372,29 @@ class TCPTests(SynchronousTestCase):
 
     def test_chunkingInvariance(self) -> None:
         """
-        Whole, byte by byte, or split at any offset, a stream of both
-        framings publishes the same.
+        Whole, byte by byte, or split at any offset, a stream of every
+        framing and form publishes the same.
         """
         stream = (
             octets(RFC5424_EXAMPLES[0][0])
             + RFC3164_EXAMPLES[2][0]
             + b"\n"
+            + octets(b"<13>1 - h app - - - a\0b")
+            + HEADERLESS_EXAMPLES[0][0]
+            + b"\0"
+            + TRACEBACK
+            + b"\0\n"
+            + GO_EXAMPLES[1][0]
+            + b"\0"
+            + TRACEBACK.replace(b"myapp[1]", b"other[2]")
+            + b"\n"
+            + RFC3164_EXAMPLES[0][0]
+            + b"\n"
             + octets(RFC5424_EXAMPLES[2][0])
             + b"<13>1 - h last - - - no newline"
         )
         expected = published(connect().feed(stream).close())
-        self.assertEqual(len(expected), 4)
+        self.assertEqual(len(expected), 10)
         self.assertEqual(
             published(connect().feed(*[stream[i : i + 1] for i in range(len(stream))]).close()),
             expected,
@@ -219,16 +420,44 @@ class TCPTests(SynchronousTestCase):
                 self.assertEqual(records[0], (NOW_TS, "x" * 80 + " [truncated]", "notice"))
                 self.assertEqual(len(records), 2)
 
+    def test_overLongHeaderlessCut(self) -> None:
+        """
+        A header-less message longer than --max-line is cut there and the
+        rest of it skipped up to its end (its NUL, or a newline before
+        another message), however the stream is split.
+        """
+        long = b"<11>app: " + b"line\n" * 40
+        # The last message of each has a terminator: nothing waits for the
+        # end of the connection.
+        for stream in (
+            long + b"end\0<14>app: next\0",
+            long + b"end\n<14>app: next\0",
+            long + b"  <not next\n<14>app: next\0",
+        ):
+            expected = [
+                (NOW_TS, "line\n" * 18 + "l [truncated]", "error"),
+                (NOW_TS, "next", "info"),
+            ]
+            cutOff = len(stream.split(b"<14>")[0]) - 1 - 100
+            for split in range(len(stream)):
+                connection = connect(maxLine=100).feed(stream[:split], stream[split:])
+                self.assertEqual([record for _, record in published(connection)], expected, split)
+                self.assertEqual(connection.protocol.parser.discarded, cutOff, split)
+            reads = [stream[i : i + 1] for i in range(len(stream))]
+            connection = connect(maxLine=100).feed(*reads)
+            self.assertEqual([record for _, record in published(connection)], expected)
+            self.assertEqual(connection.protocol.parser.discarded, cutOff)
+
     def test_malformedPublishedAsText(self) -> None:
         """
         A malformed message is published whole under app syslog with the
         receive time, counted, and the connection goes on.
         """
-        connection = connect().feed(b"<13>garbage here\n<13>1 - h ok - - - fine\n")
+        connection = connect().feed(b"<999>garbage here\n<13>1 - h ok - - - fine\n")
         self.assertEqual(
             published(connection),
             [
-                (Topic("syslog", "-", PEER), (NOW_TS, "<13>garbage here", None)),
+                (Topic("syslog", "-", PEER), (NOW_TS, "<999>garbage here", None)),
                 (Topic("ok", "-", "h"), (NOW_TS, "fine", "notice")),
             ],
         )
@@ -353,3 +582,25 @@ class UDPTests(SynchronousTestCase):
             b'<13>1 - h web - - [logio token="%s"] ok' % TOKEN.encode(), ("10.1.2.3", 514)
         )
         self.assertEqual(len(broker.published), 1)
+
+    def test_pythonSysLogHandler(self) -> None:
+        """
+        What SysLogHandler sends over UDP, its NUL at the end: the tag's
+        app and proc, the peer as host, the receive time, the level of
+        the PRI; a traceback stays in its one record.
+        """
+        protocol, broker = self.protocol()
+        protocol.datagramReceived(b"<11>myapp[28589]: ERROR text\0", ("10.1.2.3", 514))
+        protocol.datagramReceived(b"<14>plain\0", ("10.1.2.3", 514))
+        protocol.datagramReceived(TRACEBACK[:80] + b"\0", ("10.1.2.3", 514))
+        self.assertEqual(
+            [(topic, record) for topic, records in broker.published for record in records],
+            [
+                (Topic("myapp", "28589", "10.1.2.3"), (NOW_TS, "ERROR text", "error")),
+                (Topic("syslog", "-", "10.1.2.3"), (NOW_TS, "plain", "info")),
+                (
+                    Topic("myapp", "1", "10.1.2.3"),
+                    (NOW_TS, TRACEBACK[14:80].decode(), "error"),
+                ),
+            ],
+        )

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_syslog -*-
 """
-Syslog messages, RFC 5424 and RFC 3164 (BSD), read into records the same
-way whether they came over TCP or UDP (see L{logio.ingest.syslognet}).
+Syslog messages, RFC 5424, RFC 3164 (BSD) and the legacy forms around it,
+read into records the same way whether they came over TCP or UDP (see
+L{logio.ingest.syslognet}).
 
 Every message has its own topic:
 
@@ -9,16 +10,22 @@ Every message has its own topic:
     TIMESTAMP, log = MSG (a UTF-8 byte order mark removed);
   - RFC 3164: app = the TAG before C{[pid]:} or C{:}, proc = the pid, host =
     HOSTNAME, time = TIMESTAMP read as UTC in the server's current year (the
-    year before, for a month more than one ahead of now), log = the rest.
+    year before, for a month more than one ahead of now), log = the rest;
+  - the same with an RFC 3339 TIMESTAMP, as Go's C{log/syslog} sends it
+    (C{<27>2026-12-05T00:16:01Z vm goapp[29330]: msg}) and rsyslog accepts;
+  - header-less, the PRI then at once the tag and the text, as Python's
+    C{logging.handlers.SysLogHandler} sends it (C{<11>myapp[28589]: text},
+    or C{<11>text} with no tag): app and proc from the tag if there is one,
+    the sender's address as host, the receive time.
 
 A NILVALUE (C{-}) is an absent field: a missing app becomes C{syslog}, a
 missing proc C{-}, a missing host the sender's address.  A character a
 topic field may not hold becomes C{_} (L{logio.fields.acceptable}), and the
 app C{logio} becomes C{_logio}: syslog fields are not the sender's choice
-to fix.  A message that is neither form is published whole as text under
-the app C{syslog} with the receive time, and counted.  The severity of the
-PRI is the record's level (L{logio.levels.fromSyslog}); the facility is not
-kept.
+to fix.  A message without a valid PRI, or an RFC 5424 one (C{<PRI>1 })
+that does not parse, is published whole as text under the app C{syslog}
+with the receive time, and counted.  The severity of the PRI is the
+record's level (L{logio.levels.fromSyslog}); the facility is not kept.
 
 On a server with C{--auth} a message carries its token in RFC 5424
 structured data: C{[logio@32473 token="TOKEN"]} (any SD-ID C{logio} or
@@ -58,6 +65,18 @@ _RFC5424 = re.compile(rb"<\d{1,3}>1 (\S+) (\S+) (\S+) (\S+) \S+ ")
 _BSD_STAMP = re.compile(rb"([A-Z][a-z]{2}) ([ \d]?\d) (\d\d):(\d\d):(\d\d) ")
 # <PRI>TIMESTAMP, then the host name (or the tag, if there is none).
 _RFC3164 = re.compile(rb"<\d{1,3}>" + _BSD_STAMP.pattern)
+# An RFC 3339 timestamp in place of the RFC 3164 one (Go's log/syslog).
+_RFC3339_STAMP = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)"
+_LEGACY_RFC3339 = re.compile(rb"<\d{1,3}>(" + _RFC3339_STAMP + rb") ")
+# A valid PRI (at most 191) followed by none of the headers: the header-less
+# form (Python's SysLogHandler).  A broken RFC 5424 header is not read so.
+HEADERLESS = re.compile(
+    rb"<(?:\d\d?|0\d\d|1[0-8]\d|19[01])>(?!1 |"
+    + _BSD_STAMP.pattern
+    + rb"|"
+    + _RFC3339_STAMP
+    + rb" )"
+)
 _TAG = re.compile(rb"([^\s\[\]:]{1,64})(?:\[([^\]\s]{0,64})\])?:(?: |$)")
 _MONTHS = {
     name.encode(): number
@@ -137,8 +156,9 @@ def severity(frame: bytes) -> Optional[str]:
 
 def parseMessage(frame: bytes) -> Parsed:
     """
-    Read one syslog message: RFC 5424 if it is one, else RFC 3164, else a
-    malformed message whose whole text is the frame.
+    Read one syslog message: RFC 5424 if it is one, else RFC 3164 (with
+    either timestamp), else header-less, else a malformed message whose
+    whole text is the frame.
     """
     level = severity(frame)
     match = _RFC5424.match(frame)
@@ -164,31 +184,45 @@ def parseMessage(frame: bytes) -> Parsed:
                 True,
                 level,
             )
-    else:
-        match = _RFC3164.match(frame)
-        if match is not None:
-            rest = frame[match.end() :]
-            sender: Optional[bytes] = None
-            stamp = frame[match.start(1) : match.end()]
-            first, _, after = rest.partition(b" ")
-            if not first.endswith(b":"):
-                # The first word is not the tag: it is the host name.
-                sender = first
-                rest = after
-            tag = _TAG.match(rest)
-            if tag is None:
-                return (None, None, sender, stamp, rest, None, True, level)
-            return (
-                tag.group(1),
-                tag.group(2) or None,
-                sender,
-                stamp,
-                rest[tag.end() :],
-                None,
-                True,
-                level,
-            )
+        return (None, None, None, None, frame, None, False, None)
+    match = _RFC3164.match(frame)
+    if match is not None:
+        return _tagged(frame[match.end() :], frame[match.start(1) : match.end()], True, level)
+    match = _LEGACY_RFC3339.match(frame)
+    if match is not None:
+        return _tagged(frame[match.end() :], match.group(1), True, level)
+    match = HEADERLESS.match(frame)
+    if match is not None:
+        return _tagged(frame[match.end() :], None, False, level)
     return (None, None, None, None, frame, None, False, None)
+
+
+def _tagged(rest: bytes, stamp: Optional[bytes], hosted: bool, level: Optional[str]) -> Parsed:
+    """
+    Read the rest of a message after its legacy timestamp (or after its PRI
+    if it has none): the host name if C{hosted} and the first word is not
+    the tag, then the tag, C{app[pid]:} or C{app:}, if there is one.
+    """
+    sender: Optional[bytes] = None
+    if hosted:
+        first, _, after = rest.partition(b" ")
+        if not first.endswith(b":"):
+            # The first word is not the tag: it is the host name.
+            sender = first
+            rest = after
+    tag = _TAG.match(rest)
+    if tag is None:
+        return (None, None, sender, stamp, rest, None, True, level)
+    return (
+        tag.group(1),
+        tag.group(2) or None,
+        sender,
+        stamp,
+        rest[tag.end() :],
+        None,
+        True,
+        level,
+    )
 
 
 class SyslogReader:

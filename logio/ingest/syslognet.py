@@ -3,10 +3,15 @@
 Syslog's transports: TCP on the publisher port, where a connection that
 starts with C{<} or a digit is syslog, and UDP (C{--syslog-udp}).
 
-Over TCP each frame is either newline-framed (it starts with C{<}) or RFC
-6587 octet-counted (C{LEN SP MSG}, it starts with a digit), and a
-connection may switch between the two, as rsyslog does.  Over UDP a
-datagram is one message.  Messages are read by L{logio.ingest.syslog}.
+Over TCP each frame is either RFC 6587 octet-counted (C{LEN SP MSG}, it
+starts with a digit) or it starts with C{<} and ends at a newline or a NUL
+(Python's C{SysLogHandler} ends each message with a NUL and nothing else),
+and a connection may switch between the two, as rsyslog does.  A
+header-less message (the PRI, then at once the tag or the text: what
+C{SysLogHandler} sends) may span lines, as a traceback does: it ends at a
+NUL, or at a newline that another message (C{<}) follows.  A NUL inside an
+octet-counted frame is text.  Over UDP a datagram is one message.  Messages
+are read by L{logio.ingest.syslog}.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from logio.ingest.base import Publisher, PublisherError
 from logio.ingest.lines import TRUNCATED
 from logio.ingest.syslog import (
     DEFAULT_APP,
+    HEADERLESS,
     MAX_COUNT_DIGITS,
     Batches,
     SyslogReader,
@@ -34,6 +40,58 @@ from logio.settings import Settings
 from logio.topic import StampParser, Topic, formatEpoch
 
 _TRUNCATED = TRUNCATED.encode()
+
+#: What is skipped of a cut frame that is not octet-counted: up to its
+#: newline or NUL, or, for a header-less message, up to its NUL or a
+#: newline before C{<}.
+_SKIP_LINE = -1
+_SKIP_MESSAGE = -2
+
+
+class _Ends:
+    """
+    Where the frames that are not octet-counted end in one buffer.
+
+    The next newline and the next NUL are remembered until passed, so each
+    byte is searched at most once for each: a stream ended by one of them
+    never searches the rest of the buffer for the other frame after frame.
+    """
+
+    __slots__ = ("buffer", "length", "newline", "nul")
+
+    def __init__(self, buffer: bytes) -> None:
+        self.buffer = buffer
+        self.length = len(buffer)
+        # Found at or after the last position looked from; the length if
+        # there is none.
+        self.newline = self.nul = -1
+
+    def frame(self, position: int) -> int:
+        """
+        Where the frame at C{position}, not octet-counted, ends: its first
+        newline or NUL; for a header-less message, its first NUL or newline
+        before C{<}.  C{-1} if that is not in the buffer yet.
+        """
+        buffer, length = self.buffer, self.length
+        headerless = None
+        start = position
+        while True:
+            if self.newline < start:
+                found = buffer.find(b"\n", start)
+                self.newline = found if found >= 0 else length
+            if self.nul < start:
+                found = buffer.find(b"\0", start)
+                self.nul = found if found >= 0 else length
+            end = self.newline if self.newline < self.nul else self.nul
+            # Only a newline that C{<} does not follow tells the two apart.
+            if end == length or end == self.nul or buffer[end + 1 : end + 2] == b"<":
+                break
+            if headerless is None:
+                headerless = HEADERLESS.match(buffer, position) is not None
+            if not headerless:
+                break
+            start = end + 1
+        return end if end < length else -1
 
 
 class SyslogProtocol(Publisher, Protocol):
@@ -59,8 +117,11 @@ class SyslogProtocol(Publisher, Protocol):
         super().__init__(broker, clock, maxLine, refusals, tokens)
         self.reader = SyslogReader(broker, clock, stamps, tokens, self.now)
         self._buffer = b""
-        # Bytes still to skip of a cut frame, or -1 to skip up to a newline.
+        # Bytes still to skip of a cut frame, or _SKIP_LINE or _SKIP_MESSAGE.
         self._skip = 0
+        # A newline that ended what was skipped of a header-less message:
+        # whether it ends the message depends on the byte after it.
+        self._skippedNewline = False
         self.discarded = 0
         self._peer = ""
 
@@ -86,18 +147,33 @@ class SyslogProtocol(Publisher, Protocol):
         """
         What is left of C{data} after the rest of a cut frame.
         """
-        if self._skip < 0:
-            newline = data.find(b"\n")
-            if newline < 0:
-                self.discarded += len(data)
-                return b""
-            self.discarded += newline
-            self._skip = 0
-            return data[newline + 1 :]
-        taken = min(self._skip, len(data))
-        self._skip -= taken
-        self.discarded += taken
-        return data[taken:]
+        if self._skip == _SKIP_LINE:
+            end = data.find(b"\n")
+            nul = data.find(b"\0", 0, end if end >= 0 else len(data))
+            if nul >= 0:
+                end = nul
+        elif self._skip == _SKIP_MESSAGE:
+            if self._skippedNewline:
+                data = b"\n" + data
+                self._skippedNewline = False
+            end = data.find(b"\0")
+            before = data.find(b"\n<", 0, end if end >= 0 else len(data))
+            if before >= 0:
+                end = before
+            elif end < 0 and data.endswith(b"\n"):
+                self._skippedNewline = True
+                data = data[:-1]
+        else:
+            taken = min(self._skip, len(data))
+            self._skip -= taken
+            self.discarded += taken
+            return data[taken:]
+        if end < 0:
+            self.discarded += len(data)
+            return b""
+        self.discarded += end
+        self._skip = 0
+        return data[end + 1 :]
 
     def _frames(self, buffer: bytes, batches: Batches) -> tuple[int, Optional[PublisherError]]:
         """
@@ -111,6 +187,7 @@ class SyslogProtocol(Publisher, Protocol):
         maxLine = self.maxLine
         reader = self.reader
         peer = self._peer
+        ends = _Ends(buffer)
         while position < length:
             first = buffer[position]
             if first in b"\r\n \t\x00":
@@ -146,15 +223,15 @@ class SyslogProtocol(Publisher, Protocol):
                             position = start + count
                 # Digits not followed by a space: a newline-framed line.
             if frame is None:
-                newline = buffer.find(b"\n", position)
-                if newline < 0:
+                end = ends.frame(position)
+                if end < 0:
                     return position, None
-                if newline - position > maxLine:
+                if end - position > maxLine:
                     frame = buffer[position : position + maxLine] + _TRUNCATED
-                    self.discarded += newline - position - maxLine
+                    self.discarded += end - position - maxLine
                 else:
-                    frame = buffer[position:newline]
-                position = newline + 1
+                    frame = buffer[position:end]
+                position = end + 1
             error = reader.add(parseMessage(frame), peer, batches)
             if error is not None:
                 return position, error
@@ -162,13 +239,15 @@ class SyslogProtocol(Publisher, Protocol):
 
     def _cutPending(self, batches: Batches) -> Optional[PublisherError]:
         """
-        The newline-framed frame pending has grown past C{maxLine}: cut it
-        there and skip the rest of it up to its newline.
+        The frame pending, not octet-counted, has grown past C{maxLine}: cut
+        it there and skip the rest of it up to its end.
         """
         pending = self._buffer
         self._buffer = b""
-        self.discarded += len(pending) - self.maxLine
-        self._skip = -1
+        self._skip = _SKIP_MESSAGE if HEADERLESS.match(pending) else _SKIP_LINE
+        # The frame does not end in what is pending: all of the rest is
+        # skipped (a last newline held, if the next byte may end the frame).
+        self._skipped(pending[self.maxLine :])
         return self.reader.add(
             parseMessage(pending[: self.maxLine] + _TRUNCATED), self._peer, batches
         )
@@ -188,7 +267,7 @@ class SyslogProtocol(Publisher, Protocol):
 
     def endOfStream(self) -> Optional[PublisherError]:
         """
-        Publish a last newline-framed message that has no newline.
+        Publish a last message that has no newline or NUL.
         """
         if self._buffer and not self.failed:
             buffer, self._buffer = self._buffer, b""
