@@ -179,24 +179,32 @@ class Broker(Service):
         settings: Settings,
         clock: Optional[IReactorTime] = None,
         start: Optional[int] = None,
+        history: Optional[IHistory] = None,
     ) -> None:
         """
         @param clock: Where to schedule the matching of new subscribers
             against many topics, in slices; without one, it is done at once.
         @param start: The start instant, in milliseconds since the epoch;
-            now if not given.
+            now if not given.  The first part of every event id, unless a
+            C{history} is given: then its C{epoch} is.
+        @param history: Where records are numbered and kept for replay
+            (chosen in L{logio.server.tap}); a L{History} in memory of
+            C{settings}' bounds if not given.
         """
         self.stats = Stats()
         #: The texts of C{log} patterns found too costly to match, oldest first.
         self.costlyPatterns: dict[str, None] = {}
-        self.start = int(time.time() * 1000) if start is None else start
         self._clock = clock
         self._subscribers: dict[ISubscriber, None] = {}
         self._routes: dict[Topic, _Route] = {}
         #: New subscribers still being matched against the routes that
         #: existed when they came, and those routes not matched yet.
         self._pending: dict[ISubscriber, dict[_Route, None]] = {}
-        self._history = History(settings.history, settings.historyBytes, self._evicted)
+        if history is None:
+            history = History(settings.history, settings.historyBytes, epoch=start)
+        self._history = history
+        history.evicted = self._evicted
+        self.start = history.epoch
         #: The cost of each C{log} pattern on its last batch, CPU seconds per
         #: byte of text, oldest first.
         self._costs: dict[str, float] = {}

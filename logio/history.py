@@ -6,6 +6,7 @@ the newest, bounded in records and bytes, for replay to new subscribers.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Callable, Optional, Protocol
 
@@ -57,10 +58,21 @@ class History:
         batches and off by less than one batch's size otherwise.
     """
 
-    def __init__(self, maxRecords: int, maxBytes: int, evicted: Callable[[Any, int], None]) -> None:
+    def __init__(
+        self,
+        maxRecords: int,
+        maxBytes: int,
+        evicted: Callable[[Any, int], None] = lambda owner, count: None,
+        epoch: Optional[int] = None,
+    ) -> None:
+        """
+        @param epoch: The first part of this run's event ids: its start in
+            milliseconds since the epoch, now if not given.
+        """
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
-        self._evicted = evicted
+        self.evicted = evicted
+        self.epoch = int(time.time() * 1000) if epoch is None else epoch
         self._batches: deque[_Batch] = deque()
         self.next = 1
         self.records = 0
@@ -114,7 +126,7 @@ class History:
                 batch.size -= freed
             self.records -= gone
             self.bytes -= freed
-            self._evicted(batch.owner, gone)
+            self.evicted(batch.owner, gone)
 
     def replay(self, filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
         """

@@ -202,7 +202,7 @@ class IPublication(Interface):
         Fan a batch of records out to every matching subscriber and keep it
         in history.  The broker keeps C{records}: never change it after.
 
-        @param records: C{(timestamp, text)} pairs, oldest first.
+        @param records: C{(timestamp, text, level)} triples, oldest first.
         @param size: About how many bytes of input the batch took, for
             history's byte bound.
         """
@@ -219,6 +219,15 @@ class IHistory(Interface):
     newest, within its bounds.
     """
 
+    epoch = Attribute(
+        "The first part of the event id of every record held, C{<epoch>-<seq>}: what tells "
+        "an id of these records from one of other records (another run, another store)."
+    )
+    evicted = Attribute(
+        "Called with a batch's owner and a count when that many of its records are no "
+        "longer held (the broker sets it)."
+    )
+    maxRecords = Attribute("The most records held (0: none are).")
     next = Attribute("The sequence number the next record gets.")
     oldest = Attribute("The sequence number of the oldest record held (C{next} when none is).")
     records = Attribute("How many records are held.")

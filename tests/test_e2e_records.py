@@ -217,7 +217,8 @@ class ServerSentEventsTests(SynchronousTestCase):
     def test_idFromEarlierRun(self) -> None:
         """
         After a restart, an id of the earlier run is answered with a notice,
-        not taken as a seq of the new one.
+        not taken as a seq of the new one; every record of the new run came
+        after it, so they are replayed, and the live ones follow.
         """
         server = Server(self)
         response = get(server, "/?format=sse")
@@ -232,6 +233,8 @@ class ServerSentEventsTests(SynchronousTestCase):
         notice = next(resumed)
         self.assertEqual(notice.event, "notice")
         self.assertIn("earlier run of this server", json.loads(notice.data)["notice"])
+        replayed = [json.loads(next(resumed).data)["log"] for _ in range(3)]
+        self.assertEqual(replayed, ["n 0", "n 1", "n 2"])
         self.publish(server, 3, 4)
         self.assertEqual(json.loads(next(resumed).data)["log"], "n 3")
 
@@ -267,7 +270,7 @@ class RootTests(SynchronousTestCase):
         self.assertEqual(stream.status, 400)
         body = stream.readUntil(lambda b: b.endswith(b"\n"))
         self.assertIn(b"'ap'", body)
-        self.assertIn(b"app proc host log tail follow format last_event_id", body)
+        self.assertIn(b"app proc host log level tail follow format ansi last_event_id", body)
 
     def test_topicsAndMetrics(self) -> None:
         """

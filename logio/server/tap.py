@@ -15,9 +15,11 @@ from twisted.logger import Logger
 import logio
 from logio.auth import Tokens, TokensError
 from logio.broker import Broker
+from logio.history import History
 from logio.ingest.http import Ingest
 from logio.ingest.sniff import PublisherFactory
 from logio.ingest.syslognet import SyslogDatagramProtocol
+from logio.interfaces import IHistory
 from logio.refusals import Refusals
 from logio.server.options import Options
 from logio.server.services import (
@@ -35,6 +37,15 @@ from logio.web.site import makeSite
 __all__ = ["Options", "makeService"]
 
 _log = Logger()
+
+
+def _history(settings: Settings, reactor: Any) -> IHistory:
+    """
+    Where records are numbered and kept for replay: the one place that
+    chooses.  In memory, within C{--history} and C{--history-bytes}; its
+    event ids start with this run's start instant.
+    """
+    return History(settings.history, settings.historyBytes, epoch=int(reactor.seconds() * 1000))
 
 
 def _tokens(settings: Settings, top: MultiService, reactor: Any) -> Optional[Tokens]:
@@ -74,7 +85,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     tokens = _tokens(settings, top, reactor)
     guarded = tokens is not None
     protected = settings.protected
-    broker = Broker(settings, reactor, int(reactor.seconds() * 1000))
+    broker = Broker(settings, reactor, history=_history(settings, reactor))
     broker.setServiceParent(top)
     # One log of refusals for both ports, so each cause is rate-limited once.
     refusals = Refusals(broker.stats, reactor)
