@@ -36,6 +36,7 @@ from logio.interfaces import (
 from logio.levels import ranks
 from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
+from logio.timerange import TimeRange
 from logio.topic import Record, Topic, formatEpoch
 
 #: How many routes a new subscriber is matched against per reactor turn:
@@ -289,8 +290,14 @@ class Broker(Service):
         for route in self._routes.values():
             route.remove(subscriber)
 
-    def replay(self, filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
-        return self._history.replay(filters, tail, after)
+    def replay(
+        self,
+        filters: IFilters,
+        tail: int,
+        after: Optional[int] = None,
+        window: Optional[TimeRange] = None,
+    ) -> Replay:
+        return self._history.replay(filters, tail, after, window)
 
     def topics(self) -> Sequence[TopicInfo]:
         return [

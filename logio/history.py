@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from logio.interfaces import IFilters, IHistory, Replay, Run
 from logio.levels import ranks
+from logio.timerange import TimeRange
 from logio.topic import Record, Topic
 
 #: What history charges a record besides its size: about what the tuple
@@ -128,10 +129,17 @@ class History:
             self.bytes -= freed
             self.evicted(batch.owner, gone)
 
-    def replay(self, filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
+    def replay(
+        self,
+        filters: IFilters,
+        tail: int,
+        after: Optional[int] = None,
+        window: Optional[TimeRange] = None,
+    ) -> Replay:
         """
-        The held records that match C{filters}: the newest C{tail} of them,
-        or, if C{after} is given, all of those after that sequence number.
+        The held records that match C{filters}, and whose time is in
+        C{window} if one is given: the newest C{tail} of them, or, if
+        C{after} is given, all of those after that sequence number.
         """
         missed = 0
         if after is not None:
@@ -156,6 +164,8 @@ class History:
             low = batch.skip if after is None else max(after + 1 - base, batch.skip)
             chosen = range(low, len(batch.records))
             records = batch.records
+            if window is not None:
+                chosen = [i for i in chosen if records[i][0] in window]  # type: ignore[assignment]
             if filters.level is not None:
                 levels = ranks([records[i] for i in chosen])
                 chosen = [

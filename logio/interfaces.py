@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from logio.http import Sink
     from logio.stats import TopicInfo
+    from logio.timerange import TimeRange
 
 
 @frozen
@@ -242,10 +243,16 @@ class IHistory(Interface):
         @return: The first record's sequence number; the others follow.
         """
 
-    def replay(filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
+    def replay(
+        filters: IFilters,
+        tail: int,
+        after: Optional[int] = None,
+        window: Optional[TimeRange] = None,
+    ) -> Replay:
         """
-        The held records that match C{filters}: the newest C{tail} of them,
-        or, if C{after} is given, all of those after that sequence number.
+        The held records that match C{filters}, and whose time is in
+        C{window} if one is given: the newest C{tail} of them, or, if
+        C{after} is given, all of those after that sequence number.
         """
 
 
@@ -283,10 +290,16 @@ class IBroker(Interface):
         How many subscribers there are.
         """
 
-    def replay(filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
+    def replay(
+        filters: IFilters,
+        tail: int,
+        after: Optional[int] = None,
+        window: Optional[TimeRange] = None,
+    ) -> Replay:
         """
-        The records in history that match C{filters}: the last C{tail}, or,
-        if C{after} is given, every one after that sequence number.  Call
+        The records in history that match C{filters} (and C{window}): the
+        last C{tail}, or, if C{after} is given, every one after that
+        sequence number.  Call
         L{subscribe} in the same reactor turn for a stream with no gap and
         no duplicate.
         """

@@ -167,6 +167,21 @@ class SubscriptionURLTests(SynchronousTestCase):
         )
         self.assertEqual(subscription("h/?level=info").path, "/?level=info&format=sse")
 
+    def test_timeRange(self) -> None:
+        """
+        --since and --until are since= and until=; a reconnection asks for
+        neither the tail nor the start of the range again (it resumes after
+        the last record printed), and a range with an end is not followed
+        past it.
+        """
+        ranged = subscription("--since", "1h", "-n", "5", "h/?app=a")
+        self.assertEqual(ranged.path, "/?app=a&since=1h&tail=5&format=sse")
+        self.assertEqual(ranged.again, "/?app=a&format=sse")
+        self.assertTrue(ranged.follow)
+        ended = subscription("--since", "2h", "--until", "2026-12-05T02:00:00Z", "h")
+        self.assertEqual(ended.path, "/?since=2h&until=2026-12-05T02%3A00%3A00Z&format=sse")
+        self.assertFalse(ended.follow)
+
     def test_flagReplacesURL(self) -> None:
         """
         A flag replaces the URL's parameter (every one of that name) in its

@@ -30,6 +30,8 @@ from tests.support.metrics import parseMetrics
 
 TOPIC = Topic("myapp", "web", "foobar")
 TS = "2016-12-06T22:14:21.448"
+#: TS as a POSIX timestamp.
+NOW = 1481062461.448
 START = 1700000000000
 
 
@@ -545,7 +547,9 @@ class QueryTests(ResourceTestCase):
             head, body = self.subscribe(query).response()
             self.assertTrue(head.startswith(b"HTTP/1.1 400 "), query)
             self.assertIn(named.encode(), body)
-            self.assertIn(b"app proc host log level tail follow format ansi last_event_id", body)
+            self.assertIn(
+                b"app proc host log level since until tail follow format ansi last_event_id", body
+            )
         self.assertEqual(self.broker.subscribers, ())
         self.assertEqual(self.broker.stats.refusals, {"subscriber": 2})
 
@@ -750,6 +754,63 @@ class QueryTests(ResourceTestCase):
         self.assertEqual(
             [line.rsplit(" ", 1)[1] for line in lines[1:]], [str(i) for i in range(700, 1000)]
         )
+
+    def test_timeRange(self) -> None:
+        """
+        C{since} and C{until} (RFC 3339, or a span before now) replay the
+        records whose time is in the range, with the other filters and
+        C{tail}; without C{follow=0} the stream goes on live, unless the
+        range is over: then it ends.
+        """
+        self.clock.advance(NOW - self.clock.seconds())
+        stamps = [f"2016-12-06T22:{minute:02d}:00.000" for minute in range(0, 15)]
+        publish(self.broker, TOPIC, [(stamp, stamp[11:16], None) for stamp in stamps])
+
+        def logs(client: Client) -> list[str]:
+            return [json.loads(line)["log"] for line in client.body().splitlines()]
+
+        ranged = self.subscribe("format=json&follow=0&since=2016-12-06T22:10:00Z")
+        self.assertEqual(logs(ranged), ["22:10", "22:11", "22:12", "22:13", "22:14"])
+        self.assertTrue(dechunk(ranged.response()[1])[1])
+        between = self.subscribe("format=json&since=10m&until=2016-12-06T23:07:30%2B01:00")
+        self.assertEqual(logs(between), ["22:05", "22:06", "22:07"])
+        self.assertTrue(dechunk(between.response()[1])[1], "a range that is over ends")
+        last = self.subscribe("format=json&follow=0&since=2016-12-06T22:10:00Z&tail=2")
+        self.assertEqual(logs(last), ["22:13", "22:14"])
+        live = self.subscribe("format=json&since=2m")
+        publish(self.broker, TOPIC, [(stamps[-1], "live", None)])
+        self.assertEqual(logs(live), ["22:13", "22:14", "live"])
+        self.assertFalse(dechunk(live.response()[1])[1])
+
+    def test_untilInTheFuture(self) -> None:
+        """
+        A range whose end is still to come streams live until the clock
+        passes it, then ends.
+        """
+        self.clock.advance(NOW - self.clock.seconds())
+        client = self.subscribe("format=json&since=1m&until=2016-12-06T22:15:21.448Z")
+        publish(self.broker, TOPIC, [(TS, "live", None)])
+        self.clock.advance(59)
+        self.assertFalse(dechunk(client.response()[1])[1])
+        self.clock.advance(2)
+        publish(self.broker, TOPIC, [(TS, "after the end", None)])
+        body, ended = dechunk(client.response()[1])
+        self.assertTrue(ended)
+        self.assertEqual([json.loads(line)["log"] for line in body.splitlines()], ["live"])
+
+    def test_badTimeRange(self) -> None:
+        """
+        A malformed C{since} or C{until}, or an C{until} before C{since}, is
+        a 400 that says which.
+        """
+        for query, message in (
+            ("since=yesterday", b"since must be an RFC 3339 time"),
+            ("until=5", b"until must be an RFC 3339 time"),
+            ("since=1m&until=1h", b"is before since"),
+        ):
+            head, body = self.subscribe(query).response()
+            self.assertTrue(head.startswith(b"HTTP/1.1 400 "), head)
+            self.assertIn(message, body)
 
     def test_levelFilter(self) -> None:
         """

@@ -223,6 +223,19 @@ def _addTail(commands: Any) -> None:
         "warn, error or fatal",
     )
     tail.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="first print the matching records of the server's history from WHEN on "
+        "(since=WHEN): an RFC 3339 time (2026-12-05T02:00:00Z) or a span before now "
+        "(90s, 15m, 2h, 7d)",
+    )
+    tail.add_argument(
+        "--until",
+        metavar="WHEN",
+        help="only records up to WHEN (until=WHEN), in the same forms as --since; the "
+        "output ends when that time has passed",
+    )
+    tail.add_argument(
         "-n",
         "--tail",
         type=_whole,

@@ -66,7 +66,7 @@ class Subscription(NamedTuple):
 
 
 #: The subscription parameters that flags of the same name set.
-_FILTERS = ("app", "proc", "host", "log", "level")
+_FILTERS = ("app", "proc", "host", "log", "level", "since", "until")
 #: The formats logio tail prints; it reads the server's C{format=sse}.
 _PRINTED = ("", "text", "json")
 #: The C{follow=} values that mean no.
@@ -125,8 +125,12 @@ def subscriptionURL(args: argparse.Namespace) -> Subscription:
         host=parts.hostname,
         port=port,
         path=_withQuery(path, query),
-        again=_withQuery(path, _withParameters(query, {"tail": None})),
-        follow=sent.get("follow", "1").lower() not in _NO,
+        # A reconnection resumes after the last record printed: neither the
+        # tail nor the start of the range is asked for again.
+        again=_withQuery(path, _withParameters(query, {"tail": None, "since": None})),
+        # A range with an end ends the stream when it is over: then there
+        # is nothing to reconnect for.
+        follow=sent.get("follow", "1").lower() not in _NO and not sent.get("until"),
         json=args.json or given.get("format") == "json",
         keepSGR=_ANSI.get(sent.get("ansi", "").lower()),
         lastEventId=given.get("last_event_id") or None,

@@ -7,6 +7,7 @@ L{Stream} registered with the broker until the client goes away.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Mapping, Optional
 
 from attrs import frozen
@@ -24,7 +25,8 @@ from logio.interfaces import IBroker, IFormat, ISubscription
 from logio.net import PAUSE_AT, describePeer, tuneSocket, widenWrites
 from logio.refusals import Refusals
 from logio.settings import Settings
-from logio.topic import serverHost
+from logio.timerange import TimeRange, parseRange
+from logio.topic import formatEpoch, serverHost
 from logio.web.channel import hideToken, startStreaming
 from logio.web.gate import presented
 from logio.web.stream import QueueBudget, Stream
@@ -33,6 +35,8 @@ from logio.web.stream import QueueBudget, Stream
 PARAMETERS = (
     *FILTER_FIELDS,
     "level",
+    "since",
+    "until",
     "tail",
     "follow",
     "format",
@@ -51,6 +55,8 @@ _SWEEPS = 3
 
 #: How many records of a replay are encoded into one piece of output.
 REPLAY_PIECE = 256
+#: A C{tail} that takes every record held.
+ALL = 1 << 62
 
 
 class BadRequest(Exception):
@@ -66,6 +72,7 @@ class _Asked:
 
     @ivar after: The sequence number to resume after, if any.
     @ivar stale: An event id from an earlier run of the server, if given.
+    @ivar window: The time range of C{since} and C{until}, if given.
     """
 
     filters: Filters
@@ -74,6 +81,7 @@ class _Asked:
     follow: bool
     after: Optional[int]
     stale: Optional[str]
+    window: Optional[TimeRange] = None
 
 
 class SubscribeResource(Resource):
@@ -172,6 +180,13 @@ class SubscribeResource(Resource):
         follow = _BOOLEANS.get((args.get("follow") or "1").lower())
         if follow is None:
             raise BadRequest(f"follow must be 1 or 0, not {args['follow']!r}")
+        try:
+            window = parseRange(args.get("since"), args.get("until"), self._clock.seconds())
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
+        if window is not None and window.until is not None:
+            # A range that is over is answered and ends.
+            follow = follow and window.until > formatEpoch(self._clock.seconds())
         header = request.getHeader(b"last-event-id")
         eventId = header.decode("utf-8", "replace") if header else args.get("last_event_id")
         after = stale = None
@@ -181,7 +196,7 @@ class SubscribeResource(Resource):
             except ValueError as e:
                 raise BadRequest(str(e)) from None
             stale = eventId if after is None else None
-        return _Asked(filters, format, int(tail), follow, after, stale)
+        return _Asked(filters, format, int(tail), follow, after, stale, window)
 
     def _refuse(
         self, request: Request, code: int, reason: str, cause: str = "bad request"
@@ -267,6 +282,8 @@ class SubscribeResource(Resource):
         self._replay(stream, asked)
         if asked.follow:
             self._live[stream] = self._broker.subscribe(stream)
+            if asked.window is not None and asked.window.until is not None:
+                self._endAt(request, stream, asked.window.until)
         # After subscribing: a request already finished calls this at once.
         request.notifyFinish().addBoth(lambda result: self._closed(stream))
         if not asked.follow:
@@ -278,6 +295,29 @@ class SubscribeResource(Resource):
                 self._sweeper.start(KEEP_ALIVE / _SWEEPS, now=False)
         self._logLife(request, stream)
         return NOT_DONE_YET
+
+    def _endAt(self, request: Request, stream: Stream, until: str) -> None:
+        """
+        End C{stream} once the clock passes C{until} (an output timestamp
+        in the future): its range is over.
+        """
+        seconds = (
+            datetime.fromisoformat(until + "+00:00").timestamp() + 0.001 - self._clock.seconds()
+        )
+
+        def end() -> None:
+            live = self._live.pop(stream, None)
+            if live is not None:
+                live.close()
+                stream.finishWhenSent()
+
+        call = self._clock.callLater(max(seconds, 0), end)
+
+        def gone(result: object) -> None:
+            if call.active():
+                call.cancel()
+
+        request.notifyFinish().addBoth(gone)
 
     def _logLife(self, request: Request, stream: Stream) -> None:
         """
@@ -346,9 +386,11 @@ class SubscribeResource(Resource):
                 "replaying this run's records"
             )
             after = 0
-        if not (asked.tail or after is not None):
+        if not (asked.tail or after is not None or asked.window is not None):
             return
-        replay = self._broker.replay(asked.filters, asked.tail, after)
+        # A range without a tail is replayed whole.
+        tail = asked.tail or (ALL if asked.window is not None else 0)
+        replay = self._broker.replay(asked.filters, tail, after, asked.window)
         if replay.missed:
             since = (
                 "of this run"
