@@ -205,6 +205,7 @@ class Broker(Service):
             history = History(settings.history, settings.historyBytes, epoch=start)
         self._history = history
         history.evicted = self._evicted
+        history.holder = self._holder
         self.start = history.epoch
         #: The cost of each C{log} pattern on its last batch, CPU seconds per
         #: byte of text, oldest first.
@@ -320,6 +321,22 @@ class Broker(Service):
         """
         if not (route.publishers or route.held) and self._routes.get(route.topic) is route:
             del self._routes[route.topic]
+
+    def _holder(self, topic: Topic, count: int, last: str) -> _Route:
+        """
+        The route of a batch of C{topic} that history holds from before
+        this run: the topic is known, with its records.
+        """
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._routes[topic] = _Route(topic)
+            for subscriber in self._subscribers:
+                if subscriber.filters.matchesTopic(topic):
+                    route.add(subscriber)
+        route.held += count
+        route.records += count
+        route.last = max(route.last, last)
+        return route
 
     def _evicted(self, route: _Route, count: int) -> None:
         route.held -= count

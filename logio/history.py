@@ -73,6 +73,8 @@ class History:
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
         self.evicted = evicted
+        #: Never called: a history in memory holds nothing from before.
+        self.holder: Callable[[Topic, int, str], Any] = lambda topic, count, last: None
         self.epoch = int(time.time() * 1000) if epoch is None else epoch
         self._batches: deque[_Batch] = deque()
         self.next = 1

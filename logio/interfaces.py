@@ -228,6 +228,11 @@ class IHistory(Interface):
         "Called with a batch's owner and a count when that many of its records are no "
         "longer held (the broker sets it)."
     )
+    holder = Attribute(
+        "Called with a topic, a count and the newest record's time for each batch held from "
+        "before this run (a store's), when it is read back; returns the batch's owner (the "
+        "broker sets it)."
+    )
     maxRecords = Attribute("The most records held (0: none are).")
     next = Attribute("The sequence number the next record gets.")
     oldest = Attribute("The sequence number of the oldest record held (C{next} when none is).")

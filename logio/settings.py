@@ -43,6 +43,8 @@ class Settings:
     @ivar auth: The tokens file, or L{None} for a server without tokens.
     @ivar public: Whether a server without tokens answers peers beyond this
         machine too (else it is in protected mode: see L{protected}).
+    @ivar store: The folder of the durable store, or L{None} for history in
+        memory only.
     """
 
     maxLine: int = 65536
@@ -62,6 +64,7 @@ class Settings:
     syslogUDP: tuple[tuple[str, int], ...] = ()
     auth: Optional[str] = None
     public: bool = False
+    store: Optional[str] = None
 
     @property
     def protected(self) -> bool:

@@ -146,6 +146,14 @@ class Options(usage.Options):
         self["server-name"] = []
         self["syslog-udp"] = []
         self["auth"] = None
+        self["store"] = None
+
+    def opt_store(self, directory: str) -> None:
+        """
+        Keep every record on disk in DIR (created if needed), so a restart keeps
+        history and event ids; without it, history is in memory only.
+        """
+        self["store"] = directory
 
     def opt_auth(self, path: str) -> None:
         """
@@ -211,6 +219,7 @@ class Options(usage.Options):
             syslogUDP=tuple(self["syslog-udp"]),
             auth=self["auth"],
             public=bool(self["public"]),
+            store=self["store"],
         )
 
 

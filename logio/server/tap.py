@@ -32,6 +32,7 @@ from logio.server.services import (
     returnLargeBuffers,
 )
 from logio.settings import Settings
+from logio.store import Store, StoreError
 from logio.web.site import makeSite
 
 __all__ = ["Options", "makeService"]
@@ -39,13 +40,24 @@ __all__ = ["Options", "makeService"]
 _log = Logger()
 
 
-def _history(settings: Settings, reactor: Any) -> IHistory:
+def _history(settings: Settings, reactor: Any, top: MultiService) -> IHistory:
     """
     Where records are numbered and kept for replay: the one place that
-    chooses.  In memory, within C{--history} and C{--history-bytes}; its
-    event ids start with this run's start instant.
+    chooses.  In memory, within C{--history} and C{--history-bytes}, its
+    event ids starting with this run's start instant; or, with C{--store},
+    on disk too, its ids the store's.
     """
-    return History(settings.history, settings.historyBytes, epoch=int(reactor.seconds() * 1000))
+    ring = History(settings.history, settings.historyBytes, epoch=int(reactor.seconds() * 1000))
+    if settings.store is None:
+        return ring
+    try:
+        store = Store(settings.store, ring, reactor)
+    except StoreError as e:
+        raise StartupError(f"logio: {e}") from None
+    # Started before the broker, stopped after it: what the publishers sent
+    # last is written before the server exits.
+    store.setServiceParent(top)
+    return store
 
 
 def _tokens(settings: Settings, top: MultiService, reactor: Any) -> Optional[Tokens]:
@@ -85,7 +97,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     tokens = _tokens(settings, top, reactor)
     guarded = tokens is not None
     protected = settings.protected
-    broker = Broker(settings, reactor, history=_history(settings, reactor))
+    broker = Broker(settings, reactor, history=_history(settings, reactor, top))
     broker.setServiceParent(top)
     # One log of refusals for both ports, so each cause is rate-limited once.
     refusals = Refusals(broker.stats, reactor)

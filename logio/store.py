@@ -1,0 +1,356 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The durable store (C{--store DIR}): every record is kept on disk, in an
+SQLite database in WAL mode, so that a restart (even after C{kill -9})
+forgets nothing and ids go on where they were.
+
+One row per published batch: its first sequence number, its topic, the
+times of its oldest and newest records, and its records packed as JSON.  A
+batch is numbered and kept in memory at once (the newest records, as
+without a store, in a L{History} ring that replays them); the batches of
+the last tenth of a second are then written in one transaction by a
+writer thread, so the reactor never waits for the disk.
+
+The store's id is the instant it was created, in milliseconds: it is the
+first part of every event id (C{<store>-<seq>}), so an id of another store
+is told apart, and one of this store stays good across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from logio.history import History
+from logio.interfaces import IFilters, IHistory, Replay
+from logio.timerange import TimeRange
+from logio.topic import Record, Topic
+
+#: The format of the database this code writes; a store of another format
+#: is refused with a clear message, never misread.
+FORMAT = 1
+#: The database's file name in the store's folder.
+DATABASE = "logio.sqlite3"
+#: Seconds between two writes: what a crash may lose at most, about.
+FLUSH_INTERVAL = 0.1
+#: Bytes of records waiting for the writer at most; beyond, the newest are
+#: not stored (and counted): a stalled disk never grows memory unbounded.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS topics (
+    id INTEGER PRIMARY KEY, app TEXT NOT NULL, proc TEXT NOT NULL, host TEXT NOT NULL,
+    UNIQUE (app, proc, host)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    first INTEGER PRIMARY KEY, count INTEGER NOT NULL, topic INTEGER NOT NULL,
+    oldest TEXT NOT NULL, newest TEXT NOT NULL, size INTEGER NOT NULL, records BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_newest ON batches (newest);
+"""
+
+
+class StoreError(Exception):
+    """
+    The store cannot be opened: the message says why and what to do.
+    """
+
+
+#: What the reactor hands the writer: C{(first seq, topic, records, size)}.
+_Batch = tuple[int, Topic, list[Record], int]
+
+
+def _open(directory: str) -> tuple[sqlite3.Connection, int]:
+    """
+    Open (or create) the database in C{directory}.
+
+    @return: The connection, and the store's id.
+    @raise StoreError: If the folder or database cannot be used, or holds
+        a store of another format.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, DATABASE)
+        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.executescript(_SCHEMA)
+        meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+    except (OSError, sqlite3.Error) as e:
+        raise StoreError(f"--store {directory}: cannot use it: {e}") from None
+    if not meta:
+        ident = int(time.time() * 1000)
+        connection.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [("format", str(FORMAT)), ("id", str(ident))],
+        )
+        return connection, ident
+    if meta.get("format") != str(FORMAT) or not meta.get("id", "").isdigit():
+        connection.close()
+        raise StoreError(
+            f"--store {directory}: it holds a store of format {meta.get('format')!r}, and this "
+            f"logio reads format {FORMAT!r} only: use another folder, or the logio that wrote it"
+        )
+    return connection, int(meta["id"])
+
+
+@implementer(IHistory)
+class Store(Service):
+    """
+    An L{IHistory} on disk: see the module docstring.
+
+    @ivar recovered: How many records the store held when it was opened.
+    @ivar unstored: Records not stored: the writer was too far behind, or
+        the disk failed.
+    """
+
+    log = Logger()
+
+    def __init__(self, directory: str, ring: History, reactor: IReactorTime) -> None:
+        """
+        Open the store in C{directory} and read what it holds.
+
+        @param ring: Where the newest records are kept in memory for
+            replay; its bounds are C{--history}'s.
+        @raise StoreError: If the store cannot be opened.
+        """
+        self.directory = directory
+        self._connection, self.epoch = _open(directory)
+        self._ring = ring
+        self._reactor = reactor
+        self._pending: list[_Batch] = []
+        self._pendingBytes = 0
+        self._topics: dict[Topic, int] = {}
+        self._queue: queue.Queue[Optional[list[_Batch]]] = queue.Queue()
+        self._writer: Optional[threading.Thread] = None
+        self._flusher = LoopingCall(self.flush)
+        self._flusher.clock = reactor
+        self.unstored = 0
+        self.stored = 0
+        row = self._connection.execute(
+            "SELECT MAX(first + count), SUM(count) FROM batches"
+        ).fetchone()
+        ring.next = row[0] or 1
+        self.recovered = row[1] or 0
+        #: Called with a topic and a count for each batch held from before
+        #: this run: returns the batch's owner (the broker sets it).
+        self.holder: Callable[[Topic, int, str], Any] = lambda topic, count, last: _Owner(topic)
+
+    # IHistory, in memory: the ring holds the newest records.
+
+    @property
+    def next(self) -> int:
+        return self._ring.next
+
+    @property
+    def oldest(self) -> int:
+        return self._ring.oldest
+
+    @property
+    def records(self) -> int:
+        return self._ring.records
+
+    @property
+    def bytes(self) -> int:
+        return self._ring.bytes
+
+    @property
+    def maxRecords(self) -> int:
+        return self._ring.maxRecords
+
+    @property
+    def evicted(self) -> Callable[[Any, int], None]:
+        return self._ring.evicted
+
+    @evicted.setter
+    def evicted(self, evicted: Callable[[Any, int], None]) -> None:
+        self._ring.evicted = evicted
+
+    def add(self, owner: Any, records: list[Record], size: int) -> int:
+        """
+        Number and keep a batch in memory; it is written with the next
+        flush, unless too much is waiting already.
+        """
+        first = self._ring.add(owner, records, size)
+        if self._pendingBytes + size > MAX_PENDING_BYTES:
+            self.unstored += len(records)
+        else:
+            self._pending.append((first, owner.topic, records, size))
+            self._pendingBytes += size
+        return first
+
+    def replay(
+        self,
+        filters: IFilters,
+        tail: int,
+        after: Optional[int] = None,
+        window: Optional[TimeRange] = None,
+    ) -> Replay:
+        return self._ring.replay(filters, tail, after, window)
+
+    # The service: the writer runs while the server does.
+
+    def startService(self) -> None:
+        super().startService()
+        self._restore()
+        self.log.info(
+            "Store {directory}: {records} records recovered, ids {epoch}-… go on from {next}",
+            directory=self.directory,
+            records=self.recovered,
+            epoch=self.epoch,
+            next=self._ring.next,
+        )
+        self._writer = threading.Thread(target=self._write, name="logio store writer", daemon=True)
+        self._writer.start()
+        self._flusher.start(FLUSH_INTERVAL, now=False)
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Write what is waiting, and stop the writer once it is written.
+        """
+        super().stopService()
+        if self._flusher.running:
+            self._flusher.stop()
+        self.flush()
+        self._queue.put(None)
+        writer = self._writer
+        pool = ThreadPool(minthreads=1, maxthreads=1, name="logio store stop")
+        pool.start()
+        assert IReactorThreads.providedBy(self._reactor)
+        done: Deferred[None] = deferToThreadPool(
+            self._reactor, pool, lambda: writer.join() if writer is not None else None
+        )
+
+        def stopped(result: None) -> None:
+            pool.stop()
+            self._connection.close()
+            self.log.info(
+                "Store {directory}: {stored} records stored this run, {unstored} not stored",
+                directory=self.directory,
+                stored=self.stored,
+                unstored=self.unstored,
+            )
+
+        return done.addCallback(stopped)
+
+    def flush(self) -> None:
+        """
+        Hand the waiting batches to the writer.
+        """
+        if self._pending:
+            self._queue.put(self._pending)
+            self._pending = []
+            self._pendingBytes = 0
+
+    def _restore(self) -> None:
+        """
+        Read the newest records back into the ring, oldest first, within its
+        bounds.
+        """
+        ring = self._ring
+        rows: list[tuple[Any, ...]] = []
+        held = 0
+        cursor = self._connection.execute(
+            "SELECT b.first, b.count, b.size, b.records, t.app, t.proc, t.host "
+            "FROM batches b JOIN topics t ON t.id = b.topic ORDER BY b.first DESC"
+        )
+        for row in cursor:
+            if held >= ring.maxRecords:
+                break
+            rows.append(row)
+            held += row[1]
+        cursor.close()
+        following = ring.next
+        for first, count, size, packed, app, proc, host in reversed(rows):
+            records = [(stamp, text, level) for stamp, text, level in json.loads(packed)]
+            topic = Topic(app, proc, host)
+            owner = self.holder(topic, count, records[-1][0])
+            ring.next = first
+            ring.add(owner, records, size)
+        ring.next = following
+
+    def _write(self) -> None:
+        """
+        The writer thread: write each flush's batches in one transaction.
+        """
+        while True:
+            batches = self._queue.get()
+            if batches is None:
+                return
+            count = sum(len(batch[2]) for batch in batches)
+            try:
+                self._insert(batches)
+            except sqlite3.Error as e:
+                self._reactor.callFromThread(self._failed, count, e)  # type: ignore[attr-defined]
+            else:
+                self._reactor.callFromThread(self._written, count)  # type: ignore[attr-defined]
+
+    def _written(self, count: int) -> None:
+        self.stored += count
+
+    def _failed(self, count: int, error: sqlite3.Error) -> None:
+        self.unstored += count
+        self.log.error(
+            "Store {directory}: {count} records not stored: {error}",
+            directory=self.directory,
+            count=count,
+            error=error,
+        )
+
+    def _insert(self, batches: list[_Batch]) -> None:
+        connection = self._connection
+        rows = []
+        for first, topic, records, size in batches:
+            ident = self._topics.get(topic)
+            if ident is None:
+                connection.execute(
+                    "INSERT OR IGNORE INTO topics (app, proc, host) VALUES (?, ?, ?)",
+                    (topic.app, topic.proc, topic.host),
+                )
+                ident = self._topics[topic] = connection.execute(
+                    "SELECT id FROM topics WHERE app = ? AND proc = ? AND host = ?",
+                    (topic.app, topic.proc, topic.host),
+                ).fetchone()[0]
+            stamps = [record[0] for record in records]
+            rows.append(
+                (
+                    first,
+                    len(records),
+                    ident,
+                    min(stamps),
+                    max(stamps),
+                    size,
+                    json.dumps(records, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+                )
+            )
+        connection.execute("BEGIN")
+        try:
+            connection.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+
+class _Owner:
+    """
+    The owner of a batch read back when nobody else claims it: its topic.
+    """
+
+    def __init__(self, topic: Topic) -> None:
+        self.topic = topic

@@ -1,0 +1,133 @@
+"""
+Tests for L{logio.store}: the durable store, against its interface and a
+real SQLite database in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from logio.filters import Filters
+from logio.history import History
+from logio.interfaces import IHistory
+from logio.store import DATABASE, Store, StoreError
+from logio.topic import Topic
+
+WEB = Topic("web", "p", "h")
+CRON = Topic("cron", "-", "h")
+TS = "2026-12-05T02:00:00.000"
+
+
+class Owner:
+    def __init__(self, topic: Topic) -> None:
+        self.topic = topic
+
+
+class StoreTests(TestCase):
+    """
+    What a store keeps across a restart.
+    """
+
+    def setUp(self) -> None:
+        self.directory = self.mktemp()
+
+    def open(self, records: int = 100) -> Store:
+        store = Store(self.directory, History(records, 1 << 20), reactor)
+        store.startService()
+        return store
+
+    def logs(self, store: IHistory, tail: int = 1000) -> list[tuple[str, str, str | None]]:
+        return [record for run in store.replay(Filters(), tail).runs for record in run.records]
+
+    async def test_restart(self) -> None:
+        """
+        Every record comes back after a restart exactly (time, text with its
+        newlines and any characters, level), with its topic and sequence
+        number, and the store's id; numbering goes on after them.
+        """
+        store = self.open()
+        self.assertTrue(verifyObject(IHistory, store))
+        records = [(TS, "plain", None), (TS, "two\nlines ünïcödé \x1b[31m", "error")]
+        self.assertEqual(store.add(Owner(WEB), list(records), 40), 1)
+        self.assertEqual(store.add(Owner(CRON), [(TS, "cron", "info")], 4), 3)
+        await store.stopService()
+        again = self.open()
+        self.assertEqual(again.epoch, store.epoch)
+        self.assertEqual(again.recovered, 3)
+        self.assertEqual(self.logs(again), [*records, (TS, "cron", "info")])
+        runs = again.replay(Filters(), 10).runs
+        self.assertEqual(
+            [(run.topic, list(run.seqs)) for run in runs], [(WEB, [1, 2]), (CRON, [3])]
+        )
+        self.assertEqual(again.add(Owner(WEB), [(TS, "after", None)], 5), 4)
+        await again.stopService()
+
+    async def test_ringBounds(self) -> None:
+        """
+        Read back, the ring holds the newest records within its bounds, and
+        the holder is told of each batch it holds.
+        """
+        store = self.open()
+        for i in range(10):
+            store.add(Owner(WEB), [(TS, f"{i}-{j}", None) for j in range(3)], 9)
+        await store.stopService()
+        held: list[tuple[Topic, int, str]] = []
+        again = Store(self.directory, History(6, 1 << 20), reactor)
+
+        def holder(topic: Topic, count: int, last: str) -> Owner:
+            held.append((topic, count, last))
+            return Owner(topic)
+
+        again.holder = holder
+        again.startService()
+        self.addCleanup(again.stopService)
+        self.assertEqual(
+            [text for _, text, _ in self.logs(again)],
+            [f"{i}-{j}" for i in (8, 9) for j in range(3)],
+        )
+        self.assertEqual(held, [(WEB, 3, TS), (WEB, 3, TS)])
+        self.assertEqual(again.next, 31)
+
+    def test_otherFormat(self) -> None:
+        """
+        A store written in another format is refused, never misread.
+        """
+        os.makedirs(self.directory)
+        connection = sqlite3.connect(os.path.join(self.directory, DATABASE))
+        connection.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('format', '99'), ('id', '1');"
+        )
+        connection.commit()
+        connection.close()
+        with self.assertRaises(StoreError) as caught:
+            self.open()
+        self.assertEqual(
+            str(caught.exception),
+            f"--store {self.directory}: it holds a store of format '99', and this logio reads "
+            "format 1 only: use another folder, or the logio that wrote it",
+        )
+
+    def test_unusable(self) -> None:
+        """
+        A folder that cannot be written is refused with the reason.
+        """
+        if os.geteuid() == 0:
+            # Root writes anywhere: a file where the folder should be fails
+            # for everyone.
+            with open(self.directory, "w"):
+                pass
+        else:
+            os.makedirs(self.directory)
+            os.chmod(self.directory, stat.S_IRUSR | stat.S_IXUSR)
+        with self.assertRaises(StoreError) as caught:
+            self.open()
+        self.assertTrue(
+            str(caught.exception).startswith(f"--store {self.directory}: cannot use it: ")
+        )
