@@ -270,7 +270,9 @@ class RootTests(SynchronousTestCase):
         self.assertEqual(stream.status, 400)
         body = stream.readUntil(lambda b: b.endswith(b"\n"))
         self.assertIn(b"'ap'", body)
-        self.assertIn(b"app proc host log level since until tail follow format ansi last_event_id", body)
+        self.assertIn(
+            b"app proc host log level since until tail follow format ansi last_event_id", body
+        )
 
     def test_topicsAndMetrics(self) -> None:
         """

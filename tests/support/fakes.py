@@ -33,6 +33,7 @@ from logio.interfaces import (
 from logio.refusals import Refusals
 from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
+from logio.timerange import TimeRange
 from logio.topic import Record, Topic, serverHost
 from logio.web.channel import SubscriberSite
 from logio.web.site import makeSite
@@ -86,7 +87,13 @@ class FakeBroker:
     def subscriberCount(self) -> int:
         return 0
 
-    def replay(self, filters: IFilters, tail: int, after: Optional[int] = None) -> Replay:
+    def replay(
+        self,
+        filters: IFilters,
+        tail: int,
+        after: Optional[int] = None,
+        window: Optional[TimeRange] = None,
+    ) -> Replay:
         return Replay([])
 
     def topics(self) -> Sequence[TopicInfo]:
