@@ -45,6 +45,8 @@ class Settings:
         machine too (else it is in protected mode: see L{protected}).
     @ivar store: The folder of the durable store, or L{None} for history in
         memory only.
+    @ivar retainBytes: The most bytes the store's records take on disk.
+    @ivar retainAge: Seconds the store keeps a record.
     """
 
     maxLine: int = 65536
@@ -65,6 +67,8 @@ class Settings:
     auth: Optional[str] = None
     public: bool = False
     store: Optional[str] = None
+    retainBytes: int = 1024 * MiB
+    retainAge: float = 7 * 86400.0
 
     @property
     def protected(self) -> bool:

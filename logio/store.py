@@ -38,7 +38,7 @@ from zope.interface import implementer
 from logio.history import History
 from logio.interfaces import IFilters, IHistory, Replay
 from logio.timerange import TimeRange
-from logio.topic import Record, Topic
+from logio.topic import Record, Topic, formatEpoch
 
 #: The format of the database this code writes; a store of another format
 #: is refused with a clear message, never misread.
@@ -50,6 +50,11 @@ FLUSH_INTERVAL = 0.1
 #: Bytes of records waiting for the writer at most; beyond, the newest are
 #: not stored (and counted): a stalled disk never grows memory unbounded.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
+#: What a pruning leaves of C{retainBytes}: room for the next writes, so
+#: that not every write prunes.
+PRUNE_TO = 0.9
+#: Seconds between two looks for records older than C{retainAge}.
+AGE_CHECK_INTERVAL = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -121,22 +126,38 @@ class Store(Service):
 
     log = Logger()
 
-    def __init__(self, directory: str, ring: History, reactor: IReactorTime) -> None:
+    def __init__(
+        self,
+        directory: str,
+        ring: History,
+        reactor: IReactorTime,
+        retainBytes: int = 1 << 30,
+        retainAge: float = 7 * 86400.0,
+    ) -> None:
         """
         Open the store in C{directory} and read what it holds.
 
         @param ring: Where the newest records are kept in memory for
             replay; its bounds are C{--history}'s.
+        @param retainBytes: The most bytes the records may take on disk:
+            beyond, the oldest go (the file keeps its size: SQLite reuses
+            the pages they leave).
+        @param retainAge: Seconds a record is kept, by its time.
         @raise StoreError: If the store cannot be opened.
         """
         self.directory = directory
+        self.retainBytes = retainBytes
+        self.retainAge = retainAge
+        #: Records removed by the retention bounds, this run.
+        self.pruned = 0
+        self._ageChecked = -AGE_CHECK_INTERVAL
         self._connection, self.epoch = _open(directory)
         self._ring = ring
         self._reactor = reactor
         self._pending: list[_Batch] = []
         self._pendingBytes = 0
         self._topics: dict[Topic, int] = {}
-        self._queue: queue.Queue[Optional[list[_Batch]]] = queue.Queue()
+        self._queue: queue.Queue[Optional[tuple[float, list[_Batch]]]] = queue.Queue()
         self._writer: Optional[threading.Thread] = None
         self._flusher = LoopingCall(self.flush)
         self._flusher.clock = reactor
@@ -240,10 +261,12 @@ class Store(Service):
             pool.stop()
             self._connection.close()
             self.log.info(
-                "Store {directory}: {stored} records stored this run, {unstored} not stored",
+                "Store {directory}: {stored} records stored this run, {unstored} not stored, "
+                "{pruned} removed by the retention bounds",
                 directory=self.directory,
                 stored=self.stored,
                 unstored=self.unstored,
+                pruned=self.pruned,
             )
 
         return done.addCallback(stopped)
@@ -253,7 +276,7 @@ class Store(Service):
         Hand the waiting batches to the writer.
         """
         if self._pending:
-            self._queue.put(self._pending)
+            self._queue.put((self._reactor.seconds(), self._pending))
             self._pending = []
             self._pendingBytes = 0
 
@@ -289,19 +312,71 @@ class Store(Service):
         The writer thread: write each flush's batches in one transaction.
         """
         while True:
-            batches = self._queue.get()
-            if batches is None:
+            item = self._queue.get()
+            if item is None:
                 return
+            now, batches = item
             count = sum(len(batch[2]) for batch in batches)
             try:
                 self._insert(batches)
+                pruned = self._prune(now)
             except sqlite3.Error as e:
                 self._reactor.callFromThread(self._failed, count, e)  # type: ignore[attr-defined]
             else:
-                self._reactor.callFromThread(self._written, count)  # type: ignore[attr-defined]
+                self._reactor.callFromThread(self._written, count, pruned)  # type: ignore[attr-defined]
 
-    def _written(self, count: int) -> None:
+    def _written(self, count: int, pruned: int) -> None:
         self.stored += count
+        self.pruned += pruned
+
+    def _prune(self, now: float) -> int:
+        """
+        Remove the oldest records past C{retainBytes}, and, once a minute,
+        those older than C{retainAge}.
+
+        @return: How many records were removed.
+        """
+        connection = self._connection
+        pruned = 0
+        pageSize = connection.execute("PRAGMA page_size").fetchone()[0]
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        excess = (pages - free) * pageSize - int(self.retainBytes * PRUNE_TO)
+        if (pages - free) * pageSize > self.retainBytes:
+            freed = 0
+            last = None
+            for first, length in connection.execute(
+                "SELECT first, length(records) + 64 FROM batches ORDER BY first LIMIT 100000"
+            ):
+                freed += length
+                last = first
+                if freed >= excess:
+                    break
+            if last is not None:
+                pruned += self._delete("first <= ?", last)
+        if now - self._ageChecked >= AGE_CHECK_INTERVAL:
+            self._ageChecked = now
+            pruned += self._delete("newest < ?", formatEpoch(now - self.retainAge))
+        return pruned
+
+    def _delete(self, where: str, bound: object) -> int:
+        """
+        Remove the batches C{where} says, with C{bound} for its C{?}.
+
+        @return: How many records they held.
+        """
+        connection = self._connection
+        connection.execute("BEGIN")
+        try:
+            (count,) = connection.execute(
+                f"SELECT COALESCE(SUM(count), 0) FROM batches WHERE {where}", (bound,)
+            ).fetchone()
+            connection.execute(f"DELETE FROM batches WHERE {where}", (bound,))
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        return int(count)
 
     def _failed(self, count: int, error: sqlite3.Error) -> None:
         self.unstored += count

@@ -44,6 +44,18 @@ class TimeRange:
         return self.since <= stamp and (self.until is None or stamp <= self.until)
 
 
+def parseSpan(value: str) -> float:
+    """
+    The seconds of a span: C{90s}, C{15m}, C{2h}, C{7d}, C{1w}.
+
+    @raise ValueError: If C{value} is not one.
+    """
+    span = _SPAN.fullmatch(value.strip())
+    if span is None:
+        raise ValueError(f"not a span such as 90s, 15m, 2h, 7d or 1w: {value[:64]!r}")
+    return float(span.group(1)) * _UNITS[span.group(2)]
+
+
 def parseInstant(name: str, value: str, now: float) -> str:
     """
     The output timestamp of a C{since} or C{until} value.

@@ -131,3 +131,73 @@ class StoreTests(TestCase):
         self.assertTrue(
             str(caught.exception).startswith(f"--store {self.directory}: cannot use it: ")
         )
+
+
+class Clocked:
+    """
+    The reactor, but with a clock the test sets.
+    """
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def seconds(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(reactor, name)
+
+
+class RetentionTests(TestCase):
+    """
+    The store's bounds: bytes on disk, and age.
+    """
+
+    def setUp(self) -> None:
+        self.directory = self.mktemp()
+
+    def stored(self) -> tuple[list[int], int]:
+        """
+        The first seq of every batch on disk, and the bytes its pages use.
+        """
+        connection = sqlite3.connect(os.path.join(self.directory, DATABASE))
+        firsts = [row[0] for row in connection.execute("SELECT first FROM batches ORDER BY first")]
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        size = connection.execute("PRAGMA page_size").fetchone()[0]
+        connection.close()
+        return firsts, (pages - free) * size
+
+    async def test_bytes(self) -> None:
+        """
+        Past C{retainBytes}, the oldest batches go, and the file stays
+        within the bound plus a small margin however much is written.
+        """
+        bound = 1 << 20
+        store = Store(self.directory, History(100, 1 << 20), reactor, retainBytes=bound)
+        store.startService()
+        for i in range(40):
+            store.add(Owner(WEB), [(TS, f"{i} {j} " + "x" * 500, None) for j in range(100)], 51000)
+            store.flush()
+        await store.stopService()
+        firsts, used = self.stored()
+        self.assertLessEqual(used, bound)
+        self.assertEqual(firsts[-1], 3901)
+        self.assertGreater(firsts[0], 1)
+        self.assertEqual(firsts, list(range(firsts[0], 3902, 100)))
+        self.assertEqual(store.stored, 4000)
+        self.assertEqual(store.pruned, firsts[0] - 1)
+        self.assertLessEqual(os.path.getsize(os.path.join(self.directory, DATABASE)), bound * 1.5)
+
+    async def test_age(self) -> None:
+        """
+        Records older than C{retainAge}, by their time, go.
+        """
+        clocked = Clocked(1764900000.0)  # 2025-12-05T02:00:00Z
+        store = Store(self.directory, History(100, 1 << 20), clocked, retainAge=86400)  # type: ignore[arg-type]
+        store.startService()
+        store.add(Owner(WEB), [("2025-12-03T02:00:00.000", "two days old", None)], 10)
+        store.add(Owner(WEB), [("2025-12-04T03:00:00.000", "23 hours old", None)], 10)
+        await store.stopService()
+        self.assertEqual(self.stored()[0], [2])
+        self.assertEqual(store.pruned, 1)

@@ -10,6 +10,7 @@ from typing import Callable
 from twisted.python import usage
 
 from logio.settings import Settings
+from logio.timerange import parseSpan
 
 #: The defaults of every option: the settings' own.
 DEFAULTS = Settings()
@@ -31,6 +32,13 @@ def _atLeast(minimum: int, doc: str) -> Callable[[str], int]:
 
 
 _positive = _atLeast(1, "Must be a positive integer.")
+
+
+def _span(value: str) -> float:
+    return parseSpan(value)
+
+
+_span.coerceDoc = "A span: 90s, 15m, 2h, 7d or 1w."  # type: ignore[attr-defined]
 _count = _atLeast(0, "Must be a whole number (0 turns it off).")
 
 
@@ -137,6 +145,20 @@ class Options(usage.Options):
             "Bytes kept in memory for replay: the input records came in, plus 64 per record.",
             _positive,
         ],
+        [
+            "retain-bytes",
+            None,
+            DEFAULTS.retainBytes,
+            "With --store: the most bytes its records may take on disk; the oldest go first.",
+            _positive,
+        ],
+        [
+            "retain-age",
+            None,
+            "7d",
+            "With --store: how long records are kept; older ones go.",
+            _span,
+        ],
     ]
 
     def __init__(self) -> None:
@@ -220,6 +242,9 @@ class Options(usage.Options):
             auth=self["auth"],
             public=bool(self["public"]),
             store=self["store"],
+            retainBytes=self["retain-bytes"],
+            # The default is given as a span too, and options do not coerce it.
+            retainAge=_span(age) if isinstance(age := self["retain-age"], str) else age,
         )
 
 

@@ -51,7 +51,7 @@ def _history(settings: Settings, reactor: Any, top: MultiService) -> IHistory:
     if settings.store is None:
         return ring
     try:
-        store = Store(settings.store, ring, reactor)
+        store = Store(settings.store, ring, reactor, settings.retainBytes, settings.retainAge)
     except StoreError as e:
         raise StartupError(f"logio: {e}") from None
     # Started before the broker, stopped after it: what the publishers sent

@@ -29,6 +29,7 @@ FILES = {
     b"app.js": ("app.js", b"text/javascript; charset=utf-8"),
     b"text.js": ("text.js", b"text/javascript; charset=utf-8"),
     b"topics.js": ("topics.js", b"text/javascript; charset=utf-8"),
+    b"range.js": ("range.js", b"text/javascript; charset=utf-8"),
     b"app.css": ("app.css", b"text/css; charset=utf-8"),
 }
 

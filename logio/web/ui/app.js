@@ -1,18 +1,28 @@
 // logio's web viewer: the last records of a subscription, then the live
-// stream over server-sent events, resumed from the last id after a drop.
+// stream over server-sent events, resumed from the last id after a drop; a
+// range that has ended is read once.  Earlier records are loaded a page at a
+// time when the view is scrolled to the top.
 // Log text is only ever inserted as text (textContent), never as HTML.
+import { instant, rangeControl, sinceAsAt } from "./range.js";
 import { literalHighlight, logText, visible } from "./text.js";
 import { colourOf, topicsPanel } from "./topics.js";
 
 const FIELDS = ["app", "proc", "host", "log", "level"];
+const PARAMS = [...FIELDS, "since", "until"];  // what the page's URL keeps
 const LEVELS = ["trace", "debug", "info", "notice", "warn", "error", "fatal"];
-const HISTORY = 200;       // records shown on load
+const HISTORY = 200;       // records shown on load, and per earlier page
 const MAX_LINES = 10000;   // lines the page keeps
 const MAX_PENDING = 10000; // lines kept while paused
 const NARROW = 900;        // px below which the topics panel covers the lines
+const NEAR_TOP = 40;       // px from the top at which earlier records load
+// A stream that ends this close to its range's end (ms) has ended with it,
+// whatever small difference there is between the two clocks.
+const END_SLACK = 2000;
 
 const $ = (id) => document.getElementById(id);
 const view = $("log");
+const lines = $("lines");
+const edge = $("earlier");
 const form = $("filters");
 const state = $("state");
 
@@ -28,6 +38,9 @@ let scheduled = false;
 let total = 0;         // records received since the filters were set
 let recent = 0;
 let connects = 0;      // so only the latest of overlapping connects opens a stream
+let cleared = 0;       // so an earlier page asked for before a reset is not shown
+let began = 0;         // when the subscription was made (ms), for spans in earlier pages
+let earlier = "more";  // whether earlier records may be loaded: see showEarlier
 
 function query() {
   return new URLSearchParams(location.search);
@@ -36,6 +49,7 @@ function query() {
 function readFilters() {
   const params = query();
   for (const name of FIELDS) form.elements[name].value = params.get(name) || "";
+  range.read(params);
   // A level the server knows by another name (warning, err, 40) keeps its
   // own choice in the selector.
   const level = form.elements.level;
@@ -52,16 +66,29 @@ function withToken(params) {
   return params;
 }
 
+// The address of the page's subscription, with `extra` parameters (an
+// empty one left out).
 function subscription(extra) {
   const params = new URLSearchParams();
   const own = query();
-  for (const name of FIELDS) {
+  for (const name of PARAMS) {
     const value = own.get(name);
     if (value) params.set(name, value);
   }
   withToken(params);
-  for (const [name, value] of Object.entries(extra)) params.set(name, value);
+  for (const [name, value] of Object.entries(extra)) {
+    if (value) params.set(name, value); else params.delete(name);
+  }
   return "/?" + params.toString();
+}
+
+// What a JSON lines answer holds.
+function records(text) {
+  return text.split("\n").filter((line) => line.trim()).map((line) => JSON.parse(line));
+}
+
+async function refusal(answer) {
+  return `${answer.status} ${answer.statusText}: ${(await answer.text()).trim()}`;
 }
 
 function showError(message) {
@@ -117,6 +144,7 @@ function render(record) {
     }
   }
   line.dataset.time = record.time;
+  if (record.seq !== undefined) line.dataset.seq = String(record.seq);
   return line;
 }
 
@@ -127,9 +155,16 @@ function flush() {
   queue = [];
   const fragment = document.createDocumentFragment();
   for (const record of batch) fragment.append(render(record));
-  view.append(fragment);
-  let extra = view.childElementCount - MAX_LINES;
-  while (extra-- > 0) view.firstElementChild.remove();
+  lines.append(fragment);
+  let extra = lines.childElementCount - MAX_LINES;
+  if (extra > 0) {
+    // The oldest lines go; a reader above the newest keeps the lines in view.
+    const kept = lines.children[extra];
+    const top = kept.offsetTop;
+    while (extra-- > 0) lines.firstElementChild.remove();
+    if (!follow) view.scrollTop -= top - kept.offsetTop;
+    if (earlier !== "loading") showEarlier("more");
+  }
   if (follow) view.scrollTop = view.scrollHeight;
   countLines();
 }
@@ -169,13 +204,22 @@ setInterval(() => {
 
 // Forget what the page shows, for new filters or at the user's word.
 function reset() {
-  view.replaceChildren();
+  cleared++;
+  lines.replaceChildren();
+  showEarlier("more");
   queue = [];
   pending = [];
   pendingDropped = 0;
   total = 0;
   showPending();
   countLines();
+}
+
+// A range with an end shows what it holds and says so; one without goes on
+// live.
+function showComplete() {
+  setState("complete", "complete");
+  $("live").textContent = "Jump to the end ↓";
 }
 
 async function connect() {
@@ -189,26 +233,50 @@ async function connect() {
   if (log) {
     try { highlight = literalHighlight(log); } catch (e) { highlight = null; }
   }
+  began = Date.now();
+  const until = params.get("until");
+  // Where the browser cannot read an end the server took, it is taken as
+  // past: the range is read once.
+  const ends = until ? instant(until, began) : null;
+  const over = ends !== null && !(ends > began);
+  $("live").textContent = "Jump to live ↓";
   setState("connecting…", "connecting");
-  // Ask once without following, so a refused subscription (a bad regex, a
-  // missing token) shows the server's own message.
+  // A range that is over is read once.  Otherwise ask once without
+  // following (for one record at most: a range without a tail replays all
+  // it holds), so a refused subscription (a bad regex or time, a missing
+  // token) shows the server's own message.
   try {
-    const check = await fetch(subscription({ follow: "0", format: "json" }));
+    const check = await fetch(subscription({ follow: "0", format: "json", tail: over ? String(HISTORY) : "1" }));
     if (attempt !== connects) return;
     if (!check.ok) {
-      showError(`${check.status} ${check.statusText}: ${(await check.text()).trim()}`);
+      showError(await refusal(check));
       setState("refused", "error");
+      return;
+    }
+    if (over) {
+      const found = records(await check.text());
+      if (attempt !== connects) return;
+      for (const record of found) add(record);
+      if (found.length < HISTORY) showEarlier(found.length ? "none" : "empty");
+      showComplete();
       return;
     }
   } catch (e) {
     if (attempt !== connects) return;
     showError("cannot reach the server: " + e);
     setState("offline", "error");
+    if (over) return;
   }
   const opened = new EventSource(subscription({ format: "sse", tail: String(HISTORY) }));
   source = opened;
   opened.onopen = () => setState(paused ? "paused" : "live", paused ? "paused" : "");
   opened.onerror = () => {
+    if (ends !== null && Date.now() >= ends - END_SLACK) {
+      // The server ends the stream once its range is over.
+      opened.close();
+      if (source === opened) showComplete();
+      return;
+    }
     // EventSource reconnects by itself, sending the last id it saw, and
     // the server resumes after it.
     if (opened.readyState === EventSource.CONNECTING) setState("reconnecting…", "connecting");
@@ -220,10 +288,89 @@ async function connect() {
   opened.addEventListener("notice", received);
 }
 
+// What the top of the view says about earlier records, and whether more
+// may be loaded: more, loading, none (history holds no earlier ones), empty
+// (a range with no records at all) or full (the page holds its most).
+function showEarlier(kind, message) {
+  earlier = kind;
+  const texts = {
+    loading: "loading earlier records…",
+    none: query().get("since") ? "no earlier records in this range" : "no earlier records",
+    empty: "no records in this range",
+    full: `the page keeps ${MAX_LINES.toLocaleString()} lines: no earlier ones are loaded`,
+  };
+  edge.textContent = message || texts[kind] || "";
+  edge.className = "edge " + (message ? "failed" : kind);
+  edge.hidden = !edge.textContent;
+}
+
+// Run `change` to the lines above the view, keeping the lines in view where
+// they are.
+function keepPlace(change) {
+  const below = view.scrollHeight - view.scrollTop;
+  change();
+  view.scrollTop = view.scrollHeight - below;
+}
+
+// Load the page of records before the oldest shown: those of the same
+// filters and range until its time, less those it already shows (an until
+// includes its time, and times may repeat), prepended.  The page keeps at
+// most MAX_LINES lines, so loading stops there.
+async function loadEarlier() {
+  const first = lines.querySelector(".line[data-seq]");
+  if (earlier !== "more" || !first) return;
+  const room = MAX_LINES - lines.childElementCount;
+  if (room <= 0) {
+    keepPlace(() => showEarlier("full"));
+    return;
+  }
+  const generation = cleared;
+  const oldest = Number(first.dataset.seq);
+  const time = first.dataset.time;
+  // The answer holds the shown records of that time too, and any shown
+  // later with an earlier time: ask for that many more, and more again if
+  // the page holds nothing older.
+  let same = 0;
+  for (let line = first; line && line.dataset.time === time; line = line.nextElementSibling) same++;
+  let wanted = HISTORY + same;
+  const since = query().get("since");
+  keepPlace(() => showEarlier("loading"));
+  let older;
+  let ended;
+  try {
+    for (;;) {
+      const answer = await fetch(subscription({
+        since: since && sinceAsAt(since, began), until: time, tail: String(wanted),
+        follow: "0", format: "json",
+      }));
+      if (generation !== cleared) return;
+      if (!answer.ok) throw new Error(await refusal(answer));
+      const found = records(await answer.text()).filter((r) => typeof r.seq === "number");
+      if (generation !== cleared) return;
+      older = found.filter((record) => record.seq < oldest);
+      ended = found.length < wanted;
+      if (older.length || ended || wanted >= MAX_LINES) break;
+      wanted = Math.min(wanted * 2, MAX_LINES);
+    }
+  } catch (e) {
+    if (generation === cleared) keepPlace(() => showEarlier("more", "cannot load earlier records: " + (e.message || e)));
+    return;
+  }
+  const kept = older.slice(-room);
+  keepPlace(() => {
+    const fragment = document.createDocumentFragment();
+    for (const record of kept) fragment.append(render(record));
+    lines.prepend(fragment);
+    showEarlier(older.length > room ? "full" : ended ? "none" : "more");
+  });
+  total += kept.length;
+  countLines();
+}
+
 // Put new filters in the page's URL, and show what they select.
 function applyFilters(values) {
   const params = query();
-  for (const name of FIELDS) {
+  for (const name of PARAMS) {
     const value = (values[name] ?? params.get(name) ?? "").trim();
     if (value) params.set(name, value); else params.delete(name);
   }
@@ -236,7 +383,10 @@ function applyFilters(values) {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  applyFilters(Object.fromEntries(FIELDS.map((name) => [name, form.elements[name].value])));
+  applyFilters({
+    ...Object.fromEntries(FIELDS.map((name) => [name, form.elements[name].value])),
+    ...range.values(),
+  });
 });
 form.elements.level.addEventListener("change", () => form.requestSubmit());
 
@@ -267,7 +417,8 @@ document.addEventListener("keydown", (event) => {
 
 function showZone() {
   $("zone").textContent = utc ? "UTC" : "Local";
-  for (const line of view.children) {
+  range.read(query());
+  for (const line of lines.children) {
     const ts = line.querySelector(".ts");
     if (ts) ts.replaceWith(timestamp(line.dataset.time));
   }
@@ -284,7 +435,13 @@ view.addEventListener("scroll", () => {
   const atBottom = view.scrollHeight - view.scrollTop - view.clientHeight < 4;
   follow = atBottom;
   $("live").hidden = atBottom;
+  if (view.scrollTop < NEAR_TOP) loadEarlier();
 });
+// Lines that do not fill the view cannot scroll: a turn of the wheel up
+// asks for earlier ones.
+view.addEventListener("wheel", (event) => {
+  if (event.deltaY < 0 && view.scrollTop === 0) loadEarlier();
+}, { passive: true });
 $("live").addEventListener("click", () => {
   follow = true;
   view.scrollTop = view.scrollHeight;
@@ -317,6 +474,11 @@ $("topics-toggle").addEventListener("click", () => {
 });
 view.addEventListener("click", () => { if (narrow()) showTopics(false); });
 showTopics(!narrow() && localStorage.getItem("logio.topics") !== "closed");
+
+const range = rangeControl(form, $("range-custom"), {
+  submit: () => form.requestSubmit(),
+  utc: () => utc,
+});
 
 readFilters();
 showZone();
