@@ -131,6 +131,9 @@ class History:
             self.bytes -= freed
             self.evicted(batch.owner, gone)
 
+    def metrics(self) -> list[tuple[str, str, str, float]]:
+        return []
+
     def replay(
         self,
         filters: IFilters,

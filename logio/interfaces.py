@@ -260,6 +260,12 @@ class IHistory(Interface):
         C{after} is given, all of those after that sequence number.
         """
 
+    def metrics() -> Sequence[tuple[str, str, str, float]]:
+        """
+        What this history adds to C{/metrics}: C{(kind, name,
+        documentation, value)}, the kind C{gauge} or C{counter}.
+        """
+
 
 class IBroker(Interface):
     """

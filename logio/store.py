@@ -24,6 +24,8 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
+from datetime import datetime
 from typing import Any, Callable, Optional
 
 from twisted.application.service import Service
@@ -55,6 +57,8 @@ MAX_PENDING_BYTES = 64 * 1024 * 1024
 PRUNE_TO = 0.9
 #: Seconds between two looks for records older than C{retainAge}.
 AGE_CHECK_INTERVAL = 60.0
+#: Seconds between two log lines about one cause of failure.
+FAILURE_LOG_INTERVAL = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -163,6 +167,12 @@ class Store(Service):
         self._flusher.clock = reactor
         self.unstored = 0
         self.stored = 0
+        #: When each flush not written yet was handed to the writer.
+        self._inFlight: deque[float] = deque()
+        #: The time of the oldest record on disk, as the writer last saw it.
+        self._oldestTime: Optional[str] = None
+        #: When each cause of failure was last logged.
+        self._failuresLogged: dict[str, float] = {}
         row = self._connection.execute(
             "SELECT MAX(first + count), SUM(count) FROM batches"
         ).fetchone()
@@ -276,7 +286,9 @@ class Store(Service):
         Hand the waiting batches to the writer.
         """
         if self._pending:
-            self._queue.put((self._reactor.seconds(), self._pending))
+            now = self._reactor.seconds()
+            self._inFlight.append(now)
+            self._queue.put((now, self._pending))
             self._pending = []
             self._pendingBytes = 0
 
@@ -320,14 +332,70 @@ class Store(Service):
             try:
                 self._insert(batches)
                 pruned = self._prune(now)
+                oldest = self._connection.execute(
+                    "SELECT oldest FROM batches ORDER BY first LIMIT 1"
+                ).fetchone()
             except sqlite3.Error as e:
                 self._reactor.callFromThread(self._failed, count, e)  # type: ignore[attr-defined]
             else:
-                self._reactor.callFromThread(self._written, count, pruned)  # type: ignore[attr-defined]
+                self._reactor.callFromThread(  # type: ignore[attr-defined]
+                    self._written, count, pruned, oldest[0] if oldest else None
+                )
 
-    def _written(self, count: int, pruned: int) -> None:
+    def _written(self, count: int, pruned: int, oldest: Optional[str]) -> None:
+        self._inFlight.popleft()
         self.stored += count
         self.pruned += pruned
+        self._oldestTime = oldest
+
+    def metrics(self) -> list[tuple[str, str, str, float]]:
+        """
+        The store's size on disk, records, oldest record, write lag, and
+        what it could not store.
+        """
+        size = 0
+        for name in (DATABASE, DATABASE + "-wal"):
+            try:
+                size += os.path.getsize(os.path.join(self.directory, name))
+            except OSError:
+                pass
+        oldest = 0.0
+        if self._oldestTime is not None:
+            oldest = datetime.fromisoformat(self._oldestTime + "+00:00").timestamp()
+        now = self._reactor.seconds()
+        return [
+            ("gauge", "logio_store_bytes", "Bytes the store's files take on disk.", size),
+            (
+                "gauge",
+                "logio_store_records",
+                "Records in the store.",
+                self.recovered + self.stored - self.pruned,
+            ),
+            (
+                "gauge",
+                "logio_store_oldest_time_seconds",
+                "The time of the oldest record in the store (0 when it is empty).",
+                oldest,
+            ),
+            (
+                "gauge",
+                "logio_store_write_lag_seconds",
+                "How long the oldest records not written yet have waited for the disk.",
+                now - self._inFlight[0] if self._inFlight else 0.0,
+            ),
+            (
+                "counter",
+                "logio_store_records_unstored",
+                "Records not stored: the disk failed, or the writer was too far behind.",
+                self.unstored,
+            ),
+            (
+                "counter",
+                "logio_store_records_pruned",
+                "Records removed by the retention bounds.",
+                self.pruned,
+            ),
+        ]
 
     def _prune(self, now: float) -> int:
         """
@@ -379,13 +447,23 @@ class Store(Service):
         return int(count)
 
     def _failed(self, count: int, error: sqlite3.Error) -> None:
+        """
+        A write failed: count what it lost, and log it, once a minute at
+        most for each cause.  The next flush tries again.
+        """
+        self._inFlight.popleft()
         self.unstored += count
-        self.log.error(
-            "Store {directory}: {count} records not stored: {error}",
-            directory=self.directory,
-            count=count,
-            error=error,
-        )
+        cause = str(error)
+        now = self._reactor.seconds()
+        if now - self._failuresLogged.get(cause, -FAILURE_LOG_INTERVAL) >= FAILURE_LOG_INTERVAL:
+            self._failuresLogged[cause] = now
+            self.log.error(
+                "Store {directory}: records could not be stored ({error}); {unstored} lost so "
+                "far; live streaming goes on, and storing resumes when the disk allows",
+                directory=self.directory,
+                error=cause,
+                unstored=self.unstored,
+            )
 
     def _insert(self, batches: list[_Batch]) -> None:
         connection = self._connection

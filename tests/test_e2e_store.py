@@ -14,11 +14,12 @@ import socket
 import sqlite3
 import threading
 import time
+from datetime import datetime
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio.store import DATABASE
-from tests.support.server import Server, get
+from tests.support.server import Server, get, metrics
 from tests.support.waiting import TIMEOUT, waitFor
 
 
@@ -72,6 +73,17 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual([o["seq"] for o in data], list(range(501, 1002)))
         self.assertEqual(data[-1]["log"], "after")
         self.assertNotIn(b"earlier run", resumed)
+        waitFor(
+            lambda: metrics(second)[("logio_store_records", ())] == 1001,
+            what="the new record stored",
+        )
+        counted = metrics(second)
+        self.assertGreater(counted[("logio_store_bytes", ())], 1000 * 10)
+        self.assertEqual(counted[("logio_store_records_unstored_total", ())], 0)
+        self.assertEqual(
+            counted[("logio_store_oldest_time_seconds", ())],
+            datetime.fromisoformat(before[0]["time"].replace("Z", "+00:00")).timestamp(),
+        )
 
     def test_kill9UnderLoad(self) -> None:
         """

@@ -8,8 +8,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
+from typing import Callable
 
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
@@ -17,11 +21,14 @@ from logio.filters import Filters
 from logio.history import History
 from logio.interfaces import IHistory
 from logio.store import DATABASE, Store, StoreError
-from logio.topic import Topic
+from logio.topic import Topic, formatEpoch
+from tests.support.waiting import TIMEOUT
 
 WEB = Topic("web", "p", "h")
 CRON = Topic("cron", "-", "h")
-TS = "2026-12-05T02:00:00.000"
+#: A record time of now: within the default retention.
+NOW = float(int(time.time()))
+TS = formatEpoch(NOW)
 
 
 class Owner:
@@ -201,3 +208,62 @@ class RetentionTests(TestCase):
         await store.stopService()
         self.assertEqual(self.stored()[0], [2])
         self.assertEqual(store.pruned, 1)
+
+
+class FaultTests(TestCase):
+    """
+    A disk that fails: what is lost is counted and said, once per cause,
+    and storing resumes when the disk allows.
+    """
+
+    async def test_fullDisk(self) -> None:
+        """
+        Writes that fail lose their records (counted in C{/metrics}), the
+        failure is logged once however often it repeats, and the next
+        writes that succeed are stored; history in memory goes on.
+        """
+        store = Store(self.mktemp(), History(100, 1 << 20), reactor)
+        store.startService()
+        failing = [True]
+        insert = store._insert
+
+        def full(batches: list[object]) -> None:
+            if failing[0]:
+                raise sqlite3.OperationalError("database or disk is full")
+            insert(batches)  # type: ignore[arg-type]
+
+        self.patch(store, "_insert", full)
+        with capturedLogs() as events:
+            for i in range(3):
+                store.add(Owner(WEB), [(TS, f"lost {i}", None)], 6)
+                store.flush()
+            await waitUntil(lambda: store.unstored == 3)
+        logged = [
+            formatEvent(event) for event in events if "could not be stored" in formatEvent(event)
+        ]
+        failing[0] = False
+        store.add(Owner(WEB), [(TS, "kept", None)], 4)
+        await store.stopService()
+        self.assertEqual(len(logged), 1)
+        self.assertIn("records could not be stored (database or disk is full)", logged[0])
+        self.assertEqual((store.stored, store.unstored), (1, 3))
+        metrics = {name: value for _, name, _, value in store.metrics()}
+        self.assertEqual(metrics["logio_store_records_unstored"], 3)
+        self.assertEqual(metrics["logio_store_records"], 1)
+        self.assertEqual(metrics["logio_store_oldest_time_seconds"], NOW)
+        self.assertGreater(metrics["logio_store_bytes"], 0)
+        self.assertEqual(
+            [text for run in store.replay(Filters(), 10).runs for _, text, _ in run.records],
+            ["lost 0", "lost 1", "lost 2", "kept"],
+        )
+
+
+async def waitUntil(condition: Callable[[], bool]) -> None:
+    """
+    Wait, letting the reactor run, until C{condition()} is true.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await deferLater(reactor, 0.01, lambda: None)

@@ -87,6 +87,11 @@ class _Collector:
         ]
         for name, documentation, value in gauges:
             yield GaugeMetricFamily(name, documentation, value=value)
+        for kind, name, documentation, value in history.metrics():
+            if kind == "gauge":
+                yield GaugeMetricFamily(name, documentation, value=value)
+            else:
+                yield CounterMetricFamily(name, documentation, value=value)
 
 
 class MetricsResource(_Report):
