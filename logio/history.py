@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 from attrs import define
 from zope.interface import implementer
@@ -133,6 +133,17 @@ class History:
 
     def metrics(self) -> list[tuple[str, str, str, float]]:
         return []
+
+    def deeper(
+        self,
+        filters: IFilters,
+        need: Optional[int],
+        after: Optional[int],
+        window: Optional[TimeRange],
+        below: int,
+    ) -> Optional[Iterator[Optional[Run]]]:
+        # Memory holds nothing older than what replay reads.
+        return None
 
     def replay(
         self,

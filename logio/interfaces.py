@@ -10,7 +10,7 @@ This module imports no implementation: only leaf value modules.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from attrs import frozen
 from zope.interface import Attribute, Interface
@@ -258,6 +258,25 @@ class IHistory(Interface):
         The held records that match C{filters}, and whose time is in
         C{window} if one is given: the newest C{tail} of them, or, if
         C{after} is given, all of those after that sequence number.
+        """
+
+    def deeper(
+        filters: IFilters,
+        need: Optional[int],
+        after: Optional[int],
+        window: Optional[TimeRange],
+        below: int,
+    ) -> Optional[Iterator[Optional[Run]]]:
+        """
+        The matching records older than those L{replay} reads, if this
+        history holds any (a store on disk does), read a batch at a time:
+        an iterator of runs, oldest first, and of L{None} where it paused
+        between batches; or L{None} if there are none to read.
+
+        @param need: How many of the newest matching records below
+            C{below} are wanted (for a C{tail}), or L{None} for all of those
+            after C{after} and in C{window}.
+        @param below: The sequence number the records read stop before.
         """
 
     def metrics() -> Sequence[tuple[str, str, str, float]]:

@@ -30,6 +30,8 @@ class Settings:
         socket's buffer together.
     @ivar maxSubscribers: Subscriptions at once.
     @ivar maxLogFilters: Distinct C{log=} patterns at once.
+    @ivar maxQueries: Subscriptions reading history from the store's disk
+        at once.
     @ivar maxQueuedBytes: Bytes held for all subscribers together.
     @ivar maxIngestBytes: Bytes the bodies of all HTTP requests in flight
         may hold together.
@@ -56,6 +58,7 @@ class Settings:
     bufferBytes: int = 4 * MiB
     maxSubscribers: int = 20000
     maxLogFilters: int = 100
+    maxQueries: int = 8
     maxQueuedBytes: int = 256 * MiB
     maxIngestBytes: int = 64 * MiB
     history: int = 10000

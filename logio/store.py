@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -38,7 +38,8 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from logio.history import History
-from logio.interfaces import IFilters, IHistory, Replay
+from logio.interfaces import IFilters, IHistory, Replay, Run
+from logio.storeread import Reader
 from logio.timerange import TimeRange
 from logio.topic import Record, Topic, formatEpoch
 
@@ -59,6 +60,9 @@ PRUNE_TO = 0.9
 AGE_CHECK_INTERVAL = 60.0
 #: Seconds between two log lines about one cause of failure.
 FAILURE_LOG_INTERVAL = 60.0
+#: The most records a C{tail} takes from disk: they are held until the
+#: newest are found.
+MAX_DISK_TAIL = 100_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -163,6 +167,7 @@ class Store(Service):
         self._topics: dict[Topic, int] = {}
         self._queue: queue.Queue[Optional[tuple[float, list[_Batch]]]] = queue.Queue()
         self._writer: Optional[threading.Thread] = None
+        self._reader: Optional[sqlite3.Connection] = None
         self._flusher = LoopingCall(self.flush)
         self._flusher.clock = reactor
         self.unstored = 0
@@ -234,6 +239,35 @@ class Store(Service):
     ) -> Replay:
         return self._ring.replay(filters, tail, after, window)
 
+    def deeper(
+        self,
+        filters: IFilters,
+        need: Optional[int],
+        after: Optional[int],
+        window: Optional[TimeRange],
+        below: int,
+    ) -> Optional[Iterator[Optional[Run]]]:
+        """
+        The matching records on disk below C{below}: see L{IHistory.deeper}.
+        """
+        low = 1 if after is None else after + 1
+        if below <= low or (need is not None and need <= 0):
+            return None
+        reader = Reader(self._readConnection(), filters, window)
+        if need is None:
+            return reader.oldestFirst(low, below)
+        return reader.newest(min(need, MAX_DISK_TAIL), below)
+
+    def _readConnection(self) -> sqlite3.Connection:
+        """
+        The connection reads go through (WAL lets them go on while the
+        writer writes).
+        """
+        if self._reader is None:
+            path = os.path.join(self.directory, DATABASE)
+            self._reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        return self._reader
+
     # The service: the writer runs while the server does.
 
     def startService(self) -> None:
@@ -270,6 +304,8 @@ class Store(Service):
         def stopped(result: None) -> None:
             pool.stop()
             self._connection.close()
+            if self._reader is not None:
+                self._reader.close()
             self.log.info(
                 "Store {directory}: {stored} records stored this run, {unstored} not stored, "
                 "{pruned} removed by the retention bounds",

@@ -159,3 +159,88 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(newest[-1]["log"], f"n {recovered - 1}")
         lost = delivered - recovered
         self.assertLessEqual(lost, delivered / elapsed * 1.0 + 10000, (lost, delivered, elapsed))
+
+
+class DeepReadTests(SynchronousTestCase):
+    """
+    Replays that reach past the records held in memory, into the store.
+    """
+
+    def setUp(self) -> None:
+        self.server = Server(self, "--store", self.mktemp(), "--history", "100")
+        lines = b"".join(
+            b"%s n %d\n" % (b"ERROR" if n % 10 == 0 else b"INFO", n) for n in range(5000)
+        )
+        self.server.publish(b"app=deep\n" + lines).close()
+        waitFor(
+            lambda: metrics(self.server)[("logio_store_records", ())] == 5000,
+            what="5000 records stored",
+        )
+
+    def test_tail(self) -> None:
+        """
+        C{tail=N} past the 100 records in memory returns the newest N, read
+        from disk, in order, in every format; with filters, the newest N
+        that match.
+        """
+        held = records(self.server, "app=deep&tail=1000")
+        self.assertEqual([o["seq"] for o in held], list(range(4001, 5001)))
+        self.assertEqual(held[0]["log"], "ERROR n 4000")
+        errors = records(self.server, "app=deep&tail=300&level=error")
+        self.assertEqual(
+            [o["log"] for o in errors], [f"ERROR n {n}" for n in range(2000, 5000, 10)]
+        )
+        logged = records(self.server, "app=deep&tail=3&log=n%201%5B0-9%5D%24")
+        self.assertEqual([o["log"] for o in logged], ["INFO n 17", "INFO n 18", "INFO n 19"])
+        text = get(self.server, "/?app=deep&tail=2000&follow=0").read().splitlines()
+        self.assertEqual(len(text), 2000)
+        self.assertTrue(text[0].endswith(b": ERROR n 3000"))
+
+    def test_resume(self) -> None:
+        """
+        An SSE client resuming from an id whose records left memory gets
+        every record after it from disk, then the ones in memory, then live
+        ones, with no gap and no duplicate.
+        """
+        epoch = re.search(r"ids (\d+)-", self.server.log())
+        assert epoch is not None
+        stream = self.server.subscribe(f"app=deep&format=sse&last_event_id={epoch.group(1)}-10")
+        self.server.publish(b"app=deep\nlive\n").close()
+        body = stream.readUntil(lambda body: b'"live"' in body)
+        seqs = [int(s) for s in re.findall(rb'"seq": (\d+)', body)]
+        self.assertEqual(seqs, list(range(11, 5002)))
+        self.assertNotIn(b"no longer in history", body)
+        stream.close()
+
+    def test_timeRange(self) -> None:
+        """
+        C{since} reaches every stored record in the range, not only those in
+        memory.
+        """
+        held = records(self.server, "app=deep&since=1h")
+        self.assertEqual([o["seq"] for o in held], list(range(1, 5001)))
+
+    def test_maxQueries(self) -> None:
+        """
+        Reads from disk beyond C{--max-queries} at once get a 503; a client
+        that leaves mid-read frees its place.
+        """
+        server = Server(self, "--store", self.mktemp(), "--history", "10", "--max-queries", "1")
+        server.publish(b"app=q\n" + b"x\n" * 200000).close()
+        waitFor(
+            lambda: metrics(server)[("logio_store_records", ())] == 200000,
+            what="200000 records stored",
+        )
+        # Never read: its replay fills the socket and the queue, and waits.
+        slow = socket.create_connection(("127.0.0.1", server.subscribePort), timeout=TIMEOUT)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall(b"GET /?app=q&since=1h&follow=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        waitFor(
+            lambda: get(server, "/?app=q&tail=100&follow=0").status == 503,
+            what="a second read refused",
+        )
+        slow.close()
+        waitFor(
+            lambda: get(server, "/?app=q&tail=100&follow=0").status == 200,
+            what="the place freed",
+        )

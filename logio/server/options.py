@@ -118,6 +118,13 @@ class Options(usage.Options):
             _positive,
         ],
         [
+            "max-queries",
+            None,
+            DEFAULTS.maxQueries,
+            "With --store: subscriptions reading history from disk at once; more get HTTP 503.",
+            _positive,
+        ],
+        [
             "max-queued-bytes",
             None,
             DEFAULTS.maxQueuedBytes,
@@ -232,6 +239,7 @@ class Options(usage.Options):
             maxSubscribers=self["max-subscribers"],
             maxLogFilters=self["max-log-filters"],
             maxQueuedBytes=self["max-queued-bytes"],
+            maxQueries=self["max-queries"],
             maxIngestBytes=self["max-ingest-bytes"],
             history=self["history"],
             historyBytes=self["history-bytes"],

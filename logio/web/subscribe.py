@@ -12,7 +12,7 @@ from typing import Mapping, Optional
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import Cooperator, LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -29,6 +29,7 @@ from logio.timerange import TimeRange, parseRange
 from logio.topic import formatEpoch, serverHost
 from logio.web.channel import hideToken, startStreaming
 from logio.web.gate import presented
+from logio.web.replay import Replayer
 from logio.web.stream import QueueBudget, Stream
 
 #: The query parameters of a subscription.
@@ -52,11 +53,6 @@ _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "
 #: seconds (give or take one sweep).
 KEEP_ALIVE = 15.0
 _SWEEPS = 3
-
-#: How many records of a replay are encoded into one piece of output.
-REPLAY_PIECE = 256
-#: A C{tail} that takes every record held.
-ALL = 1 << 62
 
 
 class BadRequest(Exception):
@@ -126,6 +122,11 @@ class SubscribeResource(Resource):
             format.name: format
             for format in (TextFormat(serverHost()), JSONFormat(), SSEFormat(self._start))
         }
+        self._replayer = Replayer(
+            broker,
+            Cooperator(scheduler=lambda work: clock.callLater(0, work)),
+            self._start,
+        )
         #: The text format of C{?ansi=keep}: colour sequences raw.
         self._coloured = TextFormat(serverHost(), keepSGR=True)
         #: The live streams: their broker subscriptions.
@@ -278,8 +279,34 @@ class SubscribeResource(Resource):
         overLimit = self._overLimit(asked)
         if overLimit is not None:
             return self._refuse(request, 503, overLimit, overLimit.partition(" (")[0])
+        if self._replayer.reading >= self._settings.maxQueries and self._deep(asked):
+            reason = f"too many searches at once ({self._settings.maxQueries}): try again later"
+            return self._refuse(request, 503, reason, "too many searches")
         stream = self._startStream(request, asked)
-        self._replay(stream, asked)
+        self._replayer.replay(
+            request,
+            stream,
+            asked.format,
+            asked.filters,
+            asked.tail,
+            asked.after,
+            asked.window,
+            asked.stale,
+            lambda: self._follow(request, stream, asked),
+        )
+        return NOT_DONE_YET
+
+    def _deep(self, asked: _Asked) -> bool:
+        """
+        Whether a subscription may read history from disk: it asks for
+        more than live records.
+        """
+        return bool(asked.tail or asked.after is not None or asked.window is not None)
+
+    def _follow(self, request: Request, stream: Stream, asked: _Asked) -> None:
+        """
+        The replay is sent: make the stream live, or end it.
+        """
         if asked.follow:
             self._live[stream] = self._broker.subscribe(stream)
             if asked.window is not None and asked.window.until is not None:
@@ -288,13 +315,12 @@ class SubscribeResource(Resource):
         request.notifyFinish().addBoth(lambda result: self._closed(stream))
         if not asked.follow:
             stream.finishWhenSent()
-            return NOT_DONE_YET
+            return
         if asked.format.keepAlive is not None:
             self._quiet[stream] = 0
             if not self._sweeper.running:
                 self._sweeper.start(KEEP_ALIVE / _SWEEPS, now=False)
         self._logLife(request, stream)
-        return NOT_DONE_YET
 
     def _endAt(self, request: Request, stream: Stream, until: str) -> None:
         """
@@ -371,46 +397,6 @@ class SubscribeResource(Resource):
         request.write(b"")
         stream.startStreaming()
         return stream
-
-    def _replay(self, stream: Stream, asked: _Asked) -> None:
-        """
-        Deliver what history holds for a new stream, through its queue like
-        live records.  A client that resumes with an id of an earlier run
-        gets every record of this run: all of them came after it.
-        """
-        after = asked.after
-        if asked.stale is not None:
-            stream.notify(
-                f"event id {asked.stale!r} is from an earlier run of this server: "
-                "the records after it that the earlier run held are gone; "
-                "replaying this run's records"
-            )
-            after = 0
-        if not (asked.tail or after is not None or asked.window is not None):
-            return
-        # A range without a tail is replayed whole.
-        tail = asked.tail or (ALL if asked.window is not None else 0)
-        replay = self._broker.replay(asked.filters, tail, after, asked.window)
-        if replay.missed:
-            since = (
-                "of this run"
-                if asked.stale is not None
-                else f"after event id {self._start}-{after}"
-            )
-            stream.notify(
-                f"{replay.missed} records {since} are no longer in history", replay.missed
-            )
-        lines = 0
-        for run in replay.runs:
-            encode = asked.format.encoder(run.topic)
-            # In pieces, so the transport pauses the stream after the first
-            # few and the queue's bounds apply to the rest.
-            for start in range(0, len(run.records), REPLAY_PIECE):
-                end = start + REPLAY_PIECE
-                for segment in encode(run.records[start:end], run.seqs[start:end]):
-                    stream.deliver(segment)
-                    lines += segment.lines
-        self._broker.stats.linesOut[asked.format.name] += lines
 
     def _tokensReloaded(self) -> None:
         """

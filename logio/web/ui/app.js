@@ -347,7 +347,7 @@ async function loadEarlier() {
       if (!answer.ok) throw new Error(await refusal(answer));
       const found = records(await answer.text()).filter((r) => typeof r.seq === "number");
       if (generation !== cleared) return;
-      older = found;
+      older = found.filter((record) => record.seq < oldest);
       ended = found.length < wanted;
       if (older.length || ended || wanted >= MAX_LINES) break;
       wanted = Math.min(wanted * 2, MAX_LINES);

@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+Reading the store's records back for a subscription: the batches in a
+range of sequence numbers (and of time: a batch whose records all lie
+outside the range is never decoded), filtered as live records are, one
+batch at a time, so the caller can read a few batches per reactor turn.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Iterator, Optional
+
+from logio.interfaces import IFilters, Run
+from logio.levels import ranks
+from logio.timerange import TimeRange
+from logio.topic import Record, Topic
+
+
+class Reader:
+    """
+    One subscription's read of the store.
+    """
+
+    def __init__(
+        self, connection: sqlite3.Connection, filters: IFilters, window: Optional[TimeRange]
+    ) -> None:
+        self._connection = connection
+        self._filters = filters
+        self._window = window
+        #: Each topic id read: its topic if the filters take it, else None.
+        self._topics: dict[int, Optional[Topic]] = {}
+
+    def _where(self) -> tuple[str, list[Any]]:
+        """
+        The conditions on a batch's times that the window sets.
+        """
+        clauses, values = "", []
+        if self._window is not None:
+            clauses += " AND newest >= ?"
+            values.append(self._window.since)
+            if self._window.until is not None:
+                clauses += " AND oldest <= ?"
+                values.append(self._window.until)
+        return clauses, values
+
+    def oldestFirst(self, low: int, below: int) -> Iterator[Optional[Run]]:
+        """
+        The matching records from seq C{low} to before C{below}, oldest
+        first: a run per batch that has any, L{None} for one that has none.
+        """
+        row = self._connection.execute(
+            "SELECT MAX(first) FROM batches WHERE first <= ?", (low,)
+        ).fetchone()
+        start = row[0] if row and row[0] is not None else low
+        clauses, values = self._where()
+        cursor = self._connection.execute(
+            "SELECT first, topic, records FROM batches WHERE first >= ? AND first < ?"
+            f"{clauses} ORDER BY first",
+            [start, below, *values],
+        )
+        try:
+            for first, topic, packed in cursor:
+                yield self._select(first, topic, packed, low, below)
+        finally:
+            cursor.close()
+
+    def newest(self, need: int, below: int) -> Iterator[Optional[Run]]:
+        """
+        The newest C{need} matching records before C{below}: L{None} for
+        each batch read while looking for them, then their runs, oldest
+        first.
+        """
+        clauses, values = self._where()
+        cursor = self._connection.execute(
+            f"SELECT first, topic, records FROM batches WHERE first < ?{clauses} "
+            "ORDER BY first DESC",
+            [below, *values],
+        )
+        found: list[Run] = []
+        count = 0
+        try:
+            for first, topic, packed in cursor:
+                run = self._select(first, topic, packed, 1, below)
+                if run is not None:
+                    keep = need - count
+                    if len(run.records) > keep:
+                        run = Run(run.topic, run.records[-keep:], run.seqs[-keep:])
+                    found.append(run)
+                    count += len(run.records)
+                    if count >= need:
+                        break
+                yield None
+        finally:
+            cursor.close()
+        yield from reversed(found)
+
+    def _select(
+        self, first: int, topicId: int, packed: bytes, low: int, below: int
+    ) -> Optional[Run]:
+        """
+        The records of one batch that the subscription takes, as a run.
+        """
+        topic = self._topic(topicId)
+        if topic is None:
+            return None
+        records: list[Record] = [(stamp, text, level) for stamp, text, level in json.loads(packed)]
+        chosen = [i for i in range(max(low - first, 0), min(below - first, len(records)))]
+        window, filters = self._window, self._filters
+        if window is not None:
+            chosen = [i for i in chosen if records[i][0] in window]
+        if filters.level is not None and chosen:
+            levels = ranks([records[i] for i in chosen])
+            chosen = [i for i, rank in zip(chosen, levels, strict=True) if rank >= filters.level]
+        if filters.log is not None:
+            search = filters.log.search
+            chosen = [i for i in chosen if search(records[i][1].encode("utf-8", "replace"))]
+        if not chosen:
+            return None
+        return Run(topic, [records[i] for i in chosen], [first + i for i in chosen])
+
+    def _topic(self, ident: int) -> Optional[Topic]:
+        """
+        The topic of a topic id, if the filters take it.
+        """
+        if ident not in self._topics:
+            app, proc, host = self._connection.execute(
+                "SELECT app, proc, host FROM topics WHERE id = ?", (ident,)
+            ).fetchone()
+            topic = Topic(app, proc, host)
+            self._topics[ident] = topic if self._filters.matchesTopic(topic) else None
+        return self._topics[ident]
