@@ -14,7 +14,9 @@ import shutil
 import socket
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
+from urllib.parse import parse_qs, quote, urlsplit
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -72,6 +74,13 @@ def texts(driver: Any) -> list[str]:
             "return Array.from(document.querySelectorAll('#log .line .text'), n => n.textContent)"
         )
     )
+
+
+def stamp(when: datetime) -> str:
+    """
+    An RFC 3339 time in UTC with milliseconds, as the server shows times.
+    """
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def rgb(colour: str) -> tuple[int, ...]:
@@ -268,7 +277,7 @@ class ViewerTests(SynchronousTestCase):
         self.waitForTexts([f"line {n}" for n in range(100, 300)])
         atBottom = "const v = document.getElementById('log'); return v.scrollHeight - v.scrollTop - v.clientHeight < 4"
         waitUntil(self.driver, lambda d: d.execute_script(atBottom), "the view at the newest line")
-        self.driver.execute_script("document.getElementById('log').scrollTop = 0")
+        self.driver.execute_script("document.getElementById('log').scrollTop = 300")
         live = waitUntil(
             self.driver,
             lambda d: d.find_element("id", "live").is_displayed() and d.find_element("id", "live"),
@@ -277,7 +286,7 @@ class ViewerTests(SynchronousTestCase):
         self.publish("s", "newer")
         self.waitForTexts([f"line {n}" for n in range(100, 300)] + ["newer"])
         self.assertEqual(
-            self.driver.execute_script("return document.getElementById('log').scrollTop"), 0
+            self.driver.execute_script("return document.getElementById('log').scrollTop"), 300
         )
         live.click()
         waitUntil(self.driver, lambda d: d.execute_script(atBottom), "the view at the newest line")
@@ -705,6 +714,174 @@ class ViewerTests(SynchronousTestCase):
         self.waitForTexts(["at warn", "at error", "at fatal", "later error"])
         self.assertEqual(
             self.driver.find_element("name", "level").get_attribute("value"), "WARNING"
+        )
+
+    def state(self) -> tuple[str, str]:
+        """
+        What the footer says of the stream, and the mark before it.
+        """
+        text, mark = self.script(
+            "const s = document.getElementById('state');"
+            "return [s.textContent, getComputedStyle(s, '::before').content]"
+        )
+        return text, mark
+
+    def waitForState(self, text: str) -> None:
+        waitUntil(self.driver, lambda d: self.state()[0] == text, f"the state {text!r}")
+
+    def chooseRange(self, value: str) -> None:
+        from selenium.webdriver.support.ui import Select
+
+        Select(self.driver.find_element("name", "range")).select_by_value(value)
+
+    def pageQuery(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.driver.current_url).query)
+
+    def test_timeRange(self) -> None:
+        """
+        The time selector puts C{since} (and C{until}) in the page's URL and
+        shows exactly the records in the range: the last hour goes on live;
+        a custom range with an end shows what it holds, says it is complete
+        without a live mark, and a reload keeps it; a value the server
+        refuses shows its message; "live" shows everything again.
+        """
+        now = datetime.now(timezone.utc)
+        ages = range(175, 0, -10)  # minutes before now, oldest first
+        self.publishRecords(
+            *(
+                {"app": "tr", "time": stamp(now - timedelta(minutes=age)), "log": f"{age} min"}
+                for age in ages
+            )
+        )
+        self.open("?app=tr")
+        self.waitForTexts([f"{age} min" for age in ages])
+
+        self.chooseRange("1h")
+        self.waitForTexts([f"{age} min" for age in ages if age < 60])
+        self.assertEqual(self.pageQuery(), {"app": ["tr"], "since": ["1h"]})
+        self.waitForState("live")
+        self.assertEqual(self.state()[1], '"●"')
+        self.publishRecords({"app": "tr", "log": "just now"})
+        self.waitForTexts([f"{age} min" for age in ages if age < 60] + ["just now"])
+
+        self.chooseRange("custom")
+        waitUntil(
+            self.driver,
+            lambda d: d.find_element("id", "range-custom").is_displayed(),
+            "the fields of a custom range",
+        )
+        since, until = stamp(now - timedelta(minutes=120)), stamp(now - timedelta(minutes=90))
+        self.driver.find_element("name", "since").clear()
+        self.driver.find_element("name", "since").send_keys(since)
+        self.driver.find_element("name", "until").send_keys(until + "\n")
+        inRange = [f"{age} min" for age in ages if 90 <= age <= 120]
+        self.waitForTexts(inRange)
+        self.assertEqual(self.pageQuery(), {"app": ["tr"], "since": [since], "until": [until]})
+        self.waitForState("complete")
+        self.assertNotEqual(self.state()[1], '"●"')
+        self.assertFalse(self.driver.find_element("id", "range-custom").is_displayed())
+        self.assertEqual(
+            self.driver.find_element("id", "earlier").text, "no earlier records in this range"
+        )
+        self.screenshot("custom-range")
+
+        self.driver.refresh()
+        self.waitForTexts(inRange)
+        self.waitForState("complete")
+        self.assertEqual(
+            self.driver.find_element("name", "range").get_attribute("value"), "current"
+        )
+        self.assertEqual(self.driver.find_element("name", "since").get_attribute("value"), since)
+
+        self.chooseRange("custom")
+        self.driver.find_element("name", "since").clear()
+        self.driver.find_element("name", "since").send_keys("yesterday\n")
+        error = waitUntil(
+            self.driver,
+            lambda d: (
+                d.find_element("id", "error").is_displayed() and d.find_element("id", "error")
+            ),
+            "the error",
+        )
+        self.assertIn("400", error.text)
+        self.assertIn("since must be an RFC 3339 time", error.text)
+
+        self.chooseRange("")
+        self.waitForTexts([f"{age} min" for age in ages] + ["just now"])
+        self.assertEqual(self.pageQuery(), {"app": ["tr"]})
+        self.waitForState("live")
+
+    def test_rangeEndingLater(self) -> None:
+        """
+        A range that ends a few seconds from now streams live until then,
+        and then says it is complete.
+        """
+        until = stamp(datetime.now(timezone.utc) + timedelta(seconds=6))
+        self.open(f"?app=fu&until={quote(until)}")
+        self.waitForState("live")
+        self.publishRecords({"app": "fu", "log": "inside"})
+        self.waitForTexts(["inside"])
+        self.waitForState("complete")
+        self.assertNotEqual(self.state()[1], '"●"')
+        self.assertEqual(texts(self.driver), ["inside"])
+
+    def scrollToTop(self) -> None:
+        self.script("document.getElementById('log').scrollTop = 0")
+
+    def test_loadEarlier(self) -> None:
+        """
+        Scrolled to the top, the page loads the records before the oldest
+        it shows, a page at a time, each record once and in order though
+        times repeat, keeps the lines in view where they were, and says
+        when history holds no earlier ones; with a C{since} it stops there.
+        """
+        base = datetime(2026, 1, 2, 3, 0, tzinfo=timezone.utc)
+        self.publishRecords(
+            *(
+                {"app": "early", "time": stamp(base + timedelta(seconds=n // 3)), "log": f"r{n}"}
+                for n in range(450)
+            )
+        )
+        self.open("?app=early")
+        self.waitForTexts([f"r{n}" for n in range(250, 450)])
+        self.assertFalse(self.driver.find_element("id", "earlier").is_displayed())
+        self.scrollToTop()
+        self.waitForTexts([f"r{n}" for n in range(50, 450)])
+        place = self.script(
+            "const v = document.getElementById('log');"
+            "const line = document.querySelectorAll('#log .line')[200];"
+            "return [v.scrollTop, line.getBoundingClientRect().top - v.getBoundingClientRect().top,"
+            " line.textContent]"
+        )
+        self.assertGreater(place[0], 0)
+        self.assertIn("r250", place[2])
+        self.assertTrue(0 <= place[1] <= 60, place)
+        self.assertEqual(
+            self.script("return document.getElementById('count').textContent"), "400 lines"
+        )
+        self.screenshot("earlier-loaded")
+
+        self.scrollToTop()
+        self.waitForTexts([f"r{n}" for n in range(450)])
+        waitUntil(
+            self.driver,
+            lambda d: d.find_element("id", "earlier").text == "no earlier records",
+            "the page to say there are no earlier records",
+        )
+        self.assertEqual(
+            self.script("return document.getElementById('count').textContent"), "450 lines"
+        )
+        self.screenshot("no-earlier")
+
+        self.open(f"?app=early&since={quote(stamp(base + timedelta(seconds=40)))}")
+        self.waitForTexts([f"r{n}" for n in range(250, 450)])
+        self.waitForState("live")
+        self.scrollToTop()
+        self.waitForTexts([f"r{n}" for n in range(120, 450)])
+        waitUntil(
+            self.driver,
+            lambda d: d.find_element("id", "earlier").text == "no earlier records in this range",
+            "the page to say there are no earlier records in the range",
         )
 
 

@@ -46,6 +46,7 @@ class ViewerTests(SynchronousTestCase):
             ("/ui/app.js", b"text/javascript"),
             ("/ui/text.js", b"text/javascript"),
             ("/ui/topics.js", b"text/javascript"),
+            ("/ui/range.js", b"text/javascript"),
             ("/ui/app.css", b"text/css"),
         ]:
             head, body = self.get(site, path)
@@ -76,7 +77,7 @@ class ViewerTests(SynchronousTestCase):
         """
         site = self.site()
         scripts = [name for name, (_, kind) in FILES.items() if kind.startswith(b"text/javascript")]
-        self.assertEqual(sorted(scripts), [b"app.js", b"text.js", b"topics.js"])
+        self.assertEqual(sorted(scripts), [b"app.js", b"range.js", b"text.js", b"topics.js"])
         for name in scripts:
             _, script = self.get(site, "/ui/" + name.decode())
             for sink in (
@@ -96,7 +97,7 @@ class ViewerTests(SynchronousTestCase):
         file the server serves.
         """
         site = self.site()
-        for name in (b"app.js", b"text.js", b"topics.js"):
+        for name in (b"app.js", b"range.js", b"text.js", b"topics.js"):
             _, script = self.get(site, "/ui/" + name.decode())
             for imported in re.findall(rb'from "([^"]+)"', script):
                 self.assertTrue(imported.startswith(b"./"), imported)
