@@ -301,10 +301,20 @@ class Broker(Service):
         return self._history.replay(filters, tail, after, window)
 
     def topics(self) -> Sequence[TopicInfo]:
-        return [
-            TopicInfo(route.topic, route.records, route.last, route.publishers)
-            for route in self._routes.values()
-        ]
+        """
+        The topics published to or held in memory, and those only a store
+        holds (from earlier runs).
+        """
+        known = {info.topic: info for info in self._history.topics()}
+        for route in self._routes.values():
+            stored = known.get(route.topic)
+            known[route.topic] = TopicInfo(
+                route.topic,
+                max(route.records, stored.records if stored else 0),
+                max(route.last, stored.last if stored else ""),
+                route.publishers,
+            )
+        return list(known.values())
 
     def publisher(self, topic: Topic, protocol: str) -> IPublication:
         route = self._routes.get(topic)

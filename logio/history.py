@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from logio.interfaces import IFilters, IHistory, Replay, Run
 from logio.levels import ranks
+from logio.stats import TopicInfo
 from logio.timerange import TimeRange
 from logio.topic import Record, Topic
 
@@ -132,6 +133,9 @@ class History:
             self.evicted(batch.owner, gone)
 
     def metrics(self) -> list[tuple[str, str, str, float]]:
+        return []
+
+    def topics(self) -> list[TopicInfo]:
         return []
 
     def deeper(

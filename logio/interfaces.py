@@ -279,6 +279,12 @@ class IHistory(Interface):
         @param below: The sequence number the records read stop before.
         """
 
+    def topics() -> Sequence[TopicInfo]:
+        """
+        The topics this history holds records of beyond memory (a store's,
+        within its retention), with how many and the time of the newest.
+        """
+
     def metrics() -> Sequence[tuple[str, str, str, float]]:
         """
         What this history adds to C{/metrics}: C{(kind, name,

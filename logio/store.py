@@ -39,6 +39,7 @@ from zope.interface import implementer
 
 from logio.history import History
 from logio.interfaces import IFilters, IHistory, Replay, Run
+from logio.stats import TopicInfo
 from logio.storeread import Reader
 from logio.timerange import TimeRange
 from logio.topic import Record, Topic, formatEpoch
@@ -178,6 +179,8 @@ class Store(Service):
         self._oldestTime: Optional[str] = None
         #: When each cause of failure was last logged.
         self._failuresLogged: dict[str, float] = {}
+        #: The records on disk of each topic, and the time of its newest.
+        self._stored: dict[Topic, tuple[int, str]] = {}
         row = self._connection.execute(
             "SELECT MAX(first + count), SUM(count) FROM batches"
         ).fetchone()
@@ -331,8 +334,9 @@ class Store(Service):
     def _restore(self) -> None:
         """
         Read the newest records back into the ring, oldest first, within its
-        bounds.
+        bounds; and what each topic has on disk.
         """
+        self._stored = self._topicsOnDisk()
         ring = self._ring
         rows: list[tuple[Any, ...]] = []
         held = 0
@@ -371,18 +375,48 @@ class Store(Service):
                 oldest = self._connection.execute(
                     "SELECT oldest FROM batches ORDER BY first LIMIT 1"
                 ).fetchone()
+                # After a pruning, what is left of each topic is counted anew.
+                topics = self._topicsOnDisk() if pruned else None
             except sqlite3.Error as e:
                 self._reactor.callFromThread(self._failed, count, e)  # type: ignore[attr-defined]
             else:
                 self._reactor.callFromThread(  # type: ignore[attr-defined]
-                    self._written, count, pruned, oldest[0] if oldest else None
+                    self._written, batches, pruned, oldest[0] if oldest else None, topics
                 )
 
-    def _written(self, count: int, pruned: int, oldest: Optional[str]) -> None:
+    def _topicsOnDisk(self) -> dict[Topic, tuple[int, str]]:
+        """
+        The records of each topic on disk, and the time of its newest.
+        """
+        rows = self._connection.execute(
+            "SELECT t.app, t.proc, t.host, SUM(b.count), MAX(b.newest) "
+            "FROM batches b JOIN topics t ON t.id = b.topic GROUP BY b.topic"
+        ).fetchall()
+        return {Topic(app, proc, host): (int(count), last) for app, proc, host, count, last in rows}
+
+    def _written(
+        self,
+        batches: list[_Batch],
+        pruned: int,
+        oldest: Optional[str],
+        topics: Optional[dict[Topic, tuple[int, str]]],
+    ) -> None:
         self._inFlight.popleft()
-        self.stored += count
         self.pruned += pruned
         self._oldestTime = oldest
+        if topics is not None:
+            self._stored = topics
+        for _, topic, records, _ in batches:
+            self.stored += len(records)
+            if topics is None:
+                count, last = self._stored.get(topic, (0, ""))
+                newest = max(record[0] for record in records)
+                self._stored[topic] = (count + len(records), max(last, newest))
+
+    def topics(self) -> list[TopicInfo]:
+        return [
+            TopicInfo(topic, records, last, 0) for topic, (records, last) in self._stored.items()
+        ]
 
     def metrics(self) -> list[tuple[str, str, str, float]]:
         """

@@ -40,7 +40,8 @@ class RestartTests(SynchronousTestCase):
         self.store = self.mktemp()
 
     def start(self) -> Server:
-        return Server(self, "--store", self.store)
+        # Memory holds 100 records: the rest come back from disk.
+        return Server(self, "--store", self.store, "--history", "100")
 
     def test_sigterm(self) -> None:
         """
@@ -50,6 +51,9 @@ class RestartTests(SynchronousTestCase):
         numbering goes on.
         """
         first = self.start()
+        first.publish(b"app=early\none\ntwo\n").close()
+        waitFor(lambda: len(records(first, "app=early&tail=10")) == 2, what="early records")
+        early = records(first, "app=early&tail=10")
         first.publish(b"app=st\n" + b"".join(b"ERROR n %d\n" % n for n in range(1000))).close()
         waitFor(lambda: len(records(first, "app=st&tail=5000")) == 1000, what="1000 records held")
         before = records(first, "app=st&tail=5000")
@@ -57,10 +61,14 @@ class RestartTests(SynchronousTestCase):
         ids = re.findall(r"^id: (\S+)$", events, re.MULTILINE)
         self.assertEqual(len(ids), 1000)
         self.assertEqual(first.stop(), -signal.SIGTERM)
-        self.assertIn("1000 records stored this run, 0 not stored", first.log())
+        self.assertIn("1002 records stored this run, 0 not stored", first.log())
         second = self.start()
-        second.waitForLog(": 1000 records recovered")
+        second.waitForLog(": 1002 records recovered")
         self.assertEqual(records(second, "app=st&tail=5000"), before)
+        topics = {t["app"]: t for t in json.loads(get(second, "/topics").read())}
+        self.assertEqual((topics["early"]["records"], topics["early"]["publishers"]), (2, 0))
+        self.assertEqual(topics["st"]["records"], 1000)
+        self.assertEqual(topics["st"]["last"], before[-1]["time"])
         self.assertEqual({o["level"] for o in before}, {"error"})
         second.publish(b"app=st\nafter\n").close()
         waitFor(lambda: len(records(second, "app=st&tail=5000")) == 1001, what="the new record")
@@ -70,11 +78,11 @@ class RestartTests(SynchronousTestCase):
             for line in resumed.decode().splitlines()
             if line.startswith("data: ")
         ]
-        self.assertEqual([o["seq"] for o in data], list(range(501, 1002)))
+        self.assertEqual([o["seq"] for o in data], list(range(503, 1004)))
         self.assertEqual(data[-1]["log"], "after")
         self.assertNotIn(b"earlier run", resumed)
         waitFor(
-            lambda: metrics(second)[("logio_store_records", ())] == 1001,
+            lambda: metrics(second)[("logio_store_records", ())] == 1003,
             what="the new record stored",
         )
         counted = metrics(second)
@@ -82,7 +90,7 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(counted[("logio_store_records_unstored_total", ())], 0)
         self.assertEqual(
             counted[("logio_store_oldest_time_seconds", ())],
-            datetime.fromisoformat(before[0]["time"].replace("Z", "+00:00")).timestamp(),
+            datetime.fromisoformat(early[0]["time"].replace("Z", "+00:00")).timestamp(),
         )
 
     def test_kill9UnderLoad(self) -> None:
