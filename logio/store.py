@@ -103,6 +103,11 @@ def _open(directory: str) -> tuple[sqlite3.Connection, int]:
         connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
+        # Deleting (retention) need not overwrite what it deletes: on, as
+        # some builds have it, it makes deletes 14 times slower.
+        connection.execute("PRAGMA secure_delete=OFF")
+        # The write-ahead log shrinks back to a few MB after a checkpoint.
+        connection.execute("PRAGMA journal_size_limit=8388608")
         connection.executescript(_SCHEMA)
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
     except (OSError, sqlite3.Error) as e:
@@ -269,6 +274,7 @@ class Store(Service):
         if self._reader is None:
             path = os.path.join(self.directory, DATABASE)
             self._reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            self._reader.execute("PRAGMA secure_delete=OFF")
         return self._reader
 
     # The service: the writer runs while the server does.

@@ -17,6 +17,9 @@ from logio.levels import ranks
 from logio.timerange import TimeRange
 from logio.topic import Record, Topic
 
+#: Batches read per statement.
+PAGE = 32
+
 
 class Reader:
     """
@@ -49,22 +52,36 @@ class Reader:
         """
         The matching records from seq C{low} to before C{below}, oldest
         first: a run per batch that has any, L{None} for one that has none.
+
+        Read a page of batches per statement: a statement left open across
+        reactor turns would keep SQLite from checkpointing its log.
         """
-        row = self._connection.execute(
+        connection = self._connection
+        row = connection.execute(
             "SELECT MAX(first) FROM batches WHERE first <= ?", (low,)
         ).fetchone()
-        start = row[0] if row and row[0] is not None else low
+        position = (row[0] if row and row[0] is not None else low) - 1
+        if self._window is not None:
+            # The first batch with a record as new as the range's start,
+            # from the index on the newest times.
+            row = connection.execute(
+                "SELECT MIN(first) FROM batches WHERE newest >= ?", (self._window.since,)
+            ).fetchone()
+            if row[0] is None:
+                return
+            position = max(position, row[0] - 1)
         clauses, values = self._where()
-        cursor = self._connection.execute(
-            "SELECT first, topic, records FROM batches WHERE first >= ? AND first < ?"
-            f"{clauses} ORDER BY first",
-            [start, below, *values],
-        )
-        try:
-            for first, topic, packed in cursor:
+        while True:
+            rows = connection.execute(
+                "SELECT first, topic, records FROM batches WHERE first > ? AND first < ?"
+                f"{clauses} ORDER BY first LIMIT {PAGE}",
+                [position, below, *values],
+            ).fetchall()
+            if not rows:
+                return
+            for first, topic, packed in rows:
                 yield self._select(first, topic, packed, low, below)
-        finally:
-            cursor.close()
+            position = rows[-1][0]
 
     def newest(self, need: int, below: int) -> Iterator[Optional[Run]]:
         """
@@ -73,15 +90,18 @@ class Reader:
         first.
         """
         clauses, values = self._where()
-        cursor = self._connection.execute(
-            f"SELECT first, topic, records FROM batches WHERE first < ?{clauses} "
-            "ORDER BY first DESC",
-            [below, *values],
-        )
         found: list[Run] = []
         count = 0
-        try:
-            for first, topic, packed in cursor:
+        position = below
+        while count < need:
+            rows = self._connection.execute(
+                f"SELECT first, topic, records FROM batches WHERE first < ?{clauses} "
+                f"ORDER BY first DESC LIMIT {PAGE}",
+                [position, *values],
+            ).fetchall()
+            if not rows:
+                break
+            for first, topic, packed in rows:
                 run = self._select(first, topic, packed, 1, below)
                 if run is not None:
                     keep = need - count
@@ -92,8 +112,7 @@ class Reader:
                     if count >= need:
                         break
                 yield None
-        finally:
-            cursor.close()
+            position = rows[-1][0]
         yield from reversed(found)
 
     def _select(

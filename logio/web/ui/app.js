@@ -15,6 +15,7 @@ const MAX_LINES = 10000;   // lines the page keeps
 const MAX_PENDING = 10000; // lines kept while paused
 const NARROW = 900;        // px below which the topics panel covers the lines
 const NEAR_TOP = 40;       // px from the top at which earlier records load
+const RETRY = 3000;        // ms before a page of earlier records that failed is asked again
 // A stream that ends this close to its range's end (ms) has ended with it,
 // whatever small difference there is between the two clocks.
 const END_SLACK = 2000;
@@ -289,8 +290,9 @@ async function connect() {
 }
 
 // What the top of the view says about earlier records, and whether more
-// may be loaded: more, loading, none (history holds no earlier ones), empty
-// (a range with no records at all) or full (the page holds its most).
+// may be loaded: more, loading, failed (more, a little later), none
+// (history holds no earlier ones), empty (a range with no records at all)
+// or full (the page holds its most).
 function showEarlier(kind, message) {
   earlier = kind;
   const texts = {
@@ -353,7 +355,11 @@ async function loadEarlier() {
       wanted = Math.min(wanted * 2, MAX_LINES);
     }
   } catch (e) {
-    if (generation === cleared) keepPlace(() => showEarlier("more", "cannot load earlier records: " + (e.message || e)));
+    if (generation !== cleared) return;
+    // Not at once: keeping the place may scroll, and a scroll near the top
+    // asks again.
+    keepPlace(() => showEarlier("failed", "cannot load earlier records: " + (e.message || e)));
+    setTimeout(() => { if (earlier === "failed") earlier = "more"; }, RETRY);
     return;
   }
   const kept = older.slice(-room);
