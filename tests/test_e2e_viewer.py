@@ -381,7 +381,8 @@ class ViewerTests(SynchronousTestCase):
 
     def test_keepsUp(self) -> None:
         """
-        At 2,000 lines/s for 5 s every line arrives on the page, in order.
+        At 2,000 lines/s for 5 s every line arrives on the page, in order;
+        the page then holds its most and loads no earlier lines.
         """
         self.open("?app=fast")
         waitUntil(self.driver, lambda d: d.find_element("id", "state").text == "live", "live")
@@ -404,6 +405,15 @@ class ViewerTests(SynchronousTestCase):
         shown = texts(self.driver)
         self.assertEqual(shown, [f"seq {n}" for n in range(10000)])
         self.screenshot("keeps-up")
+        self.script("document.getElementById('log').scrollTop = 0")
+        waitUntil(
+            self.driver,
+            lambda d: d.find_element("id", "earlier").text.startswith(
+                "the page keeps 10,000 lines"
+            ),
+            "the page to say it loads no more",
+        )
+        self.assertEqual(texts(self.driver), shown)
 
     def spans(self) -> list[dict[str, str]]:
         """
