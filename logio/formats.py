@@ -15,6 +15,7 @@ records without knowing the format.
 from __future__ import annotations
 
 import json
+from itertools import repeat
 from typing import Callable, Mapping, Optional, Sequence
 
 from zope.interface import implementer
@@ -22,33 +23,36 @@ from zope.interface import implementer
 from logio.fields import CLEAN, RESERVED_APP, UNSAFE, escape, escapeKeepingSGR
 from logio.http import PLAIN_TEXT
 from logio.interfaces import Encoder, IFormat, Segment
-from logio.levels import levelsOf
+from logio.levels import LEVELS, levelsOf
 from logio.topic import Record, Topic
 
 #: JSON's string encoder (the C one): quotes and escapes, non-ASCII kept.
 _escape: Callable[[str], str] = json.encoder.encode_basestring
 #: Quote a string that needs no escapes.
 _quote: Callable[[str], str] = '"%s"'.__mod__
-#: The UTF-8 bytes a JSON string must escape: controls, quote, backslash.
-_ESCAPES = bytes(c < 0x20 or c in b'"\\' for c in range(256))
+#: The UTF-8 bytes a JSON string must escape (controls, quote, backslash)
+#: become 1; uppercase letters stay, for the level words (see
+#: L{logio.levels.NOT_UPPER}); every other byte is deleted.
+_MARKS = bytes(1 if c < 0x20 or c in b'"\\' else c for c in range(256))
+_UNMARKED = bytes(c for c in range(256) if not (c < 0x20 or c in b'"\\' or 0x41 <= c <= 0x5A))
+#: The C{level} member that ends a record's object, by level.
+_LEVEL_MEMBERS = {"": "", **{level: f', "level": "{level}"' for level in LEVELS}}
 
 
-def _quoter(records: Sequence[Record]) -> tuple[Callable[[str], str], list[str]]:
+def _quoter(records: Sequence[Record]) -> tuple[Callable[[str], str], Optional[list[str]]]:
     """
     How to quote the texts of C{records} as JSON strings, and their levels
     as the C{level} members that end their objects (C{""} for a record
-    without one).  JSON's own encoder looks at every character of every
-    text; a batch that needs no escape anywhere (one check for all its
-    bytes) is only put in quotes.
+    without one; L{None} if no record has one).  JSON's own encoder looks
+    at every character of every text; a batch that needs no escape
+    anywhere is only put in quotes.  One pass over the batch's bytes finds
+    both the escapes and the letters level words are made of.
     """
     joined = "".join([record[1] for record in records]).encode("utf-8", "replace")
-    levels = levelsOf(records, joined)
-    members = (
-        [""] * len(records)
-        if levels is None
-        else [f', "level": "{level}"' if level else "" for level in levels]
-    )
-    return (_escape if 1 in joined.translate(_ESCAPES) else _quote), members
+    marks = joined.translate(_MARKS, _UNMARKED)
+    levels = levelsOf(records, marks)
+    members = None if levels is None else [_LEVEL_MEMBERS[level] for level in levels]
+    return (_escape if 1 in marks else _quote), members
 
 
 #: What publishers and subscribers are told when the server stops: a
@@ -175,12 +179,20 @@ class JSONFormat:
 
         def encode(records: Sequence[Record], seqs: Sequence[int]) -> list[Segment]:
             quote, levels = _quoter(records)
-            text = "".join(
-                [
-                    f'{{"seq": {seq}, "time": "{ts}Z", {fields}{quote(log)}{level}}}\n'
-                    for seq, (ts, log, _), level in zip(seqs, records, levels, strict=True)
-                ]
-            )
+            if levels is None:
+                text = "".join(
+                    [
+                        f'{{"seq": {seq}, "time": "{ts}Z", {fields}{quote(log)}}}\n'
+                        for seq, (ts, log, _) in zip(seqs, records, strict=True)
+                    ]
+                )
+            else:
+                text = "".join(
+                    [
+                        f'{{"seq": {seq}, "time": "{ts}Z", {fields}{quote(log)}{level}}}\n'
+                        for seq, (ts, log, _), level in zip(seqs, records, levels, strict=True)
+                    ]
+                )
             return [Segment(text.encode("utf-8", "replace"), len(records), b"\n")]
 
         return encode
@@ -218,7 +230,9 @@ class SSEFormat:
                 [
                     f'id: {start}-{seq}\ndata: {{"seq": {seq}, "time": "{ts}Z", '
                     f"{fields}{quote(log)}{level}}}\n\n"
-                    for seq, (ts, log, _), level in zip(seqs, records, levels, strict=True)
+                    for seq, (ts, log, _), level in zip(
+                        seqs, records, levels or repeat(""), strict=levels is not None
+                    )
                 ]
             )
             return [Segment(text.encode("utf-8", "replace"), len(records), b"\n\n")]
