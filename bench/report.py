@@ -25,9 +25,13 @@ THROUGHPUT_TARGETS = {
     "ingest-text-10": 3e6,
     "fanout-10": 5e6,
 }
-RELATIVE_TARGETS = {"ingest-syslog-1": ("ingest-text-1", 0.5)}
+RELATIVE_TARGETS = {
+    "ingest-syslog-1": ("ingest-text-1", 0.5),
+    "store-ingest-seed-1": ("ingest-seed-1", 0.8),
+    "store-ingest-text-1": ("ingest-text-1", 0.8),
+}
 """A case's target as a share of another case of the same run: syslog ingest at least
-half the text protocol's lines/s."""
+half the text protocol's lines/s; ingest with ``--store`` at least 80 % of memory only."""
 P99_TARGETS_MS = {"latency-10": 2.0, "latency-100": 10.0}
 IDLE_TARGET_KIB = 16.0
 STALL_EXTRA_TARGET_KB = 4096
@@ -108,6 +112,9 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
         if result.get("dropped"):
             sent = f"{si(result['published_per_s'])} sent/s, {si(result['dropped'])} dropped"
             out.append((name, "server dropped", sent, "", "", "0", "note"))
+        if result.get("disk_bytes_per_record"):
+            stored = f"{result['disk_bytes_per_record']:.0f} ({si(result['stored'])} stored)"
+            out.append((name, "disk bytes per record", stored, "", "", "", "note"))
     if "latency" in result:
         lat = result["latency"]
         figures = f"{lat['p50_ms']:.2f} / {lat['p99_ms']:.2f} / {lat['p999_ms']:.2f}"

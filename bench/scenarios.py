@@ -14,6 +14,9 @@ Scenarios (the names ``--scenario`` takes):
 - ``peer``: the ingest and fan-out loads through redis-server (PUBLISH / PSUBSCRIBE).
 - ``soak``: 20 publishers at half the measured capacity -> 19 subscribers that must see
   every line in order, and 1 throttled subscriber whose drop notices must add up.
+- ``store``: seed JSON and text ingest -> 1 subscriber with ``--store`` in a fresh
+  folder, beside the same loads in memory only, and the store's bytes on disk per
+  record.
 - ``replay``: 10000 records published into the server's history, then
   ``?tail=10000&follow=0`` in text, JSON and SSE timed to the first and the last line,
   each run checked for every line in order.
@@ -21,6 +24,9 @@ Scenarios (the names ``--scenario`` takes):
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -46,7 +52,7 @@ from .workers import (
     subscribe,
 )
 
-SCENARIOS = ("ingest", "fanout", "replay", "latency", "stall", "idle", "peer", "soak")
+SCENARIOS = ("ingest", "fanout", "replay", "latency", "stall", "idle", "peer", "soak", "store")
 REPLAY_FORMATS = ("text", "json", "sse")
 BLAST_RECORDS = 512
 OUTPUT_LINE = 137
@@ -157,8 +163,15 @@ class Bench:
 
     # -- running one case ---------------------------------------------------------------
 
-    def case(self, name: str, server_kind: str, body: Callable[[Server], dict[str, Any]]) -> None:
-        """Start a fresh server, run ``body`` against it, stop it, keep the result."""
+    def case(
+        self,
+        name: str,
+        server_kind: str,
+        body: Callable[[Server], dict[str, Any]],
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        """Start a fresh server (with ``extra`` arguments), run ``body`` against it,
+        stop it, keep the result."""
         if self.bar is not None:
             self.bar.set_description(name)
         log = self.settings.out / "logs" / f"{name}.log"
@@ -168,7 +181,9 @@ class Bench:
             if server_kind == "redis":
                 server = start_redis(log)
             else:
-                server = start_logio(log, self.settings.python, self.settings.server_args)
+                server = start_logio(
+                    log, self.settings.python, [*self.settings.server_args, *extra]
+                )
         except Exception as error:  # noqa: BLE001 - reported per case, the run goes on
             result["error"] = str(error)
         else:
@@ -342,16 +357,24 @@ class Bench:
             "idle": 1,
             "peer": 5,
             "soak": 2 if not settings.soak_rate else 1,
+            "store": 4,
         }[scenario]
 
     def blast_case(
-        self, name: str, kind: str, pubs: list[PubSpec], subs: list[SubSpec], workers: int
+        self,
+        name: str,
+        kind: str,
+        pubs: list[PubSpec],
+        subs: list[SubSpec],
+        workers: int,
+        extra: tuple[str, ...] = (),
     ) -> None:
         """A throughput case: publishers send as fast as the server reads."""
         self.case(
             name,
             kind,
             lambda server: self.load(server, [pubs], split(subs, workers), profile=name),
+            extra,
         )
 
     def ingest_cases(self, kind: str, proto: str, label: str) -> None:
@@ -523,10 +546,38 @@ class Bench:
             "replay": replay,
         }
 
+    def scenario_store(self) -> None:
+        """Ingest with ``--store`` beside the same load in memory only, and what the
+        store takes on disk per record."""
+        for proto in ("seed", "text"):
+            pubs = [PubSpec(proto, "bench", pub=i, proc=f"p{i}") for i in range(4)]
+            subs = [subscriber("logio", "bench")]
+            if f"ingest-{proto}-1" not in self.results:
+                self.blast_case(f"ingest-{proto}-1", "logio", pubs, subs, 1)
+            folder = Path(tempfile.mkdtemp(prefix="logio-bench-store-"))
+            name = f"store-ingest-{proto}-1"
+            try:
+                self.blast_case(name, "logio", pubs, subs, 1, ("--store", str(folder)))
+                self.results[name].update(store_size(folder))
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+
     def scenario_replay(self) -> None:
         """History: how soon a ``follow=0`` replay of 10000 records starts and ends."""
         count = self.settings.replay_records
         self.case(f"replay-{count}", "logio", partial(self.replay_load, count=count))
+
+
+def store_size(folder: Path) -> dict[str, Any]:
+    """The records in a stopped server's store, and its bytes on disk per record."""
+    database = folder / "logio.sqlite3"
+    connection = sqlite3.connect(database)
+    try:
+        records = connection.execute("SELECT COALESCE(SUM(count), 0) FROM batches").fetchone()[0]
+    finally:
+        connection.close()
+    size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+    return {"stored": records, "disk_bytes_per_record": size / records if records else None}
 
 
 def replay_summary(runs: list[dict[str, Any]], expected: int) -> dict[str, Any]:
