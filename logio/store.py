@@ -5,7 +5,8 @@ SQLite database in WAL mode, so that a restart (even after C{kill -9})
 forgets nothing and ids go on where they were.
 
 One row per published batch: its first sequence number, its topic, the
-times of its oldest and newest records, and its records packed as JSON.  A
+times of its oldest and newest records, and its records packed in one value
+(L{logio.packing}).  A
 batch is numbered and kept in memory at once (the newest records, as
 without a store, in a L{History} ring that replays them); the batches of
 the last tenth of a second are then written in one transaction by a
@@ -18,7 +19,6 @@ is told apart, and one of this store stays good across restarts.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import sqlite3
@@ -39,6 +39,7 @@ from zope.interface import implementer
 
 from logio.history import History
 from logio.interfaces import IFilters, IHistory, Replay, Run
+from logio.packing import pack, unpack
 from logio.stats import TopicInfo
 from logio.storeread import Reader
 from logio.timerange import TimeRange
@@ -358,7 +359,7 @@ class Store(Service):
         cursor.close()
         following = ring.next
         for first, count, size, packed, app, proc, host in reversed(rows):
-            records = [(stamp, text, level) for stamp, text, level in json.loads(packed)]
+            records = unpack(packed, count)
             topic = Topic(app, proc, host)
             owner = self.holder(topic, count, records[-1][0])
             ring.next = first
@@ -564,7 +565,7 @@ class Store(Service):
                     min(stamps),
                     max(stamps),
                     size,
-                    json.dumps(records, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+                    pack(records),
                 )
             )
         connection.execute("BEGIN")

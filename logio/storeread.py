@@ -8,12 +8,12 @@ batch at a time, so the caller can read a few batches per reactor turn.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any, Iterator, Optional
 
 from logio.interfaces import IFilters, Run
 from logio.levels import ranks
+from logio.packing import unpack
 from logio.timerange import TimeRange
 from logio.topic import Record, Topic
 
@@ -73,14 +73,14 @@ class Reader:
         clauses, values = self._where()
         while True:
             rows = connection.execute(
-                "SELECT first, topic, records FROM batches WHERE first > ? AND first < ?"
+                "SELECT first, count, topic, records FROM batches WHERE first > ? AND first < ?"
                 f"{clauses} ORDER BY first LIMIT {PAGE}",
                 [position, below, *values],
             ).fetchall()
             if not rows:
                 return
-            for first, topic, packed in rows:
-                yield self._select(first, topic, packed, low, below)
+            for first, count, topic, packed in rows:
+                yield self._select(first, count, topic, packed, low, below)
             position = rows[-1][0]
 
     def newest(self, need: int, below: int) -> Iterator[Optional[Run]]:
@@ -95,14 +95,14 @@ class Reader:
         position = below
         while count < need:
             rows = self._connection.execute(
-                f"SELECT first, topic, records FROM batches WHERE first < ?{clauses} "
+                f"SELECT first, count, topic, records FROM batches WHERE first < ?{clauses} "
                 f"ORDER BY first DESC LIMIT {PAGE}",
                 [position, *values],
             ).fetchall()
             if not rows:
                 break
-            for first, topic, packed in rows:
-                run = self._select(first, topic, packed, 1, below)
+            for first, size, topic, packed in rows:
+                run = self._select(first, size, topic, packed, 1, below)
                 if run is not None:
                     keep = need - count
                     if len(run.records) > keep:
@@ -116,7 +116,7 @@ class Reader:
         yield from reversed(found)
 
     def _select(
-        self, first: int, topicId: int, packed: bytes, low: int, below: int
+        self, first: int, count: int, topicId: int, packed: bytes, low: int, below: int
     ) -> Optional[Run]:
         """
         The records of one batch that the subscription takes, as a run.
@@ -124,7 +124,7 @@ class Reader:
         topic = self._topic(topicId)
         if topic is None:
             return None
-        records: list[Record] = [(stamp, text, level) for stamp, text, level in json.loads(packed)]
+        records: list[Record] = unpack(packed, count)
         chosen = [i for i in range(max(low - first, 0), min(below - first, len(records)))]
         window, filters = self._window, self._filters
         if window is not None:

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from logio.packing import unpack
 from logio.store import DATABASE
 from tests.support.server import Server, get, metrics
 from tests.support.waiting import TIMEOUT, waitFor
@@ -151,7 +152,7 @@ class RestartTests(SynchronousTestCase):
         for first, count, packed in batches:
             # Every record is there, in order, each the line of its seq.
             self.assertEqual(first, expected)
-            texts = [text for _, text, _ in json.loads(packed)]
+            texts = [text for _, text, _ in unpack(packed, count)]
             self.assertEqual(texts, [f"n {seq - 1}" for seq in range(first, first + count)])
             expected += count
         connection.close()

@@ -11,6 +11,8 @@ import stat
 import time
 from typing import Callable
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs, formatEvent
@@ -20,6 +22,8 @@ from zope.interface.verify import verifyObject
 from logio.filters import Filters
 from logio.history import History
 from logio.interfaces import IHistory
+from logio.levels import LEVELS
+from logio.packing import pack, unpack
 from logio.store import DATABASE, Store, StoreError
 from logio.topic import Topic, formatEpoch
 from tests.support.waiting import TIMEOUT
@@ -267,3 +271,36 @@ async def waitUntil(condition: Callable[[], bool]) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         await deferLater(reactor, 0.01, lambda: None)
+
+
+class PackingTests(TestCase):
+    """
+    A batch packed for the store reads back exactly, however its texts look.
+    """
+
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from([TS, "2016-12-06T22:14:21.448", "short"]),
+                st.text(),
+                st.sampled_from([None, *LEVELS]),
+            ),
+            min_size=1,
+            max_size=20,
+        )
+    )
+    def test_roundTrip(self, records: list[tuple[str, str, str | None]]) -> None:
+        """
+        Records read back as they were packed: texts with NULs, newlines,
+        any characters (lone surrogates too), levels and odd timestamps.
+        """
+        self.assertEqual(unpack(pack(records), len(records)), records)
+
+    def test_flat(self) -> None:
+        """
+        The usual batch is packed flat, not as JSON: timestamps, level
+        letters, texts joined by NUL.
+        """
+        packed = pack([(TS, "a", "error"), (TS, "b\nc", None)])
+        self.assertEqual(packed, f"F{TS}{TS}e-a\x00b\nc".encode())
+        self.assertTrue(pack([(TS, "a\x00", None), (TS, "b", None)]).startswith(b"J"))
