@@ -115,6 +115,20 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
         if result.get("disk_bytes_per_record"):
             stored = f"{result['disk_bytes_per_record']:.0f} ({si(result['stored'])} stored)"
             out.append((name, "disk bytes per record", stored, "", "", "", "note"))
+    if "search_records_per_s" in result:
+        rate = result["search_records_per_s"]
+        stored = f"{si(result['stored'])} stored"
+        out.append(
+            (name, "log= search, records/s", si(rate), "", "", ">= 1M", verdict(rate >= 1e6))
+        )
+        out.append(
+            (name, "since=5m: ms to first", f"{result['first_result_ms']:.0f}", "", "", "", stored)
+        )
+        out.append(
+            (name, "restart: s to serving", f"{result['restart_s']:.2f}", "", "", "", stored)
+        )
+        per = result.get("disk_bytes_per_record")
+        out.append((name, "disk bytes per record", f"{per:.0f}" if per else "", "", "", "", "note"))
     if "latency" in result:
         lat = result["latency"]
         figures = f"{lat['p50_ms']:.2f} / {lat['p99_ms']:.2f} / {lat['p999_ms']:.2f}"

@@ -24,7 +24,9 @@ Scenarios (the names ``--scenario`` takes):
 
 from __future__ import annotations
 
+import http.client
 import shutil
+import socket
 import sqlite3
 import tempfile
 import time
@@ -357,7 +359,7 @@ class Bench:
             "idle": 1,
             "peer": 5,
             "soak": 2 if not settings.soak_rate else 1,
-            "store": 4,
+            "store": 5,
         }[scenario]
 
     def blast_case(
@@ -561,11 +563,76 @@ class Bench:
                 self.results[name].update(store_size(folder))
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
+        folder = Path(tempfile.mkdtemp(prefix="logio-bench-store-"))
+        try:
+            count = 1_000_000 if self.settings.quick else 5_000_000
+            self.case(
+                "store-search",
+                "logio",
+                partial(self.search_load, folder=folder, count=count),
+                ("--store", str(folder)),
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def search_load(self, server: Server, folder: Path, count: int) -> dict[str, Any]:
+        """Fill a store with ``count`` records, then time a ``log=`` search of all of
+        them, the first result of ``since=5m``, and a restart on the store."""
+        sock = socket.create_connection(("127.0.0.1", server.pub_port))
+        sock.sendall(b"app=search\n")
+        chunk = 10_000
+        for first in range(0, count, chunk):
+            sock.sendall(
+                b"".join(
+                    b"GET /api/items/%d 200 took %d ms\n" % (n, n % 97)
+                    for n in range(first, first + chunk)
+                )
+            )
+        sock.close()
+        deadline = time.monotonic() + 600
+        while server.metrics().get(("logio_store_records", ()), 0) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the store did not get every record")
+            time.sleep(0.5)
+        out: dict[str, Any] = {"stored": count}
+        started = time.monotonic()
+        body = http_get(server.sub_port, "/?app=search&since=1d&follow=0&log=items/4242%20")
+        out["search_s"] = time.monotonic() - started
+        out["search_records_per_s"] = count / out["search_s"]
+        out["search_matches"] = body.count(b"\n")
+        started = time.monotonic()
+        http_get(server.sub_port, "/?app=search&since=5m&follow=0", first=True)
+        out["first_result_ms"] = (time.monotonic() - started) * 1000
+        server.stop()
+        out.update(store_size(folder))
+        started = time.monotonic()
+        again = start_logio(
+            self.settings.out / "logs" / "store-restart.log",
+            self.settings.python,
+            [*self.settings.server_args, "--store", str(folder)],
+        )
+        try:
+            http_get(again.sub_port, "/healthz")
+            out["restart_s"] = time.monotonic() - started
+        finally:
+            again.stop()
+        return out
 
     def scenario_replay(self) -> None:
         """History: how soon a ``follow=0`` replay of 10000 records starts and ends."""
         count = self.settings.replay_records
         self.case(f"replay-{count}", "logio", partial(self.replay_load, count=count))
+
+
+def http_get(port: int, path: str, first: bool = False) -> bytes:
+    """GET ``path`` on ``port``: the whole body, or with ``first`` its first bytes."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.read(1) if first else response.read()
+    finally:
+        connection.close()
 
 
 def store_size(folder: Path) -> dict[str, Any]:
