@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache, partial
-from typing import Callable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import re2
 from attrs import field, frozen
 from zope.interface import implementer
 
 from logio.interfaces import IFilters, IGrant
-from logio.levels import parseLevel
-from logio.topic import Topic
+from logio.levels import parseLevel, ranks
+from logio.timerange import TimeRange
+from logio.topic import Record, Topic
 
 #: An unanchored search in UTF-8 text: a match (true) or L{None}.
 Search = Callable[[bytes], object]
@@ -114,6 +115,30 @@ def compileFilter(name: str, pattern: str) -> Optional[Pattern]:
             f"at most {MAX_PROGRAM}: nested or large repetitions)",
         )
     return Pattern(pattern, compiled.search)
+
+
+def selected(
+    filters: IFilters,
+    window: Optional[TimeRange],
+    records: Sequence[Record],
+    indices: Iterable[int],
+) -> list[int]:
+    """
+    The indices (of C{indices}) of the C{records} that C{filters} and
+    C{window} take, their topic aside: in the time range, at the level or
+    worse, matching the C{log} pattern.  For replays, which take records
+    from history one by one.
+    """
+    chosen = list(indices)
+    if window is not None:
+        chosen = [i for i in chosen if records[i][0] in window]
+    if filters.level is not None and chosen:
+        levels = ranks([records[i] for i in chosen])
+        chosen = [i for i, rank in zip(chosen, levels, strict=True) if rank >= filters.level]
+    if filters.log is not None:
+        search = filters.log.search
+        chosen = [i for i in chosen if search(records[i][1].encode("utf-8", "replace"))]
+    return chosen
 
 
 def _contains(literal: bytes, text: bytes) -> Optional[bool]:

@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 from attrs import define
 from zope.interface import implementer
 
+from logio.filters import selected
 from logio.interfaces import IFilters, IHistory, Replay, Run
-from logio.levels import ranks
 from logio.stats import TopicInfo
 from logio.timerange import TimeRange
 from logio.topic import Record, Topic
@@ -165,7 +165,6 @@ class History:
         if after is not None:
             missed = max(self.oldest - (after + 1), 0)
             tail = self.records
-        search = filters.log.search if filters.log is not None else None
         matches: dict[int, bool] = {}
         runs: list[Run] = []
         for batch in reversed(self._batches):
@@ -182,17 +181,7 @@ class History:
             # Indices into the batch's list, and the seq of index 0.
             base = batch.first - batch.skip
             low = batch.skip if after is None else max(after + 1 - base, batch.skip)
-            chosen = range(low, len(batch.records))
-            records = batch.records
-            if window is not None:
-                chosen = [i for i in chosen if records[i][0] in window]  # type: ignore[assignment]
-            if filters.level is not None:
-                levels = ranks([records[i] for i in chosen])
-                chosen = [
-                    i for i, rank in zip(chosen, levels, strict=True) if rank >= filters.level
-                ]  # type: ignore[assignment]
-            if search is not None:
-                chosen = [i for i in chosen if search(records[i][1].encode("utf-8", "replace"))]  # type: ignore[assignment]
+            chosen = selected(filters, window, batch.records, range(low, len(batch.records)))
             chosen = chosen[-tail:] if tail < len(chosen) else chosen
             if not chosen:
                 continue

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Iterator, Optional
 
+from logio.filters import selected
 from logio.interfaces import IFilters, Run
-from logio.levels import ranks
 from logio.packing import unpack
 from logio.timerange import TimeRange
 from logio.topic import Record, Topic
@@ -125,16 +125,8 @@ class Reader:
         if topic is None:
             return None
         records: list[Record] = unpack(packed, count)
-        chosen = [i for i in range(max(low - first, 0), min(below - first, len(records)))]
-        window, filters = self._window, self._filters
-        if window is not None:
-            chosen = [i for i in chosen if records[i][0] in window]
-        if filters.level is not None and chosen:
-            levels = ranks([records[i] for i in chosen])
-            chosen = [i for i, rank in zip(chosen, levels, strict=True) if rank >= filters.level]
-        if filters.log is not None:
-            search = filters.log.search
-            chosen = [i for i in chosen if search(records[i][1].encode("utf-8", "replace"))]
+        indices = range(max(low - first, 0), min(below - first, len(records)))
+        chosen = selected(self._filters, self._window, records, indices)
         if not chosen:
             return None
         return Run(topic, [records[i] for i in chosen], [first + i for i in chosen])
