@@ -102,6 +102,25 @@ def _open(directory: str) -> tuple[sqlite3.Connection, int]:
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, DATABASE)
         connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # What the file holds is read before anything is written to it: a
+        # store of another format is left exactly as it was.
+        known = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        meta = dict(connection.execute("SELECT key, value FROM meta").fetchall()) if known else {}
+        if meta and (meta.get("format") != str(FORMAT) or not meta.get("id", "").isdigit()):
+            connection.close()
+            raise StoreError(
+                f"--store {directory}: it holds a store of format {meta.get('format')!r}, and "
+                f"this logio reads format {FORMAT!r} only: use another folder, or the logio "
+                "that wrote it"
+            )
+        if not meta and connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            connection.close()
+            raise StoreError(
+                f"--store {directory}: {DATABASE} there is a database of something else: "
+                "use another folder"
+            )
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         # Deleting (retention) need not overwrite what it deletes: on, as
@@ -109,23 +128,17 @@ def _open(directory: str) -> tuple[sqlite3.Connection, int]:
         connection.execute("PRAGMA secure_delete=OFF")
         # The write-ahead log shrinks back to a few MB after a checkpoint.
         connection.execute("PRAGMA journal_size_limit=8388608")
-        connection.executescript(_SCHEMA)
-        meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+        if not meta:
+            # The tables and the store's id, at once: a store is whole or
+            # not there.
+            ident = int(time.time() * 1000)
+            connection.executescript(
+                f"BEGIN; {_SCHEMA} INSERT INTO meta (key, value) "
+                f"VALUES ('format', '{FORMAT}'), ('id', '{ident}'); COMMIT;"
+            )
+            return connection, ident
     except (OSError, sqlite3.Error) as e:
         raise StoreError(f"--store {directory}: cannot use it: {e}") from None
-    if not meta:
-        ident = int(time.time() * 1000)
-        connection.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?)",
-            [("format", str(FORMAT)), ("id", str(ident))],
-        )
-        return connection, ident
-    if meta.get("format") != str(FORMAT) or not meta.get("id", "").isdigit():
-        connection.close()
-        raise StoreError(
-            f"--store {directory}: it holds a store of format {meta.get('format')!r}, and this "
-            f"logio reads format {FORMAT!r} only: use another folder, or the logio that wrote it"
-        )
     return connection, int(meta["id"])
 
 

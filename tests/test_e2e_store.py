@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from datetime import datetime
@@ -20,7 +22,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.packing import unpack
 from logio.store import DATABASE
-from tests.support.server import Server, get, metrics
+from tests.support.processes import environment
+from tests.support.server import Server, get, logioArguments, metrics, twistd
 from tests.support.waiting import TIMEOUT, waitFor
 
 
@@ -305,3 +308,124 @@ class SearchTests(SynchronousTestCase):
         # Generous: the box may be busy; a search that held the reactor
         # would hold every beat for the whole search.
         self.assertLess(worst, max(1.0, (time.monotonic() - began) / 2), (worst, count))
+
+
+def _limitFileSize() -> None:
+    """
+    In the server's process, before it runs: files it writes may not grow
+    past 2 MiB, and writing past that fails (C{EFBIG}) instead of killing
+    it.  The hard limit stays, so the test can lift the bound again.
+    """
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 1024 * 1024, hard))
+
+
+class FaultTests(SynchronousTestCase):
+    """
+    A disk that fails while the server runs, and a store folder the server
+    cannot use when it starts.
+    """
+
+    def test_fullDisk(self) -> None:
+        """
+        When the store's files cannot grow (as on a full disk), the server
+        logs it once, streams live records on, and counts the records not
+        stored in C{/metrics}; when they can grow again, storing resumes,
+        and a restart finds every record that was stored, intact.
+        """
+        store = self.mktemp()
+        server = Server(self, "--store", store, "--history", "100", preexec=_limitFileSize)
+        live = server.subscribe("app=full")
+        server.subscribed(1)
+        line = b"x" * 100
+        published = 0
+        publisher = server.publish(b"app=full\n")
+        while metrics(server)[("logio_store_records_unstored_total", ())] == 0:
+            # 100 KB a round, until the files reach the bound.
+            publisher.sendall(b"".join(b"%d %s\n" % (published + i, line) for i in range(1000)))
+            published += 1000
+            self.assertLess(published, 200_000, "the bound was never reached")
+            live.readUntil(lambda body, n=published - 1: b" %d x" % n in body)
+        server.waitForLog("records could not be stored")
+        # Live records go on while the disk is full.
+        publisher.sendall(b"during\n")
+        live.readUntil(lambda body: b": during\n" in body)
+        published += 1
+
+        def counted() -> tuple[int, int]:
+            full = metrics(server)
+            return (
+                int(full[("logio_store_records", ())]),
+                int(full[("logio_store_records_unstored_total", ())]),
+            )
+
+        # Every record is either stored or counted as not stored.
+        waitFor(lambda: sum(counted()) == published, what="every record stored or counted")
+        stored, unstored = counted()
+        resource.prlimit(server.process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        # Storing resumes: each write now goes through.
+        publisher.sendall(b"".join(b"after %d\n" % n for n in range(500)))
+        publisher.close()
+        waitFor(
+            lambda: metrics(server)[("logio_store_records", ())] == stored + 500,
+            what="storing to resume",
+        )
+        self.assertEqual(metrics(server)[("logio_store_records_unstored_total", ())], unstored)
+        self.assertEqual(server.log().count("records could not be stored"), 1, server.log())
+        self.assertEqual(server.stop(), -signal.SIGTERM)
+        connection = sqlite3.connect(os.path.join(store, DATABASE))
+        self.assertEqual(connection.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        connection.close()
+        again = Server(self, "--store", store, "--history", "100")
+        again.waitForLog(f": {stored + 500} records recovered")
+        newest = records(again, "app=full&tail=1")
+        self.assertEqual(newest[0]["log"], "after 499")
+
+    def refused(self, *options: str) -> str:
+        """
+        Run C{twistd -n logio} with C{options}, expecting it to refuse to
+        start: its output.
+        """
+        done = subprocess.run(
+            [twistd(), *logioArguments(*options)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=environment(),
+            timeout=TIMEOUT * 3,
+        )
+        self.assertNotEqual(done.returncode, 0)
+        return done.stdout.decode("utf-8", "replace")
+
+    def test_unusableFolder(self) -> None:
+        """
+        A C{--store} the server cannot make a folder of stops it at start,
+        with a line that names it and says why.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("not a folder\n")
+        output = self.refused("--store", path)
+        self.assertIn(f"--store {path}: cannot use it: ", output)
+        self.assertNotIn("Traceback", output)
+
+    def test_otherFormat(self) -> None:
+        """
+        A store written in another format is refused at start with a line
+        that says which, and it is left as it was.
+        """
+        store = self.mktemp()
+        os.makedirs(store)
+        path = os.path.join(store, DATABASE)
+        connection = sqlite3.connect(path)
+        connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        connection.execute("INSERT INTO meta VALUES ('format', '99'), ('id', '1')")
+        connection.commit()
+        connection.close()
+        with open(path, "rb") as f:
+            before = f.read()
+        output = self.refused("--store", store)
+        self.assertIn(f"--store {store}: it holds a store of format '99'", output)
+        self.assertNotIn("Traceback", output)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), before)

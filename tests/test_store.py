@@ -125,6 +125,28 @@ class StoreTests(TestCase):
             "format 1 only: use another folder, or the logio that wrote it",
         )
 
+    def test_otherDatabase(self) -> None:
+        """
+        A database that is not a store is refused, and left as it was.
+        """
+        os.makedirs(self.directory)
+        path = os.path.join(self.directory, DATABASE)
+        connection = sqlite3.connect(path)
+        connection.execute("CREATE TABLE mine (x)")
+        connection.commit()
+        connection.close()
+        with open(path, "rb") as f:
+            before = f.read()
+        with self.assertRaises(StoreError) as caught:
+            self.open()
+        self.assertEqual(
+            str(caught.exception),
+            f"--store {self.directory}: {DATABASE} there is a database of something else: "
+            "use another folder",
+        )
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), before)
+
     def test_unusable(self) -> None:
         """
         A folder that cannot be written is refused with the reason.

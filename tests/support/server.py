@@ -76,12 +76,24 @@ class Server:
     @ivar output: Everything the server has logged so far.
     """
 
-    def __init__(self, testCase: SynchronousTestCase, *options: str) -> None:
+    def __init__(
+        self,
+        testCase: SynchronousTestCase,
+        *options: str,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
+        """
+        Start C{twistd -n logio} with C{options}, on free ports.
+
+        @param preexec: Called in the child before it runs twistd (to set
+            a resource limit, say).
+        """
         self.process = subprocess.Popen(
             [twistd(), *logioArguments(*options)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=environment(),
+            preexec_fn=preexec,
         )
         testCase.addCleanup(self.stop)
         self.output = bytearray()
