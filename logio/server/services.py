@@ -25,6 +25,7 @@ from logio.auth import Tokens
 from logio.ingest.sniff import PublisherFactory
 from logio.ingest.syslognet import SyslogDatagramProtocol
 from logio.net import describeAddress, isLocal
+from logio.server.shared import SHAREABLE, SharedPorts
 
 
 class StartupError(SystemExit, Exception):
@@ -63,11 +64,18 @@ class ListeningService(StreamServerEndpointService):
     Without C{--auth}, a listener anyone beyond this machine may reach is
     logged as a warning.
 
+    With C{reusePort}, other server processes of this machine may listen on
+    the same address too (C{SO_REUSEPORT}), and the kernel spreads new
+    connections among them; a listener without it on that address still
+    fails to listen, with the same clear line.  Only C{tcp:}, C{tcp6:} and
+    C{ssl:} endpoints can be shared.
+
     @ivar role: What listens here: C{publishers} or C{subscribers}.
     @ivar description: The endpoint string.
     @ivar guarded: Whether the server has C{--auth}.
     @ivar protected: Whether, without C{--auth}, it answers this machine's
         peers only (without C{--public}).
+    @ivar reusePort: Whether other processes may listen on the same address.
     """
 
     log = Logger()
@@ -80,9 +88,19 @@ class ListeningService(StreamServerEndpointService):
         reactor: Any,
         guarded: bool = False,
         protected: bool = False,
+        *,
+        reusePort: bool = False,
     ) -> None:
+        listener = reactor
+        if reusePort:
+            if description.partition(":")[0] not in SHAREABLE:
+                raise StartupError(
+                    f"logio: cannot share {description!r} for {role} with other server "
+                    f"processes: the cluster needs tcp, tcp6 or ssl listeners"
+                )
+            listener = SharedPorts(reactor)
         try:
-            endpoint = serverFromString(reactor, withBacklog(description))
+            endpoint = serverFromString(listener, withBacklog(description))
         except Exception as e:
             # A string Twisted cannot parse (ValueError), a missing key or
             # certificate file (OSError), a bad one (OpenSSL's errors)...
@@ -92,6 +110,7 @@ class ListeningService(StreamServerEndpointService):
         self.description = description
         self.guarded = guarded
         self.protected = protected
+        self.reusePort = reusePort
         self._reactor = reactor
 
     def privilegedStartService(self) -> None:
