@@ -1,0 +1,1 @@
+"""Sharing records between logio nodes: the Redis client the cluster mode uses."""
