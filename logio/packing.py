@@ -6,6 +6,8 @@ Most batches are packed flat, which costs little more than joining
 strings: a C{F}, then every record's timestamp (23 characters each, see
 L{logio.topic.formatTime}), one character per record for its level (the
 first letter of its name, or C{-}), and the texts joined by NUL characters.
+Records that share one timestamp (those of one read, the usual batch) have
+it once, after an C{S} instead.
 A batch whose texts hold a NUL, or whose timestamps are not 23 characters,
 is packed as JSON after a C{J}.
 """
@@ -13,7 +15,8 @@ is packed as JSON after a C{J}.
 from __future__ import annotations
 
 import json
-from typing import Optional
+from itertools import repeat
+from typing import Iterable, Optional
 
 from logio.levels import LEVELS
 from logio.topic import Record
@@ -26,33 +29,50 @@ _LEVELS["-"] = None
 _LETTERS = {level: letter for letter, level in _LEVELS.items()}
 
 
-def pack(records: list[Record]) -> bytes:
+def pack(records: list[Record]) -> tuple[bytes, str, str]:
     """
     One value for C{records}, which L{unpack} reads back exactly.
+
+    @return: The value, and the oldest and the newest of the records'
+        times.
     """
-    texts = "\x00".join([record[1] for record in records])
-    stamps = "".join([record[0] for record in records])
-    # A NUL of a text's own would split it.
-    if texts.count("\x00") >= len(records) or len(stamps) != STAMP * len(records):
-        return b"J" + json.dumps(records, ensure_ascii=False).encode("utf-8", "surrogatepass")
-    letters = "".join([_LETTERS[record[2]] for record in records])
-    return ("F" + stamps + letters + texts).encode("utf-8", "surrogatepass")
+    stamps, texts, levels = zip(*records, strict=True)
+    count = len(stamps)
+    first = stamps[0]
+    # Records of one read share their time: one stamp then stands for all.
+    shared = stamps.count(first) == count
+    oldest, newest = (first, first) if shared else (min(stamps), max(stamps))
+    # A NUL of a text's own would split it (a one-character search is
+    # far cheaper than counting separators).
+    sized = len(first) == STAMP if shared else set(map(len, stamps)) == {STAMP}
+    if not sized or "\x00" in "".join(texts):
+        value = b"J" + json.dumps(records, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        return value, oldest, newest
+    if levels.count(None) == count:
+        letters = "-" * count
+    else:
+        letters = "".join(map(_LETTERS.__getitem__, levels))
+    head = "S" + first if shared else "F" + "".join(stamps)
+    return (head + letters + "\x00".join(texts)).encode("utf-8", "surrogatepass"), oldest, newest
 
 
 def unpack(packed: bytes, count: int) -> list[Record]:
     """
     The C{count} records L{pack} made C{packed} of.
     """
-    if packed[:1] == b"J":
+    kind = packed[:1]
+    if kind == b"J":
         return [(stamp, text, level) for stamp, text, level in json.loads(packed[1:])]
     value = packed[1:].decode("utf-8", "surrogatepass")
-    stamps = value[: STAMP * count]
-    letters = value[STAMP * count : STAMP * count + count]
-    texts = (
-        value[STAMP * count + count :].split("\x00")
-        if count > 1
-        else [value[STAMP * count + count :]]
-    )
-    return [
-        (stamps[i * STAMP : (i + 1) * STAMP], texts[i], _LEVELS[letters[i]]) for i in range(count)
-    ]
+    start = STAMP if kind == b"S" else STAMP * count
+    letters = value[start : start + count]
+    rest = value[start + count :]
+    texts = rest.split("\x00") if count > 1 else [rest]
+    if letters.count("-") == count:
+        levels: Iterable[Optional[str]] = repeat(None, count)
+    else:
+        levels = map(_LEVELS.__getitem__, letters)
+    if kind == b"S":
+        return list(zip(repeat(value[:STAMP], count), texts, levels, strict=True))
+    stamps = [value[i : i + STAMP] for i in range(0, STAMP * count, STAMP)]
+    return list(zip(stamps, texts, levels, strict=True))

@@ -7,10 +7,12 @@ forgets nothing and ids go on where they were.
 One row per published batch: its first sequence number, its topic, the
 times of its oldest and newest records, and its records packed in one value
 (L{logio.packing}).  A
-batch is numbered and kept in memory at once (the newest records, as
-without a store, in a L{History} ring that replays them); the batches of
-the last tenth of a second are then written in one transaction by a
-writer thread, so the reactor never waits for the disk.
+batch is numbered, kept in memory (the newest records, as without a
+store, in a L{History} ring that replays them) and packed at once, so
+that its records die with the ring as without a store (records kept
+alive for the writer cost the reactor a fifth of its speed); the packed
+batches of the last tenth of a second are then written in one transaction
+by a writer thread, so the reactor never waits for the disk.
 
 The store's id is the instant it was created, in milliseconds: it is the
 first part of every event id (C{<store>-<seq>}), so an id of another store
@@ -52,6 +54,8 @@ FORMAT = 1
 DATABASE = "logio.sqlite3"
 #: Seconds between two writes: what a crash may lose at most, about.
 FLUSH_INTERVAL = 0.1
+#: The page size of a new store's database.
+PAGE_SIZE = 16384
 #: Bytes of records waiting for the writer at most; beyond, the newest are
 #: not stored (and counted): a stalled disk never grows memory unbounded.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
@@ -86,8 +90,9 @@ class StoreError(Exception):
     """
 
 
-#: What the reactor hands the writer: C{(first seq, topic, records, size)}.
-_Batch = tuple[int, Topic, list[Record], int]
+#: What the reactor hands the writer: C{(first seq, topic, count, size,
+#: packed records, oldest time, newest time)}.
+_Batch = tuple[int, Topic, int, int, bytes, str, str]
 
 
 def _open(directory: str) -> tuple[sqlite3.Connection, int]:
@@ -121,6 +126,11 @@ def _open(directory: str) -> tuple[sqlite3.Connection, int]:
                 f"--store {directory}: {DATABASE} there is a database of something else: "
                 "use another folder"
             )
+        if not meta:
+            # Before the first table: with bigger pages than SQLite's 4 KiB
+            # a batch spans fewer overflow pages, which takes about a
+            # seventh off the writer's time per record.
+            connection.execute(f"PRAGMA page_size={PAGE_SIZE}")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         # Deleting (retention) need not overwrite what it deletes: on, as
@@ -248,7 +258,10 @@ class Store(Service):
         if self._pendingBytes + size > MAX_PENDING_BYTES:
             self.unstored += len(records)
         else:
-            self._pending.append((first, owner.topic, records, size))
+            # Packed at once, the records need not outlive the ring: what
+            # waits is one value a batch.
+            packed, oldest, newest = pack(records)
+            self._pending.append((first, owner.topic, len(records), size, packed, oldest, newest))
             self._pendingBytes += size
         return first
 
@@ -388,9 +401,9 @@ class Store(Service):
             if item is None:
                 return
             now, batches = item
-            count = sum(len(batch[2]) for batch in batches)
+            count = sum(batch[2] for batch in batches)
             try:
-                self._insert(batches)
+                written = self._insert(batches)
                 pruned = self._prune(now)
                 oldest = self._connection.execute(
                     "SELECT oldest FROM batches ORDER BY first LIMIT 1"
@@ -401,7 +414,7 @@ class Store(Service):
                 self._reactor.callFromThread(self._failed, count, e)  # type: ignore[attr-defined]
             else:
                 self._reactor.callFromThread(  # type: ignore[attr-defined]
-                    self._written, batches, pruned, oldest[0] if oldest else None, topics
+                    self._written, written, pruned, oldest[0] if oldest else None, topics
                 )
 
     def _topicsOnDisk(self) -> dict[Topic, tuple[int, str]]:
@@ -416,7 +429,7 @@ class Store(Service):
 
     def _written(
         self,
-        batches: list[_Batch],
+        written: list[tuple[Topic, int, str]],
         pruned: int,
         oldest: Optional[str],
         topics: Optional[dict[Topic, tuple[int, str]]],
@@ -426,12 +439,11 @@ class Store(Service):
         self._oldestTime = oldest
         if topics is not None:
             self._stored = topics
-        for _, topic, records, _ in batches:
-            self.stored += len(records)
+        for topic, count, newest in written:
+            self.stored += count
             if topics is None:
-                count, last = self._stored.get(topic, (0, ""))
-                newest = max(record[0] for record in records)
-                self._stored[topic] = (count + len(records), max(last, newest))
+                held, last = self._stored.get(topic, (0, ""))
+                self._stored[topic] = (held + count, max(last, newest))
 
     def topics(self) -> list[TopicInfo]:
         return [
@@ -555,10 +567,16 @@ class Store(Service):
                 unstored=self.unstored,
             )
 
-    def _insert(self, batches: list[_Batch]) -> None:
+    def _insert(self, batches: list[_Batch]) -> list[tuple[Topic, int, str]]:
+        """
+        Write C{batches} in one transaction.
+
+        @return: The topic, record count and newest time of each.
+        """
         connection = self._connection
         rows = []
-        for first, topic, records, size in batches:
+        written = []
+        for first, topic, count, size, packed, oldest, newest in batches:
             ident = self._topics.get(topic)
             if ident is None:
                 connection.execute(
@@ -569,18 +587,8 @@ class Store(Service):
                     "SELECT id FROM topics WHERE app = ? AND proc = ? AND host = ?",
                     (topic.app, topic.proc, topic.host),
                 ).fetchone()[0]
-            stamps = [record[0] for record in records]
-            rows.append(
-                (
-                    first,
-                    len(records),
-                    ident,
-                    min(stamps),
-                    max(stamps),
-                    size,
-                    pack(records),
-                )
-            )
+            rows.append((first, count, ident, oldest, newest, size, packed))
+            written.append((topic, count, newest))
         connection.execute("BEGIN")
         try:
             connection.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -588,6 +596,7 @@ class Store(Service):
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
+        return written
 
 
 class _Owner:

@@ -253,10 +253,10 @@ class FaultTests(TestCase):
         failing = [True]
         insert = store._insert
 
-        def full(batches: list[object]) -> None:
+        def full(batches: list[object]) -> object:
             if failing[0]:
                 raise sqlite3.OperationalError("database or disk is full")
-            insert(batches)  # type: ignore[arg-type]
+            return insert(batches)  # type: ignore[arg-type]
 
         self.patch(store, "_insert", full)
         with capturedLogs() as events:
@@ -303,7 +303,7 @@ class PackingTests(TestCase):
     @given(
         st.lists(
             st.tuples(
-                st.sampled_from([TS, "2016-12-06T22:14:21.448", "short"]),
+                st.sampled_from([TS, "2016-12-06T22:14:21.448", "short", "x" * 41]),
                 st.text(),
                 st.sampled_from([None, *LEVELS]),
             ),
@@ -316,13 +316,18 @@ class PackingTests(TestCase):
         Records read back as they were packed: texts with NULs, newlines,
         any characters (lone surrogates too), levels and odd timestamps.
         """
-        self.assertEqual(unpack(pack(records), len(records)), records)
+        packed, oldest, newest = pack(records)
+        self.assertEqual(unpack(packed, len(records)), records)
+        self.assertEqual((oldest, newest), (min(r[0] for r in records), max(r[0] for r in records)))
 
     def test_flat(self) -> None:
         """
         The usual batch is packed flat, not as JSON: timestamps, level
         letters, texts joined by NUL.
         """
-        packed = pack([(TS, "a", "error"), (TS, "b\nc", None)])
-        self.assertEqual(packed, f"F{TS}{TS}e-a\x00b\nc".encode())
-        self.assertTrue(pack([(TS, "a\x00", None), (TS, "b", None)]).startswith(b"J"))
+        later = TS[:-1] + "9"
+        packed = pack([(TS, "a", "error"), (later, "b\nc", None)])
+        self.assertEqual(packed, (f"F{TS}{later}e-a\x00b\nc".encode(), TS, later))
+        self.assertEqual(pack([(TS, "a", None), (TS, "b", None)])[0], f"S{TS}--a\x00b".encode())
+        self.assertTrue(pack([(TS, "a", None), ("short", "b", None)])[0].startswith(b"J"))
+        self.assertTrue(pack([(TS, "a\x00", None), (TS, "b", None)])[0].startswith(b"J"))
