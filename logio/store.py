@@ -49,7 +49,10 @@ from logio.topic import Record, Topic, formatEpoch
 
 #: The format of the database this code writes; a store of another format
 #: is refused with a clear message, never misread.
-FORMAT = 1
+FORMAT = 2
+#: The formats this code reads: format 1 differs only in having no batches
+#: packed with one shared stamp, so it is taken up as format 2.
+READS = ("1", "2")
 #: The database's file name in the store's folder.
 DATABASE = "logio.sqlite3"
 #: Seconds between two writes: what a crash may lose at most, about.
@@ -113,13 +116,16 @@ def _open(directory: str) -> tuple[sqlite3.Connection, int]:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
         ).fetchone()
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall()) if known else {}
-        if meta and (meta.get("format") != str(FORMAT) or not meta.get("id", "").isdigit()):
+        if meta and (meta.get("format") not in READS or not meta.get("id", "").isdigit()):
             connection.close()
             raise StoreError(
                 f"--store {directory}: it holds a store of format {meta.get('format')!r}, and "
-                f"this logio reads format {FORMAT!r} only: use another folder, or the logio "
-                "that wrote it"
+                f"this logio reads formats {', '.join(READS)} only: use another folder, or the "
+                "logio that wrote it"
             )
+        if meta and meta["format"] != str(FORMAT):
+            # What is written from now on, an older logio would misread.
+            connection.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(FORMAT),))
         if not meta and connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
             connection.close()
             raise StoreError(

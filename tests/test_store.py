@@ -122,8 +122,33 @@ class StoreTests(TestCase):
         self.assertEqual(
             str(caught.exception),
             f"--store {self.directory}: it holds a store of format '99', and this logio reads "
-            "format 1 only: use another folder, or the logio that wrote it",
+            "formats 1, 2 only: use another folder, or the logio that wrote it",
         )
+
+    async def test_formatOne(self) -> None:
+        """
+        A store of format 1 (every batch with a stamp per record) is read,
+        and marked as format 2 before anything of format 2 is written.
+        """
+        store = self.open()
+        store.add(Owner(WEB), [(TS, "new", None)], 3)
+        await store.stopService()
+        connection = sqlite3.connect(os.path.join(self.directory, DATABASE))
+        connection.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+        # A batch as format 1 wrote it.
+        connection.execute(
+            "UPDATE batches SET records = ?", (f"F{TS}e".encode() + "old ü".encode(),)
+        )
+        connection.commit()
+        connection.close()
+        again = self.open()
+        self.assertEqual(self.logs(again), [(TS, "old ü", "error")])
+        connection = sqlite3.connect(os.path.join(self.directory, DATABASE))
+        self.assertEqual(
+            connection.execute("SELECT value FROM meta WHERE key = 'format'").fetchone(), ("2",)
+        )
+        connection.close()
+        await again.stopService()
 
     def test_otherDatabase(self) -> None:
         """
