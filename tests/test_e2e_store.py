@@ -224,6 +224,19 @@ class DeepReadTests(SynchronousTestCase):
         self.assertNotIn(b"no longer in history", body)
         stream.close()
 
+    def test_resumeFromAnotherStore(self) -> None:
+        """
+        An id of another store (or of a run without one) gets the notice,
+        then the records held in memory only: never a read of the whole
+        store.
+        """
+        body = get(self.server, "/?app=deep&format=sse&follow=0&last_event_id=1-10").read()
+        notices = re.findall(rb"^event: notice\ndata: (.*)$", body, re.MULTILINE)
+        self.assertEqual(len(notices), 1)
+        self.assertIn(b"earlier run of this server", notices[0])
+        seqs = [int(s) for s in re.findall(rb'"seq": (\d+)', body)]
+        self.assertEqual(seqs, list(range(4901, 5001)))
+
     def test_timeRange(self) -> None:
         """
         C{since} reaches every stored record in the range, not only those in

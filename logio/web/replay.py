@@ -58,19 +58,21 @@ class Replayer:
         once, unless older records must be read from disk first (and also
         if the client goes away meanwhile).
         """
+        history = self._broker.history
         if stale is not None:
             stream.notify(
                 f"event id {stale!r} is from an earlier run of this server: "
                 "the records after it that the earlier run held are gone; "
-                "replaying this run's records"
+                "replaying the records of this run held in memory"
             )
-            after = 0
+            # Never a read from disk: a store may hold far more than a
+            # client that resumes expects.
+            after = history.oldest - 1
         if not (tail or after is not None or window is not None):
             done()
             return
         # A range without a tail is replayed whole.
         tail = tail or (ALL if window is not None else 0)
-        history = self._broker.history
         boundary = history.next
         held = self._broker.replay(filters, tail, after, window)
         matched = sum(len(run.records) for run in held.runs)
@@ -78,11 +80,10 @@ class Replayer:
         deeper = history.deeper(filters, need, after, window, history.oldest)
         if deeper is None:
             if held.missed:
-                since = (
-                    "of this run" if stale is not None else f"after event id {self._epoch}-{after}"
-                )
                 stream.notify(
-                    f"{held.missed} records {since} are no longer in history", held.missed
+                    f"{held.missed} records after event id {self._epoch}-{after} are no longer "
+                    "in history",
+                    held.missed,
                 )
             self._send(stream, format, held.runs)
             done()
