@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from itertools import repeat
+from operator import itemgetter
 from typing import Iterable, Optional
 
 from logio.levels import LEVELS
@@ -27,6 +28,9 @@ STAMP = 23
 _LEVELS: dict[str, Optional[str]] = {level[0]: level for level in LEVELS}
 _LEVELS["-"] = None
 _LETTERS = {level: letter for letter, level in _LEVELS.items()}
+_STAMP = itemgetter(0)
+_TEXT = itemgetter(1)
+_LEVEL = itemgetter(2)
 
 
 def pack(records: list[Record]) -> tuple[bytes, str, str]:
@@ -36,7 +40,10 @@ def pack(records: list[Record]) -> tuple[bytes, str, str]:
     @return: The value, and the oldest and the newest of the records'
         times.
     """
-    stamps, texts, levels = zip(*records, strict=True)
+    # Not zip(*records): it makes an iterator per record, which the
+    # garbage collector counts, and then runs far more often.
+    stamps = list(map(_STAMP, records))
+    texts = list(map(_TEXT, records))
     count = len(stamps)
     first = stamps[0]
     # Records of one read share their time: one stamp then stands for all.
@@ -48,10 +55,10 @@ def pack(records: list[Record]) -> tuple[bytes, str, str]:
     if not sized or "\x00" in "".join(texts):
         value = b"J" + json.dumps(records, ensure_ascii=False).encode("utf-8", "surrogatepass")
         return value, oldest, newest
-    if levels.count(None) == count:
-        letters = "-" * count
+    if any(map(_LEVEL, records)):
+        letters = "".join([_LETTERS[record[2]] for record in records])
     else:
-        letters = "".join(map(_LETTERS.__getitem__, levels))
+        letters = "-" * count
     head = "S" + first if shared else "F" + "".join(stamps)
     return (head + letters + "\x00".join(texts)).encode("utf-8", "surrogatepass"), oldest, newest
 
