@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from time import thread_time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from attrs import define, field
 from twisted.application.service import Service
@@ -28,6 +28,7 @@ from logio.interfaces import (
     IFormat,
     IHistory,
     IPublication,
+    IRelay,
     ISubscriber,
     ISubscription,
     Replay,
@@ -206,7 +207,13 @@ class Broker(Service):
         self._history = history
         history.evicted = self._evicted
         history.holder = self._holder
-        self.start = history.epoch
+        #: With C{--cluster}: what takes the records published here to
+        #: every node (L{logio.cluster.relay.Relay}); it hands them back,
+        #: numbered, to L{deliver}.
+        self.relay: Optional[IRelay] = None
+        #: Called with the new epoch when it changes (a cluster node joins
+        #: its cluster, or finds it lost its data).
+        self.epochObservers: list[Callable[[int], object]] = []
         #: The cost of each C{log} pattern on its last batch, CPU seconds per
         #: byte of text, oldest first.
         self._costs: dict[str, float] = {}
@@ -214,6 +221,24 @@ class Broker(Service):
         #: The CPU time patterns may take now, and when it was last refilled.
         self._allowance = MAX_BATCH_SEARCH_SECONDS
         self._refilled = self._now()
+
+    @property
+    def start(self) -> int:
+        """
+        The first part of every event id: the history's epoch.
+        """
+        return int(self._history.epoch)
+
+    def changeEpoch(self, epoch: int) -> None:
+        """
+        Number from now on in C{epoch}: ids of the one before are from an
+        earlier run.
+        """
+        if epoch == self._history.epoch:
+            return
+        self._history.epoch = epoch
+        for observer in list(self.epochObservers):
+            observer(epoch)
 
     @property
     def history(self) -> IHistory:
@@ -354,17 +379,50 @@ class Broker(Service):
 
     def _publish(self, route: _Route, protocol: str, records: list[Record], size: int) -> None:
         """
-        Number, keep and fan out a batch of C{route}'s records.
+        Number, keep and fan out a batch of C{route}'s records; or, in a
+        cluster, hand it to the relay, which brings it back numbered.
         """
         count = len(records)
         if not count:
             return
+        self.stats.recordsIn[protocol] += count
+        relay = self.relay
+        if relay is not None and relay.send(route.topic, records, size):
+            return
+        self._keep(route, records, size)
+
+    def deliver(self, topic: Topic, records: list[Record], first: int, size: int) -> None:
+        """
+        Keep and fan out a batch numbered elsewhere (by the cluster): its
+        records are C{first} on.  Records numbered below what history has
+        numbered already were delivered before, and are skipped.
+        """
+        history = self._history
+        skip = history.next - first
+        if skip > 0:
+            if skip >= len(records):
+                return
+            records = records[skip:]
+            first += skip
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._routes[topic] = _Route(topic)
+            for subscriber in self._subscribers:
+                if subscriber.filters.matchesTopic(topic):
+                    route.add(subscriber)
+        history.next = first
+        self._keep(route, records, size)
+
+    def _keep(self, route: _Route, records: list[Record], size: int) -> None:
+        """
+        Number, keep and fan out a batch of C{route}'s records.
+        """
+        count = len(records)
         if self._history.maxRecords:
             route.held += count
         first = self._history.add(route, records, size)
         route.records += count
         route.last = records[-1][0]
-        self.stats.recordsIn[protocol] += count
         if self._pending:
             self._matchPending(route)
         groups = route.members()

@@ -222,9 +222,10 @@ class SSEFormat:
 
     def encoder(self, topic: Topic) -> Encoder:
         fields = _topicFields(topic)
-        start = self.start
 
         def encode(records: Sequence[Record], seqs: Sequence[int]) -> list[Segment]:
+            # Read each time: a cluster node's epoch may change.
+            start = self.start
             quote, levels = _quoter(records)
             text = "".join(
                 [

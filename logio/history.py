@@ -132,6 +132,16 @@ class History:
             self.bytes -= freed
             self.evicted(batch.owner, gone)
 
+    def clear(self) -> None:
+        """
+        Forget every record held (a cluster node whose epoch changes: the
+        records of two epochs are never held together).
+        """
+        batches, self._batches = self._batches, deque()
+        self.records = self.bytes = 0
+        for batch in batches:
+            self.evicted(batch.owner, len(batch.records) - batch.skip)
+
     def metrics(self) -> list[tuple[str, str, str, float]]:
         return []
 

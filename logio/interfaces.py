@@ -292,6 +292,22 @@ class IHistory(Interface):
         """
 
 
+class IRelay(Interface):
+    """
+    What takes the records published on one node to every node of a
+    cluster, and brings them back numbered (to L{IBroker.deliver}).
+    """
+
+    def send(topic: Topic, records: list[Record], size: int) -> bool:
+        """
+        Take a batch published here to the cluster.
+
+        @param size: About how many bytes of input the batch took.
+        @return: Whether it was taken; if not (the cluster cannot be
+            reached), the broker delivers it here alone.
+        """
+
+
 class IBroker(Interface):
     """
     The hub: publisher protocols hand it records, subscribers register with
@@ -307,6 +323,21 @@ class IBroker(Interface):
     costlyPatterns = Attribute(
         "The texts of C{log} patterns found too costly to match at run time: refused."
     )
+    relay = Attribute("With C{--cluster}, the L{IRelay} published records go through.")
+    epochObservers = Attribute(
+        "Callables told the new epoch when it changes (a cluster node joins its cluster)."
+    )
+
+    def deliver(topic: Topic, records: list[Record], first: int, size: int) -> None:
+        """
+        Keep and fan out a batch the cluster numbered, its records C{first}
+        on; those numbered below what history holds already are skipped.
+        """
+
+    def changeEpoch(epoch: int) -> None:
+        """
+        Number from now on in C{epoch}, and tell L{epochObservers}.
+        """
 
     def publisher(topic: Topic, protocol: str) -> IPublication:
         """

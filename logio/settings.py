@@ -49,6 +49,11 @@ class Settings:
         memory only.
     @ivar retainBytes: The most bytes the store's records take on disk.
     @ivar retainAge: Seconds the store keeps a record.
+    @ivar cluster: The Redis URL of the cluster this node is part of, or
+        L{None} for a server alone.
+    @ivar clusterCA: With a C{rediss://} cluster: the CA certificates
+        (PEM) its server's certificate is checked against, instead of the
+        system's.
     """
 
     maxLine: int = 65536
@@ -72,6 +77,8 @@ class Settings:
     store: Optional[str] = None
     retainBytes: int = 1024 * MiB
     retainAge: float = 7 * 86400.0
+    cluster: Optional[str] = None
+    clusterCA: Optional[str] = None
 
     @property
     def protected(self) -> bool:

@@ -176,6 +176,23 @@ class Options(usage.Options):
         self["syslog-udp"] = []
         self["auth"] = None
         self["store"] = None
+        self["cluster"] = None
+        self["cluster-ca"] = None
+
+    def opt_cluster(self, url: str) -> None:
+        """
+        Be one node of a cluster that shares topics, history and ids through
+        the Redis (or Valkey) at URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB],
+        or rediss:// for TLS. Needs pip install 'logio[cluster]'.
+        """
+        self["cluster"] = url
+
+    def opt_cluster_ca(self, path: str) -> None:
+        """
+        With a rediss:// --cluster: check the Redis server's certificate
+        against the CA certificates in FILE (PEM) instead of the system's.
+        """
+        self["cluster-ca"] = path
 
     def opt_store(self, directory: str) -> None:
         """
@@ -221,6 +238,13 @@ class Options(usage.Options):
         self["subscribe"].append(description)
 
     def postOptions(self) -> None:
+        if self["cluster"] is not None and self["store"] is not None:
+            raise usage.UsageError(
+                "--store and --cluster do not go together: a cluster's history is its Redis "
+                "stream, shared by every node"
+            )
+        if self["cluster-ca"] is not None and self["cluster"] is None:
+            raise usage.UsageError("--cluster-ca goes with --cluster")
         if not self["publish"]:
             self["publish"] = list(DEFAULTS.publish)
         if not self["subscribe"]:
@@ -250,6 +274,8 @@ class Options(usage.Options):
             auth=self["auth"],
             public=bool(self["public"]),
             store=self["store"],
+            cluster=self["cluster"],
+            clusterCA=self["cluster-ca"],
             retainBytes=self["retain-bytes"],
             # The default is given as a span too, and options do not coerce it.
             retainAge=_span(age) if isinstance(age := self["retain-age"], str) else age,

@@ -60,6 +60,27 @@ def _history(settings: Settings, reactor: Any, top: MultiService) -> IHistory:
     return store
 
 
+def _cluster(settings: Settings, broker: Broker, reactor: Any, top: MultiService) -> None:
+    """
+    Make this server a node of the cluster of C{--cluster}: a relay takes
+    what its publishers send to every node.  Nodes on one machine share
+    their listening ports (each listener is opened with C{SO_REUSEPORT}).
+    """
+    assert settings.cluster is not None
+    try:
+        from logio.cluster.address import parseRedisURL
+        from logio.cluster.relay import Relay
+
+        address = parseRedisURL(settings.cluster, settings.clusterCA)
+        relay = Relay(address, broker, broker.history, reactor)  # type: ignore[arg-type]
+    except ImportError as e:
+        raise StartupError(f"logio: --cluster: {e}") from None
+    except ValueError as e:
+        raise StartupError(f"logio: --cluster: {e}") from None
+    broker.relay = relay
+    relay.setServiceParent(top)
+
+
 def _tokens(settings: Settings, top: MultiService, reactor: Any) -> Optional[Tokens]:
     """
     The tokens of C{--auth}, reloaded on SIGHUP by a service of C{top}; or
@@ -99,6 +120,9 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     protected = settings.protected
     broker = Broker(settings, reactor, history=_history(settings, reactor, top))
     broker.setServiceParent(top)
+    if settings.cluster is not None:
+        _cluster(settings, broker, reactor, top)
+    shared = settings.cluster is not None
     # One log of refusals for both ports, so each cause is rate-limited once.
     refusals = Refusals(broker.stats, reactor)
     publishers = PublisherFactory(broker, reactor, settings, refusals, tokens)
@@ -110,13 +134,13 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         SyslogUDPService(host, port, protocol, reactor, guarded, protected).setServiceParent(top)
     for description in settings.publish:
         service = ListeningService(
-            "publishers", description, publishers, reactor, guarded, protected
+            "publishers", description, publishers, reactor, guarded, protected, reusePort=shared
         )
         service.setServiceParent(top)
     ingest = Ingest(broker, reactor, settings)
     site = makeSite(broker, reactor, settings, refusals, ingest, tokens)
     for description in settings.subscribe:
         ListeningService(
-            "subscribers", description, site, reactor, guarded, protected
+            "subscribers", description, site, reactor, guarded, protected, reusePort=shared
         ).setServiceParent(top)
     return top

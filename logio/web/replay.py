@@ -35,10 +35,9 @@ class Replayer:
     @ivar reading: How many streams are reading from disk now.
     """
 
-    def __init__(self, broker: IBroker, cooperator: Cooperator, epoch: int) -> None:
+    def __init__(self, broker: IBroker, cooperator: Cooperator) -> None:
         self._broker = broker
         self._cooperator = cooperator
-        self._epoch = epoch
         self.reading = 0
 
     def replay(
@@ -81,7 +80,7 @@ class Replayer:
         if deeper is None:
             if held.missed:
                 stream.notify(
-                    f"{held.missed} records after event id {self._epoch}-{after} are no longer "
+                    f"{held.missed} records after event id {self._broker.start}-{after} are no longer "
                     "in history",
                     held.missed,
                 )

@@ -110,7 +110,6 @@ class SubscribeResource(Resource):
         self._open = 0
         #: How many open subscriptions use each C{log} pattern.
         self._logFilters: dict[str, int] = {}
-        self._start = broker.start
         maxBytes = settings.bufferBytes
         #: The byte bound covers the queue and the transport's buffer both.
         #: The transport pauses a stream at a quarter of it, up to
@@ -118,14 +117,14 @@ class SubscribeResource(Resource):
         #: a stream paused much earlier than its socket's send limit (see
         #: L{logio.net.SEND_LIMIT}) queues, and loses, lines it could send.
         self._pauseAt = max(min(PAUSE_AT, maxBytes // 4), min(256 * 1024, maxBytes // 2))
+        sse = SSEFormat(broker.start)
+        # Ids go on in a new epoch when a cluster node joins its cluster.
+        broker.epochObservers.append(lambda epoch: setattr(sse, "start", epoch))
         self.formats: Mapping[str, IFormat] = {
-            format.name: format
-            for format in (TextFormat(serverHost()), JSONFormat(), SSEFormat(self._start))
+            format.name: format for format in (TextFormat(serverHost()), JSONFormat(), sse)
         }
         self._replayer = Replayer(
-            broker,
-            Cooperator(scheduler=lambda work: clock.callLater(0, work)),
-            self._start,
+            broker, Cooperator(scheduler=lambda work: clock.callLater(0, work))
         )
         #: The text format of C{?ansi=keep}: colour sequences raw.
         self._coloured = TextFormat(serverHost(), keepSGR=True)
@@ -193,7 +192,7 @@ class SubscribeResource(Resource):
         after = stale = None
         if eventId:
             try:
-                after = parseEventId(eventId, self._start)
+                after = parseEventId(eventId, self._broker.start)
             except ValueError as e:
                 raise BadRequest(str(e)) from None
             stale = eventId if after is None else None

@@ -76,6 +76,14 @@ class FakeBroker:
         self.published: list[tuple[Topic, list[Record]]] = []
         self.closed: list[Topic] = []
         self.sizes: list[int] = []
+        self.relay = None
+        self.epochObservers: list[object] = []
+
+    def deliver(self, topic: Topic, records: list[Record], first: int, size: int) -> None:
+        self.published.append((topic, records))
+
+    def changeEpoch(self, epoch: int) -> None:
+        self.start = epoch
 
     def publisher(self, topic: Topic, protocol: str) -> IPublication:
         self.opened.append((topic, protocol))
