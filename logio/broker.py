@@ -413,6 +413,20 @@ class Broker(Service):
         history.next = first
         self._keep(route, records, size)
 
+    def unrelayed(self, topic: Optional[Topic], count: int) -> None:
+        """
+        Tell the subscribers of C{topic} (every subscriber, if L{None})
+        that C{count} records of the cluster will never reach them, as for
+        a drop.
+        """
+        stamp = formatEpoch(self._now())
+        where = "" if topic is None else f" of {topic.app}/{topic.proc}/{topic.host}"
+        message = f"{count} records{where} could not be relayed by the cluster"
+        for subscriber in list(self._subscribers):
+            if topic is None or subscriber.filters.matchesTopic(topic):
+                notice = subscriber.format.notice(stamp, message, count)
+                subscriber.deliver(Segment(notice, 1, None))
+
     def _keep(self, route: _Route, records: list[Record], size: int) -> None:
         """
         Number, keep and fan out a batch of C{route}'s records.

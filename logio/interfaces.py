@@ -307,6 +307,16 @@ class IRelay(Interface):
             reached), the broker delivers it here alone.
         """
 
+    def state() -> str:
+        """
+        The link's state, for C{/healthz}: C{joined}, or C{alone} and why.
+        """
+
+    def metrics() -> Sequence[tuple[str, str, str, float]]:
+        """
+        What the link adds to C{/metrics}, as L{IHistory.metrics}.
+        """
+
 
 class IBroker(Interface):
     """
@@ -332,6 +342,12 @@ class IBroker(Interface):
         """
         Keep and fan out a batch the cluster numbered, its records C{first}
         on; those numbered below what history holds already are skipped.
+        """
+
+    def unrelayed(topic: Optional[Topic], count: int) -> None:
+        """
+        Tell the subscribers of C{topic} (every one, if L{None}) that
+        C{count} records of the cluster will never reach them.
         """
 
     def changeEpoch(epoch: int) -> None:

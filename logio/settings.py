@@ -54,6 +54,8 @@ class Settings:
     @ivar clusterCA: With a C{rediss://} cluster: the CA certificates
         (PEM) its server's certificate is checked against, instead of the
         system's.
+    @ivar clusterBufferBytes: The most bytes a node has sent to Redis that
+        have not come back from its stream; beyond, it goes on alone.
     """
 
     maxLine: int = 65536
@@ -79,6 +81,7 @@ class Settings:
     retainAge: float = 7 * 86400.0
     cluster: Optional[str] = None
     clusterCA: Optional[str] = None
+    clusterBufferBytes: int = 64 * MiB
 
     @property
     def protected(self) -> bool:

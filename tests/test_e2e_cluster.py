@@ -12,6 +12,7 @@ import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.processes import procStatus
 from tests.support.redis import RedisServer
 from tests.support.server import Server, Stream, get
 from tests.support.waiting import TIMEOUT, waitFor
@@ -126,3 +127,157 @@ class RelayTests(SynchronousTestCase):
         self.assertNotIn(b"earlier run", resumed)
         late = node(self, self.redis)
         self.assertEqual(sseEvents(tail(late)), sseEvents(tail(a)))
+
+
+class Publisher:
+    """
+    A publisher sending numbered lines to a node steadily, in a thread,
+    until stopped.
+    """
+
+    def __init__(self, server: Server, app: str) -> None:
+        self.sent = 0
+        self._stop = threading.Event()
+        self._sock = socket.create_connection(("127.0.0.1", server.publishPort), timeout=TIMEOUT)
+        self._sock.sendall(f"app={app}\n".encode())
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self._sock.sendall(b"".join(b"n %d\n" % (self.sent + i) for i in range(20)))
+            self.sent += 20
+
+    def stop(self) -> int:
+        """
+        Stop; how many lines were sent.
+        """
+        self._stop.set()
+        self._thread.join(TIMEOUT)
+        self._sock.close()
+        return self.sent
+
+
+def outputOf(stream: Stream, last: int) -> tuple[list[int], int]:
+    """
+    Read a JSON subscription until it has line C{n last}: the numbers of
+    the lines it got, in order, and the records its notices said it
+    missed.
+    """
+    end = re.compile(rb'"n %d[" ]' % last)
+    body = stream.readUntil(lambda body: end.search(body) is not None, timeout=60)
+    numbers = []
+    missed = 0
+    for line in body.splitlines():
+        value = json.loads(line)
+        if "dropped" in value:
+            missed += value["dropped"]
+        else:
+            numbers.append(int(value["log"].split()[1]))
+    return numbers, missed
+
+
+class FaultTests(SynchronousTestCase):
+    """
+    Redis restarted, or stalled, under a steady load.
+    """
+
+    def restartUnderLoad(self, persistent: bool) -> tuple[Server, Server]:
+        """
+        Node A's publisher sends steadily; Redis restarts meanwhile.  A's
+        subscriber gets every line once, in order (A went on alone);
+        B's gets lines in order, none twice, and notices that count
+        exactly those it missed.  Each node logged the outage once.
+        """
+        redis = RedisServer(self, persistent=persistent)
+        a, b = node(self, redis), node(self, redis)
+        mine = a.subscribe("app=^f$&format=json")
+        a.subscribed(1)
+        theirs = b.subscribe("app=^f$&format=json")
+        b.subscribed(1)
+        publisher = Publisher(a, "f")
+        waitFor(lambda: publisher.sent > 2000, what="2000 lines sent")
+        redis.restart()
+        for each in (a, b):
+            waitFor(
+                lambda each=each: each.log().count(": joined as ") >= 2, timeout=60, what="a rejoin"
+            )
+        rejoined = publisher.sent
+        waitFor(lambda: publisher.sent > rejoined + 2000, what="2000 more lines sent")
+        total = publisher.stop()
+        numbers, missed = outputOf(mine, total - 1)
+        self.assertEqual((numbers, missed), (list(range(total)), 0))
+        numbers, missed = outputOf(theirs, total - 1)
+        self.assertEqual(numbers, sorted(set(numbers)))
+        self.assertGreater(missed, 0)
+        self.assertEqual(missed, total - len(numbers))
+        for each in (a, b):
+            log = each.log()
+            self.assertEqual(
+                log.count("going on alone") + log.count("cannot reach it"), 1, log[-3000:]
+            )
+        return a, b
+
+    def test_restartedEmpty(self) -> None:
+        """
+        A Redis without persistence comes back empty: the nodes find its
+        data gone, and an id from before is of an earlier run.
+        """
+        a, b = self.restartUnderLoad(persistent=False)
+        self.assertIn("its data is gone", b.log())
+
+    def test_restartedPersistent(self) -> None:
+        """
+        A Redis that keeps its data comes back with it: the cluster's id
+        stays.
+        """
+        a, b = self.restartUnderLoad(persistent=True)
+        self.assertNotIn("its data is gone", b.log())
+        ids = set(re.findall(r"ids (\d+)-…", b.log()))
+        self.assertEqual(len(ids), 1, ids)
+
+    def test_stalled(self) -> None:
+        """
+        While Redis is stopped (C{SIGSTOP}) under a flood, node A goes on
+        alone once more than C{--cluster-buffer-bytes} have not come back:
+        its subscriber gets every line at once, its memory stays bounded;
+        when Redis goes on, A rejoins, and B's subscriber is told exactly
+        what it missed.
+        """
+        redis = RedisServer(self)
+        bound = 1024 * 1024
+        a = node(self, redis, "--cluster-buffer-bytes", str(bound))
+        b = node(self, redis)
+        mine = a.subscribe("app=^s$&format=json")
+        a.subscribed(1)
+        theirs = b.subscribe("app=^s$&format=json")
+        b.subscribed(1)
+        publisher = a.publish(b"app=s\n")
+        publisher.sendall(b"".join(b"n %d\n" % n for n in range(1000)))
+        outputOf(theirs, 999)
+        before = procStatus(a.process.pid)["VmRSS"]
+        redis.pause()
+        line = b"x" * 100
+        for first in range(1000, 201_000, 10_000):
+            publisher.sendall(
+                b"".join(b"n %d %s\n" % (n, line) for n in range(first, first + 10_000))
+            )
+            # Read as it comes: a subscriber that falls behind loses lines.
+            outputOf(mine, first + 9_999)
+        numbers, missed = outputOf(mine, 200_999)
+        self.assertEqual((numbers, missed), (list(range(201_000)), 0))
+        a.waitForLog(f"going on alone (more than {bound} bytes sent have not come back)")
+        # 20 MB went through while Redis was stopped; little of it stayed.
+        grown = procStatus(a.process.pid)["VmRSS"] - before
+        self.assertLess(grown, 40 * 1024, f"{grown} kB")
+        health = get(a, "/healthz").read()
+        self.assertTrue(health.startswith(b"ok\ncluster: alone ("), health)
+        redis.resume()
+        waitFor(lambda: a.log().count(": joined as ") >= 2, timeout=60, what="A to rejoin")
+        self.assertEqual(get(a, "/healthz").read(), b"ok\ncluster: joined\n")
+        publisher.sendall(b"".join(b"n %d\n" % n for n in range(201_000, 202_000)))
+        publisher.close()
+        numbers, missed = outputOf(theirs, 201_999)
+        self.assertEqual(numbers, sorted(set(numbers)))
+        self.assertEqual(missed, 202_000 - len(numbers))
+        self.assertEqual(numbers[-1000:], list(range(201_000, 202_000)))

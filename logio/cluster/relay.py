@@ -19,17 +19,24 @@ is the order of the numbers.  A node delivers its own publishers' records
 when it reads them back, like every other node's: the same records, in the
 same order, with the same ids, on every node.
 
-When Redis cannot be reached, a node goes on alone: what its publishers
-send reaches its own subscribers, numbered in an epoch of the node's own
-(so no id of it is mistaken for one of the cluster's), and is not relayed.
-Back in the cluster, the node forgets the records it held (the two epochs
-are never held together) and reads on from where it stopped.  A Redis that
-lost its data (its C{logio:id} gone) gets a new id: ids from before are of
-an earlier run.
+When Redis cannot be reached, or has not given back what a node sent
+within L{STALL_SECONDS}, or more than C{--cluster-buffer-bytes} of it, the
+node goes on alone: what its publishers send (and what it sent that did
+not come back) reaches its own subscribers, numbered in an epoch of the
+node's own (so no id of it is mistaken for one of the cluster's), and is
+not relayed.  Back in the cluster, the node forgets the records it held
+(the two epochs are never held together), reads on from where it stopped,
+and appends a note (C{g}: its topics and counts) of what it could not
+relay, which every other node passes on to its subscribers of those topics
+as a notice.  A node that finds numbers missing in the stream (a Redis that
+lost its data, or trimmed entries before they were read) tells its
+subscribers how many.  A Redis that lost its data (its C{logio:id} gone)
+gets a new id: ids from before are of an earlier run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from typing import Any, Optional
@@ -37,6 +44,7 @@ from typing import Any, Optional
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -60,6 +68,16 @@ BLOCK_MS = 1000
 READ_COUNT = 500
 #: Entries one read of the stream's end takes, loading history.
 LOAD_COUNT = 100
+#: Seconds what a node sent may take to come back from the stream before
+#: the node goes on alone.
+STALL_SECONDS = 2.0
+#: Seconds between two looks for what did not come back.
+CHECK_INTERVAL = 0.25
+#: Entries read that a node remembers, to leave out of the notes of what
+#: other nodes could not relay.
+RECENT_ENTRIES = 100_000
+#: Bytes sent and not back yet at most, by default.
+BUFFER_BYTES = 64 * 1024 * 1024
 
 # Make the cluster's id unless there is one, and make the numbering go on
 # after what this node has numbered: the id, and the last number given.
@@ -86,6 +104,8 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
 return last - count + 1
 """
 
+_Batches = list[tuple[Topic, list[Record]]]
+
 
 def nodeName() -> str:
     """
@@ -103,8 +123,8 @@ class Relay(MultiService):
         relayed), rather than alone.
     @ivar relayedOut: Records this node appended to the stream.
     @ivar relayedIn: Records read from the stream and delivered here.
-    @ivar unrelayed: Records published here that were not relayed: they
-        came while the node was alone.
+    @ivar unrelayed: Records published here and delivered here alone.
+    @ivar missed: Records numbered in the stream that this node never got.
     """
 
     log = Logger()
@@ -115,50 +135,84 @@ class Relay(MultiService):
         broker: IBroker,
         history: History,
         reactor: IReactorTime,
+        bufferBytes: int = BUFFER_BYTES,
         node: Optional[str] = None,
     ) -> None:
         super().__init__()
         self.address = address
         self.node = nodeName() if node is None else node
+        self.bufferBytes = bufferBytes
         self._broker = broker
         self._history = history
         self._reactor = reactor
-        self._writer = RedisService(
+        RedisService(
             address, reactor, connected=self._writerUp, lost=self._writerLost, failed=self._failed
-        )
-        self._writer.setServiceParent(self)
-        self._reader = RedisService(
+        ).setServiceParent(self)
+        RedisService(
             address, reactor, connected=self._readerUp, lost=self._readerLost, failed=self._failed
-        )
-        self._reader.setServiceParent(self)
+        ).setServiceParent(self)
+        self._checker = LoopingCall(self._check)
+        self._checker.clock = reactor
         self.joined = False
         self._joining = False
+        #: Why the node is alone, if it is.
+        self.why = "not connected yet"
         #: The cluster's id, once joined.
         self._clusterId: Optional[int] = None
+        #: The number after the last the cluster gave that this node saw.
+        self._clusterNext = 1
         self._connection: Optional[RedisProtocol] = None
         self._readConnection: Optional[RedisProtocol] = None
         #: Batches published this turn, to send at its end.
-        self._outgoing: list[tuple[Topic, list[Record]]] = []
+        self._outgoing: _Batches = []
         self._flushCall: Optional[IDelayedCall] = None
         self._entries = 0
-        #: Entries sent and not answered yet, by their number.
-        self._sent: dict[int, list[tuple[Topic, list[Record]]]] = {}
+        #: Entries sent that have not come back from the stream, by their
+        #: number: their batches, bytes and when they were sent.
+        self._sent: dict[int, tuple[_Batches, int, float]] = {}
+        self._sentBytes = 0
         #: Numbers of entries delivered here alone, in case they reached
         #: the stream after all.
         self._alone: set[int] = set()
+        #: What was delivered here alone and not reported to the cluster
+        #: yet: records by topic and the number of the entry they were sent
+        #: in (L{None} if never sent).
+        self._unreported: dict[tuple[Topic, Optional[int]], int] = {}
+        #: The entries read lately, by node and number: a note of
+        #: records another node could not relay leaves out those this
+        #: node got after all.
+        self._recent: dict[tuple[bytes, int], None] = {}
         #: The id of the last entry read; None before history is loaded.
         self._lastId: Optional[bytes] = None
+        #: The number the next entry of the stream should start at.
+        self._expected: Optional[int] = None
         self._reading = False
         self._outageLogged = False
         self.relayedOut = 0
         self.relayedIn = 0
+        self.bytesOut = 0
+        self.bytesIn = 0
         self.unrelayed = 0
+        self.missed = 0
 
-    # IRelay
+    def startService(self) -> None:
+        super().startService()
+        self._checker.start(CHECK_INTERVAL, now=False)
+
+    def stopService(self) -> Deferred[None]:
+        if self._flushCall is not None:
+            self._flushCall.cancel()
+            self._flushCall = None
+        if self._checker.running:
+            self._checker.stop()
+        self.joined = False
+        return super().stopService()
+
+    # Sending.
 
     def send(self, topic: Topic, records: list[Record], size: int) -> bool:
         if not self.joined:
-            self.unrelayed += len(records)
+            self._deliveredAlone(topic, len(records), None)
             return False
         self._outgoing.append((topic, records))
         if self._flushCall is None:
@@ -180,7 +234,9 @@ class Relay(MultiService):
         self._entries += 1
         number = self._entries
         count = sum(len(records) for _, records in batches)
-        self._sent[number] = batches
+        data = encodeBatches(batches)
+        self._sent[number] = (batches, len(data), self._reactor.seconds())
+        self._sentBytes += len(data)
         answer = connection.execute(
             "EVAL",
             _APPEND,
@@ -193,41 +249,62 @@ class Relay(MultiService):
             STREAM_ENTRIES,
             self.node,
             number,
-            encodeBatches(batches),
+            data,
         )
         answer.addCallbacks(
-            self._appended, self._notAppended, callbackArgs=(number, count), errbackArgs=(number,)
+            self._appended,
+            self._notAppended,
+            callbackArgs=(count, len(data)),
+            errbackArgs=(number,),
         )
+        if self._sentBytes > self.bufferBytes:
+            self._leave(f"more than {self.bufferBytes} bytes sent have not come back")
 
-    def _appended(self, first: object, number: int, count: int) -> None:
-        self._sent.pop(number, None)
+    def _appended(self, first: object, count: int, size: int) -> None:
         self.relayedOut += count
+        self.bytesOut += size
 
     def _notAppended(self, reason: Failure, number: int) -> None:
         """
-        An entry was not appended, or the answer was lost with the
-        connection: deliver its records here alone, and skip it if it
-        reached the stream after all.
+        An entry was not appended (the answer lost with the connection, or
+        refused): the node goes on alone.
         """
-        batches = self._sent.pop(number, None)
-        if batches is None:
-            return
-        self._alone.add(number)
-        self.unrelayed += sum(len(records) for _, records in batches)
-        self._leave()
-        self._deliverAlone(batches)
         if reason.check(RedisError) and "LOGIO-EPOCH" in str(reason.value):
-            # Redis lost its data: join it anew.
+            self._leave("its data is gone")
             if self._connection is not None:
                 self._join(self._connection)
+        elif number in self._sent:
+            self._leave(reason.getErrorMessage())
 
-    def _deliverAlone(self, batches: list[tuple[Topic, list[Record]]]) -> None:
+    def _deliverAlone(self, batches: _Batches, number: Optional[int] = None) -> None:
         """
         Deliver batches published here to this node's subscribers only,
         numbered here.
+
+        @param number: The number of the entry they were sent in, if they
+            were.
         """
         for topic, records in batches:
+            self._deliveredAlone(topic, len(records), number)
             self._broker.deliver(topic, records, self._history.next, 0)
+
+    def _deliveredAlone(self, topic: Topic, count: int, number: Optional[int]) -> None:
+        self.unrelayed += count
+        key = (topic, number)
+        self._unreported[key] = self._unreported.get(key, 0) + count
+
+    def _check(self) -> None:
+        """
+        Go on alone if what was sent first has not come back in time;
+        alone, try to join again (answered once Redis answers again).
+        """
+        if self.joined:
+            if self._sent:
+                sent = next(iter(self._sent.values()))[2]
+                if self._reactor.seconds() - sent > STALL_SECONDS:
+                    self._leave(f"what was sent did not come back within {STALL_SECONDS:g} s")
+        elif self._connection is not None and self._readConnection is not None:
+            self._join(self._connection)
 
     # Joining and leaving.
 
@@ -236,16 +313,21 @@ class Relay(MultiService):
         if self._readConnection is not None:
             self._join(connection)
 
+    def _readerUp(self, connection: RedisProtocol) -> None:
+        self._readConnection = connection
+        if self._connection is not None:
+            self._join(self._connection)
+
     def _join(self, connection: RedisProtocol) -> None:
         """
         Join the cluster: learn its id, make sure its numbering goes on
-        after this node's.
+        after what this node saw of it.
         """
-        if self._joining:
+        if self._joining or self.joined:
             return
         self._joining = True
         candidate = int(self._reactor.seconds() * 1000)
-        answer = connection.execute("EVAL", _JOIN, 2, IDENT, SEQ, candidate, self._history.next - 1)
+        answer = connection.execute("EVAL", _JOIN, 2, IDENT, SEQ, candidate, self._clusterNext - 1)
         answer.addCallbacks(self._joinedAs, self._joinFailed)
 
     def _joinFailed(self, reason: Failure) -> None:
@@ -254,10 +336,11 @@ class Relay(MultiService):
 
     def _joinedAs(self, reply: Any) -> None:
         self._joining = False
-        ident, last = int(reply[0]), int(reply[1])
+        if self.joined or self._connection is None or self._readConnection is None:
+            return
+        ident = int(reply[0])
         if self._clusterId is not None and ident != self._clusterId:
-            # Redis lost its data: its stream is a new one, read from its
-            # start; ids from before are of an earlier run.
+            # A new stream: read it from its start.
             self._lastId = b"0-0"
             self.log.warn(
                 "Cluster {address}: its data is gone (a new cluster id, {ident}); ids from "
@@ -266,85 +349,93 @@ class Relay(MultiService):
                 ident=ident,
             )
         self._clusterId = ident
-        if ident != self._broker.start:
-            # The records held are of another epoch.
-            self._history.clear()
-            self._broker.changeEpoch(ident)
+        # The records held are of another epoch.
+        self._history.clear()
+        self._history.next = self._clusterNext
+        self._broker.changeEpoch(ident)
         self.joined = True
-        if self._outageLogged:
-            self._outageLogged = False
-            self.log.info(
-                "Cluster {address}: back; {unrelayed} records published here so far were not "
-                "relayed",
-                address=self.address.describe(),
-                unrelayed=self.unrelayed,
-            )
-        else:
-            self.log.info(
-                "Cluster {address}: joined as {node}, ids {ident}-… from {next}",
-                address=self.address.describe(),
-                node=self.node,
-                ident=ident,
-                next=last + 1,
-            )
+        self.why = ""
+        self.log.info(
+            "Cluster {address}: joined as {node}, ids {ident}-…; {unrelayed} records published "
+            "here so far were not relayed",
+            address=self.address.describe(),
+            node=self.node,
+            ident=ident,
+            unrelayed=self.unrelayed,
+        )
+        self._outageLogged = False
+        self._report(self._connection)
         self._startReading()
 
-    def _leave(self) -> None:
+    def _report(self, connection: RedisProtocol) -> None:
         """
-        Go on alone, in an epoch of this node's own.
+        Tell the other nodes what was delivered here alone.
+        """
+        if not self._unreported:
+            return
+        note = json.dumps(
+            [
+                [topic.app, topic.proc, topic.host, count, number]
+                for (topic, number), count in self._unreported.items()
+            ]
+        )
+        self._unreported = {}
+        connection.execute(
+            "XADD", STREAM, "MAXLEN", "~", STREAM_ENTRIES, "*", "o", self.node, "g", note
+        ).addErrback(lambda reason: None)
+
+    def _leave(self, why: str) -> None:
+        """
+        Go on alone, in an epoch of this node's own; deliver here what was
+        sent and has not come back.
         """
         if not self.joined:
             return
         self.joined = False
+        self.why = why
+        if not self._outageLogged:
+            self._outageLogged = True
+            self.log.warn(
+                "Cluster {address}: going on alone ({why}); trying again",
+                address=self.address.describe(),
+                why=why,
+            )
+        self._clusterNext = self._history.next
         self._history.clear()
         self._broker.changeEpoch(int(self._reactor.seconds() * 1000))
+        sent, self._sent = self._sent, {}
+        self._sentBytes = 0
+        for number, (batches, _, _) in sent.items():
+            self._alone.add(number)
+            self._deliverAlone(batches, number)
+        self._deliverAlone(self._outgoing)
+        self._outgoing = []
 
     def _writerLost(self, reason: Failure) -> None:
         self._connection = None
-        self._down(reason)
+        self._leave(f"lost: {reason.getErrorMessage()}")
 
     def _readerLost(self, reason: Failure) -> None:
         self._readConnection = None
         self._reading = False
-        self._down(reason)
-
-    def _down(self, reason: Failure) -> None:
-        """
-        A connection to Redis was lost: say so once, go on alone until
-        both are back.
-        """
-        if not self._outageLogged:
-            self._outageLogged = True
-            self.log.warn(
-                "Cluster {address}: lost ({reason}); going on alone, reconnecting",
-                address=self.address.describe(),
-                reason=reason.getErrorMessage(),
-            )
-        self._leave()
-        if self._connection is not None and self._readConnection is not None:
-            self._join(self._connection)
+        self._leave(f"lost: {reason.getErrorMessage()}")
 
     def _failed(self, reason: Failure) -> None:
         if not self._outageLogged:
             self._outageLogged = True
             self.log.warn(
-                "Cluster {address}: cannot reach it ({reason}); going on alone, retrying",
+                "Cluster {address}: cannot reach it ({reason}); going on alone, trying again",
                 address=self.address.describe(),
                 reason=reason.getErrorMessage(),
             )
+        self.why = f"cannot reach it: {reason.getErrorMessage()}"
 
     # Reading the stream.
 
-    def _readerUp(self, connection: RedisProtocol) -> None:
-        self._readConnection = connection
-        if self._connection is not None and not self.joined:
-            self._join(self._connection)
-        self._startReading()
-
     def _startReading(self) -> None:
         """
-        Read once joined and the reader is connected: first, the first
-        time, the stream's newest records into history.
+        Read once joined: first, the first time, the stream's newest
+        records into history.
         """
         connection = self._readConnection
         if self._reading or connection is None or not self.joined:
@@ -360,7 +451,7 @@ class Relay(MultiService):
         Read the stream's newest entries, newest first, until history is
         full or the stream read whole; then hold them, oldest first.
         """
-        held = sum(_count(entry) for entry in entries)
+        held = sum(int(_fields(entry[1]).get(b"n", 0)) for entry in entries)
         if entries and held >= self._history.maxRecords:
             self._loaded(connection, entries)
             return
@@ -379,12 +470,15 @@ class Relay(MultiService):
         history = self._history
         for _, fields in reversed(entries):
             entry = _fields(fields)
+            if b"s" not in entry:
+                continue
             first = int(entry[b"s"])
-            for topic, records, size in _batches(entry):
+            for topic, records, size in decodeBatches(entry[b"d"]):
                 owner = history.holder(topic, len(records), records[-1][0])
                 history.next = first
                 history.add(owner, records, size)
                 first += len(records)
+            self._expected = first
         self._lastId = entries[0][0] if entries else b"0-0"
         self._read(connection)
 
@@ -398,10 +492,14 @@ class Relay(MultiService):
         )
 
         def got(reply: Any) -> None:
+            if not self.joined:
+                # Alone meanwhile: read again once joined.
+                self._reading = False
+                return
             if reply:
                 for ident, fields in reply[0][1]:
                     try:
-                        self._deliverEntry(fields)
+                        self._deliverEntry(_fields(fields))
                     except (EntryError, KeyError, ValueError):
                         self.log.failure(
                             "Cluster {address}: entry {ident} is not of logio; skipped",
@@ -416,15 +514,43 @@ class Relay(MultiService):
 
         answer.addCallbacks(got, self._readFailed)
 
-    def _deliverEntry(self, fields: list[bytes]) -> None:
-        entry = _fields(fields)
-        if entry.get(b"o") == self.node.encode() and int(entry.get(b"b", 0)) in self._alone:
-            # Delivered here alone already: it reached the stream after all.
-            self._alone.discard(int(entry[b"b"]))
+    def _deliverEntry(self, entry: dict[bytes, bytes]) -> None:
+        """
+        Deliver an entry read from the stream, or pass on its note.
+        """
+        origin = entry.get(b"o", b"")
+        mine = origin == self.node.encode()
+        if b"g" in entry:
+            if not mine:
+                for app, proc, host, count, number in json.loads(entry[b"g"]):
+                    # Not if the entry reached this node after all.
+                    if (origin, number) not in self._recent:
+                        self._broker.unrelayed(Topic(app, proc, host), int(count))
             return
         first = int(entry[b"s"])
-        for topic, records, size in _batches(entry):
-            self._broker.deliver(topic, records, first, size)
+        count = int(entry[b"n"])
+        if self._expected is not None and first > self._expected:
+            self.missed += first - self._expected
+            self._broker.unrelayed(None, first - self._expected)
+        self._expected = max(self._expected or 0, first + count)
+        self._clusterNext = max(self._clusterNext, first + count)
+        if mine:
+            number = int(entry[b"b"])
+            if number in self._alone:
+                # Delivered here alone already: it reached the stream after all.
+                self._alone.discard(number)
+                return
+            sent = self._sent.pop(number, None)
+            if sent is not None:
+                self._sentBytes -= sent[1]
+        recent = self._recent
+        recent[origin, int(entry[b"b"])] = None
+        if len(recent) > RECENT_ENTRIES:
+            del recent[next(iter(recent))]
+        size = len(entry[b"d"])
+        self.bytesIn += size
+        for topic, records, batchSize in decodeBatches(entry[b"d"]):
+            self._broker.deliver(topic, records, first, batchSize)
             self.relayedIn += len(records)
             first += len(records)
 
@@ -442,12 +568,31 @@ class Relay(MultiService):
             reason=reason.getErrorMessage(),
         )
 
-    def stopService(self) -> Deferred[None]:
-        if self._flushCall is not None:
-            self._flushCall.cancel()
-            self._flushCall = None
-        self.joined = False
-        return super().stopService()
+    # What the node reports.
+
+    def state(self) -> str:
+        """
+        The link's state, for C{/healthz}: C{joined}, or C{alone} and why.
+        """
+        return "joined" if self.joined else f"alone ({self.why})"
+
+    def metrics(self) -> list[tuple[str, str, str, float]]:
+        """
+        What the link adds to C{/metrics}.
+        """
+        lag = 0.0
+        if self._sent:
+            lag = self._reactor.seconds() - next(iter(self._sent.values()))[2]
+        return [
+            ("gauge", "logio_cluster_joined", "1 while the node is in its cluster, 0 alone.", float(self.joined)),
+            ("gauge", "logio_cluster_lag_seconds", "How long the oldest record sent has waited to come back.", lag),
+            ("counter", "logio_cluster_records_out", "Records this node relayed to the cluster.", self.relayedOut),
+            ("counter", "logio_cluster_records_in", "Records read from the cluster and delivered here.", self.relayedIn),
+            ("counter", "logio_cluster_bytes_out", "Bytes of records relayed to the cluster.", self.bytesOut),
+            ("counter", "logio_cluster_bytes_in", "Bytes of records read from the cluster.", self.bytesIn),
+            ("counter", "logio_cluster_records_unrelayed", "Records published here and delivered here alone.", self.unrelayed),
+            ("counter", "logio_cluster_records_missed", "Records of the cluster this node never got.", self.missed),
+        ]  # fmt: skip
 
 
 def _fields(fields: list[bytes]) -> dict[bytes, bytes]:
@@ -455,14 +600,3 @@ def _fields(fields: list[bytes]) -> dict[bytes, bytes]:
     A stream entry's fields, by name.
     """
     return dict(zip(fields[::2], fields[1::2], strict=True))
-
-
-def _count(entry: Any) -> int:
-    """
-    How many records a stream entry holds.
-    """
-    return int(_fields(entry[1]).get(b"n", 0))
-
-
-def _batches(entry: dict[bytes, bytes]) -> list[tuple[Topic, list[Record], int]]:
-    return list(decodeBatches(entry.get(b"d", b"")))

@@ -153,6 +153,14 @@ class Options(usage.Options):
             _positive,
         ],
         [
+            "cluster-buffer-bytes",
+            None,
+            DEFAULTS.clusterBufferBytes,
+            "With --cluster: the most bytes sent to Redis and not back yet; beyond, the node "
+            "goes on alone until Redis keeps up.",
+            _positive,
+        ],
+        [
             "retain-bytes",
             None,
             DEFAULTS.retainBytes,
@@ -276,6 +284,7 @@ class Options(usage.Options):
             store=self["store"],
             cluster=self["cluster"],
             clusterCA=self["cluster-ca"],
+            clusterBufferBytes=self["cluster-buffer-bytes"],
             retainBytes=self["retain-bytes"],
             # The default is given as a span too, and options do not coerce it.
             retainAge=_span(age) if isinstance(age := self["retain-age"], str) else age,

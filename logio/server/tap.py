@@ -72,7 +72,13 @@ def _cluster(settings: Settings, broker: Broker, reactor: Any, top: MultiService
         from logio.cluster.relay import Relay
 
         address = parseRedisURL(settings.cluster, settings.clusterCA)
-        relay = Relay(address, broker, broker.history, reactor)  # type: ignore[arg-type]
+        relay = Relay(
+            address,
+            broker,
+            broker.history,  # type: ignore[arg-type]
+            reactor,
+            settings.clusterBufferBytes,
+        )
     except ImportError as e:
         raise StartupError(f"logio: --cluster: {e}") from None
     except ValueError as e:

@@ -185,7 +185,7 @@ def makeSite(
     notFound = Resource()
     routes = Routes(
         [
-            Route(b"healthz", HealthResource(), OPEN, _READ, "ask", _ONLY),
+            Route(b"healthz", HealthResource(broker), OPEN, _READ, "ask", _ONLY),
             Route(b"metrics", MetricsResource(broker), SUBSCRIBE, _READ, "read them", _ONLY),
             Route(b"topics", TopicsResource(broker), SUBSCRIBE, _READ, "read them", _ONLY),
             Route(b"ui", ViewerResource(), OPEN, _READ, "view it"),

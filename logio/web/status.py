@@ -7,7 +7,7 @@ C{/healthz}, C{/metrics} (Prometheus text) and C{/topics} (JSON).
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Iterator, Optional
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -39,11 +39,20 @@ class _Report(Resource):
 
 class HealthResource(_Report):
     """
-    C{/healthz}: 200 C{ok} while the server runs.
+    C{/healthz}: 200 C{ok} while the server runs; a cluster node adds the
+    state of its link (still C{ok}: it serves its own publishers and
+    subscribers alone).
     """
 
+    def __init__(self, broker: Optional[IBroker] = None) -> None:
+        super().__init__()
+        self._broker = broker
+
     def report(self, request: Request) -> bytes:
-        return b"ok\n"
+        relay = None if self._broker is None else self._broker.relay
+        if relay is None:
+            return b"ok\n"
+        return f"ok\ncluster: {relay.state()}\n".encode("utf-8", "replace")
 
 
 class _Collector:
@@ -87,7 +96,10 @@ class _Collector:
         ]
         for name, documentation, value in gauges:
             yield GaugeMetricFamily(name, documentation, value=value)
-        for kind, name, documentation, value in history.metrics():
+        extra = list(history.metrics())
+        if broker.relay is not None:
+            extra.extend(broker.relay.metrics())
+        for kind, name, documentation, value in extra:
             if kind == "gauge":
                 yield GaugeMetricFamily(name, documentation, value=value)
             else:

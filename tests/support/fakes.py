@@ -85,6 +85,9 @@ class FakeBroker:
     def changeEpoch(self, epoch: int) -> None:
         self.start = epoch
 
+    def unrelayed(self, topic: Topic | None, count: int) -> None:
+        pass
+
     def publisher(self, topic: Topic, protocol: str) -> IPublication:
         self.opened.append((topic, protocol))
         return FakePublication(self, topic, protocol)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -48,13 +49,22 @@ class RedisServer:
     """
 
     def __init__(
-        self, testCase: SynchronousTestCase, password: str | None = None, tls: bool = False
+        self,
+        testCase: SynchronousTestCase,
+        password: str | None = None,
+        tls: bool = False,
+        persistent: bool = False,
     ) -> None:
+        """
+        @param persistent: Whether the server keeps its data across a
+            restart (an append-only file written at every command).
+        """
         self._executable = redisServer()
         self.port = freePort()
         while self.port in RESERVED_PORTS:
             self.port = freePort()
         self.password = password
+        self.persistent = persistent
         self.directory = tempfile.mkdtemp(prefix="logio-redis-")
         testCase.addCleanup(shutil.rmtree, self.directory, ignore_errors=True)
         self.certificates = certificates(self.directory, ["localhost"]) if tls else {}
@@ -85,7 +95,9 @@ class RedisServer:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.persistent else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             self.directory,
             "--logfile",
@@ -120,12 +132,30 @@ class RedisServer:
         Stop the server (by its pid) unless it is stopped, and wait for it.
         """
         if self._process is not None:
+            # A paused server takes SIGTERM only once it goes on.
+            self.resume()
             terminate(self._process)
             self._process = None
 
+    def pause(self) -> None:
+        """
+        Stop the server's process (C{SIGSTOP}): it keeps its connections
+        and answers nothing until L{resume}.
+        """
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """
+        Let a paused server go on (C{SIGCONT}).
+        """
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         """
-        Stop the server and start it again on the same port, empty.
+        Stop the server and start it again on the same port: empty, unless
+        it is persistent.
         """
         self.stop()
         self.start()
