@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable, Iterator, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol, Union
 
 from attrs import define
+from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from logio.filters import selected
@@ -155,7 +156,7 @@ class History:
         after: Optional[int],
         window: Optional[TimeRange],
         below: int,
-    ) -> Optional[Iterator[Optional[Run]]]:
+    ) -> Optional[Iterator[Union[Run, None, Deferred[Any]]]]:
         # Memory holds nothing older than what replay reads.
         return None
 

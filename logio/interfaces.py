@@ -10,7 +10,7 @@ This module imports no implementation: only leaf value modules.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union
 
 from attrs import frozen
 from zope.interface import Attribute, Interface
@@ -266,12 +266,14 @@ class IHistory(Interface):
         after: Optional[int],
         window: Optional[TimeRange],
         below: int,
-    ) -> Optional[Iterator[Optional[Run]]]:
+    ) -> Optional[Iterator[Union[Run, None, Deferred[Any]]]]:
         """
         The matching records older than those L{replay} reads, if this
-        history holds any (a store on disk does), read a batch at a time:
-        an iterator of runs, oldest first, and of L{None} where it paused
-        between batches; or L{None} if there are none to read.
+        history holds any (a store on disk does, and a cluster's stream),
+        read a batch at a time: an iterator of runs, oldest first, of
+        L{None} where it paused between batches, and of a L{Deferred}
+        where it waits for one (the cooperator that runs it waits too); or
+        L{None} if there are none to read.
 
         @param need: How many of the newest matching records below
             C{below} are wanted (for a C{tail}), or L{None} for all of those

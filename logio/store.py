@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from datetime import datetime
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -291,7 +291,7 @@ class Store(Service):
         after: Optional[int],
         window: Optional[TimeRange],
         below: int,
-    ) -> Optional[Iterator[Optional[Run]]]:
+    ) -> Optional[Iterator[Union[Run, None, Deferred[Any]]]]:
         """
         The matching records on disk below C{below}: see L{IHistory.deeper}.
         """

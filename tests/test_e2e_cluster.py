@@ -281,3 +281,51 @@ class FaultTests(SynchronousTestCase):
         self.assertEqual(numbers, sorted(set(numbers)))
         self.assertEqual(missed, 202_000 - len(numbers))
         self.assertEqual(numbers[-1000:], list(range(201_000, 202_000)))
+
+
+class SharedHistoryTests(SynchronousTestCase):
+    """
+    Replays that reach past the records a node holds in memory read the
+    cluster's stream: the same answer on every node.
+    """
+
+    def test_deep(self) -> None:
+        """
+        With 100 records in memory, C{tail}, C{since} (with C{level} and
+        C{log}) and a resume from an old id each answer from the stream,
+        the same on both nodes, in order, with no gap and no duplicate.
+        """
+        redis = RedisServer(self)
+        a = node(self, redis, "--history", "100")
+        b = node(self, redis, "--history", "100")
+        for first in range(0, 3000, 500):
+            a.publish(
+                b"app=deep\n"
+                + b"".join(
+                    b"%s n %d\n" % (b"ERROR" if n % 10 == 0 else b"INFO", n)
+                    for n in range(first, first + 500)
+                )
+            ).close()
+        b.publish(b"app=other\nnot this\n").close()
+
+        def answer(server: Server, query: str) -> list[tuple[str, dict[str, object]]]:
+            return sseEvents(get(server, f"/?follow=0&format=sse&{query}").read())
+
+        waitFor(
+            lambda: len(answer(b, "app=deep&tail=5000")) == 3000,
+            what="3000 records on B",
+        )
+        for query, expected in [
+            ("app=deep&tail=1000", [f"n {n}" for n in range(2000, 3000)]),
+            ("app=deep&since=1h", [f"n {n}" for n in range(3000)]),
+            ("app=deep&since=1h&level=error&log=00%24", [f"n {n}" for n in range(100, 3000, 100)]),
+            ("app=deep&tail=3&log=n%201%5B0-9%5D%24", ["n 17", "n 18", "n 19"]),
+        ]:
+            got = answer(a, query)
+            self.assertEqual(
+                [str(data["log"]).split(" ", 1)[1] for _, data in got], expected, query
+            )
+            self.assertEqual(answer(b, query), got, query)
+        ids = [ident for ident, _ in answer(a, "app=deep&tail=5000")]
+        resumed = answer(b, f"app=deep&last_event_id={ids[9]}")
+        self.assertEqual([ident for ident, _ in resumed], ids[10:])

@@ -10,7 +10,7 @@ Keys, in the database the URL names:
     milliseconds: the first part of every event id (C{<id>-<seq>}).
   - C{logio:seq}: the last sequence number given.
   - C{logio:records}: the stream.  One entry per node per reactor turn
-    with records: C{s} its first sequence number, C{o} the node, C{b} the
+    with records, its id C{<its first sequence number>-0}: C{s} its first sequence number, C{o} the node, C{b} the
     node's number for it, C{n} its record count, C{d} its batches
     (L{logio.cluster.entries}).
 
@@ -99,9 +99,16 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 local count = tonumber(ARGV[2])
 local last = redis.call('INCRBY', KEYS[2], count)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], (last - count + 1) .. '-0',
     's', last - count + 1, 'n', count, 'o', ARGV[4], 'b', ARGV[5], 'd', ARGV[6])
 return last - count + 1
+"""
+
+# Append a note (no records, no number of its own), after the last entry.
+_NOTE = """
+local last = redis.call('GET', KEYS[1]) or '0'
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], last .. '-*',
+    'o', ARGV[2], 'g', ARGV[3])
 """
 
 _Batches = list[tuple[Topic, list[Record]]]
@@ -207,6 +214,15 @@ class Relay(MultiService):
             self._checker.stop()
         self.joined = False
         return super().stopService()
+
+    @property
+    def connection(self) -> Optional[RedisProtocol]:
+        """
+        The connection commands that do not block go through, while joined.
+        """
+        return self._connection if self.joined else None
+
+    stream = STREAM
 
     # Sending.
 
@@ -381,7 +397,7 @@ class Relay(MultiService):
         )
         self._unreported = {}
         connection.execute(
-            "XADD", STREAM, "MAXLEN", "~", STREAM_ENTRIES, "*", "o", self.node, "g", note
+            "EVAL", _NOTE, 2, SEQ, STREAM, STREAM_ENTRIES, self.node, note
         ).addErrback(lambda reason: None)
 
     def _leave(self, why: str) -> None:

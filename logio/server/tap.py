@@ -47,7 +47,12 @@ def _history(settings: Settings, reactor: Any, top: MultiService) -> IHistory:
     event ids starting with this run's start instant; or, with C{--store},
     on disk too, its ids the store's.
     """
-    ring = History(settings.history, settings.historyBytes, epoch=int(reactor.seconds() * 1000))
+    epoch = int(reactor.seconds() * 1000)
+    if settings.cluster is not None:
+        from logio.cluster.history import SharedHistory
+
+        return SharedHistory(settings.history, settings.historyBytes, epoch=epoch)
+    ring = History(settings.history, settings.historyBytes, epoch=epoch)
     if settings.store is None:
         return ring
     try:
@@ -84,6 +89,7 @@ def _cluster(settings: Settings, broker: Broker, reactor: Any, top: MultiService
     except ValueError as e:
         raise StartupError(f"logio: --cluster: {e}") from None
     broker.relay = relay
+    broker.history.relay = relay  # type: ignore[attr-defined]
     relay.setServiceParent(top)
 
 

@@ -12,8 +12,9 @@ then does it go live, with no gap and no duplicate.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import CooperativeTask, Cooperator, TaskDone
 from twisted.web.server import Request
 
@@ -89,8 +90,12 @@ class Replayer:
             return
         self.reading += 1
 
-        def read() -> Iterator[None]:
+        def read() -> Iterator[Optional[Deferred[Any]]]:
             for run in deeper:
+                if isinstance(run, Deferred):
+                    # The cooperator waits for it.
+                    yield run
+                    continue
                 if run is not None:
                     self._send(stream, format, [run])
                 yield None
