@@ -182,7 +182,7 @@ class FaultTests(SynchronousTestCase):
     Redis restarted, or stalled, under a steady load.
     """
 
-    def restartUnderLoad(self, persistent: bool) -> tuple[Server, Server]:
+    def restartUnderLoad(self, persistent: bool) -> tuple[Server, Server, str]:
         """
         Node A's publisher sends steadily; Redis restarts meanwhile.  A's
         subscriber gets every line once, in order (A went on alone);
@@ -197,6 +197,8 @@ class FaultTests(SynchronousTestCase):
         b.subscribed(1)
         publisher = Publisher(a, "f")
         waitFor(lambda: publisher.sent > 2000, what="2000 lines sent")
+        waitFor(lambda: sseEvents(get(b, "/?app=f&tail=1&follow=0&format=sse").read()))
+        before = sseEvents(get(b, "/?app=f&tail=1&follow=0&format=sse").read())[0][0]
         redis.restart()
         for each in (a, b):
             waitFor(
@@ -216,23 +218,28 @@ class FaultTests(SynchronousTestCase):
             self.assertEqual(
                 log.count("going on alone") + log.count("cannot reach it"), 1, log[-3000:]
             )
-        return a, b
+        return a, b, before
 
     def test_restartedEmpty(self) -> None:
         """
         A Redis without persistence comes back empty: the nodes find its
         data gone, and an id from before is of an earlier run.
         """
-        a, b = self.restartUnderLoad(persistent=False)
+        a, b, before = self.restartUnderLoad(persistent=False)
         self.assertIn("its data is gone", b.log())
+        resumed = get(b, "/?app=f&follow=0&format=sse", {"Last-Event-ID": before}).read()
+        self.assertIn(b"earlier run", resumed)
 
     def test_restartedPersistent(self) -> None:
         """
         A Redis that keeps its data comes back with it: the cluster's id
         stays.
         """
-        a, b = self.restartUnderLoad(persistent=True)
+        a, b, before = self.restartUnderLoad(persistent=True)
         self.assertNotIn("its data is gone", b.log())
+        resumed = get(b, "/?app=f&follow=0&format=sse", {"Last-Event-ID": before}).read()
+        self.assertNotIn(b"earlier run", resumed)
+        self.assertEqual(sseEvents(resumed)[0][1]["seq"], int(before.split("-")[1]) + 1)
         ids = set(re.findall(r"ids (\d+)-…", b.log()))
         self.assertEqual(len(ids), 1, ids)
 
@@ -329,3 +336,78 @@ class SharedHistoryTests(SynchronousTestCase):
         ids = [ident for ident, _ in answer(a, "app=deep&tail=5000")]
         resumed = answer(b, f"app=deep&last_event_id={ids[9]}")
         self.assertEqual([ident for ident, _ in resumed], ids[10:])
+
+
+class NodeTests(SynchronousTestCase):
+    """
+    Nodes that go away, publishers that move, and credentials.
+    """
+
+    def test_nodeKilled(self) -> None:
+        """
+        Node A killed: B and C go on; A's publisher reconnects to B with
+        its topic, and C's subscriber gets its lines under that topic, in
+        order, with no duplicate.
+        """
+        redis = RedisServer(self)
+        a, b, c = (node(self, redis) for _ in range(3))
+        watching = c.subscribe("app=^moving$&format=json")
+        c.subscribed(1)
+        a.publish(b"app=moving&proc=web\n" + b"".join(b"n %d\n" % n for n in range(100))).close()
+        outputOf(watching, 99)
+        a.process.kill()
+        a.process.wait(TIMEOUT)
+        b.publish(
+            b"app=moving&proc=web\n" + b"".join(b"n %d\n" % n for n in range(100, 200))
+        ).close()
+        numbers, missed = outputOf(watching, 199)
+        self.assertEqual((numbers, missed), (list(range(200)), 0))
+        body = get(c, "/?app=moving&tail=1000&follow=0&format=json").read()
+        self.assertEqual({json.loads(line)["proc"] for line in body.splitlines()}, {"web"})
+        self.assertEqual(len(body.splitlines()), 200)
+
+    def test_credentials(self) -> None:
+        """
+        Redis's own AUTH (a password in the URL) and logio's tokens both
+        apply: a node without the password does not join; subscribers and
+        publishers need their tokens on every node.
+        """
+        redis = RedisServer(self, password="s3cr:t")
+        tokens = self.mktemp()
+        with open(tokens, "w") as f:
+            f.write("pubtoken pub ^app$\nsubtoken sub ^app$\n")
+        url = redis.url().replace("s3cr:t", "s3cr%3At")
+        a = Server(self, "--cluster", url, "--auth", tokens)
+        b = Server(self, "--cluster", url, "--auth", tokens)
+        for each in (a, b):
+            each.waitForLog(": joined as ")
+        wrong = Server(self, "--cluster", redis.url(password="nope"))
+        wrong.waitForLog("cannot reach it")
+        self.assertNotIn(": joined as ", wrong.log())
+        self.assertEqual(get(b, "/?app=app&tail=1&follow=0").status, 401)
+        watching = b.subscribe("app=app&format=json", headers=["Authorization: Bearer subtoken"])
+        b.subscribed(1)
+        a.publish(b"app=app&token=pubtoken\nn 0\n").close()
+        self.assertEqual(outputOf(watching, 0), ([0], 0))
+        metrics = get(a, "/metrics", {"Authorization": "Bearer subtoken"}).read().decode()
+        self.assertIn("logio_cluster_records_out_total 1.0", metrics)
+        self.assertIn("logio_cluster_joined 1.0", metrics)
+
+    def test_tls(self) -> None:
+        """
+        Over C{rediss://} with C{--cluster-ca}, nodes join and relay; a
+        node that does not trust the server's certificate does not join.
+        """
+        redis = RedisServer(self, tls=True)
+        ca = redis.certificates["ca"]
+        a = Server(self, "--cluster", redis.url(), "--cluster-ca", ca)
+        b = Server(self, "--cluster", redis.url(), "--cluster-ca", ca)
+        for each in (a, b):
+            each.waitForLog(": joined as ")
+        untrusting = Server(self, "--cluster", redis.url())
+        untrusting.waitForLog("cannot reach it")
+        self.assertNotIn(": joined as ", untrusting.log())
+        watching = b.subscribe("app=^tls$&format=json")
+        b.subscribed(1)
+        a.publish(b"app=tls\nn 0\nn 1\n").close()
+        self.assertEqual(outputOf(watching, 1), ([0, 1], 0))
