@@ -12,7 +12,6 @@ import time
 from time import thread_time
 from typing import Any, Callable, Optional, Sequence
 
-from attrs import define, field
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
@@ -22,10 +21,8 @@ from zope.interface import implementer
 from logio.filters import Pattern
 from logio.history import History
 from logio.interfaces import (
-    Encoder,
     IBroker,
     IFilters,
-    IFormat,
     IHistory,
     IPublication,
     IRelay,
@@ -35,6 +32,7 @@ from logio.interfaces import (
     Segment,
 )
 from logio.levels import ranks
+from logio.route import Group, Route
 from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
 from logio.timerange import TimeRange
@@ -45,11 +43,6 @@ from logio.topic import Record, Topic, formatEpoch
 #: and topic fields in length, so a turn is bounded however many topics
 #: there are.
 MATCH_SLICE = 64
-
-#: One group of a route as publish loops over it: the encoder of its
-#: format, its C{log} pattern (or L{None}), the least severe level it keeps
-#: (or L{None}), its format's name, its members.
-Group = tuple[Encoder, Optional[Pattern], Optional[int], str, tuple[ISubscriber, ...]]
 
 #: The CPU time one C{log} pattern may take on one batch before its
 #: subscribers are disconnected and the pattern refused from then on: the
@@ -71,72 +64,15 @@ MAX_COSTS = 1000
 UNSEARCHED_LOG_INTERVAL = 10.0
 
 
-@define(eq=False)
-class _Route:
-    """
-    The subscribers of one topic, cached: filters are evaluated once per
-    (subscriber, topic), not per record.  Also what is known of the topic:
-    its publishers, records published and held in history.
-
-    Subscribers with the same format, C{log} pattern and C{level} share one
-    group: the pattern runs and the batch is encoded once for all of them.  Adding
-    and removing one costs the same however many there are; publish loops
-    over an immutable snapshot, rebuilt after a change, so a delivery that
-    makes a subscriber go away cannot make it skip another.
-    """
-
-    topic: Topic
-    publishers: int = 0
-    records: int = 0
-    last: str = ""
-    held: int = 0
-    _groups: dict[tuple[IFormat, Optional[Pattern], Optional[int]], dict[ISubscriber, None]] = (
-        field(factory=dict)
-    )
-    _encoders: dict[IFormat, Encoder] = field(factory=dict)
-    _members: Optional[tuple[Group, ...]] = ()
-
-    def add(self, subscriber: ISubscriber) -> None:
-        key = (subscriber.format, subscriber.filters.log, subscriber.filters.level)
-        self._groups.setdefault(key, {})[subscriber] = None
-        self._members = None
-
-    def remove(self, subscriber: ISubscriber) -> None:
-        key = (subscriber.format, subscriber.filters.log, subscriber.filters.level)
-        group = self._groups.get(key, {})
-        if subscriber not in group:
-            return
-        del group[subscriber]
-        if not group:
-            del self._groups[key]
-        self._members = None
-
-    def members(self) -> tuple[Group, ...]:
-        """
-        The current groups, as a snapshot, those that take every record
-        first.
-        """
-        if self._members is None:
-            groups: list[Group] = []
-            for (format, pattern, level), subscribers in self._groups.items():
-                encoder = self._encoders.get(format)
-                if encoder is None:
-                    encoder = self._encoders[format] = format.encoder(self.topic)
-                groups.append((encoder, pattern, level, format.name, tuple(subscribers)))
-            groups.sort(key=lambda group: not (group[1] is None and group[2] is None))
-            self._members = tuple(groups)
-        return self._members
-
-
 @implementer(IPublication)
 class _Publication:
     """
     One publisher's handle on one topic's route.
     """
 
-    def __init__(self, broker: Broker, route: _Route, protocol: str) -> None:
+    def __init__(self, broker: Broker, route: Route, protocol: str) -> None:
         self._broker = broker
-        self._route: Optional[_Route] = route
+        self._route: Optional[Route] = route
         self._protocol = protocol
         route.publishers += 1
 
@@ -198,10 +134,10 @@ class Broker(Service):
         self.costlyPatterns: dict[str, None] = {}
         self._clock = clock
         self._subscribers: dict[ISubscriber, None] = {}
-        self._routes: dict[Topic, _Route] = {}
+        self._routes: dict[Topic, Route] = {}
         #: New subscribers still being matched against the routes that
         #: existed when they came, and those routes not matched yet.
-        self._pending: dict[ISubscriber, dict[_Route, None]] = {}
+        self._pending: dict[ISubscriber, dict[Route, None]] = {}
         if history is None:
             history = History(settings.history, settings.historyBytes, epoch=start)
         self._history = history
@@ -295,7 +231,7 @@ class Broker(Service):
         else:
             del self._pending[subscriber]
 
-    def _matchPending(self, route: _Route) -> None:
+    def _matchPending(self, route: Route) -> None:
         """
         Match C{route} now for each new subscriber that has not got to it.
         """
@@ -344,27 +280,27 @@ class Broker(Service):
     def publisher(self, topic: Topic, protocol: str) -> IPublication:
         route = self._routes.get(topic)
         if route is None:
-            route = self._routes[topic] = _Route(topic)
+            route = self._routes[topic] = Route(topic)
             for subscriber in self._subscribers:
                 if subscriber.filters.matchesTopic(topic):
                     route.add(subscriber)
         return _Publication(self, route, protocol)
 
-    def _retire(self, route: _Route) -> None:
+    def _retire(self, route: Route) -> None:
         """
         Forget a route nobody publishes to and history holds nothing of.
         """
         if not (route.publishers or route.held) and self._routes.get(route.topic) is route:
             del self._routes[route.topic]
 
-    def _holder(self, topic: Topic, count: int, last: str) -> _Route:
+    def _holder(self, topic: Topic, count: int, last: str) -> Route:
         """
         The route of a batch of C{topic} that history holds from before
         this run: the topic is known, with its records.
         """
         route = self._routes.get(topic)
         if route is None:
-            route = self._routes[topic] = _Route(topic)
+            route = self._routes[topic] = Route(topic)
             for subscriber in self._subscribers:
                 if subscriber.filters.matchesTopic(topic):
                     route.add(subscriber)
@@ -373,11 +309,11 @@ class Broker(Service):
         route.last = max(route.last, last)
         return route
 
-    def _evicted(self, route: _Route, count: int) -> None:
+    def _evicted(self, route: Route, count: int) -> None:
         route.held -= count
         self._retire(route)
 
-    def _publish(self, route: _Route, protocol: str, records: list[Record], size: int) -> None:
+    def _publish(self, route: Route, protocol: str, records: list[Record], size: int) -> None:
         """
         Number, keep and fan out a batch of C{route}'s records; or, in a
         cluster, hand it to the relay, which brings it back numbered.
@@ -406,7 +342,7 @@ class Broker(Service):
             first += skip
         route = self._routes.get(topic)
         if route is None:
-            route = self._routes[topic] = _Route(topic)
+            route = self._routes[topic] = Route(topic)
             for subscriber in self._subscribers:
                 if subscriber.filters.matchesTopic(topic):
                     route.add(subscriber)
@@ -427,7 +363,7 @@ class Broker(Service):
                 notice = subscriber.format.notice(stamp, message, count)
                 subscriber.deliver(Segment(notice, 1, None))
 
-    def _keep(self, route: _Route, records: list[Record], size: int) -> None:
+    def _keep(self, route: Route, records: list[Record], size: int) -> None:
         """
         Number, keep and fan out a batch of C{route}'s records.
         """

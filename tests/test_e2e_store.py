@@ -21,7 +21,7 @@ from datetime import datetime
 from twisted.trial.unittest import SynchronousTestCase
 
 from logio.packing import unpack
-from logio.store import DATABASE
+from logio.storedb import DATABASE
 from tests.support.processes import environment
 from tests.support.server import Server, get, logioArguments, metrics, twistd
 from tests.support.waiting import TIMEOUT, waitFor

@@ -24,7 +24,8 @@ from logio.history import History
 from logio.interfaces import IHistory
 from logio.levels import LEVELS
 from logio.packing import pack, unpack
-from logio.store import DATABASE, Store, StoreError
+from logio.store import Store
+from logio.storedb import DATABASE, StoreError
 from logio.topic import Topic, formatEpoch
 from tests.support.waiting import TIMEOUT
 

@@ -53,13 +53,11 @@ from logio.cluster.address import RedisAddress
 from logio.cluster.client import RedisService
 from logio.cluster.entries import EntryError, decodeBatches, encodeBatches
 from logio.cluster.protocol import RedisError, RedisProtocol
+from logio.cluster.scripts import APPEND, IDENT, JOIN, NOTE, SEQ, STREAM
 from logio.history import History
 from logio.interfaces import IBroker, IRelay
 from logio.topic import Record, Topic
 
-IDENT = "logio:id"
-SEQ = "logio:seq"
-STREAM = "logio:records"
 #: Entries the stream keeps, about: Redis trims the oldest beyond.
 STREAM_ENTRIES = 100_000
 #: How long one read of the stream waits for entries, in milliseconds.
@@ -78,38 +76,6 @@ CHECK_INTERVAL = 0.25
 RECENT_ENTRIES = 100_000
 #: Bytes sent and not back yet at most, by default.
 BUFFER_BYTES = 64 * 1024 * 1024
-
-# Make the cluster's id unless there is one, and make the numbering go on
-# after what this node has numbered: the id, and the last number given.
-_JOIN = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-if last < tonumber(ARGV[2]) then
-    last = tonumber(ARGV[2])
-    redis.call('SET', KEYS[2], last)
-end
-return {redis.call('GET', KEYS[1]), last}
-"""
-
-# Number an entry and append it, if the cluster is still the one the node
-# joined: the first number.
-_APPEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-    return redis.error_reply('LOGIO-EPOCH the cluster id changed')
-end
-local count = tonumber(ARGV[2])
-local last = redis.call('INCRBY', KEYS[2], count)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], (last - count + 1) .. '-0',
-    's', last - count + 1, 'n', count, 'o', ARGV[4], 'b', ARGV[5], 'd', ARGV[6])
-return last - count + 1
-"""
-
-# Append a note (no records, no number of its own), after the last entry.
-_NOTE = """
-local last = redis.call('GET', KEYS[1]) or '0'
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], last .. '-*',
-    'o', ARGV[2], 'g', ARGV[3])
-"""
 
 _Batches = list[tuple[Topic, list[Record]]]
 
@@ -255,7 +221,7 @@ class Relay(MultiService):
         self._sentBytes += len(data)
         answer = connection.execute(
             "EVAL",
-            _APPEND,
+            APPEND,
             3,
             IDENT,
             SEQ,
@@ -343,7 +309,7 @@ class Relay(MultiService):
             return
         self._joining = True
         candidate = int(self._reactor.seconds() * 1000)
-        answer = connection.execute("EVAL", _JOIN, 2, IDENT, SEQ, candidate, self._clusterNext - 1)
+        answer = connection.execute("EVAL", JOIN, 2, IDENT, SEQ, candidate, self._clusterNext - 1)
         answer.addCallbacks(self._joinedAs, self._joinFailed)
 
     def _joinFailed(self, reason: Failure) -> None:
@@ -397,7 +363,7 @@ class Relay(MultiService):
         )
         self._unreported = {}
         connection.execute(
-            "EVAL", _NOTE, 2, SEQ, STREAM, STREAM_ENTRIES, self.node, note
+            "EVAL", NOTE, 2, SEQ, STREAM, STREAM_ENTRIES, self.node, note
         ).addErrback(lambda reason: None)
 
     def _leave(self, why: str) -> None:

@@ -32,7 +32,8 @@ from logio.server.services import (
     returnLargeBuffers,
 )
 from logio.settings import Settings
-from logio.store import Store, StoreError
+from logio.store import Store
+from logio.storedb import StoreError
 from logio.web.site import makeSite
 
 __all__ = ["Options", "makeService"]

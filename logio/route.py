@@ -1,0 +1,78 @@
+# -*- test-case-name: tests.test_broker -*-
+"""
+A topic's route through the broker: its subscribers, grouped so that a
+batch is searched and encoded once per group, and what is known of the
+topic.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from attrs import define, field
+
+from logio.filters import Pattern
+from logio.interfaces import Encoder, IFormat, ISubscriber
+from logio.topic import Topic
+
+#: One group of a route as publish loops over it: the encoder of its
+#: format, its C{log} pattern (or L{None}), the least severe level it keeps
+#: (or L{None}), its format's name, its members.
+Group = tuple[Encoder, Optional[Pattern], Optional[int], str, tuple[ISubscriber, ...]]
+
+
+@define(eq=False)
+class Route:
+    """
+    The subscribers of one topic, cached: filters are evaluated once per
+    (subscriber, topic), not per record.  Also what is known of the topic:
+    its publishers, records published and held in history.
+
+    Subscribers with the same format, C{log} pattern and C{level} share one
+    group: the pattern runs and the batch is encoded once for all of them.  Adding
+    and removing one costs the same however many there are; publish loops
+    over an immutable snapshot, rebuilt after a change, so a delivery that
+    makes a subscriber go away cannot make it skip another.
+    """
+
+    topic: Topic
+    publishers: int = 0
+    records: int = 0
+    last: str = ""
+    held: int = 0
+    _groups: dict[tuple[IFormat, Optional[Pattern], Optional[int]], dict[ISubscriber, None]] = (
+        field(factory=dict)
+    )
+    _encoders: dict[IFormat, Encoder] = field(factory=dict)
+    _members: Optional[tuple[Group, ...]] = ()
+
+    def add(self, subscriber: ISubscriber) -> None:
+        key = (subscriber.format, subscriber.filters.log, subscriber.filters.level)
+        self._groups.setdefault(key, {})[subscriber] = None
+        self._members = None
+
+    def remove(self, subscriber: ISubscriber) -> None:
+        key = (subscriber.format, subscriber.filters.log, subscriber.filters.level)
+        group = self._groups.get(key, {})
+        if subscriber not in group:
+            return
+        del group[subscriber]
+        if not group:
+            del self._groups[key]
+        self._members = None
+
+    def members(self) -> tuple[Group, ...]:
+        """
+        The current groups, as a snapshot, those that take every record
+        first.
+        """
+        if self._members is None:
+            groups: list[Group] = []
+            for (format, pattern, level), subscribers in self._groups.items():
+                encoder = self._encoders.get(format)
+                if encoder is None:
+                    encoder = self._encoders[format] = format.encoder(self.topic)
+                groups.append((encoder, pattern, level, format.name, tuple(subscribers)))
+            groups.sort(key=lambda group: not (group[1] is None and group[2] is None))
+            self._members = tuple(groups)
+        return self._members
