@@ -1,6 +1,6 @@
 """Run the logio benchmark: ``python -m bench [--quick] [--scenario ingest,fanout]``.
 
-Starts ``twistd -n logio`` (and redis-server for the peer scenario) on free loopback
+Starts ``twistd -n logio`` (and redis-server for the peer and cluster scenarios) on free loopback
 ports, drives each from separate processes, prints a table, and writes ``results.json``,
 ``bench.png`` and the servers' logs into ``--out`` (default ``bench/results``).
 """
@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .procs import redis_version
 from .report import chart, table, write_json
-from .scenarios import SCENARIOS, Bench, Settings
+from .scenarios import DEFAULT_SCENARIOS, SCENARIOS, Bench, Settings
 from .workers import raise_nofile
 
 
@@ -27,8 +27,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--scenario",
-        default=",".join(SCENARIOS),
-        help=f"comma-separated subset of: {','.join(SCENARIOS)} (default: all)",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"comma-separated subset of: {','.join(SCENARIOS)} (default: all but cluster)",
     )
     parser.add_argument("--quick", action="store_true", help="short runs (about 2 minutes)")
     parser.add_argument(
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "server_python": args.server_python or sys.executable,
         "cpus": os.cpu_count(),
-        "redis": redis_version() if "peer" in ordered else None,
+        "redis": redis_version() if {"peer", "cluster"} & set(ordered) else None,
     }
     text = table(bench.results)
     print(text)

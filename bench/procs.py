@@ -1,9 +1,11 @@
-"""The servers under test, their memory, and profiling them.
+"""The servers under test, their memory and CPU time, and profiling them.
 
 Starts ``twistd -n logio`` (this checkout's code, as the end-to-end tests run it) or
 ``redis-server`` as a subprocess listening only on free 127.0.0.1 ports, waits until it
-listens, reads its memory from ``/proc/PID/status`` and stops it, with the helpers of
-``tests.support``. ``py-spy`` can sample the server while a load runs.
+listens, reads its memory from ``/proc/PID/status`` and its CPU time from
+``/proc/PID/stat``, and stops it, with the helpers of ``tests.support``. Cluster nodes
+(``--cluster``) can share their ports and each listen on ports of its own as well.
+``py-spy`` can sample the server while a load runs.
 """
 
 from __future__ import annotations
@@ -12,17 +14,21 @@ import collections
 import http.client
 import os
 import re
+import socket
 import subprocess
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tests.support.metrics import SampleKey, parseMetrics
 from tests.support.ports import freePort
 from tests.support.processes import environment, procStatus, terminate
 from tests.support.server import listening, logioArguments, portOf, twistd
 from tests.support.waiting import waitFor
+
+from .wire import redis_command
 
 
 def twistd_command(python: str | None) -> list[str]:
@@ -63,6 +69,8 @@ class Server:
             self.stop()
             raise RuntimeError(f"{name} did not start; its log ends:\n{self.log()[-2000:]}")
         self.pub_port, self.sub_port = ports
+        self.own_pub_port, self.own_sub_port = ports
+        """Ports only this server listens on (a cluster node's shared ports aside)."""
 
     def log(self) -> str:
         """Everything the server has logged so far."""
@@ -78,9 +86,9 @@ class Server:
         return {"rss_kb": status.get("VmRSS", 0), "hwm_kb": status.get("VmHWM", 0)}
 
     def metrics(self, timeout: float = 10.0) -> dict[SampleKey, float]:
-        """logio's ``GET /metrics`` on the subscriber port: each sample's value by its
-        name and sorted labels (``("logio_history_records", ())``, ...)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.sub_port, timeout=timeout)
+        """logio's ``GET /metrics`` on its own subscriber port: each sample's value by
+        its name and sorted labels (``("logio_history_records", ())``, ...)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.own_sub_port, timeout=timeout)
         try:
             connection.request("GET", "/metrics")
             response = connection.getresponse()
@@ -112,6 +120,37 @@ def start_logio(log_path: Path, python: str | None, extra: list[str]) -> Server:
     return Server("logio", argv, logio_ports, log_path, environment())
 
 
+def start_node(
+    log_path: Path,
+    python: str | None,
+    extra: list[str],
+    cluster: str,
+    shared: tuple[int, int] | None = None,
+) -> Server:
+    """Start a cluster node (``--cluster cluster``) and wait until it has joined.
+
+    With ``shared`` (publisher and subscriber ports) it listens there, where other nodes
+    started with the same ports listen too (SO_REUSEPORT), and on free ports of its own,
+    ``own_pub_port`` and ``own_sub_port``: its ``/metrics``, and loads meant for this one
+    node. Without, it listens on free ports of its own only.
+    """
+    own = (freePort(), freePort())
+    listeners: list[str] = []
+    for option, ports in (("--publish", 0), ("--subscribe", 1)):
+        if shared is not None:
+            listeners += [option, f"tcp:{shared[ports]}:interface=127.0.0.1"]
+        listeners += [option, f"tcp:{own[ports]}:interface=127.0.0.1"]
+    argv = twistd_command(python) + logioArguments(*extra, "--cluster", cluster, *listeners)
+
+    def ready(log: str) -> tuple[int, int] | None:
+        ports = logio_ports(log)
+        return ports if ports is not None and ": joined as " in log else None
+
+    server = Server("logio node", argv, ready, log_path, environment())
+    server.own_pub_port, server.own_sub_port = own
+    return server
+
+
 def start_redis(log_path: Path) -> Server:
     """Start Debian's redis-server on a free loopback port, persistence off."""
     port = freePort()
@@ -140,6 +179,140 @@ def redis_version() -> str:
     out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
     found = re.search(r"v=(\S+)", out)
     return found.group(1) if found else out.strip()
+
+
+class RedisError(Exception):
+    """An error reply from Redis."""
+
+
+def redis_call(port: int, *args: str, timeout: float = 10.0) -> Any:
+    """One command to the redis-server on ``port``: its reply (a simple or bulk string
+    as bytes, an integer, or None); raises L{RedisError} for an error reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(redis_command(*(arg.encode() for arg in args)))
+        reply = sock.makefile("rb")
+        head = reply.readline()
+        kind, rest = head[:1], head[1:].rstrip(b"\r\n")
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise RedisError(rest.decode(errors="replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else reply.read(size + 2)[:size]
+        raise RedisError(f"a reply the benchmark does not read: {head[:80]!r}")
+
+
+def redis_memory(port: int) -> int:
+    """``used_memory`` of ``INFO memory``: bytes Redis's allocator holds."""
+    info = redis_call(port, "INFO", "memory")
+    found = re.search(rb"^used_memory:(\d+)", info, re.MULTILINE)
+    if not found:
+        raise RedisError("INFO memory has no used_memory")
+    return int(found.group(1))
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU time a process has used (all its threads), in seconds:
+    ``utime + stime`` of ``/proc/PID/stat``, counted in clock ticks (10 ms)."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        text = stat.read()
+    # The fields after the command name (in parentheses, which may hold anything):
+    # state is field 3, utime 14 and stime 15.
+    fields = text[text.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def box_busy_seconds() -> float:
+    """CPU seconds all the machine's cores have been busy (not idle nor waiting for
+    I/O) since boot, from the first line of ``/proc/stat``."""
+    with open("/proc/stat", "rb") as stat:
+        fields = [int(n) for n in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    # guest and guest_nice (fields 9 and 10) are counted in user and nice already.
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def cpu_total(pids: Iterable[int]) -> float | None:
+    """The CPU seconds of processes together, or None if one has gone."""
+    try:
+        return sum(cpu_seconds(pid) for pid in pids)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CpuWindow(threading.Thread):
+    """The CPU % of groups of processes between two instants of the monotonic clock
+    (a load's throughput window): their CPU time then, divided by the time between.
+    100 % is one core busy; a group's processes add up. ``box`` is the whole machine's
+    (all its cores busy: 100 % times their count): what the groups leave of it is the
+    kernel's own work (loopback traffic partly) and other processes'.
+
+    ``probe``, if given, is read at both ends too (counters, such as a server's
+    ``/metrics``): ``rates`` are how fast each of its figures grew between the two
+    readings."""
+
+    def __init__(
+        self,
+        groups: dict[str, list[int]],
+        start: float,
+        stop: float,
+        probe: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.groups = groups
+        self.start_at = start
+        self.stop_at = stop
+        self.probe = probe
+        self.percent: dict[str, float | None] = {}
+        self.rates: dict[str, float] = {}
+        self.error = ""
+
+    def run(self) -> None:
+        time.sleep(max(0.0, self.start_at - time.monotonic()))
+        began = time.monotonic()
+        box = box_busy_seconds()
+        first = {name: cpu_total(pids) for name, pids in self.groups.items()}
+        probed = self._probe()
+        time.sleep(max(0.0, self.stop_at - time.monotonic()))
+        ended = time.monotonic()
+        box = box_busy_seconds() - box
+        for name, pids in self.groups.items():
+            used, before = cpu_total(pids), first[name]
+            if used is None or before is None or ended <= began:
+                self.percent[name] = None
+            else:
+                self.percent[name] = 100 * (used - before) / (ended - began)
+        if ended > began:
+            self.percent["box"] = 100 * box / (ended - began)
+        if probed is not None:
+            again = self._probe()
+            if again is not None and again[0] > probed[0]:
+                span = again[0] - probed[0]
+                self.rates = {
+                    key: (value - probed[1].get(key, 0.0)) / span for key, value in again[1].items()
+                }
+
+    def _probe(self) -> tuple[float, dict[str, float]] | None:
+        """The probe's figures and when it returned, or None (and why, in ``error``)."""
+        if self.probe is None:
+            return None
+        try:
+            figures = self.probe()
+        except Exception as error:  # noqa: BLE001 - a figure missing, not the run
+            self.error = f"{type(error).__name__}: {error}"
+            return None
+        return time.monotonic(), figures
+
+    def finish(self) -> dict[str, float | None]:
+        """Wait for the window's end; the CPU % of each group."""
+        self.join()
+        return self.percent
 
 
 class MemorySampler(threading.Thread):

@@ -36,6 +36,21 @@ P99_TARGETS_MS = {"latency-10": 2.0, "latency-100": 10.0}
 IDLE_TARGET_KIB = 16.0
 STALL_EXTRA_TARGET_KB = 4096
 """A stalled subscriber may add at most its byte bound (--buffer-bytes, 4 MiB)."""
+CLUSTER_SPEEDUP = 1.4
+"""Two nodes sharing their ports: at least this many times one node's lines/s."""
+CLUSTER_LATENCY_EXTRA_MS = 1.0
+"""Published on one node, read on another: p99 at most the plain server's plus this."""
+RATE_KEYS = {
+    "records_in": "published",
+    "cluster_records_out": "relayed",
+    "cluster_records_in": "read back",
+    "cluster_records_unrelayed": "alone",
+}
+"""A cluster node's figures in a throughput window, per second, as the table names them:
+records its publishers sent, that it appended to the stream, that it read from the
+stream and delivered, and that it delivered alone (not relayed)."""
+CLUSTER_BASES = {"1node": "plain", "2nodes": "1node"}
+"""A cluster throughput case's ratio is to the case of the same load it names."""
 
 Row = tuple[str, str, str, str, str, str, str]
 
@@ -72,6 +87,10 @@ def _has_logio_twin(redis_case: str, results: dict[str, dict[str, Any]]) -> bool
 
 def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[Row]:
     out: list[Row] = []
+    if name.startswith("cluster-") and "deliveries_per_s" in result:
+        return _cluster_blast_rows(name, result, results)
+    if name.startswith("cluster-cost"):
+        return _cluster_cost_rows(name, result, results)
     if "deliveries_per_s" in result:
         rate = result["deliveries_per_s"]
         what = "lines/s" if result.get("subscribers") == 1 else "deliveries/s"
@@ -140,12 +159,23 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
             allowed = max(base * 1.1, base + 0.5)
             ok = lat["p99_ms"] <= allowed
             target_text = f"p99 <= {allowed:.2f} (no stall {base:.2f})"
+        plain = name.rsplit("-", 1)[0] + "-plain"
+        if name.startswith("cluster-") and name != plain and plain in results:
+            base = results[plain].get("latency", {}).get("p99_ms", math.nan)
+            allowed = base + CLUSTER_LATENCY_EXTRA_MS
+            ok = lat["p99_ms"] <= allowed if name.endswith("-cross") else None
+            target_text = f"p99 <= {allowed:.2f} (plain {base:.2f} + 1)"
         out.append((name, "p50/p99/p99.9 ms", figures, "", "", target_text, verdict(ok)))
         complete = f"{result['healthy_complete']}/{result['healthy']}"
         loss = f"{complete} complete, {result['missing']} lost, {result['reordered']} reord."
         clean = result["missing"] == 0 and result["reordered"] == 0 and result["unparsed"] == 0
         clean = clean and result["healthy_complete"] == result["healthy"]
         out.append((name, "healthy subscribers", loss, "", "", "all, 0, 0", verdict(clean)))
+        if "cpu" in result:
+            out.append(_cpu_row(name, result["cpu"]))
+        if "redis" in result:
+            out.append(_stream_row(name, result["redis"]))
+        out += _link_rows(name, result)
     if name.startswith("stall-") and "memory" in result:
         growth = result["memory"]["growth_kb"]
         base = results.get("latency-10", {}).get("memory", {}).get("growth_kb")
@@ -206,6 +236,149 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
         out.append((name, "rate lines/s", si(result["rate"]), "", "", "", ""))
     if "replay" in result:
         out += _replay_rows(name, result)
+    return out
+
+
+def _cpu_row(name: str, cpu: dict[str, float | None]) -> Row:
+    """The CPU % of each process measured over a case's window (100 % is one core):
+    the servers, the load generators (``load``), which share the cores with them, and
+    the rest of the machine's busy time (the kernel, and any other process)."""
+    shares = {who: percent for who, percent in cpu.items() if who != "box"}
+    figures = ", ".join(
+        f"{who} {'?' if percent is None else f'{percent:.0f}'}" for who, percent in shares.items()
+    )
+    box = cpu.get("box")
+    if box is not None and None not in shares.values():
+        figures += f", rest {box - sum(p for p in shares.values() if p is not None):.0f}"
+    return (name, "CPU % in the window", figures, "", "", "", "")
+
+
+def _stream_row(name: str, stream: dict[str, Any]) -> Row:
+    """Redis's memory per record in the cluster's stream, and how full its entries were."""
+    per = stream.get("bytes_per_record")
+    entries = f"{stream['entries']} entries"
+    if stream.get("records_per_entry"):
+        entries += f", {stream['records_per_entry']:.1f} records each"
+    return (name, "Redis bytes per record", f"{per:.0f}" if per else "?", "", "", entries, "")
+
+
+def _cluster_blast_rows(
+    name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]
+) -> list[Row]:
+    """A cluster throughput case: lines/s beside the case it is compared with (one node
+    beside a plain server, two beside one), the CPU % of each process, whether every
+    subscriber got every line, and what each node took in and handed out."""
+    load, _, mode = name.removeprefix("cluster-").rpartition("-")
+    rate = result["deliveries_per_s"]
+    what = "lines/s" if result.get("subscribers") == 1 else "deliveries/s"
+    ratio = target = ""
+    ok = None
+    if mode in CLUSTER_BASES:
+        base_name = f"cluster-{load}-{CLUSTER_BASES[mode]}"
+        base = results.get(base_name, {}).get("deliveries_per_s")
+        if base:
+            ratio = f"{rate / base:.2f}"
+            target = f"vs {CLUSTER_BASES[mode]}"
+            if mode == "2nodes":
+                target = f">= {CLUSTER_SPEEDUP:g}x 1node"
+                ok = rate >= CLUSTER_SPEEDUP * base
+    out: list[Row] = [(name, what, si(rate), "", ratio, target, verdict(ok))]
+    if "cpu" in result:
+        out.append(_cpu_row(name, result["cpu"]))
+    if "accounted" in result:
+        subs = result["subscribers"]
+        counted = f"{result['accounted']}/{subs} accounted for all {si(result['published'])}"
+        if result["dropped"]:
+            counted += f", {si(result['dropped'])} of them in drop notices"
+        if result["lost"] or result["extra"]:
+            counted += f"; {result['lost']} lost, {result['extra']} extra"
+        clean = result["accounted"] == subs and not result["lost"] and not result["extra"]
+        out.append(
+            (name, "every line counted", counted, "", "", "all, 0 lost, 0 extra", verdict(clean))
+        )
+    nodes = result.get("per_node", [])
+    if len(nodes) > 1:
+        split = ", ".join(
+            f"{label} {si(node['records_in'])}/{si(node['lines_out'])}"
+            for label, node in zip("AB", nodes, strict=False)
+        )
+        both = all(node["records_in"] or node["lines_out"] for node in nodes)
+        note = "both nodes served" if both else "ONE NODE IDLE"
+        out.append((name, "per node: published/to subs", split, "", "", "", note))
+    rates = result.get("window_rates", {})
+    if result.get("server") == "cluster" and rates:
+        per_node = []
+        for label in "AB"[: len(nodes)]:
+            figures = [rates.get(f"{label} {key}", 0.0) for key in RATE_KEYS]
+            per_node.append(f"{label} " + "/".join(si(f) for f in figures))
+        out.append(
+            (name, "per s: " + "/".join(RATE_KEYS.values()), ", ".join(per_node), "", "", "", "")
+        )
+    return out + _link_rows(name, result)
+
+
+def _link_rows(name: str, result: dict[str, Any]) -> list[Row]:
+    """For a case with cluster nodes: whether a node left its cluster during it (and
+    why), and the records its nodes did not relay or never got."""
+    if result.get("server") != "cluster":
+        return []
+    nodes = result.get("per_node", [])
+    parts = [
+        f"{label} alone {len(reasons)}x ({reasons[0][:48]})"
+        for label, reasons in result.get("alone", {}).items()
+    ]
+    unrelayed = sum(node.get("cluster_records_unrelayed", 0) for node in nodes)
+    missed = sum(node.get("cluster_records_missed", 0) for node in nodes)
+    if unrelayed or missed:
+        parts.append(f"{si(unrelayed)} unrelayed, {si(missed)} missed")
+    text = "; ".join(parts) if parts else "every node stayed joined"
+    return [(name, "cluster link", text, "", "", "", "note" if parts else "")]
+
+
+def _cluster_cost_rows(
+    name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]
+) -> list[Row]:
+    """CPU microseconds per relayed record: a plain server with no subscriber and with
+    one; node A (publishers only) and node B (one subscriber only) beside it; Redis's
+    CPU and memory per record."""
+    if "error" in result or "records" not in result:
+        return []
+    records = f"{si(result['records'])} records"
+    if name == "cluster-cost-plain":
+        alone = result["no_subscriber"]["cpu_us"]["node"]
+        served = result["one_subscriber"]["cpu_us"]["node"]
+        return [
+            (name, "node CPU us/record, no subscriber", f"{alone:.2f}", "", "", records, ""),
+            (name, "node CPU us/record, 1 subscriber", f"{served:.2f}", "", "", records, ""),
+        ]
+    cpu = result["cpu_us"]
+    plain = results.get("cluster-cost-plain", {})
+    alone = plain.get("no_subscriber", {}).get("cpu_us", {}).get("node")
+    served = plain.get("one_subscriber", {}).get("cpu_us", {}).get("node")
+    out_note = in_note = ""
+    if alone is not None and served is not None:
+        out_note = f"relaying out: +{cpu['node A'] - alone:.2f} over plain ingest"
+        deliver = served - alone
+        in_note = f"relaying in: +{cpu['node B'] - deliver:.2f} over plain delivery"
+    out: list[Row] = [
+        (name, "out: node A CPU us/record", f"{cpu['node A']:.2f}", "", "", out_note, ""),
+        (name, "in: node B CPU us/record", f"{cpu['node B']:.2f}", "", "", in_note, ""),
+        (name, "redis-server CPU us/record", f"{cpu['redis']:.2f}", "", "", records, ""),
+        _stream_row(name, result["redis"]),
+    ]
+    got = result["lines"] + result["dropped"]
+    out += _link_rows(name, result)
+    out.append(
+        (
+            name,
+            "node B's subscriber got",
+            f"{result['lines']} + {result['dropped']} dropped",
+            "",
+            "",
+            f"= {result['records']}",
+            verdict(got == result["records"]),
+        )
+    )
     return out
 
 

@@ -35,8 +35,14 @@ LINE_TEXT = 99
 _FIELDS = b"pub=%03d seq=%010d ts=%019d "
 _PAD = b"x" * (LINE_TEXT - len(_FIELDS % (0, 0, 0)))
 FIELDS_RE = re.compile(rb"pub=(\d{3}) seq=(\d{10}) ts=(\d{19}) ")
-NOTICE = b" lines dropped: "
-NOTICE_RE = re.compile(rb"logio\[logio\] [^\n]*?: (\d+) lines dropped: [^\n]*\n")
+NOTICE = b" logio[logio] "
+"""Starts every notice of the server in text (after its time stamp)."""
+NOTICE_RE = re.compile(
+    rb"logio\[logio\] [^\n]*?: (\d+) "
+    rb"(?:lines dropped: |records (?:of \S+ )?could not be relayed by the cluster)[^\n]*\n"
+)
+"""A text notice of lines a subscriber will not get: dropped for reading too slowly, or
+records of a cluster that never reached this node; group 1 is the count."""
 
 
 @dataclass(frozen=True)

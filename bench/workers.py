@@ -94,6 +94,9 @@ class Plan:
     """Paced lines per second per publisher; 0 means blast."""
     tick: float = 0.0
     """Paced: the shortest sleep between sends (0: wake for every line)."""
+    exact: bool = False
+    """Blast: subscribers go on reading after the window until every line published
+    arrived or was reported dropped (or the deadline), as paced loads always do."""
 
 
 def raise_nofile() -> None:
@@ -364,7 +367,7 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
                     window_lines[i] += sign * sub.reader.lines
             if len(window) < 2:
                 wake = plan.window[len(window)]
-        if now >= plan.deadline or (not plan.rate and len(window) == 2):
+        if now >= plan.deadline or (not plan.rate and not plan.exact and len(window) == 2):
             break
         if published is not None and all(
             s.closed or s.reader.lines + s.reader.pending + s.reader.dropped >= expected
