@@ -277,18 +277,21 @@ class Stream:
 
 
 def get(
-    server: Server, path: str, headers: dict[str, str] | None = None
+    server: Server, path: str, headers: dict[str, str] | None = None, port: int | None = None
 ) -> http.client.HTTPResponse:
     """
-    Send one request to the subscriber port; return the response, its body unread.
+    Send one request to the subscriber port, or to C{port} (another of the
+    server's subscriber ports); return the response, its body unread.
     """
-    connection = http.client.HTTPConnection("127.0.0.1", server.subscribePort, timeout=TIMEOUT)
+    port = server.subscribePort if port is None else port
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     connection.request("GET", path, headers=headers or {})
     return connection.getresponse()
 
 
-def metrics(server: Server) -> dict[SampleKey, float]:
+def metrics(server: Server, port: int | None = None) -> dict[SampleKey, float]:
     """
-    The server's C{/metrics}, parsed by Prometheus's own parser.
+    The server's C{/metrics} (from its subscriber port, or C{port}), parsed
+    by Prometheus's own parser.
     """
-    return parseMetrics(get(server, "/metrics").read().decode())
+    return parseMetrics(get(server, "/metrics", port=port).read().decode())
