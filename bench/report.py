@@ -302,8 +302,9 @@ def _cluster_blast_rows(
             f"{label} {si(node['records_in'])}/{si(node['lines_out'])}"
             for label, node in zip("AB", nodes, strict=False)
         )
-        both = all(node["records_in"] or node["lines_out"] for node in nodes)
-        note = "both nodes served" if both else "ONE NODE IDLE"
+        publishing = sum(1 for node in nodes if node["records_in"])
+        serving = sum(1 for node in nodes if node["lines_out"])
+        note = f"publishers on {publishing}, subscribers on {serving} of {len(nodes)}"
         out.append((name, "per node: published/to subs", split, "", "", "", note))
     rates = result.get("window_rates", {})
     if result.get("server") == "cluster" and rates:
