@@ -355,13 +355,11 @@ class Broker(Service):
         that C{count} records of the cluster will never reach them, as for
         a drop.
         """
-        stamp = formatEpoch(self._now())
         where = "" if topic is None else f" of {topic.app}/{topic.proc}/{topic.host}"
         message = f"{count} records{where} could not be relayed by the cluster"
         for subscriber in list(self._subscribers):
             if topic is None or subscriber.filters.matchesTopic(topic):
-                notice = subscriber.format.notice(stamp, message, count)
-                subscriber.deliver(Segment(notice, 1, None))
+                subscriber.lost(count, message)
 
     def _keep(self, route: Route, records: list[Record], size: int) -> None:
         """

@@ -166,6 +166,12 @@ class ISubscriber(Interface):
         subscribers: never change it).
         """
 
+    def lost(count: int, message: str) -> None:
+        """
+        Tell the subscriber, with C{message}, that C{count} records will
+        never reach it; the count is never lost, even if its queue is full.
+        """
+
     def close() -> Deferred[tuple[int, int]]:
         """
         End the subscription cleanly (the server is stopping): send what is
@@ -308,6 +314,11 @@ class IRelay(Interface):
         @return: Whether it was taken; if not (the cluster cannot be
             reached), the broker delivers it here alone.
         """
+
+    hold = Attribute(
+        "Called with True when the relay falls behind (stop reading the publishers), "
+        "False when it has caught up."
+    )
 
     def state() -> str:
         """

@@ -28,6 +28,9 @@ from logio.net import tuneSocket
 #: command of the handshake, before it counts as failed.
 ATTEMPT_TIMEOUT = 10.0
 
+#: Bytes one read of a connection to Redis takes at most.
+READ_SIZE = 1 << 20
+
 #: Seconds to wait before connecting again after a working connection is
 #: lost; doubled after each failed attempt, up to L{RETRY_MAX}.
 RETRY_FIRST = 0.1
@@ -83,6 +86,10 @@ class _TunedRedisProtocol(RedisProtocol):
 
     def connectionMade(self) -> None:
         tuneSocket(self.transport)
+        # Replies of many entries are megabytes: read them in big pieces,
+        # not one reactor turn per 64 KiB.
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = READ_SIZE
 
 
 def _ignore(argument: object) -> None:

@@ -39,7 +39,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any, Optional
+from collections import deque
+from typing import Any, Callable, Optional
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
@@ -63,7 +64,9 @@ STREAM_ENTRIES = 100_000
 #: How long one read of the stream waits for entries, in milliseconds.
 BLOCK_MS = 1000
 #: Entries one read takes at most.
-READ_COUNT = 500
+READ_COUNT = 100
+#: Records delivered from the stream in one reactor turn, about.
+SLICE_RECORDS = 4096
 #: Entries one read of the stream's end takes, loading history.
 LOAD_COUNT = 100
 #: Seconds what a node sent may take to come back from the stream before
@@ -74,6 +77,10 @@ CHECK_INTERVAL = 0.25
 #: Entries read that a node remembers, to leave out of the notes of what
 #: other nodes could not relay.
 RECENT_ENTRIES = 100_000
+#: Bytes sent and not back yet beyond which the publishers are not read
+#: (TCP holds them back) until half of it is back: a Redis that keeps up
+#: slower than they publish slows them down; one that stalls is left.
+HOLD_BYTES = 2 * 1024 * 1024
 #: Bytes sent and not back yet at most, by default.
 BUFFER_BYTES = 64 * 1024 * 1024
 
@@ -128,6 +135,10 @@ class Relay(MultiService):
         self._checker.clock = reactor
         self.joined = False
         self._joining = False
+        #: Called with True to stop reading the publishers, False to go
+        #: on (the publishers' factory sets it).
+        self.hold: Callable[[bool], object] = lambda held: None
+        self._holding = False
         #: Why the node is alone, if it is.
         self.why = "not connected yet"
         #: The cluster's id, once joined.
@@ -157,6 +168,14 @@ class Relay(MultiService):
         self._recent: dict[tuple[bytes, int], None] = {}
         #: The id of the last entry read; None before history is loaded.
         self._lastId: Optional[bytes] = None
+        #: The id of the last entry received (delivered or not).
+        self._readId: Optional[bytes] = None
+        #: Entries received, to deliver a slice a reactor turn.
+        self._pending: deque[Any] = deque()
+        self._drainCall: Optional[IDelayedCall] = None
+        #: Which start of reading a read belongs to.
+        self._generation = 0
+        self._loading = False
         #: The number the next entry of the stream should start at.
         self._expected: Optional[int] = None
         self._reading = False
@@ -179,6 +198,7 @@ class Relay(MultiService):
         if self._checker.running:
             self._checker.stop()
         self.joined = False
+        self._release()
         return super().stopService()
 
     @property
@@ -241,6 +261,17 @@ class Relay(MultiService):
         )
         if self._sentBytes > self.bufferBytes:
             self._leave(f"more than {self.bufferBytes} bytes sent have not come back")
+        elif self._sentBytes > HOLD_BYTES and not self._holding:
+            self._holding = True
+            self.hold(True)
+
+    def _release(self) -> None:
+        """
+        Read the publishers again.
+        """
+        if self._holding:
+            self._holding = False
+            self.hold(False)
 
     def _appended(self, first: object, count: int, size: int) -> None:
         self.relayedOut += count
@@ -375,6 +406,10 @@ class Relay(MultiService):
             return
         self.joined = False
         self.why = why
+        self._release()
+        # Read again from the last entry delivered, once back.
+        self._generation += 1
+        self._pending.clear()
         if not self._outageLogged:
             self._outageLogged = True
             self.log.warn(
@@ -417,16 +452,20 @@ class Relay(MultiService):
     def _startReading(self) -> None:
         """
         Read once joined: first, the first time, the stream's newest
-        records into history.
+        records into history; then on from the last entry delivered.
         """
         connection = self._readConnection
-        if self._reading or connection is None or not self.joined:
+        if connection is None or not self.joined:
             return
-        self._reading = True
+        self._generation += 1
+        self._pending.clear()
         if self._lastId is None:
-            self._load(connection, [], b"+")
-        else:
-            self._read(connection)
+            if not self._loading:
+                self._loading = True
+                self._load(connection, [], b"+")
+            return
+        self._readId = self._lastId
+        self._read(connection)
 
     def _load(self, connection: RedisProtocol, entries: list[Any], end: bytes) -> None:
         """
@@ -461,44 +500,72 @@ class Relay(MultiService):
                 history.add(owner, records, size)
                 first += len(records)
             self._expected = first
-        self._lastId = entries[0][0] if entries else b"0-0"
+        self._loading = False
+        self._lastId = self._readId = entries[0][0] if entries else b"0-0"
         self._read(connection)
 
-    def _read(self, connection: RedisProtocol) -> None:
+    def _read(self, connection: Optional[RedisProtocol]) -> None:
         """
-        Wait for entries after the last one read, and deliver them.
+        Ask for the entries after the last one received, unless a read is
+        under way: one page is read ahead while the one before is
+        delivered.
         """
-        assert self._lastId is not None
+        if self._reading or not self.joined or connection is not self._readConnection:
+            return
+        assert connection is not None and self._readId is not None
+        self._reading = True
+        generation = self._generation
         answer = connection.execute(
-            "XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", STREAM, self._lastId
+            "XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", STREAM, self._readId
         )
 
         def got(reply: Any) -> None:
-            if not self.joined:
-                # Alone meanwhile: read again once joined.
-                self._reading = False
+            self._reading = False
+            if generation != self._generation or not self.joined:
+                # Read again from where this node now is.
+                self._read(self._readConnection)
                 return
-            if reply:
-                for ident, fields in reply[0][1]:
-                    try:
-                        self._deliverEntry(_fields(fields))
-                    except (EntryError, KeyError, ValueError):
-                        self.log.failure(
-                            "Cluster {address}: entry {ident} is not of logio; skipped",
-                            address=self.address.describe(),
-                            ident=ident,
-                        )
-                    self._lastId = ident
-            if self._readConnection is connection and self.joined:
+            entries = reply[0][1] if reply else []
+            if entries:
+                self._readId = entries[-1][0]
+                self._pending.extend(entries)
+            if len(self._pending) < READ_COUNT:
                 self._read(connection)
-            else:
-                self._reading = False
+            self._drain()
 
         answer.addCallbacks(got, self._readFailed)
 
-    def _deliverEntry(self, entry: dict[bytes, bytes]) -> None:
+    def _drain(self) -> None:
+        """
+        Deliver the entries received, about L{SLICE_RECORDS} records a
+        reactor turn: subscribers' connections are written between slices,
+        so a big read does not overflow their queues.
+        """
+        self._drainCall = None
+        pending = self._pending
+        delivered = 0
+        while pending and delivered < SLICE_RECORDS and self.joined:
+            ident, fields = pending.popleft()
+            try:
+                delivered += self._deliverEntry(_fields(fields))
+            except (EntryError, KeyError, ValueError):
+                self.log.failure(
+                    "Cluster {address}: entry {ident} is not of logio; skipped",
+                    address=self.address.describe(),
+                    ident=ident,
+                )
+            self._lastId = ident
+        if pending and self.joined:
+            if self._drainCall is None:
+                self._drainCall = self._reactor.callLater(0, self._drain)
+        else:
+            self._read(self._readConnection)
+
+    def _deliverEntry(self, entry: dict[bytes, bytes]) -> int:
         """
         Deliver an entry read from the stream, or pass on its note.
+
+        @return: How many records were delivered.
         """
         origin = entry.get(b"o", b"")
         mine = origin == self.node.encode()
@@ -508,7 +575,7 @@ class Relay(MultiService):
                     # Not if the entry reached this node after all.
                     if (origin, number) not in self._recent:
                         self._broker.unrelayed(Topic(app, proc, host), int(count))
-            return
+            return 0
         first = int(entry[b"s"])
         count = int(entry[b"n"])
         if self._expected is not None and first > self._expected:
@@ -521,10 +588,12 @@ class Relay(MultiService):
             if number in self._alone:
                 # Delivered here alone already: it reached the stream after all.
                 self._alone.discard(number)
-                return
+                return 0
             sent = self._sent.pop(number, None)
             if sent is not None:
                 self._sentBytes -= sent[1]
+                if self._sentBytes < HOLD_BYTES // 2:
+                    self._release()
         recent = self._recent
         recent[origin, int(entry[b"b"])] = None
         if len(recent) > RECENT_ENTRIES:
@@ -535,13 +604,14 @@ class Relay(MultiService):
             self._broker.deliver(topic, records, first, batchSize)
             self.relayedIn += len(records)
             first += len(records)
+        return count
 
     def _readFailed(self, reason: Failure) -> None:
         """
         A read failed: its connection was lost (reading starts again when
         it is back), or Redis refused it.
         """
-        self._reading = False
+        self._reading = self._loading = False
         if not reason.check(RedisError):
             return
         self.log.error(

@@ -93,6 +93,8 @@ class PublisherProtocol(Protocol):
             return
         tuneSocket(self.transport)
         factory.connections.add(self)
+        if factory.held:
+            self.hold(True)
         factory.broker.stats.publishers += 1
         self._deadline = factory.clock.callLater(factory.topicTimeout, self._topicDeadline)
 
@@ -178,6 +180,18 @@ class PublisherProtocol(Protocol):
         linger after refusing it (see L{Publisher.fail}).
         """
 
+    def hold(self, held: bool) -> None:
+        """
+        Stop reading for a while, or go on (unless shutting down).
+        """
+        if self._refused or self.transport is None:
+            return
+        producer = cast(IPushProducer, self.transport)
+        if held:
+            producer.pauseProducing()
+        else:
+            producer.resumeProducing()
+
     def stopReading(self) -> None:
         """
         The server is shutting down: read no more, publish what was read,
@@ -235,6 +249,8 @@ class PublisherFactory(Factory):
         self.protected = settings.protected
         self.stamps = StampParser()
         self.connections: set[PublisherProtocol] = set()
+        #: Whether publishers are not read for now (see L{holdReading}).
+        self.held = False
         self.tokens = tokens
         if tokens is not None:
             tokens.watch(self._tokensReloaded)
@@ -247,6 +263,16 @@ class PublisherFactory(Factory):
         for connection in list(self.connections):
             if connection.parser is not None:
                 connection.parser.recheck()
+
+    def holdReading(self, held: bool) -> None:
+        """
+        Stop reading every publisher connection (new ones too), or go on:
+        a cluster's relay is behind, and TCP holds the publishers back
+        meanwhile.
+        """
+        self.held = held
+        for connection in list(self.connections):
+            connection.hold(held)
 
     def buildProtocol(self, addr: object) -> PublisherProtocol:
         return PublisherProtocol(self)

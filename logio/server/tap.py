@@ -139,6 +139,9 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     # One log of refusals for both ports, so each cause is rate-limited once.
     refusals = Refusals(broker.stats, reactor)
     publishers = PublisherFactory(broker, reactor, settings, refusals, tokens)
+    if broker.relay is not None:
+        # A relay that falls behind holds the publishers back.
+        broker.relay.hold = publishers.holdReading
     # Stopped before the broker (a MultiService stops its children in
     # reverse order), so publishers stop being read before subscribers drain.
     PublishersService(publishers).setServiceParent(top)

@@ -321,6 +321,19 @@ class Stream:
         data = self.format.notice(formatEpoch(self._clock.seconds()), message, dropped)
         self.deliver(Segment(data, 1, None))
 
+    def lost(self, count: int, message: str) -> None:
+        """
+        C{count} records will never reach this subscriber (the cluster
+        could not relay them): say so now if nothing is queued; else count
+        them with the lines dropped, which the next notice of drops tells,
+        so the figure is never lost with a notice trimmed from the queue.
+        """
+        if self._paused or self._queue:
+            self.dropped += count
+            self.droppedTotal += count
+        else:
+            self.notify(message, count)
+
     def keepAlive(self) -> None:
         """
         Tell a silent stream the server is still there, if its format can

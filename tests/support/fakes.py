@@ -111,6 +111,10 @@ class FakeBroker:
         return []
 
 
+#: The time of the notices of records lost, in fakes.
+TS_LOST = "2016-12-06T22:14:21.448"
+
+
 @implementer(ISubscriber)
 @define(eq=False)
 class FakeSubscriber:
@@ -130,6 +134,9 @@ class FakeSubscriber:
         self.received.append(segment)
         if self.onDeliver is not None:
             self.onDeliver()
+
+    def lost(self, count: int, message: str) -> None:
+        self.deliver(Segment(self.format.notice(TS_LOST, message, count), 1, None))
 
     def close(self) -> Deferred[tuple[int, int]]:
         return succeed((0, 0))
