@@ -1673,6 +1673,23 @@ class LimitTests(PublisherTestCase):
         protocol.makeConnection(transport)
         return protocol, transport
 
+    def test_holdReading(self) -> None:
+        """
+        Held, every publisher connection stops reading, a new one too;
+        released, they all go on.  A refused connection is no publisher's
+        and is not held.
+        """
+        factory, broker, clock = self.factory(maxPublishers=2)
+        _, before = self.connect(factory)
+        factory.holdReading(True)
+        _, after = self.connect(factory)
+        _, refused = self.connect(factory)
+        self.assertEqual(
+            [t.producerState for t in (before, after, refused)], ["paused", "paused", "producing"]
+        )
+        factory.holdReading(False)
+        self.assertEqual([t.producerState for t in (before, after)], ["producing", "producing"])
+
     def test_maxPublishers(self) -> None:
         """
         A connection beyond C{maxPublishers} gets one error line, is closed,
