@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -22,7 +22,7 @@ from logio.cluster.protocol import RedisError, RedisProtocol
 from logio.cluster.scripts import STREAM
 from logio.history import History
 from logio.interfaces import IBroker
-from logio.topic import Topic
+from logio.topic import Record, Topic
 
 #: How long one read of the stream waits for entries, in milliseconds.
 BLOCK_MS = 1000
@@ -65,9 +65,10 @@ class StreamReading:
     _alone: set[int]
     _recent: dict[tuple[bytes, int], None]
 
-    def _cameBack(self, number: int) -> None:
+    def _cameBack(self, number: int) -> Optional[list[tuple[Topic, list[Record], int]]]:
         """
-        This node's entry C{number} came back from the stream.
+        This node's entry C{number} came back from the stream: its batches,
+        each with the bytes it took, if they are still at hand.
         """
         raise NotImplementedError()
 
@@ -205,20 +206,25 @@ class StreamReading:
             self._broker.unrelayed(None, first - self._expected)
         self._expected = max(self._expected or 0, first + count)
         self._clusterNext = max(self._clusterNext, first + count)
+        batches: Optional[Iterable[tuple[Topic, list[Record], int]]] = None
         if mine:
             number = int(entry[b"b"])
             if number in self._alone:
                 # Delivered here alone already: it reached the stream after all.
                 self._alone.discard(number)
                 return 0
-            self._cameBack(number)
+            # This node's own records are still in memory: no need to
+            # decode them again.
+            batches = self._cameBack(number)
         recent = self._recent
         recent[origin, int(entry[b"b"])] = None
         if len(recent) > RECENT_ENTRIES:
             del recent[next(iter(recent))]
         size = len(entry[b"d"])
         self.bytesIn += size
-        for topic, records, batchSize in decodeBatches(entry[b"d"]):
+        if batches is None:
+            batches = decodeBatches(entry[b"d"])
+        for topic, records, batchSize in batches:
             self._broker.deliver(topic, records, first, batchSize)
             self.relayedIn += len(records)
             first += len(records)

@@ -263,12 +263,17 @@ class Relay(StreamReading, MultiService):
             self._holding = False
             self.hold(False)
 
-    def _cameBack(self, number: int) -> None:
+    def _cameBack(self, number: int) -> Optional[list[tuple[Topic, list[Record], int]]]:
         sent = self._sent.pop(number, None)
-        if sent is not None:
-            self._sentBytes -= sent[1]
-            if self._sentBytes < HOLD_BYTES // 2:
-                self._release()
+        if sent is None:
+            return None
+        batches, size, _ = sent
+        self._sentBytes -= size
+        if self._sentBytes < HOLD_BYTES // 2:
+            self._release()
+        # The bytes each batch took, about: the entry's, shared by records.
+        share = size // max(sum(len(records) for _, records in batches), 1)
+        return [(topic, records, share * len(records)) for topic, records in batches]
 
     def _appended(self, first: object, count: int, size: int) -> None:
         self.relayedOut += count
