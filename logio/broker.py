@@ -277,13 +277,20 @@ class Broker(Service):
             )
         return list(known.values())
 
-    def publisher(self, topic: Topic, protocol: str) -> IPublication:
+    def _route(self, topic: Topic) -> Route:
+        """
+        The route of C{topic}, made (with its subscribers) if it is new.
+        """
         route = self._routes.get(topic)
         if route is None:
             route = self._routes[topic] = Route(topic)
             for subscriber in self._subscribers:
                 if subscriber.filters.matchesTopic(topic):
                     route.add(subscriber)
+        return route
+
+    def publisher(self, topic: Topic, protocol: str) -> IPublication:
+        route = self._route(topic)
         return _Publication(self, route, protocol)
 
     def _retire(self, route: Route) -> None:
@@ -298,12 +305,7 @@ class Broker(Service):
         The route of a batch of C{topic} that history holds from before
         this run: the topic is known, with its records.
         """
-        route = self._routes.get(topic)
-        if route is None:
-            route = self._routes[topic] = Route(topic)
-            for subscriber in self._subscribers:
-                if subscriber.filters.matchesTopic(topic):
-                    route.add(subscriber)
+        route = self._route(topic)
         route.held += count
         route.records += count
         route.last = max(route.last, last)
@@ -340,12 +342,7 @@ class Broker(Service):
                 return
             records = records[skip:]
             first += skip
-        route = self._routes.get(topic)
-        if route is None:
-            route = self._routes[topic] = Route(topic)
-            for subscriber in self._subscribers:
-                if subscriber.filters.matchesTopic(topic):
-                    route.add(subscriber)
+        route = self._route(topic)
         history.next = first
         self._keep(route, records, size)
 
