@@ -303,7 +303,7 @@ class FaultTests(SynchronousTestCase):
         what it missed.
         """
         redis = RedisServer(self)
-        bound = 1024 * 1024
+        bound = 256 * 1024
         a = node(self, redis, "--cluster-buffer-bytes", str(bound))
         b = node(self, redis)
         mine = a.subscribe("app=^s$&format=json")
