@@ -137,9 +137,6 @@ class Relay(StreamReading, MultiService):
         self._clusterNext = 1
         self._connection: Optional[RedisProtocol] = None
         self._readConnection: Optional[RedisProtocol] = None
-        #: Batches published this turn, to send at its end.
-        self._outgoing: _Batches = []
-        self._flushCall: Optional[IDelayedCall] = None
         self._entries = 0
         #: Entries sent that have not come back from the stream, by their
         #: number: their batches, bytes and when they were sent.
@@ -182,9 +179,6 @@ class Relay(StreamReading, MultiService):
         self._checker.start(CHECK_INTERVAL, now=False)
 
     def stopService(self) -> Deferred[None]:
-        if self._flushCall is not None:
-            self._flushCall.cancel()
-            self._flushCall = None
         if self._checker.running:
             self._checker.stop()
         self.joined = False
@@ -206,23 +200,17 @@ class Relay(StreamReading, MultiService):
         if not self.joined:
             self._deliveredAlone(topic, len(records), None)
             return False
-        self._outgoing.append((topic, records))
-        if self._flushCall is None:
-            self._flushCall = self._reactor.callLater(0, self._flush)
+        self._append([(topic, records)])
         return True
 
-    def _flush(self) -> None:
+    def _append(self, batches: _Batches) -> None:
         """
-        Send the batches of this turn as one entry.
+        Send batches as one entry, at once: waiting for the end of the
+        reactor's turn to send more in one entry took a turn's latency, and
+        a read's batches are one entry's worth already.
         """
-        self._flushCall = None
-        batches, self._outgoing = self._outgoing, []
         connection = self._connection
-        if not batches:
-            return
-        if connection is None or not self.joined:
-            self._deliverAlone(batches)
-            return
+        assert connection is not None
         self._entries += 1
         number = self._entries
         count = sum(len(records) for _, records in batches)
@@ -427,8 +415,6 @@ class Relay(StreamReading, MultiService):
         for number, (batches, _, _) in sent.items():
             self._alone.add(number)
             self._deliverAlone(batches, number)
-        self._deliverAlone(self._outgoing)
-        self._outgoing = []
 
     def _writerLost(self, reason: Failure) -> None:
         self._connection = None
