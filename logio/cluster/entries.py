@@ -1,8 +1,7 @@
 # -*- test-case-name: tests.test_cluster_entries -*-
 """
-What a node writes to the shared stream: one entry for the batches its
-publishers sent during one reactor turn, numbered in Redis (see
-L{logio.cluster.relay}).
+What a node writes to the shared stream: one entry for the batches of one
+read of a publisher, numbered in Redis (see L{logio.cluster.relay}).
 
 An entry's C{d} field holds its batches one after the other, each a
 header of five big-endian numbers (the lengths of the app, proc and host

@@ -9,10 +9,10 @@ Keys, in the database the URL names:
   - C{logio:id}: the cluster's id, the instant it was made in
     milliseconds: the first part of every event id (C{<id>-<seq>}).
   - C{logio:seq}: the last sequence number given.
-  - C{logio:records}: the stream.  One entry per node per reactor turn
-    with records, its id C{<its first sequence number>-0}: C{s} its first sequence number, C{o} the node, C{b} the
-    node's number for it, C{n} its record count, C{d} its batches
-    (L{logio.cluster.entries}).
+  - C{logio:records}: the stream.  One entry per read of a publisher,
+    its id C{<its first sequence number>-0}: C{s} its first sequence
+    number, C{o} the node, C{b} the node's number for it, C{n} its record
+    count, C{d} its batches (L{logio.cluster.entries}).
 
 A script numbers an entry and appends it at once, so the stream's order
 is the order of the numbers.  A node delivers its own publishers' records
