@@ -403,6 +403,43 @@ class TCPTests(SynchronousTestCase):
             connection = connect().feed(stream[:split], stream[split:]).close()
             self.assertEqual(published(connection), expected, split)
 
+    def test_fastPathSameAsPattern(self) -> None:
+        """
+        Octet-counted frames read in one piece (after the first, those of
+        the same shape skip the pattern) publish the same as each read
+        alone (each through the pattern): stamps with milliseconds or
+        more digits or none, zones, shapes that change, a stamp that is no
+        time.
+        """
+        stamps = [
+            b"2016-12-06T22:14:21.448Z",
+            b"2016-12-06T22:14:21.449Z",
+            b"2016-12-06T22:14:22.001Z",
+            b"2016-12-06T22:14:22.001+01:00",
+            b"2016-12-06T22:14:22.001234Z",
+            b"2016-12-06T22:14:22.001235Z",
+            b"2016-12-06T22:14:23Z",
+            b"2016-12-06T22:14:24Z",
+            b"2016-12-06T22:14:25.5Z",
+            b"2016-12-06T22:14:25.6Z",
+            b"2016-99-06T22:14:25.600Z",
+            b"2016-12-06T22:14:25.601Z",
+        ]
+        frames = [
+            octets(b"<%d>1 %s h app%d - - - n %d" % (pri, stamp, n // 4, n))
+            for pri in (13, 11)
+            for n, stamp in enumerate(stamps)
+        ]
+        # One read publishes a batch per topic: compare each topic's records.
+        whole = sorted(published(connect().feed(b"".join(frames)).close()), key=lambda r: r[0].app)
+        alone = sorted(published(connect().feed(*frames).close()), key=lambda r: r[0].app)
+        self.assertEqual(len(whole), len(frames))
+        self.assertEqual(whole, alone)
+        self.assertEqual(
+            [record[0] for _, record in whole[:2]],
+            ["2016-12-06T22:14:21.448", "2016-12-06T22:14:21.449"],
+        )
+
     def test_overLongCut(self) -> None:
         """
         A frame longer than --max-line is cut there and marked, in both

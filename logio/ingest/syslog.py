@@ -324,7 +324,8 @@ class SyslogReader:
         length = len(buffer)
         stamps = self._stamps
         # The last frame read with the pattern: the bytes before its stamp,
-        # the stamp's length, where its digits after the milliseconds begin,
+        # the stamp's length, where its digits after the milliseconds (if
+        # any: most stamps end at the milliseconds) begin,
         # its zone's length, the bytes from the stamp's end to the message,
         # and its topic.  A frame that has them all skips the pattern.
         before = b""
@@ -353,7 +354,7 @@ class SyslogReader:
                 topic is not None
                 and buffer.startswith(before, start)
                 and buffer.startswith(after, stampEnd)
-                and buffer[stampStart + cut : stampEnd - zoneLength].isdigit()
+                and _digitsOrNone(buffer[stampStart + cut : stampEnd - zoneLength])
                 and stampEnd + len(after) <= end
             ):
                 head = stampEnd + len(after)
@@ -473,3 +474,11 @@ class SyslogReader:
         Close every publication.
         """
         self._publications.close()
+
+
+def _digitsOrNone(stamp: bytes) -> bool:
+    """
+    Whether the digits of a stamp past its milliseconds are digits, or
+    there are none.
+    """
+    return not stamp or stamp.isdigit()
