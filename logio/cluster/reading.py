@@ -85,32 +85,39 @@ class StreamReading:
         if self._lastId is None:
             if not self._loading:
                 self._loading = True
-                self._load(connection, [], b"+")
+                self._load(connection, [], b"+", self._generation)
             return
         self._readId = self._lastId
         self._read(connection)
 
-    def _load(self, connection: RedisProtocol, entries: list[Any], end: bytes) -> None:
+    def _load(
+        self, connection: RedisProtocol, entries: list[Any], end: bytes, generation: int
+    ) -> None:
         """
         Read the stream's newest entries, newest first, until history is
         full or the stream read whole; then hold them, oldest first.
         """
         held = sum(int(_fields(entry[1]).get(b"n", 0)) for entry in entries)
         if entries and held >= self._history.maxRecords:
-            self._loaded(connection, entries)
+            self._loaded(connection, entries, generation)
             return
         answer = connection.execute("XREVRANGE", STREAM, end, "-", "COUNT", LOAD_COUNT)
 
         def page(reply: Any) -> None:
             if not reply:
-                self._loaded(connection, entries)
+                self._loaded(connection, entries, generation)
                 return
             entries.extend(reply)
-            self._load(connection, entries, b"(" + reply[-1][0])
+            self._load(connection, entries, b"(" + reply[-1][0], generation)
 
         answer.addCallbacks(page, self._readFailed)
 
-    def _loaded(self, connection: RedisProtocol, entries: list[Any]) -> None:
+    def _loaded(self, connection: RedisProtocol, entries: list[Any], generation: int) -> None:
+        self._loading = False
+        if generation != self._generation or not self.joined:
+            # The node left (and maybe joined again) meanwhile: load anew.
+            self._startReading()
+            return
         history = self._history
         for _, fields in reversed(entries):
             entry = _fields(fields)
@@ -123,7 +130,6 @@ class StreamReading:
                 history.add(owner, records, size)
                 first += len(records)
             self._expected = first
-        self._loading = False
         self._lastId = self._readId = entries[0][0] if entries else b"0-0"
         self._read(connection)
 
