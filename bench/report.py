@@ -191,6 +191,31 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
                 verdict(extra <= STALL_EXTRA_TARGET_KB),
             )
         )
+    if "idle_publishers" in result:
+        idle = result["idle_publishers"]
+        per = idle["per_publisher_kib"]
+        out.append(
+            (
+                name,
+                "KiB per idle publisher",
+                f"{per:.2f}",
+                "",
+                "",
+                f"<= {IDLE_TARGET_KIB:g}",
+                verdict(per <= IDLE_TARGET_KIB),
+            )
+        )
+        out.append(
+            (
+                name,
+                "all sent their probe line",
+                f"{idle['probes']:.0f}/{idle['count']}",
+                "",
+                "",
+                "all",
+                verdict(idle["probes"] >= idle["count"]),
+            )
+        )
     if "idle" in result:
         idle = result["idle"]
         per = idle["per_subscriber_kib"]
@@ -508,7 +533,8 @@ def _latency_panel(ax: Any, results: dict[str, dict[str, Any]], timed: list[str]
 
 
 def _memory_bars(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[float]]:
-    """The memory figures to draw: RSS growth under load, and per 1000 idle subscribers."""
+    """The memory figures to draw: RSS growth under load, and per 1000 idle subscribers
+    and publishers."""
     labels, values = [], []
     for name in ("latency-10", "stall-10", "soak"):
         if "memory" in results.get(name, {}):
@@ -518,6 +544,9 @@ def _memory_bars(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[fl
         if "idle" in result:
             labels.append(f"{name}\nper 1000 idle")
             values.append(result["idle"]["per_subscriber_kib"] * 1000 / 1024)
+        if "idle_publishers" in result:
+            labels.append(f"{name}\nper 1000 idle")
+            values.append(result["idle_publishers"]["per_publisher_kib"] * 1000 / 1024)
     return labels, values
 
 

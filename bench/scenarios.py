@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import resource
 import shutil
 import socket
 import sqlite3
@@ -579,6 +580,44 @@ class Bench:
             )
 
         self.case(f"idle-{count}", "logio", body)
+        self.case(
+            f"idle-publishers-{count}",
+            "logio",
+            partial(self.idle_publishers, count=count),
+        )
+
+    def idle_publishers(self, server: Server, count: int) -> dict[str, Any]:
+        """Server memory per idle publisher connection (its topic sent, then quiet),
+        then one line from each, counted by the server, to prove they are all live."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < count + 256:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 256), hard))
+        before = server.memory()["rss_kb"]
+        socks: list[socket.socket] = []
+        try:
+            for i in range(count):
+                sock = socket.create_connection(("127.0.0.1", server.pub_port))
+                sock.sendall(b"app=idle&proc=p%d\n" % i)
+                socks.append(sock)
+            wait_metric(server, ("logio_publishers", ()), count)
+            time.sleep(1.0)
+            after = server.memory()["rss_kb"]
+            for sock in socks:
+                sock.sendall(b"probe\n")
+            key = ("logio_records_in_total", (("protocol", "text"),))
+            got = wait_metric(server, key, count)
+        finally:
+            for sock in socks:
+                sock.close()
+        return {
+            "idle_publishers": {
+                "count": count,
+                "before_kb": before,
+                "after_kb": after,
+                "per_publisher_kib": (after - before) / count,
+                "probes": got,
+            }
+        }
 
     def scenario_soak(self) -> None:
         """Zero loss and order at half capacity; exact drop counts for a slow reader."""
@@ -957,6 +996,16 @@ def send_blocks(port: int, count: int) -> None:
         answer = sock.recv(4096)
     if answer:
         raise RuntimeError(f"the server answered the publisher: {answer[:200]!r}")
+
+
+def wait_metric(server: Server, key: Any, least: float, timeout: float = 120.0) -> float:
+    """Wait until the server's metric ``key`` is at least ``least``; its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = server.metrics().get(key, 0)
+        if value >= least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
 
 
 def http_get(port: int, path: str, first: bool = False) -> bytes:
