@@ -732,11 +732,8 @@ class Bench:
                 )
             )
         sock.close()
-        deadline = time.monotonic() + 600
-        while server.metrics().get(("logio_store_records", ()), 0) < count:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the store did not get every record")
-            time.sleep(0.5)
+        if wait_metric(server, ("logio_store_records", ()), count, timeout=600) < count:
+            raise RuntimeError("the store did not get every record")
         out: dict[str, Any] = {"stored": count}
         started = time.monotonic()
         body = http_get(server.sub_port, "/?app=search&since=1d&follow=0&log=items/4242%20")

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Optional, Union
 from twisted.internet.defer import Deferred
 
 from logio.cluster.entries import decodeBatches
+from logio.cluster.scripts import STREAM
 from logio.filters import selected
 from logio.history import History
 from logio.interfaces import IFilters, Run
@@ -50,7 +51,7 @@ class SharedHistory(History):
         low = 1 if after is None else after + 1
         if connection is None or below <= low or (need is not None and need <= 0):
             return None
-        reader = _Reader(connection, relay.stream, filters, window)
+        reader = _Reader(connection, STREAM, filters, window)
         if need is None:
             return reader.oldestFirst(low, below)
         return reader.newest(min(need, MAX_STREAM_TAIL), below)

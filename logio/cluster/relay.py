@@ -192,8 +192,6 @@ class Relay(StreamReading, MultiService):
         """
         return self._connection if self.joined else None
 
-    stream = STREAM
-
     # Sending.
 
     def send(self, topic: Topic, records: list[Record], size: int) -> bool:
