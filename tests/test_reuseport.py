@@ -185,6 +185,24 @@ class SharedListenerTests(TestCase):
             cannotListen("publishers", description, f"127.0.0.1:{port}"),
         )
 
+    def test_anyPortNotShared(self) -> None:
+        """
+        A listener with C{reusePort} on port 0 (any free port) does not
+        share the port it gets: another node's listener on it is refused,
+        so two nodes asking for any port never share one by chance.
+        """
+        with capturedLogs() as events:
+            self.listen("tcp:0:interface=127.0.0.1")
+        [line] = listening(events)
+        port = int(line.rsplit(":", 1)[1])
+        description = f"tcp:{port}:interface=127.0.0.1"
+        with self.assertRaises(StartupError) as raised:
+            self.listen(description)
+        self.assertEqual(
+            str(raised.exception),
+            cannotListen("publishers", description, f"127.0.0.1:{port}"),
+        )
+
     def test_sharedAndNot(self) -> None:
         """
         A listener with C{reusePort} and one without cannot share a port,

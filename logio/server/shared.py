@@ -66,7 +66,10 @@ class SharedPorts:
                 else:
                     address = (interface, port)
                 listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if port:
+                    # Not for port 0, "any free port": the kernel may then
+                    # pick a port another node listens on, and share it.
+                    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 listening.bind(address)
                 listening.listen(backlog)
             except OSError as e:
