@@ -15,8 +15,8 @@ import twisted.test
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.support.ports import socketPath
-from tests.support.server import Server, Stream
-from tests.support.waiting import TIMEOUT
+from tests.support.server import Server, Stream, listening
+from tests.support.waiting import TIMEOUT, waitFor
 
 #: Twisted's own test key and self-signed certificate, in one file.
 PEM = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
@@ -77,9 +77,20 @@ class EndpointTests(SynchronousTestCase):
         server = Server(
             self, "--publish", tls, "--publish", plain, "--subscribe", tls, "--subscribe", plain
         )
+
+        def both() -> dict[str, list[str]] | None:
+            # The server is up once it names one address of each kind;
+            # here, wait for the second of each.
+            addresses = listening(server.log())
+            if addresses and all(len(each) == 2 for each in addresses.values()):
+                return addresses
+            return None
+
+        found = waitFor(both, what="both addresses of each kind")
+        assert isinstance(found, dict)
         ports = {
             role: [int(address.rsplit(":", 1)[1]) for address in addresses]
-            for role, addresses in server.addresses.items()
+            for role, addresses in found.items()
         }
         secure = Stream("127.0.0.1", ports["subscribers"][0], "/?app=myapp", context=unverified())
         clear = Stream("127.0.0.1", ports["subscribers"][1], "/?app=myapp")
