@@ -1,8 +1,9 @@
 """Run the logio benchmark: ``python -m bench [--quick] [--scenario ingest,fanout]``.
 
-Starts ``twistd -n logio`` (and redis-server for the peer and cluster scenarios) on free loopback
-ports, drives each from separate processes, prints a table, and writes ``results.json``,
-``bench.png`` and the servers' logs into ``--out`` (default ``bench/results``).
+Starts ``twistd -n logio`` (and redis-server and nats-server for the peer scenario,
+redis-server for the cluster one) on free loopback ports, drives each from separate
+processes, prints a table, and writes ``results.json``, ``bench.png`` and the servers'
+logs into ``--out`` (default ``bench/results``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .procs import redis_version
-from .report import chart, table, write_json
+from .charts import chart
+from .procs import nats_version, redis_version
+from .report import table, write_json
 from .scenarios import DEFAULT_SCENARIOS, SCENARIOS, Bench, Settings
 from .workers import raise_nofile
 
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_python": args.server_python or sys.executable,
         "cpus": os.cpu_count(),
         "redis": redis_version() if {"peer", "cluster"} & set(ordered) else None,
+        "nats": nats_version() if "peer" in ordered else None,
     }
     text = table(bench.results)
     print(text)

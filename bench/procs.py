@@ -1,8 +1,8 @@
 """The servers under test, their memory and CPU time, and profiling them.
 
-Starts ``twistd -n logio`` (this checkout's code, as the end-to-end tests run it) or
-``redis-server`` as a subprocess listening only on free 127.0.0.1 ports, waits until it
-listens, reads its memory from ``/proc/PID/status`` and its CPU time from
+Starts ``twistd -n logio`` (this checkout's code, as the end-to-end tests run it),
+``redis-server`` or ``nats-server`` as a subprocess listening only on free 127.0.0.1 ports,
+waits until it listens, reads its memory from ``/proc/PID/status`` and its CPU time from
 ``/proc/PID/stat``, and stops it, with the helpers of ``tests.support``. Cluster nodes
 (``--cluster``) can share their ports and each listen on ports of its own as well.
 ``py-spy`` can sample the server while a load runs.
@@ -172,6 +172,24 @@ def start_redis(log_path: Path) -> Server:
         return (port, port) if "Ready to accept connections" in log else None
 
     return Server("redis", argv, ready, log_path)
+
+
+def start_nats(log_path: Path) -> Server:
+    """Start Debian's nats-server on a free loopback port (no monitoring, no cluster),
+    its own defaults otherwise: 64 MiB pending per slow consumer, 1 MiB payloads."""
+    port = freePort()
+    argv = ["nats-server", "--addr", "127.0.0.1", "--port", str(port)]
+
+    def ready(log: str) -> tuple[int, int] | None:
+        return (port, port) if "Server is ready" in log else None
+
+    return Server("nats", argv, ready, log_path)
+
+
+def nats_version() -> str:
+    """The nats-server version string."""
+    out = subprocess.run(["nats-server", "--version"], capture_output=True, text=True).stdout
+    return out.strip().rpartition(" ")[2] or out.strip()
 
 
 def redis_version() -> str:

@@ -1,11 +1,10 @@
-"""Turning results into a table, a JSON file and a PNG chart, with the targets of the
-core server issue and the performance issue checked where the run measured them."""
+"""Turning results into a table and a JSON file, with the targets of the core server issue
+and the performance issue checked where the run measured them (the chart: L{bench.charts})."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,10 @@ PEERS = {
     "fanout-100": "redis-fanout-100",
     "fanout-100-filtered": "redis-fanout-100-filtered",
 }
+NATS_PEERS = {case: peer.replace("redis-", "nats-", 1) for case, peer in PEERS.items()}
+"""The same loads through nats-server."""
+NATS_TARGETS = {"fanout-10": 1.2, "fanout-100": 1.2}
+"""Fan-out cases whose target is a multiple of nats-server's deliveries/s in the run."""
 THROUGHPUT_TARGETS = {
     "ingest-seed-1": 500e3,
     "ingest-text-1": 1e6,
@@ -52,7 +55,10 @@ stream and delivered, and that it delivered alone (not relayed)."""
 CLUSTER_BASES = {"1node": "plain", "2nodes": "1node"}
 """A cluster throughput case's ratio is to the case of the same load it names."""
 
-Row = tuple[str, str, str, str, str, str, str]
+Row = tuple[str, ...]
+"""A table row: case, measure, logio, redis, ratio, target, verdict; or, for a case with
+nats-server beside it, case, measure, logio, redis, ratio, nats, ratio, target, verdict."""
+HEADER: Row = ("case", "measure", "logio", "redis", "x redis", "nats", "x nats", "target", "")
 
 
 def si(value: float) -> str:
@@ -72,7 +78,7 @@ def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     """One table row per figure measured."""
     out: list[Row] = []
     for name, result in results.items():
-        if name.startswith("redis-") and name in PEERS.values() and _has_logio_twin(name, results):
+        if _has_logio_twin(name, results):
             continue
         if "error" in result:
             out.append((name, "error", result["error"].splitlines()[0][:60], "", "", "", "FAILED"))
@@ -81,8 +87,15 @@ def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     return out
 
 
-def _has_logio_twin(redis_case: str, results: dict[str, dict[str, Any]]) -> bool:
-    return any(peer == redis_case and case in results for case, peer in PEERS.items())
+def _has_logio_twin(name: str, results: dict[str, dict[str, Any]]) -> bool:
+    """Whether ``name`` is a peer's case whose figure shows beside logio's."""
+    peers = {**PEERS, **NATS_PEERS}
+    return any(peer == name and case in results for case, peer in peers.items())
+
+
+def _wide(row: Row) -> Row:
+    """A row in the table's columns (a row without nats gets its columns empty)."""
+    return row if len(row) == len(HEADER) else (*row[:5], "", "", *row[5:])
 
 
 def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[Row]:
@@ -95,6 +108,7 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
         rate = result["deliveries_per_s"]
         what = "lines/s" if result.get("subscribers") == 1 else "deliveries/s"
         peer = results.get(PEERS.get(name, ""), {}).get("deliveries_per_s")
+        nats = results.get(NATS_PEERS.get(name, ""), {}).get("deliveries_per_s")
         target = THROUGHPUT_TARGETS.get(name)
         relative = ""
         if name in RELATIVE_TARGETS:
@@ -108,14 +122,24 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
             checks.append(rate >= target)
         if peer:
             checks.append(rate > peer)
+        over_nats = NATS_TARGETS.get(name) if nats else None
+        if over_nats and nats:
+            checks.append(rate >= over_nats * nats)
         target_text = " & ".join(
             filter(
                 None,
-                [f">= {si(target)}{relative}" if target else "", "> redis" if peer else ""],
+                [
+                    f">= {si(target)}{relative}" if target else "",
+                    "> redis" if peer else "",
+                    f">= {over_nats:g}x nats" if over_nats else "",
+                ],
             )
         )
         if name.startswith("redis-"):
             out.append((name, what, "", si(rate), "", "", ""))
+            return out
+        if name.startswith("nats-"):
+            out.append((name, what, "", "", "", si(rate), "", "", ""))
             return out
         out.append(
             (
@@ -124,6 +148,8 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
                 si(rate),
                 si(peer) if peer else "",
                 f"{rate / peer:.2f}" if peer else "",
+                si(nats) if nats else "",
+                f"{rate / nats:.2f}" if nats else "",
                 target_text,
                 verdict(all(checks) if checks else None),
             )
@@ -435,8 +461,8 @@ def _replay_rows(name: str, result: dict[str, Any]) -> list[Row]:
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     """The results as a fixed-width text table."""
-    header: Row = ("case", "measure", "logio", "redis", "ratio", "target", "")
-    body = rows(results)
+    header = HEADER
+    body = [_wide(row) for row in rows(results)]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
@@ -449,130 +475,3 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 def write_json(path: Path, meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
     """Write the results (without raw histograms) as JSON."""
     path.write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
-
-
-def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
-    """A PNG: deliveries/s per throughput case (logio beside redis), latency percentiles
-    per latency case, memory figures and history replay times; a panel only if the run
-    measured something for it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    blast = [
-        n
-        for n, r in results.items()
-        if "deliveries_per_s" in r and not (n.startswith("redis-") and _has_logio_twin(n, results))
-    ]
-    timed = [n for n, r in results.items() if "latency" in r]
-    memory = _memory_bars(results)
-    replays = [n for n, r in results.items() if "replay" in r]
-    panels: list[tuple[float, Callable[[Any], None]]] = []
-    if blast:
-        panels.append((3, lambda ax: _throughput_panel(ax, results, blast)))
-    if timed:
-        panels.append((2, lambda ax: _latency_panel(ax, results, timed)))
-    if memory[0]:
-        panels.append((1.5, lambda ax: _memory_panel(ax, *memory)))
-    if replays:
-        panels.append((1.5 + 0.3 * len(replays), lambda ax: _replay_panel(ax, results, replays)))
-    if not panels:
-        panels.append((1, lambda ax: ax.set_title("no figures measured")))
-    ratios = [ratio for ratio, _ in panels]
-    fig, axes = plt.subplots(
-        1,
-        len(panels),
-        figsize=(max(8.0, 2.2 * sum(ratios) + 2), 6.5),
-        gridspec_kw={"width_ratios": ratios},
-        squeeze=False,
-    )
-    for ax, (_, draw) in zip(axes[0], panels, strict=True):
-        draw(ax)
-    fig.suptitle("logio benchmark (loopback, 100-byte lines)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _throughput_panel(ax: Any, results: dict[str, dict[str, Any]], blast: list[str]) -> None:
-    """Million deliveries/s per blast case, logio beside redis-server."""
-    ys = range(len(blast))
-    peers = [results.get(PEERS.get(n, ""), {}).get("deliveries_per_s", 0) / 1e6 for n in blast]
-    shift = 0.2 if any(peers) else 0.0
-    ax.barh(
-        [y + shift for y in ys],
-        [results[n]["deliveries_per_s"] / 1e6 for n in blast],
-        height=0.4 if shift else 0.6,
-        label="logio",
-    )
-    if shift:
-        ax.barh([y - shift for y in ys], peers, height=0.4, label="redis-server")
-    ax.set_yticks(list(ys), blast)
-    ax.invert_yaxis()
-    ax.set_xlabel("million lines delivered per second")
-    ax.set_title("Throughput")
-    ax.legend()
-
-
-def _latency_panel(ax: Any, results: dict[str, dict[str, Any]], timed: list[str]) -> None:
-    """p50 / p99 / p99.9 per open-loop case."""
-    width = 0.25
-    for i, (key, label) in enumerate((("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))):
-        ax.bar(
-            [x + (i - 1) * width for x in range(len(timed))],
-            [results[n]["latency"][key] for n in timed],
-            width=width,
-            label=label,
-        )
-    ax.set_xticks(list(range(len(timed))), timed, rotation=20)
-    ax.set_yscale("log")
-    ax.set_ylabel("ms from intended send time to receipt")
-    ax.set_title("Latency (open loop)")
-    ax.legend()
-
-
-def _memory_bars(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[float]]:
-    """The memory figures to draw: RSS growth under load, and per 1000 idle subscribers
-    and publishers."""
-    labels, values = [], []
-    for name in ("latency-10", "stall-10", "soak"):
-        if "memory" in results.get(name, {}):
-            labels.append(f"{name}\nRSS growth")
-            values.append(results[name]["memory"]["growth_kb"] / 1024)
-    for name, result in results.items():
-        if "idle" in result:
-            labels.append(f"{name}\nper 1000 idle")
-            values.append(result["idle"]["per_subscriber_kib"] * 1000 / 1024)
-        if "idle_publishers" in result:
-            labels.append(f"{name}\nper 1000 idle")
-            values.append(result["idle_publishers"]["per_publisher_kib"] * 1000 / 1024)
-    return labels, values
-
-
-def _memory_panel(ax: Any, labels: list[str], values: list[float]) -> None:
-    """Server memory figures in MiB."""
-    ax.bar(range(len(values)), values)
-    ax.set_xticks(list(range(len(values))), labels, fontsize=7)
-    ax.set_ylabel("MiB")
-    ax.set_title("Server memory")
-
-
-def _replay_panel(ax: Any, results: dict[str, dict[str, Any]], names: list[str]) -> None:
-    """Median ms from request to the first and to the last replayed line, per case and
-    format, each bar labelled with its figure."""
-    labels, firsts, lasts = [], [], []
-    for name in names:
-        for form, summary in results[name]["replay"].items():
-            labels.append(f"{name}\n{form}")
-            firsts.append(summary["first_ms"])
-            lasts.append(summary["last_ms"])
-    xs = range(len(labels))
-    width = 0.38
-    for offset, values, label in ((-1, firsts, "first line"), (1, lasts, "last line")):
-        bars = ax.bar([x + offset * width / 2 for x in xs], values, width=width, label=label)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks(list(xs), labels, fontsize=8)
-    ax.set_ylabel("ms from request sent (median)")
-    ax.set_title("History replay (tail=N, follow=0)")
-    ax.legend()

@@ -11,7 +11,8 @@ Scenarios (the names ``--scenario`` takes):
 - ``latency``: open-loop 10k lines/s for 10 s to 10 and to 100 subscribers.
 - ``stall``: the 10-subscriber latency run plus one subscriber that never reads.
 - ``idle``: server memory per idle subscriber with 10000 connected.
-- ``peer``: the ingest and fan-out loads through redis-server (PUBLISH / PSUBSCRIBE).
+- ``peer``: the ingest and fan-out loads through redis-server (PUBLISH / PSUBSCRIBE) and
+  nats-server (PUB / SUB).
 - ``soak``: 20 publishers at half the measured capacity -> 19 subscribers that must see
   every line in order, and 1 throttled subscriber whose drop notices must add up.
 - ``store``: seed JSON and text ingest -> 1 subscriber with ``--store`` in a fresh
@@ -53,6 +54,7 @@ from tqdm import tqdm
 
 from tests.support.ports import freePort
 
+from .nats import subject_for
 from .procs import (
     CpuWindow,
     MemorySampler,
@@ -62,20 +64,13 @@ from .procs import (
     redis_call,
     redis_memory,
     start_logio,
+    start_nats,
     start_node,
     start_redis,
 )
+from .replays import fetch_replays, publish_records
 from .wire import blast_buffer, logio_topic, percentiles
-from .workers import (
-    CTX,
-    Plan,
-    PubSpec,
-    SubSpec,
-    fetch_replays,
-    publish,
-    publish_records,
-    subscribe,
-)
+from .workers import CTX, Plan, PubSpec, SubSpec, publish, subscribe
 
 DEFAULT_SCENARIOS = (
     "ingest",
@@ -195,9 +190,12 @@ def split(items: list[Any], parts: int) -> list[list[Any]]:
 
 
 def subscriber(kind: str, app: str, exact: bool = False) -> SubSpec:
-    """A counting subscriber to one app: a logio ``app=`` regex or a Redis pattern."""
+    """A counting subscriber to one app: a logio ``app=`` regex, a Redis pattern or a
+    NATS subject."""
     if kind == "redis":
         return SubSpec("redis", f"{app}.*")
+    if kind == "nats":
+        return SubSpec("nats", subject_for(app))
     return SubSpec("http", f"app=^{app}$" if exact else f"app={app}")
 
 
@@ -234,6 +232,8 @@ class Bench:
         try:
             if server_kind == "redis":
                 server = start_redis(log)
+            elif server_kind == "nats":
+                server = start_nats(log)
             else:
                 server = start_logio(
                     log, self.settings.python, [*self.settings.server_args, *extra]
@@ -449,7 +449,7 @@ class Bench:
             "latency": 2,
             "stall": 1,
             "idle": 1,
-            "peer": 5,
+            "peer": 10,
             "soak": 2 if not settings.soak_rate else 1,
             "store": 5,
             "cluster": 3 * len(CLUSTER_LOADS) + 3 + 2,
@@ -464,11 +464,14 @@ class Bench:
         workers: int,
         extra: tuple[str, ...] = (),
     ) -> None:
-        """A throughput case: publishers send as fast as the server reads."""
+        """A throughput case: publishers send as fast as the server reads; the server's
+        CPU % in the window beside the load's."""
         self.case(
             name,
             kind,
-            lambda server: self.load(server, [pubs], split(subs, workers), profile=name),
+            lambda server: self.load(
+                server, [pubs], split(subs, workers), profile=name, cpu={"server": server.pid}
+            ),
             extra,
         )
 
@@ -509,9 +512,10 @@ class Bench:
             self.blast_case(f"fanout-10-{form}", "logio", [PubSpec("seed", "bench")], subs, 1)
 
     def scenario_peer(self) -> None:
-        """The ingest and fan-out loads through redis-server."""
-        self.ingest_cases("redis", "redis", "redis-ingest")
-        self.fanout_cases("redis", "redis", "redis-fanout")
+        """The ingest and fan-out loads through redis-server and through nats-server."""
+        for peer in ("redis", "nats"):
+            self.ingest_cases(peer, peer, f"{peer}-ingest")
+            self.fanout_cases(peer, peer, f"{peer}-fanout")
 
     def latency_load(
         self,

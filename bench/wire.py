@@ -1,13 +1,14 @@
 """Wire formats the benchmark speaks, as publisher and as subscriber.
 
 Publishers write the seed JSON stream (the Go client's exact bytes: JSON values back to
-back), the text-line protocol, or pipelined Redis ``PUBLISH`` commands. Every log line the
-benchmark sends carries the same fixed-width fields in its text::
+back), the text-line protocol, pipelined Redis ``PUBLISH`` or NATS ``PUB`` commands. Every
+log line the benchmark sends carries the same fixed-width fields in its text::
 
     pub=007 seq=0000000042 ts=0000012345678901234 xxxxxxxx...
 
 (publisher id, per-publisher sequence number, intended send time on the monotonic clock in
-nanoseconds), padded to 99 characters plus the newline: a 100-byte line.
+nanoseconds), padded to 99 characters plus the newline: a 100-byte line (other widths on
+request, from MIN_TEXT characters).
 
 Subscribers read logio's streaming HTTP/1.1 response (chunked) in the format their query
 asks for (``format=``: text lines, JSON lines or server-sent events, see L{OutputFormat})
@@ -33,7 +34,9 @@ LINE_TEXT = 99
 """Characters of log text per line; with its newline a line is 100 bytes."""
 
 _FIELDS = b"pub=%03d seq=%010d ts=%019d "
-_PAD = b"x" * (LINE_TEXT - len(_FIELDS % (0, 0, 0)))
+MIN_TEXT = len(_FIELDS % (0, 0, 0))
+"""The shortest log text a benchmark line can have: its fields and a space."""
+_PAD = b"x" * (LINE_TEXT - MIN_TEXT)
 FIELDS_RE = re.compile(rb"pub=(\d{3}) seq=(\d{10}) ts=(\d{19}) ")
 NOTICE = b" logio[logio] "
 """Starts every notice of the server in text (after its time stamp)."""
@@ -147,9 +150,17 @@ class RecordEncoder:
     """Encodes benchmark lines as one publisher protocol's records."""
 
     def __init__(
-        self, proto: str, channel: bytes = b"", topic: tuple[str, str, str] = ("", "", "")
+        self,
+        proto: str,
+        channel: bytes = b"",
+        topic: tuple[str, str, str] = ("", "", ""),
+        width: int = LINE_TEXT,
     ) -> None:
+        """``width``: characters of log text per line, without its newline."""
         self.proto = proto
+        if width < MIN_TEXT:
+            raise ValueError(f"a benchmark line holds at least {MIN_TEXT} characters")
+        self._pad = b"x" * (width - MIN_TEXT)
         if proto == "seed":
             self._template = b'{"time":"%s","raw":"%s\\n"}'
         elif proto in ("text", "http"):
@@ -160,30 +171,33 @@ class RecordEncoder:
             self._template = b"<14>1 %%s %s %s %s - - %%s" % (host, app, proc)
         elif proto == "redis":
             head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(channel), channel)
-            self._template = head.replace(b"%", b"%%") + b"$%d\r\n%%s%%s\n\r\n" % (LINE_TEXT + 1)
+            self._template = head.replace(b"%", b"%%") + b"$%d\r\n%%s%%s\n\r\n" % (width + 1)
+        elif proto == "nats":
+            head = b"PUB %s %d\r\n" % (channel, width + 1)
+            self._template = head.replace(b"%", b"%%") + b"%s%s\n\r\n"
         else:
             raise ValueError(f"unknown publisher protocol {proto!r}")
 
     def encode(self, stamps: list[bytes], pub: int, seqs: range, times: list[int]) -> bytes:
         """Encode lines ``seqs`` of publisher ``pub``; ``stamps[i]`` is record i's time."""
-        template = self._template
+        template, pad = self._template, self._pad
         if self.proto == "seed":
             return b"".join(
                 [
-                    template % (stamp, _FIELDS % (pub, seq, ts) + _PAD)
+                    template % (stamp, _FIELDS % (pub, seq, ts) + pad)
                     for stamp, seq, ts in zip(stamps, seqs, times, strict=True)
                 ]
             )
         if self.proto == "syslog":
             messages = [
                 # RFC 5424 allows six digits of fraction: cut the nanoseconds.
-                template % (stamp[:26] + stamp[29:], _FIELDS % (pub, seq, ts) + _PAD)
+                template % (stamp[:26] + stamp[29:], _FIELDS % (pub, seq, ts) + pad)
                 for stamp, seq, ts in zip(stamps, seqs, times, strict=True)
             ]
             return b"".join([b"%d %s" % (len(message), message) for message in messages])
         data = b"".join(
             [
-                template % (b"", _FIELDS % (pub, seq, ts) + _PAD)
+                template % (b"", _FIELDS % (pub, seq, ts) + pad)
                 for seq, ts in zip(seqs, times, strict=True)
             ]
         )
@@ -199,6 +213,7 @@ def blast_buffer(
     records: int,
     channel: bytes = b"",
     topic: tuple[str, str, str] = ("", "", ""),
+    width: int = LINE_TEXT,
 ) -> bytes:
     """A block of ``records`` lines that a publisher sends again and again at full speed.
 
@@ -206,7 +221,8 @@ def blast_buffer(
     """
     now = time.time()
     stamps = [rfc3339(now + i * 10e-6) for i in range(records)]
-    return RecordEncoder(proto, channel, topic).encode(stamps, pub, range(records), [0] * records)
+    encoder = RecordEncoder(proto, channel, topic, width)
+    return encoder.encode(stamps, pub, range(records), [0] * records)
 
 
 def redis_command(*args: bytes) -> bytes:
@@ -337,8 +353,8 @@ class HttpLines:
         else:
             self._data(buf, view, pos, n)
         if self.parse:
-            end = self.format.end
-            arrived = self._tail.count(end, max(0, self._counted - len(end) + 1))
+            unit_end = self.format.end
+            arrived = self._tail.count(unit_end, max(0, self._counted - len(unit_end) + 1))
             self._counted = len(self._tail)
             if arrived:
                 self._arrivals.append((arrived, now_ns))

@@ -11,9 +11,7 @@ that intended time, so a stall anywhere is charged to the lines that waited (no 
 omission). Subscribers multiplex many connections on one epoll loop and read with
 ``recv_into`` into one large buffer.
 
-For history, L{publish_records} publishes an exact number of lines, and the
-L{fetch_replays} worker times ``?tail=N&follow=0`` requests one after another and checks
-that every replayed line arrived, in order.
+History replays have workers of their own (L{bench.replays}).
 """
 
 from __future__ import annotations
@@ -32,7 +30,17 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .wire import HttpLines, RecordEncoder, RedisMessages, blast_buffer, logio_topic, rfc3339
+from . import nats
+from .nats import NatsMessages
+from .wire import (
+    LINE_TEXT,
+    HttpLines,
+    RecordEncoder,
+    RedisMessages,
+    blast_buffer,
+    logio_topic,
+    rfc3339,
+)
 
 CTX = multiprocessing.get_context("fork")
 RECV_BUFFER = 1 << 20
@@ -45,15 +53,17 @@ class PubSpec:
 
     proto: str
     """``seed`` (JSON), ``text``, ``syslog`` (octet-counted RFC 5424), ``http`` (a
-    streamed ``POST /publish`` on the subscriber port) or ``redis``."""
+    streamed ``POST /publish`` on the subscriber port), ``redis`` or ``nats``."""
     app: str
     pub: int = 0
     proc: str = "p"
     host: str = "h"
+    width: int = LINE_TEXT
+    """Characters of log text per line, without its newline."""
 
     @property
     def channel(self) -> bytes:
-        """The Redis channel standing for this topic."""
+        """The Redis channel or NATS subject standing for this topic."""
         return f"{self.app}.{self.proc}.{self.host}".encode()
 
     @property
@@ -66,9 +76,9 @@ class SubSpec:
     """One subscriber connection."""
 
     proto: str
-    """``http`` (logio) or ``redis``."""
+    """``http`` (logio), ``redis`` or ``nats``."""
     query: str
-    """The HTTP query string, or the Redis ``PSUBSCRIBE`` pattern."""
+    """The HTTP query string, the Redis ``PSUBSCRIBE`` pattern or the NATS subject."""
     parse: bool = False
     """Parse every line's fields (sequence and latency) instead of only counting."""
     stall: bool = False
@@ -105,7 +115,7 @@ def raise_nofile() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _guarded(conn: Connection, body: Callable[..., None], *args: Any) -> None:
+def guarded(conn: Connection, body: Callable[..., None], *args: Any) -> None:
     try:
         body(conn, *args)
     except BaseException:
@@ -123,11 +133,15 @@ class _Publisher:
         self.spec = spec
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if spec.proto != "redis":
+        if spec.proto == "nats":
+            self.sock.sendall(nats.CONNECT)
+        elif spec.proto != "redis":
             self.sock.sendall(logio_topic(spec.proto, spec.app, spec.proc, spec.host))
-        self.encoder = RecordEncoder(spec.proto, spec.channel, spec.topic)
+        self.encoder = RecordEncoder(spec.proto, spec.channel, spec.topic, spec.width)
         self.sent = 0
         self.replies = 0
+        self.pings = 0
+        """NATS: the server's PINGs not answered yet."""
         self.out = bytearray()
         self.offset = 0
         self.done = False
@@ -138,7 +152,7 @@ def publish(
 ) -> None:
     """Worker: run publishers ``specs`` against ``port`` (``http`` ones against
     ``http_port``); blocks are ``records`` lines."""
-    _guarded(conn, _publish, port, specs, records, http_port)
+    guarded(conn, _publish, port, specs, records, http_port)
 
 
 def _publish(
@@ -165,17 +179,43 @@ def _sleep_until(when: float) -> None:
         time.sleep(delay)
 
 
+def _answers(pub: _Publisher, data: bytes | bytearray, got: int) -> None:
+    """Account for what a publisher's server sent it: Redis's replies to its
+    PUBLISHes; NATS's PINGs (answered with a PONG at the next message's start)."""
+    if pub.spec.proto == "nats":
+        pub.pings += data.count(b"PING\r\n", 0, got)
+    else:
+        pub.replies += data.count(b"\n", 0, got)
+
+
+def _pong(pub: _Publisher) -> bool:
+    """Answer the NATS server's PINGs, between two whole messages; whether one is
+    still to be sent."""
+    if pub.pings:
+        pub.out += nats.PONG * pub.pings
+        pub.pings = 0
+    if pub.out:
+        try:
+            del pub.out[: pub.sock.send(pub.out)]
+        except BlockingIOError:
+            pass
+    return bool(pub.out)
+
+
 def _blast(pubs: list[_Publisher], plan: Plan, records: int) -> None:
     views = {
         id(p): memoryview(
-            blast_buffer(p.spec.proto, p.spec.pub, records, p.spec.channel, p.spec.topic)
+            blast_buffer(
+                p.spec.proto, p.spec.pub, records, p.spec.channel, p.spec.topic, p.spec.width
+            )
         )
         for p in pubs
     }
     sink = bytearray(1 << 16)
     sel = selectors.DefaultSelector()
+    answered = ("redis", "nats")
     for pub in pubs:
-        reads = selectors.EVENT_READ if pub.spec.proto == "redis" else 0
+        reads = selectors.EVENT_READ if pub.spec.proto in answered else 0
         sel.register(pub.sock, selectors.EVENT_WRITE | reads, pub)
     _sleep_until(plan.start)
     active = len(pubs)
@@ -184,13 +224,15 @@ def _blast(pubs: list[_Publisher], plan: Plan, records: int) -> None:
         for key, mask in sel.select(0.05):
             pub = key.data
             if mask & selectors.EVENT_READ:
-                pub.replies += sink.count(b"\n", 0, pub.sock.recv_into(sink))
+                _answers(pub, sink, pub.sock.recv_into(sink))
             if not mask & selectors.EVENT_WRITE or pub.done:
+                continue
+            if not pub.offset and (pub.pings or pub.out) and _pong(pub):
                 continue
             if stopping and not pub.offset:
                 pub.done = True
                 active -= 1
-                if pub.spec.proto == "redis":
+                if pub.spec.proto in answered:
                     sel.modify(pub.sock, selectors.EVENT_READ, pub)
                 else:
                     sel.unregister(pub.sock)
@@ -214,11 +256,16 @@ def _paced(pubs: list[_Publisher], plan: Plan) -> None:
     for pub in pubs:
         sel.register(pub.sock, selectors.EVENT_WRITE, pub)
     stamp, stamp_at = b"", 0.0
+    listened = 0.0
+    sink = bytearray(1 << 16)
     _sleep_until(plan.start)
     while time.monotonic() < plan.deadline:
         now = time.monotonic()
         if now - stamp_at >= 0.001:
             stamp, stamp_at = rfc3339(time.time()), now
+        if now - listened >= 0.5:
+            listened = now
+            _listen(pubs, sink)
         due = min(total, int((now - plan.start) * plan.rate) + 1)
         blocked = False
         for pub in pubs:
@@ -243,11 +290,46 @@ def _paced(pubs: list[_Publisher], plan: Plan) -> None:
     sel.close()
 
 
+def _listen(pubs: list[_Publisher], sink: bytearray) -> None:
+    """Read what the servers of paced Redis and NATS publishers sent them (their
+    whole messages queued in ``out``, so a PONG may follow)."""
+    for pub in pubs:
+        if pub.spec.proto not in ("redis", "nats"):
+            continue
+        while True:
+            try:
+                got = pub.sock.recv_into(sink)
+            except BlockingIOError:
+                break
+            if not got:
+                break
+            _answers(pub, sink, got)
+        if pub.pings:
+            pub.out += nats.PONG * pub.pings
+            pub.pings = 0
+
+
 def _drain_replies(pubs: list[_Publisher], plan: Plan) -> None:
-    """Redis answers every PUBLISH: read the answers so that all were processed."""
-    waiting = [p for p in pubs if p.spec.proto == "redis"]
+    """Redis answers every PUBLISH: read the answers so that all were processed. NATS
+    answers a PING after every command before it: send one, wait for its PONG."""
     sink = bytearray(1 << 16)
     end = min(plan.deadline, time.monotonic() + 10)
+    for pub in pubs:
+        if pub.spec.proto != "nats":
+            continue
+        pub.sock.setblocking(True)
+        pub.sock.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            pub.sock.sendall(bytes(pub.out) + nats.PONG * pub.pings + nats.PING)
+            heard = b""
+            while nats.PONG not in heard:
+                answer = pub.sock.recv(1 << 16)
+                if not answer:
+                    break
+                heard = heard[-8:] + answer
+        except (TimeoutError, OSError):
+            continue
+    waiting = [p for p in pubs if p.spec.proto == "redis"]
     for pub in waiting:
         pub.sock.setblocking(True)
         while pub.replies < pub.sent and time.monotonic() < end:
@@ -268,9 +350,11 @@ def _drain_replies(pubs: list[_Publisher], plan: Plan) -> None:
 class _Subscriber:
     def __init__(self, spec: SubSpec) -> None:
         self.spec = spec
-        self.reader: HttpLines | RedisMessages
+        self.reader: HttpLines | RedisMessages | NatsMessages
         if spec.proto == "redis":
             self.reader = RedisMessages(spec.query, spec.parse)
+        elif spec.proto == "nats":
+            self.reader = NatsMessages(spec.query, spec.parse)
         else:
             self.reader = HttpLines(spec.query, spec.parse)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -286,7 +370,7 @@ class _Subscriber:
 
 def subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
     """Worker: connect subscribers ``specs`` to ``port``, then count what arrives."""
-    _guarded(conn, _subscribe, port, specs)
+    guarded(conn, _subscribe, port, specs)
 
 
 def _connect_all(subs: list[_Subscriber], port: int, sel: selectors.BaseSelector) -> None:
@@ -395,6 +479,11 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
                 poller.unregister(fd)
                 continue
             ready.reader.feed(buf, view, got, now_ns)
+            if isinstance(ready.reader, NatsMessages) and ready.reader.reply:
+                ready.sock.setblocking(True)
+                ready.sock.sendall(ready.reader.reply)
+                ready.sock.setblocking(False)
+                ready.reader.reply = b""
             if ready.spec.throttle:
                 ready.resume_at = time.monotonic() + got / ready.spec.throttle
                 poller.unregister(fd)
@@ -416,101 +505,3 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
         sub.sock.close()
     span = window[1] - window[0] if len(window) == 2 else 0.0
     conn.send(("done", {"streams": streams, "window_seconds": span}))
-
-
-# ---------------------------------------------------------------------------------------
-# History replay
-
-
-def publish_records(port: int, spec: PubSpec, count: int, timeout: float = 30.0) -> None:
-    """Publish lines ``0 .. count - 1`` of ``spec`` on one connection, then close it and
-    wait until the server closes its side (it would first write an ``error:`` line)."""
-    encoder = RecordEncoder(spec.proto, spec.channel, spec.topic)
-    stamp = rfc3339(time.time())
-    now = time.monotonic_ns()
-    data = encoder.encode([stamp] * count, spec.pub, range(count), [now] * count)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(logio_topic(spec.proto, spec.app, spec.proc, spec.host) + data)
-        sock.shutdown(socket.SHUT_WR)
-        answer = sock.recv(4096)
-    if answer:
-        raise RuntimeError(f"the server answered the publisher: {answer[:200]!r}")
-
-
-def fetch_replays(
-    conn: Connection, port: int, queries: list[str], repeats: int, expected: int
-) -> None:
-    """Worker: ``repeats`` rounds of one request per query in turn (each a
-    ``follow=0`` replay of ``expected`` lines of publisher 0); answers with the runs
-    of each query."""
-    _guarded(conn, _fetch_replays, port, queries, repeats, expected)
-
-
-def _fetch_replays(
-    conn: Connection, port: int, queries: list[str], repeats: int, expected: int
-) -> None:
-    runs: dict[str, list[dict[str, Any]]] = {query: [] for query in queries}
-    for _ in range(repeats):
-        for query in queries:
-            runs[query].append(fetch_once(port, query, expected))
-    conn.send(("done", runs))
-
-
-def fetch_once(port: int, query: str, expected: int, timeout: float = 30.0) -> dict[str, Any]:
-    """One replay request: milliseconds from sending it to the first and to the last
-    complete line (record) and to the end of the response, then the lines checked for
-    publisher 0's sequence numbers ``0 .. expected - 1`` in order."""
-    reader = HttpLines(query, parse=False)
-    buf = bytearray(RECV_BUFFER)
-    view = memoryview(buf)
-    received: list[bytes] = []
-    first = last = ended = 0
-    error = ""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sent = time.monotonic_ns()
-        sock.sendall(reader.request)
-        lines = 0
-        while not reader.ended:
-            try:
-                got = sock.recv_into(buf)
-            except TimeoutError:
-                error = f"no end of the response in {timeout:.0f} s"
-                break
-            now = time.monotonic_ns()
-            if not got:
-                error = "connection closed before the final chunk"
-                break
-            received.append(bytes(view[:got]))
-            reader.feed(buf, view, got, now)
-            if reader.lines > lines:
-                lines = reader.lines
-                first = first or now
-                last = now
-            if reader.ended:
-                ended = now
-    check = HttpLines(query, parse=True)
-    for data in received:
-        buf[: len(data)] = data
-        check.feed(buf, view, len(data), 0)
-    seen = check.result({0: expected})
-
-    def ms(when: int) -> float | None:
-        return (when - sent) / 1e6 if when else None
-
-    return {
-        "error": error or reader.format_error or ("" if reader.status == 200 else "not 200"),
-        "status": reader.status,
-        "lines": reader.lines,
-        "parsed": seen["lines"],
-        "missing": seen["missing"],
-        "reordered": seen["reordered"],
-        "unparsed": seen["unparsed"],
-        "notices": reader.notices,
-        "dropped": reader.dropped,
-        "ended": reader.ended,
-        "bytes": sum(map(len, received)),
-        "first_ms": ms(first),
-        "last_ms": ms(last),
-        "end_ms": ms(ended),
-    }

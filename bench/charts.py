@@ -1,0 +1,135 @@
+"""The benchmark's picture, ``bench.png``: a panel per kind of figure the run measured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .report import NATS_PEERS, PEERS, _has_logio_twin
+
+
+def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
+    """A PNG: deliveries/s per throughput case (logio beside redis), latency percentiles
+    per latency case, memory figures and history replay times; a panel only if the run
+    measured something for it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blast = [
+        n for n, r in results.items() if "deliveries_per_s" in r and not _has_logio_twin(n, results)
+    ]
+    timed = [n for n, r in results.items() if "latency" in r]
+    memory = _memory_bars(results)
+    replays = [n for n, r in results.items() if "replay" in r]
+    panels: list[tuple[float, Callable[[Any], None]]] = []
+    if blast:
+        panels.append((3, lambda ax: _throughput_panel(ax, results, blast)))
+    if timed:
+        panels.append((2, lambda ax: _latency_panel(ax, results, timed)))
+    if memory[0]:
+        panels.append((1.5, lambda ax: _memory_panel(ax, *memory)))
+    if replays:
+        panels.append((1.5 + 0.3 * len(replays), lambda ax: _replay_panel(ax, results, replays)))
+    if not panels:
+        panels.append((1, lambda ax: ax.set_title("no figures measured")))
+    ratios = [ratio for ratio, _ in panels]
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(max(8.0, 2.2 * sum(ratios) + 2), 6.5),
+        gridspec_kw={"width_ratios": ratios},
+        squeeze=False,
+    )
+    for ax, (_, draw) in zip(axes[0], panels, strict=True):
+        draw(ax)
+    fig.suptitle("logio benchmark (loopback, 100-byte lines)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _throughput_panel(ax: Any, results: dict[str, dict[str, Any]], blast: list[str]) -> None:
+    """Million deliveries/s per blast case, logio beside redis-server and nats-server."""
+    ys = range(len(blast))
+    series = [("logio", [results[n]["deliveries_per_s"] / 1e6 for n in blast])]
+    for label, peers in (("redis-server", PEERS), ("nats-server", NATS_PEERS)):
+        figures = [
+            results.get(peers.get(n, ""), {}).get("deliveries_per_s", 0) / 1e6 for n in blast
+        ]
+        if any(figures):
+            series.append((label, figures))
+    height = 0.8 / len(series)
+    for i, (label, figures) in enumerate(series):
+        shift = (i - (len(series) - 1) / 2) * height
+        ax.barh([y + shift for y in ys], figures, height=height, label=label)
+    ax.set_yticks(list(ys), blast)
+    ax.invert_yaxis()
+    ax.set_xlabel("million lines delivered per second")
+    ax.set_title("Throughput")
+    ax.legend()
+
+
+def _latency_panel(ax: Any, results: dict[str, dict[str, Any]], timed: list[str]) -> None:
+    """p50 / p99 / p99.9 per open-loop case."""
+    width = 0.25
+    for i, (key, label) in enumerate((("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))):
+        ax.bar(
+            [x + (i - 1) * width for x in range(len(timed))],
+            [results[n]["latency"][key] for n in timed],
+            width=width,
+            label=label,
+        )
+    ax.set_xticks(list(range(len(timed))), timed, rotation=20)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms from intended send time to receipt")
+    ax.set_title("Latency (open loop)")
+    ax.legend()
+
+
+def _memory_bars(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[float]]:
+    """The memory figures to draw: RSS growth under load, and per 1000 idle subscribers
+    and publishers."""
+    labels, values = [], []
+    for name in ("latency-10", "stall-10", "soak"):
+        if "memory" in results.get(name, {}):
+            labels.append(f"{name}\nRSS growth")
+            values.append(results[name]["memory"]["growth_kb"] / 1024)
+    for name, result in results.items():
+        if "idle" in result:
+            labels.append(f"{name}\nper 1000 idle")
+            values.append(result["idle"]["per_subscriber_kib"] * 1000 / 1024)
+        if "idle_publishers" in result:
+            labels.append(f"{name}\nper 1000 idle")
+            values.append(result["idle_publishers"]["per_publisher_kib"] * 1000 / 1024)
+    return labels, values
+
+
+def _memory_panel(ax: Any, labels: list[str], values: list[float]) -> None:
+    """Server memory figures in MiB."""
+    ax.bar(range(len(values)), values)
+    ax.set_xticks(list(range(len(values))), labels, fontsize=7)
+    ax.set_ylabel("MiB")
+    ax.set_title("Server memory")
+
+
+def _replay_panel(ax: Any, results: dict[str, dict[str, Any]], names: list[str]) -> None:
+    """Median ms from request to the first and to the last replayed line, per case and
+    format, each bar labelled with its figure."""
+    labels, firsts, lasts = [], [], []
+    for name in names:
+        for form, summary in results[name]["replay"].items():
+            labels.append(f"{name}\n{form}")
+            firsts.append(summary["first_ms"])
+            lasts.append(summary["last_ms"])
+    xs = range(len(labels))
+    width = 0.38
+    for offset, values, label in ((-1, firsts, "first line"), (1, lasts, "last line")):
+        bars = ax.bar([x + offset * width / 2 for x in xs], values, width=width, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_ylabel("ms from request sent (median)")
+    ax.set_title("History replay (tail=N, follow=0)")
+    ax.legend()
