@@ -14,10 +14,14 @@ RUN mkdir -p logio/client logio/cluster logio/ingest logio/server logio/web twis
     && pip uninstall -y logio \
     && rm -rf logio twisted build
 
-# The package itself, and the plugin cache twistd reads (written now, as
+# The package itself (its compiled seed decoder built with a compiler that
+# is removed again), and the plugin cache twistd reads (written now, as
 # root: the server runs as a user that cannot write site-packages).
 COPY . .
-RUN pip install --no-cache-dir --no-deps . \
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir --no-deps . \
+    && python -c "import _logio_speedups" \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
     && python -c "from twisted.plugin import IPlugin, getPlugins; import twisted.plugins; list(getPlugins(IPlugin, twisted.plugins))" \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin logio
 

@@ -72,7 +72,10 @@ class StampParser:
     """
 
     def __init__(self) -> None:
-        self._cache: dict[str, str] = {}
+        #: Output timestamps by key, filled by full parses only (the compiled
+        #: seed decoder reads it directly).
+        self.cache: dict[str, str] = {}
+        self._cache = self.cache
         #: Look up an output timestamp by key, without parsing.  A stamp
         #: that ends at the milliseconds and is known to be well-formed is
         #: its own key.

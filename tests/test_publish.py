@@ -637,6 +637,23 @@ class SeedTests(PublisherTestCase):
             [(stamp, "fast", None), (stamp, "slow", None), (stamp, "two\nlines", None)],
         )
 
+    def test_rawReturnBeforeEscapedNewline(self) -> None:
+        """
+        A raw carriage return before the final C{\\n} escape goes with it on
+        the Go-shaped fast path, as on the general decoder (which a record
+        split across reads takes), so the text does not depend on the reads.
+        """
+        time = '"time":"2016-12-06T17:14:21.448-05:00"'
+        stream = (
+            b'{"app":"myapp","proc":"web","host":"foobar"}'
+            + f'{{{time},"raw":"fast\r\\n"}}{{"raw":"slow\r\\n",{time}}}'.encode()
+        )
+        stamp = "2016-12-06T22:14:21.448"
+        whole = seed().feed(stream)
+        self.assertPublished(whole, WEB, [(stamp, "fast", None), (stamp, "slow", None)])
+        split = seed().feed(*[stream[i : i + 1] for i in range(len(stream))])
+        self.assertPublished(split, WEB, [(stamp, "fast", None), (stamp, "slow", None)])
+
     def test_loneSurrogate(self) -> None:
         """
         A lone surrogate escape is accepted in a topic and in records, in both

@@ -1,0 +1,310 @@
+/*
+ * The seed protocol's records of the Go client's exact shape, decoded in C.
+ *
+ * goRecords() does what the record-at-a-time loop of
+ * logio.ingest.seed.SeedProtocol._fastRecords does for the records it can
+ * take whole, {"time":"<RFC 3339>","raw":"<text>"} back to back, and stops
+ * at the first record it cannot (another shape, a longer one, an escape
+ * other than a final \n): the Python loop takes that one and calls it
+ * again.  Built as the optional module _logio_speedups; without it the
+ * Python loop does everything, with the same result (tests compare them).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* Bumped whenever what goRecords does changes, so a stale build is not used. */
+#define SPEEDUPS_VERSION 2
+
+typedef struct {
+    int kind;
+    const void *data;
+    Py_ssize_t length;
+} Text;
+
+static inline Py_UCS4
+at(const Text *t, Py_ssize_t i)
+{
+    return PyUnicode_READ(t->kind, t->data, i);
+}
+
+static inline int
+digits(const Text *t, Py_ssize_t i, Py_ssize_t n)
+{
+    if (i + n > t->length) {
+        return 0;
+    }
+    for (Py_ssize_t j = i; j < i + n; j++) {
+        Py_UCS4 c = at(t, j);
+        if (c < '0' || c > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static inline int
+literal(const Text *t, Py_ssize_t i, const char *s, Py_ssize_t n)
+{
+    if (i + n > t->length) {
+        return 0;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (at(t, i + j) != (Py_UCS4)(unsigned char)s[j]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static inline int
+same(const Text *t, Py_ssize_t a, Py_ssize_t b, Py_ssize_t n)
+{
+    return memcmp((const char *)t->data + a * t->kind,
+                  (const char *)t->data + b * t->kind, (size_t)(n * t->kind)) == 0;
+}
+
+/* One record's parts, as offsets into the text. */
+typedef struct {
+    Py_ssize_t when, whenEnd, zone, zoneEnd, raw, rawEnd, end;
+} Parts;
+
+/* Match the Go client's record shape at i, as the _GO_RECORD pattern does. */
+static int
+parse(const Text *t, Py_ssize_t i, Parts *p)
+{
+    if (!literal(t, i, "{\"time\":\"", 9)) {
+        return 0;
+    }
+    i += 9;
+    p->when = i;
+    if (!(digits(t, i, 4) && literal(t, i + 4, "-", 1) && digits(t, i + 5, 2)
+          && literal(t, i + 7, "-", 1) && digits(t, i + 8, 2) && literal(t, i + 10, "T", 1)
+          && digits(t, i + 11, 2) && literal(t, i + 13, ":", 1) && digits(t, i + 14, 2)
+          && literal(t, i + 16, ":", 1) && digits(t, i + 17, 2))) {
+        return 0;
+    }
+    i += 19;
+    if (i < t->length && at(t, i) == '.') {
+        Py_ssize_t n = 0;
+        while (n < 3 && digits(t, i + 1 + n, 1)) {
+            n++;
+        }
+        if (n == 0) {
+            return 0;
+        }
+        i += 1 + n;
+        p->whenEnd = i;
+        if (n == 3) {
+            while (digits(t, i, 1)) {
+                i++;
+            }
+        }
+    }
+    else {
+        p->whenEnd = i;
+    }
+    p->zone = i;
+    if (i < t->length && at(t, i) == 'Z') {
+        i += 1;
+    }
+    else if (i < t->length && (at(t, i) == '+' || at(t, i) == '-') && digits(t, i + 1, 2)
+             && literal(t, i + 3, ":", 1) && digits(t, i + 4, 2)) {
+        i += 6;
+    }
+    else {
+        return 0;
+    }
+    p->zoneEnd = i;
+    if (!literal(t, i, "\",\"raw\":\"", 9)) {
+        return 0;
+    }
+    i += 9;
+    p->raw = i;
+    while (i < t->length && at(t, i) != '"') {
+        i++;
+    }
+    if (!literal(t, i, "\"}", 2)) {
+        return 0;
+    }
+    p->rawEnd = i;
+    p->end = i + 2;
+    return 1;
+}
+
+/* The record's time as the cache keys it: to the millisecond, and the zone. */
+static PyObject *
+timeKey(PyObject *buffer, const Parts *p)
+{
+    if (p->whenEnd == p->zone) {
+        return PyUnicode_Substring(buffer, p->when, p->zoneEnd);
+    }
+    PyObject *when = PyUnicode_Substring(buffer, p->when, p->whenEnd);
+    if (when == NULL) {
+        return NULL;
+    }
+    PyObject *zone = PyUnicode_Substring(buffer, p->zone, p->zoneEnd);
+    if (zone == NULL) {
+        Py_DECREF(when);
+        return NULL;
+    }
+    PyObject *key = PyUnicode_Concat(when, zone);
+    Py_DECREF(when);
+    Py_DECREF(zone);
+    return key;
+}
+
+/*
+ * The text of the record's raw value, or 0 if the Python loop must decode
+ * it: the value as it is, less a final newline (raw, or the \n escape when
+ * that is its only escape) and a carriage return before it.
+ */
+static int
+textEnd(const Text *t, const Parts *p, Py_ssize_t *end)
+{
+    Py_ssize_t escape = -1;
+    for (Py_ssize_t i = p->raw; i < p->rawEnd; i++) {
+        if (at(t, i) == '\\') {
+            escape = i;
+            break;
+        }
+    }
+    Py_ssize_t stop = p->rawEnd;
+    if (escape < 0) {
+        if (stop > p->raw && at(t, stop - 1) == '\n') {
+            stop--;
+            if (stop > p->raw && at(t, stop - 1) == '\r') {
+                stop--;
+            }
+        }
+    }
+    else if (escape == stop - 2 && at(t, stop - 1) == 'n') {
+        stop -= 2;
+        if (stop > p->raw && at(t, stop - 1) == '\r') {
+            stop--;
+        }
+    }
+    else {
+        return 0;
+    }
+    *end = stop;
+    return 1;
+}
+
+static PyObject *
+goRecords(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *buffer, *cache, *stamp, *records;
+    Py_ssize_t position, limit;
+    if (!PyArg_ParseTuple(args, "UnnO!OO!:goRecords", &buffer, &position, &limit, &PyDict_Type,
+                          &cache, &stamp, &PyList_Type, &records)) {
+        return NULL;
+    }
+    Text t = {PyUnicode_KIND(buffer), PyUnicode_DATA(buffer), PyUnicode_GET_LENGTH(buffer)};
+    /* The last record's key and stamp, when the cache held it: the next
+     * records of the same millisecond share it without a lookup. */
+    Parts last = {0};
+    PyObject *lastStamp = NULL;
+    while (position >= 0 && position < t.length) {
+        Parts p;
+        Py_ssize_t stop;
+        if (!parse(&t, position, &p) || p.end - position > limit || !textEnd(&t, &p, &stop)) {
+            break;
+        }
+        PyObject *found;
+        if (lastStamp != NULL && p.whenEnd - p.when == last.whenEnd - last.when
+            && p.zoneEnd - p.zone == last.zoneEnd - last.zone
+            && same(&t, p.when, last.when, p.whenEnd - p.when)
+            && same(&t, p.zone, last.zone, p.zoneEnd - p.zone)) {
+            found = Py_NewRef(lastStamp);
+        }
+        else {
+            PyObject *key = timeKey(buffer, &p);
+            if (key == NULL) {
+                goto failed;
+            }
+            found = PyDict_GetItemWithError(cache, key);
+            if (found != NULL) {
+                Py_INCREF(found);
+            }
+            else if (PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto failed;
+            }
+            else {
+                found = PyObject_CallOneArg(stamp, key);
+                if (found == NULL) {
+                    Py_DECREF(key);
+                    goto failed;
+                }
+            }
+            /* Remembered only if the cache holds it now: a time that does
+             * not parse goes to the callable (which counts it) each time. */
+            Py_CLEAR(lastStamp);
+            PyObject *held = PyDict_GetItemWithError(cache, key);
+            Py_DECREF(key);
+            if (held == NULL && PyErr_Occurred()) {
+                Py_DECREF(found);
+                goto failed;
+            }
+            if (held != NULL) {
+                lastStamp = Py_NewRef(found);
+                last = p;
+            }
+        }
+        PyObject *text = PyUnicode_Substring(buffer, p.raw, stop);
+        if (text == NULL) {
+            Py_DECREF(found);
+            goto failed;
+        }
+        PyObject *record = PyTuple_New(3);
+        if (record == NULL) {
+            Py_DECREF(found);
+            Py_DECREF(text);
+            goto failed;
+        }
+        PyTuple_SET_ITEM(record, 0, found);
+        PyTuple_SET_ITEM(record, 1, text);
+        PyTuple_SET_ITEM(record, 2, Py_NewRef(Py_None));
+        int appended = PyList_Append(records, record);
+        Py_DECREF(record);
+        if (appended < 0) {
+            goto failed;
+        }
+        position = p.end;
+    }
+    Py_XDECREF(lastStamp);
+    return PyLong_FromSsize_t(position);
+failed:
+    Py_XDECREF(lastStamp);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"goRecords", goRecords, METH_VARARGS,
+     "goRecords(buffer, position, limit, cache, stamp, records) -> position\n\n"
+     "Append the records of the Go client's shape from position on to records,\n"
+     "as (stamp, text, None), and return where the first one it cannot take\n"
+     "starts. cache maps time keys to output stamps; stamp(key) gives one\n"
+     "the cache does not hold."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_logio_speedups",
+    .m_doc = "Compiled fast paths of logio; optional, each has a Python equal.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC
+PyInit__logio_speedups(void)
+{
+    PyObject *module = PyModule_Create(&speedups);
+    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", SPEEDUPS_VERSION) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
