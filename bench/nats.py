@@ -100,6 +100,8 @@ class NatsMessages:
         self._counted = 0
         self._arrivals: list[tuple[int, int]] = []
         self._flushed_ns = 0
+        self.flush_ns = FLUSH_NS
+        """Parse what arrived at least this often (each message keeps its arrival time)."""
 
     def feed(self, buf: bytearray, view: memoryview, n: int, now_ns: int) -> None:
         """Consume ``buf[:n]``, just received at ``now_ns``."""
@@ -135,7 +137,7 @@ class NatsMessages:
         if arrived:
             self._arrivals.append((arrived, now_ns))
             self.pending += arrived
-            if self.pending >= FLUSH_LINES or now_ns - self._flushed_ns > FLUSH_NS:
+            if self.pending >= FLUSH_LINES or now_ns - self._flushed_ns > self.flush_ns:
                 self.flush()
                 self._flushed_ns = now_ns
 

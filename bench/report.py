@@ -8,6 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .cells import HEADER, Row, checked_text, percentiles_text, si, verdict, wide
+from .report_loads import LOAD_TWINS, load_rows
+
 PEERS = {
     "ingest-seed-1": "redis-ingest-1",
     "ingest-text-1": "redis-ingest-1",
@@ -55,23 +58,7 @@ stream and delivered, and that it delivered alone (not relayed)."""
 CLUSTER_BASES = {"1node": "plain", "2nodes": "1node"}
 """A cluster throughput case's ratio is to the case of the same load it names."""
 
-Row = tuple[str, ...]
-"""A table row: case, measure, logio, redis, ratio, target, verdict; or, for a case with
-nats-server beside it, case, measure, logio, redis, ratio, nats, ratio, target, verdict."""
-HEADER: Row = ("case", "measure", "logio", "redis", "x redis", "nats", "x nats", "target", "")
-
-
-def si(value: float) -> str:
-    """1234567 -> '1.23M'."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.3g}"
-
-
-def verdict(ok: bool | None) -> str:
-    """How a checked target reads in the table."""
-    return "" if ok is None else ("ok" if ok else "MISSED")
+NATS_PEERS.update(LOAD_TWINS)
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
@@ -83,6 +70,9 @@ def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         if "error" in result:
             out.append((name, "error", result["error"].splitlines()[0][:60], "", "", "", "FAILED"))
             continue
+        if name in LOAD_TWINS:
+            out += load_rows(name, result, results)
+            continue
         out += _case_rows(name, result, results)
     return out
 
@@ -91,11 +81,6 @@ def _has_logio_twin(name: str, results: dict[str, dict[str, Any]]) -> bool:
     """Whether ``name`` is a peer's case whose figure shows beside logio's."""
     peers = {**PEERS, **NATS_PEERS}
     return any(peer == name and case in results for case, peer in peers.items())
-
-
-def _wide(row: Row) -> Row:
-    """A row in the table's columns (a row without nats gets its columns empty)."""
-    return row if len(row) == len(HEADER) else (*row[:5], "", "", *row[5:])
 
 
 def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[Row]:
@@ -176,7 +161,7 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
         out.append((name, "disk bytes per record", f"{per:.0f}" if per else "", "", "", "", "note"))
     if "latency" in result:
         lat = result["latency"]
-        figures = f"{lat['p50_ms']:.2f} / {lat['p99_ms']:.2f} / {lat['p999_ms']:.2f}"
+        figures = percentiles_text(lat)
         target_ms = P99_TARGETS_MS.get(name)
         ok = lat["p99_ms"] <= target_ms if target_ms else None
         target_text = f"p99 <= {target_ms:g}" if target_ms else ""
@@ -192,10 +177,7 @@ def _case_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, A
             ok = lat["p99_ms"] <= allowed if name.endswith("-cross") else None
             target_text = f"p99 <= {allowed:.2f} (plain {base:.2f} + 1)"
         out.append((name, "p50/p99/p99.9 ms", figures, "", "", target_text, verdict(ok)))
-        complete = f"{result['healthy_complete']}/{result['healthy']}"
-        loss = f"{complete} complete, {result['missing']} lost, {result['reordered']} reord."
-        clean = result["missing"] == 0 and result["reordered"] == 0 and result["unparsed"] == 0
-        clean = clean and result["healthy_complete"] == result["healthy"]
+        loss, clean = checked_text(result)
         out.append((name, "healthy subscribers", loss, "", "", "all, 0, 0", verdict(clean)))
         if "cpu" in result:
             out.append(_cpu_row(name, result["cpu"]))
@@ -462,7 +444,7 @@ def _replay_rows(name: str, result: dict[str, Any]) -> list[Row]:
 def table(results: dict[str, dict[str, Any]]) -> str:
     """The results as a fixed-width text table."""
     header = HEADER
-    body = [_wide(row) for row in rows(results)]
+    body = [wide(row) for row in rows(results)]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()

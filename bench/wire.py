@@ -317,6 +317,8 @@ class HttpLines:
         self._counted = 0
         self._arrivals: list[tuple[int, int]] = []
         self._flushed_ns = 0
+        self.flush_ns = FLUSH_NS
+        """Parse what arrived at least this often (each record keeps its arrival time)."""
         self.pending = 0
         """Units (records, notices, keep-alives) received and not parsed yet (parse mode)."""
         self.lines = 0
@@ -359,7 +361,7 @@ class HttpLines:
             if arrived:
                 self._arrivals.append((arrived, now_ns))
                 self.pending += arrived
-                if self.pending >= FLUSH_LINES or now_ns - self._flushed_ns > FLUSH_NS:
+                if self.pending >= FLUSH_LINES or now_ns - self._flushed_ns > self.flush_ns:
                     self.flush()
                     self._flushed_ns = now_ns
 

@@ -87,6 +87,11 @@ class SubSpec:
     """Read at most this many bytes per second (0: as fast as possible)."""
     rcvbuf: int = 0
     """SO_RCVBUF to set before connecting (0: the kernel's autotuning)."""
+    pubs: tuple[int, ...] = ()
+    """The publishers whose lines this subscriber gets (empty: all of them)."""
+    flush: float = 0.0
+    """Parsing: parse what arrived at least every this many seconds (0: the default).
+    Arrival times are kept either way; many slow subscribers parse less often."""
 
 
 @dataclass(frozen=True)
@@ -364,8 +369,20 @@ class _Subscriber:
         self.error = ""
         self.closed = False
         self.resume_at = 0.0
+        if spec.flush and not isinstance(self.reader, RedisMessages):
+            self.reader.flush_ns = int(spec.flush * 1e9)
         self.limit = 1 << 16 if spec.throttle else RECV_BUFFER
         self.window_start = 0
+        self.expected = 0
+        """Lines published to this subscriber, once the publishers are done."""
+
+    def expect(self, published: dict[int, int]) -> dict[int, int]:
+        """What was published to this subscriber, of all that was published."""
+        mine = published
+        if self.spec.pubs:
+            mine = {pub: published.get(pub, 0) for pub in self.spec.pubs}
+        self.expected = sum(mine.values())
+        return mine
 
 
 def subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
@@ -434,7 +451,6 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
     for fd in by_fd:
         poller.register(fd, select.EPOLLIN)
     published: dict[int, int] | None = None
-    expected = 0
     window: list[float] = []
     window_lines: list[int] = [0] * len(subs)
     throttled: list[_Subscriber] = []
@@ -454,7 +470,7 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
         if now >= plan.deadline or (not plan.rate and not plan.exact and len(window) == 2):
             break
         if published is not None and all(
-            s.closed or s.reader.lines + s.reader.pending + s.reader.dropped >= expected
+            s.closed or s.reader.lines + s.reader.pending + s.reader.dropped >= s.expected
             for s in live
         ):
             break
@@ -471,7 +487,8 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
                 message = conn.recv()
                 if message[0] == "expect":
                     published = message[1]
-                    expected = sum(published.values())
+                    for sub in subs:
+                        sub.expect(published)
                 continue
             got = ready.sock.recv_into(buf, ready.limit)
             if not got:
@@ -491,9 +508,10 @@ def _subscribe(conn: Connection, port: int, specs: list[SubSpec]) -> None:
     poller.close()
     streams = []
     for i, sub in enumerate(subs):
-        result = sub.reader.result(published or {})
+        result = sub.reader.result(sub.expect(published or {}))
         result.update(
             {
+                "expected": sub.expected,
                 "error": sub.error,
                 "closed": sub.closed,
                 "stall": sub.spec.stall,

@@ -1,0 +1,120 @@
+"""The table's rows for the loads users have (L{bench.users}): each logio case beside its
+nats-server twin, with the performance issue's targets checked where it sets them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cells import Row, checked_text, percentiles_text, si, verdict
+from .users import APPS_CASE, FLEET_RATES, LINE_SIZES, fleet_name, size_name, twin
+
+FLEET_CASES = {fleet_name(rate) for rate in FLEET_RATES}
+"""Cases whose targets are the server's CPU % and p99 at or below nats-server's."""
+SIZE_CASES = {size_name(size) for size in LINE_SIZES}
+LOAD_TWINS = {name: twin("nats", name) for name in (*FLEET_CASES, APPS_CASE, *SIZE_CASES)}
+"""Each users case's nats-server twin."""
+P99_BOUND_MS = 5.0
+"""A fleet's p99 at most this, where the box allows it (nats-server's p99 does not
+exceed it)."""
+
+
+def load_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[Row]:
+    """A users case's rows: logio's figure, nats-server's beside it, the ratio."""
+    peer = results.get(LOAD_TWINS[name], {})
+    if "error" in peer:
+        peer = {}
+    if name in SIZE_CASES:
+        return _size_rows(name, result, peer)
+    out: list[Row] = []
+    if name == APPS_CASE:
+        rate, nats = result["deliveries_per_s_paced"], peer.get("deliveries_per_s_paced")
+        out.append(
+            _beside(name, "deliveries/s", si(rate), si(nats) if nats else None, _ratio(rate, nats))
+        )
+    out += _latency_rows(name, result, peer)
+    return out
+
+
+def _beside(
+    name: str,
+    measure: str,
+    ours: str,
+    theirs: str | None,
+    ratio: str,
+    target: str = "",
+    ok: str = "",
+) -> Row:
+    """A row with logio's figure and nats-server's."""
+    return (name, measure, ours, "", "", theirs or "", ratio, target, ok)
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    return f"{ours / theirs:.2f}" if ours is not None and theirs else ""
+
+
+def _latency_rows(name: str, result: dict[str, Any], peer: dict[str, Any]) -> list[Row]:
+    """Latency, the server's CPU %, and every line checked, for a paced fleet; a fleet
+    of small publishers is targeted at nats-server's CPU % and p99."""
+    fleet = name in FLEET_CASES
+    lat, peer_lat = result.get("latency"), peer.get("latency")
+    out: list[Row] = []
+    if lat:
+        p99, peer_p99 = lat["p99_ms"], peer_lat["p99_ms"] if peer_lat else None
+        target = ok = ""
+        if fleet and peer_p99 is not None:
+            # At or below nats-server's p99 is within the bound wherever nats-server is.
+            target = f"p99 <= nats (so <= {P99_BOUND_MS:g} where nats is)"
+            ok = verdict(p99 <= peer_p99)
+        figures = percentiles_text(lat)
+        theirs = percentiles_text(peer_lat) if peer_lat else None
+        out.append(
+            _beside(name, "p50/p99/p99.9 ms", figures, theirs, _ratio(p99, peer_p99), target, ok)
+        )
+    cpu = result.get("cpu", {}).get("server")
+    peer_cpu = peer.get("cpu", {}).get("server")
+    if cpu is not None:
+        target = ok = ""
+        if fleet and peer_cpu is not None:
+            target, ok = "<= nats", verdict(cpu <= peer_cpu)
+        theirs = f"{peer_cpu:.0f}" if peer_cpu is not None else None
+        out.append(
+            _beside(name, "server CPU %", f"{cpu:.0f}", theirs, _ratio(cpu, peer_cpu), target, ok)
+        )
+    if "healthy" in result:
+        ours, clean = checked_text(result)
+        theirs, peer_clean = checked_text(peer) if "healthy" in peer else (None, True)
+        out.append(
+            _beside(
+                name, "lines checked", ours, theirs, "", "all, 0, 0", verdict(clean and peer_clean)
+            )
+        )
+    late = _late_p99(result), _late_p99(peer)
+    if late[0] is not None:
+        theirs = f"{late[1]:.2f}" if late[1] is not None else None
+        note = "publishers' own delay, charged"
+        out.append(_beside(name, "lines made late, p99 ms", f"{late[0]:.2f}", theirs, "", note))
+    return out
+
+
+def _late_p99(result: dict[str, Any]) -> float | None:
+    """The worst p99 of how late a fleet's workers made their lines, in ms."""
+    late = [w["p99"] for w in result.get("publishers_saw", {}).get("late_ms", []) if w]
+    return max(late) if late else None
+
+
+def _size_rows(name: str, result: dict[str, Any], peer: dict[str, Any]) -> list[Row]:
+    """Lines/s and MiB/s of lines of one size: logio's (text protocol) and nats-server's."""
+    size = result.get("line_bytes") or int(name.rsplit("-", 1)[1])
+    rate, nats = result["deliveries_per_s"], peer.get("deliveries_per_s")
+    mib = rate * size / 2**20
+    peer_mib = nats * size / 2**20 if nats else None
+    return [
+        _beside(name, "lines/s (text)", si(rate), si(nats) if nats else None, _ratio(rate, nats)),
+        _beside(
+            name,
+            "MiB/s of lines",
+            f"{mib:.1f}",
+            f"{peer_mib:.1f}" if peer_mib else None,
+            _ratio(mib, peer_mib),
+        ),
+    ]
