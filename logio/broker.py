@@ -21,8 +21,10 @@ from zope.interface import implementer
 from logio.filters import Pattern
 from logio.history import History
 from logio.interfaces import (
+    Encoder,
     IBroker,
     IFilters,
+    IFormat,
     IHistory,
     IPublication,
     IRelay,
@@ -32,7 +34,7 @@ from logio.interfaces import (
     Segment,
 )
 from logio.levels import ranks
-from logio.route import Group, Route
+from logio.route import Group, Route, unkept
 from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
 from logio.timerange import TimeRange
@@ -376,9 +378,9 @@ class Broker(Service):
         seqs = range(first, first + count)
         searched: list[Group] = []
         for group in groups:
-            encoder, pattern, level, name, subscribers = group
+            encoder, pattern, level, format, subscribers = group
             if pattern is None and level is None:
-                self._fanOut(subscribers, encoder(records, seqs), name)
+                self._fanOut(subscribers, encoder, format, records, seqs)
             else:
                 searched.append(group)
         if searched:
@@ -406,7 +408,7 @@ class Broker(Service):
             groups.sort(key=lambda group: costs.get(group[1].text, 0.0) if group[1] else 0.0)
         total = 0.0
         skipped = 0
-        for encoder, pattern, level, name, subscribers in groups:
+        for encoder, pattern, level, format, subscribers in groups:
             chosen: Sequence[int] = range(len(records))
             if level is not None:
                 if not levels:
@@ -430,8 +432,13 @@ class Broker(Service):
                 if len(costs) > MAX_COSTS:
                     del costs[next(iter(costs))]
             if chosen:
-                segments = encoder([records[i] for i in chosen], [first + i for i in chosen])
-                self._fanOut(subscribers, segments, name)
+                self._fanOut(
+                    subscribers,
+                    encoder,
+                    format,
+                    [records[i] for i in chosen],
+                    [first + i for i in chosen],
+                )
             if pattern is not None and spent > MAX_SEARCH_SECONDS:
                 self._tooCostly(pattern, subscribers, spent)
         self._allowance = allowance - total
@@ -489,15 +496,33 @@ class Broker(Service):
                 self.log.failure("Disconnecting {subscriber} failed", subscriber=subscriber)
 
     def _fanOut(
-        self, subscribers: Sequence[ISubscriber], segments: list[Segment], name: str
+        self,
+        subscribers: Sequence[ISubscriber],
+        encoder: Encoder,
+        format: IFormat,
+        records: Sequence[Record],
+        seqs: Sequence[int],
     ) -> None:
         """
-        Deliver the same segments to each subscriber.  One that fails is
-        logged, unsubscribed and disconnected; the others still get
-        everything.
+        Encode a batch for a group of subscribers, and deliver the same
+        segments to each.  One that fails is logged, unsubscribed and
+        disconnected; the others still get everything.
+
+        Of a large batch only the newest records that the group's
+        most-available subscriber could keep are encoded (see L{unkept});
+        each subscriber is told the older ones were dropped, as its queue
+        would have dropped them.
         """
+        older = unkept(subscribers, encoder, records, seqs)
+        skipped = 0
+        if older:
+            skipped = format.lines(records[:older])
+            records, seqs = records[older:], seqs[older:]
+        segments = encoder(records, seqs)
         for subscriber in subscribers:
             try:
+                if skipped:
+                    subscriber.skip(skipped)
                 for segment in segments:
                     subscriber.deliver(segment)
             except Exception:
@@ -509,7 +534,8 @@ class Broker(Service):
                     subscriber.abort()
                 except Exception:
                     self.log.failure("Disconnecting {subscriber} failed", subscriber=subscriber)
-        self.stats.linesOut[name] += len(subscribers) * sum(segment.lines for segment in segments)
+        lines = skipped + sum(segment.lines for segment in segments)
+        self.stats.linesOut[format.name] += len(subscribers) * lines
 
     def stopService(self) -> Deferred[Any]:
         """

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from itertools import repeat
+from operator import itemgetter
 from typing import Callable, Mapping, Optional, Sequence
 
 from zope.interface import implementer
@@ -25,6 +26,9 @@ from logio.http import PLAIN_TEXT
 from logio.interfaces import Encoder, IFormat, Segment
 from logio.levels import LEVELS, levelsOf
 from logio.topic import Record, Topic
+
+#: A record's text.
+_text = itemgetter(1)
 
 #: JSON's string encoder (the C one): quotes and escapes, non-ASCII kept.
 _escape: Callable[[str], str] = json.encoder.encode_basestring
@@ -138,6 +142,10 @@ class TextFormat:
 
         return encode
 
+    def lines(self, records: Sequence[Record]) -> int:
+        # A multi-line record is a line for each of its physical lines.
+        return len(records) + "".join(map(_text, records)).count("\n")
+
     def notice(self, stamp: str, message: str, dropped: Optional[int] = None) -> bytes:
         return f"{stamp} {RESERVED_APP}[{RESERVED_APP}] {self.host}: {escape(message)}\n".encode(
             "utf-8", "replace"
@@ -197,6 +205,9 @@ class JSONFormat:
 
         return encode
 
+    def lines(self, records: Sequence[Record]) -> int:
+        return len(records)
+
     def notice(self, stamp: str, message: str, dropped: Optional[int] = None) -> bytes:
         return (_noticeObject(stamp, message, dropped) + "\n").encode("utf-8", "replace")
 
@@ -239,6 +250,9 @@ class SSEFormat:
             return [Segment(text.encode("utf-8", "replace"), len(records), b"\n\n")]
 
         return encode
+
+    def lines(self, records: Sequence[Record]) -> int:
+        return len(records)
 
     def notice(self, stamp: str, message: str, dropped: Optional[int] = None) -> bytes:
         event = "notice" if dropped is None else "dropped"

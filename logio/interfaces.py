@@ -141,6 +141,13 @@ class IFormat(Interface):
         records and their sequence numbers, it returns L{Segment}s.
         """
 
+    def lines(records: Sequence[Record]) -> int:
+        """
+        How many output lines C{records} make in this format, as a
+        subscriber's queue counts them (L{Segment.lines}), without encoding
+        them.
+        """
+
     def notice(stamp: str, message: str, dropped: Optional[int] = None) -> bytes:
         """
         A notice from the server to one subscriber (it bypasses filters).
@@ -170,6 +177,22 @@ class ISubscriber(Interface):
         """
         Tell the subscriber, with C{message}, that C{count} records will
         never reach it; the count is never lost, even if its queue is full.
+        """
+
+    def room() -> int:
+        """
+        The most bytes of a segment delivered now that the subscriber could
+        keep: of a larger one it would keep the newest records that fit, in
+        at most this many bytes, and drop the older ones.
+        """
+
+    def skip(lines: int) -> None:
+        """
+        C{lines} output lines, older than the segment delivered next, were
+        left unencoded because the subscriber could not have kept them:
+        count them as dropped, as if it had dropped them itself (that
+        segment is larger than its L{room}, so a notice of the drops follows
+        it).
         """
 
     def close() -> Deferred[tuple[int, int]]:

@@ -7,18 +7,48 @@ topic.
 
 from __future__ import annotations
 
-from typing import Optional
+from operator import itemgetter
+from typing import Optional, Sequence
 
 from attrs import define, field
 
 from logio.filters import Pattern
 from logio.interfaces import Encoder, IFormat, ISubscriber
-from logio.topic import Topic
+from logio.topic import Record, Topic
 
 #: One group of a route as publish loops over it: the encoder of its
 #: format, its C{log} pattern (or L{None}), the least severe level it keeps
-#: (or L{None}), its format's name, its members.
-Group = tuple[Encoder, Optional[Pattern], Optional[int], str, tuple[ISubscriber, ...]]
+#: (or L{None}), its format, its members.
+Group = tuple[Encoder, Optional[Pattern], Optional[int], IFormat, tuple[ISubscriber, ...]]
+
+#: Batches of at most this many records are encoded whole, without asking
+#: the subscribers how much they can keep.
+WHOLE_BATCH = 64
+
+_stamp = itemgetter(0)
+
+
+def unkept(
+    subscribers: Sequence[ISubscriber],
+    encoder: Encoder,
+    records: Sequence[Record],
+    seqs: Sequence[int],
+) -> int:
+    """
+    How many of the oldest C{records} no subscriber of a group could keep:
+    the output of the newer ones alone is more than the most-available
+    subscriber's L{room<ISubscriber.room>}, so each would drop these, and
+    they need not be encoded.  Counted from the least a record's output can
+    be (its stamp at the batch's shortest, its text empty): no more records
+    are encoded than would fill that room at their least, and one more.
+    """
+    count = len(records)
+    if count <= WHOLE_BATCH:
+        return 0
+    room = max(subscriber.room() for subscriber in subscribers)
+    shortest = min(map(len, map(_stamp, records)))
+    least = sum(len(segment.data) for segment in encoder([("0" * shortest, "", None)], seqs[:1]))
+    return max(0, count - (room // max(least, 1) + 1))
 
 
 @define(eq=False)
@@ -72,7 +102,7 @@ class Route:
                 encoder = self._encoders.get(format)
                 if encoder is None:
                     encoder = self._encoders[format] = format.encoder(self.topic)
-                groups.append((encoder, pattern, level, format.name, tuple(subscribers)))
+                groups.append((encoder, pattern, level, format, tuple(subscribers)))
             groups.sort(key=lambda group: not (group[1] is None and group[2] is None))
             self._members = tuple(groups)
         return self._members

@@ -18,7 +18,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from logio import formats
 from logio.broker import Broker
+from logio.formats import pack
 from logio.net import PAUSE_AT
 from logio.settings import Settings
 from logio.topic import Topic, serverHost
@@ -388,6 +390,45 @@ class SubscribeResourceTests(ResourceTestCase):
             [f"{i:05d}" for i in range(dropped, 5000)],
         )
         self.assertEqual(self.broker.stats.linesDropped, {"text": dropped})
+
+    def test_outputBoundedBeforeEncoded(self) -> None:
+        """
+        Of a batch no subscriber could keep whole, only the newest records
+        that would fill the most-available subscriber's room (at the least
+        a record's output can be) are encoded, one more at most; every
+        subscriber gets what it would have kept of the whole batch, after
+        a notice counting the rest, stalled ones on resume.
+        """
+        encoded: list[int] = []
+
+        def counting(lines: Any, *args: Any) -> Any:
+            encoded.append(len(lines))
+            return pack(lines, *args)
+
+        self.patch(formats, "pack", counting)
+        self.makeSite(bufferBytes=200 * 1024)
+        stalled = [self.subscribe() for _ in range(2)]
+        for client in stalled:
+            client.transport.producer.pauseProducing()
+        client, socket = self.socketClient()
+        count = 20000
+        publish(self.broker, TOPIC, [(TS, f"{i:05d} " + "x" * 100, None) for i in range(count)])
+        least = len(f"{TS} myapp[web] foobar: \n")
+        # (One record more: the empty one that measures the least.)
+        self.assertLessEqual(sum(encoded), (200 * 1024 + SLACK) // least + 2)
+        for reader in stalled:
+            reader.transport.producer.resumeProducing()
+        for reader in [client, *stalled]:
+            lines = reader.body().decode().splitlines()
+            notice = re.search(r": (\d+) lines dropped:", lines[0])
+            assert notice is not None
+            dropped = int(notice.group(1))
+            self.assertEqual(dropped + len(lines) - 1, count)
+            self.assertEqual(
+                [line.split(": ", 1)[1][:5] for line in lines[1:]],
+                [f"{i:05d}" for i in range(dropped, count)],
+            )
+        self.assertEqual(self.broker.stats.linesOut["text"], count * 3)
 
     def test_recordOverTheBoundDroppedWhole(self) -> None:
         """

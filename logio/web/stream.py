@@ -233,6 +233,9 @@ class Stream:
             if len(data) > SLACK and len(data) > self._room():
                 self._deliverCut(segment)
                 return
+            if self.dropped:
+                # Lines skipped before this segment (see L{skip}).
+                self._sendNotice()
             self.spoke = True
             self._stats.bytesOut += len(data)
             self._write(data)
@@ -333,6 +336,17 @@ class Stream:
             self.droppedTotal += count
         else:
             self.notify(message, count)
+
+    def room(self) -> int:
+        # At most what deliver or the queue's trim would keep of a segment
+        # (the transport's buffer not counted: this is asked per batch).
+        if self._paused:
+            return self._maxBytes
+        return max(SLACK, self._maxBytes + SLACK - self._queuedBytes)
+
+    def skip(self, lines: int) -> None:
+        # Told in the notice that goes before the next output written.
+        self._drop(lines)
 
     def keepAlive(self) -> None:
         """

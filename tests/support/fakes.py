@@ -129,6 +129,9 @@ class FakeSubscriber:
     aborted: bool = False
     onAbort: Callable[[], None] | None = None
     subscription: ISubscription | None = None
+    #: What L{room} says; output lines the broker left unencoded.
+    maxBytes: int = 1 << 62
+    skipped: int = 0
 
     def deliver(self, segment: Segment) -> None:
         self.received.append(segment)
@@ -137,6 +140,12 @@ class FakeSubscriber:
 
     def lost(self, count: int, message: str) -> None:
         self.deliver(Segment(self.format.notice(TS_LOST, message, count), 1, None))
+
+    def room(self) -> int:
+        return self.maxBytes
+
+    def skip(self, lines: int) -> None:
+        self.skipped += lines
 
     def close(self) -> Deferred[tuple[int, int]]:
         return succeed((0, 0))
