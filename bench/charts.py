@@ -18,8 +18,11 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # The amplified case's subscribers never read: it has no throughput to draw.
     blast = [
-        n for n, r in results.items() if "deliveries_per_s" in r and not _has_logio_twin(n, results)
+        n
+        for n, r in results.items()
+        if "deliveries_per_s" in r and "amplified" not in r and not _has_logio_twin(n, results)
     ]
     timed = [n for n, r in results.items() if "latency" in r]
     memory = _memory_bars(results)
@@ -90,8 +93,8 @@ def _latency_panel(ax: Any, results: dict[str, dict[str, Any]], timed: list[str]
 
 
 def _memory_bars(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[float]]:
-    """The memory figures to draw: RSS growth under load, and per 1000 idle subscribers
-    and publishers."""
+    """The memory figures to draw: RSS growth under load, per 1000 idle subscribers and
+    publishers, and the amplified case's peak."""
     labels, values = [], []
     for name in ("latency-10", "stall-10", "soak"):
         if "memory" in results.get(name, {}):
@@ -104,6 +107,9 @@ def _memory_bars(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[fl
         if "idle_publishers" in result:
             labels.append(f"{name}\nper 1000 idle")
             values.append(result["idle_publishers"]["per_publisher_kib"] * 1000 / 1024)
+        if "amplified" in result:
+            labels.append(f"{name}\npeak RSS")
+            values.append(result["amplified"]["peak_mb"] * 1e6 / 2**20)
     return labels, values
 
 

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .fleet import publish_fleet
 from .nats import subject_for
 from .procs import (
     CpuWindow,
@@ -211,17 +210,17 @@ class Harness:
         cpu: dict[str, int] | None = None,
         exact: bool = False,
         probe: Callable[[], dict[str, float]] | None = None,
-        fleet: bool = False,
+        publisher: Callable[[int, list[PubSpec]], Worker] | None = None,
         records: int = BLAST_RECORDS,
         timing: tuple[float, float] | None = None,
     ) -> dict[str, Any]:
         """Run one load: blast (``rate`` 0) or paced at ``rate`` lines/s per publisher
         for ``seconds``. Returns what the subscribers saw, aggregated.
 
-        With ``fleet`` the publishers are a fleet of small ones (L{bench.fleet}: paced,
-        a line per write, many connections a worker); a blasting publisher's block is
-        ``records`` lines; a blast is measured after ``timing``'s warm-up for its
-        seconds (by default the settings').
+        ``publisher`` starts the worker of a group of publishers, given the port (by
+        default L{publish}'s, whose blasting publishers send blocks of ``records``
+        lines); a blast is measured after ``timing``'s warm-up for its seconds (by
+        default the settings').
 
         Publishers connect to ``pub_port`` and subscribers to ``sub_port`` (by default
         the server's). ``cpu`` names processes whose CPU % in the throughput window (the
@@ -244,13 +243,12 @@ class Harness:
                 failed += ready["failed"]
             if failed:
                 raise RuntimeError(f"subscribers failed to connect: {failed[:3]}")
-            if fleet:
-                fleet_size = sum(len(group) for group in pubs)
-                pub_workers = [Worker(publish_fleet, pub_port, group, fleet_size) for group in pubs]
-            else:
+            if publisher is None:
                 pub_workers = [
                     Worker(publish, pub_port, group, records, sub_port) for group in pubs
                 ]
+            else:
+                pub_workers = [publisher(pub_port, group) for group in pubs]
             for worker in pub_workers:
                 worker.wait("ready", 30 + sum(len(group) for group in pubs) / 100)
             if before is not None:
@@ -300,7 +298,7 @@ class Harness:
                     done = worker.wait("done", deadline - time.monotonic() + 30, tick_bar)
                     published.update(done.pop("published"))
                     for key, value in done.items():
-                        # A fleet's figures: lines made, connections closed, answers.
+                        # Other figures of a publisher's (a fleet's lines made...).
                         out.setdefault("publishers_saw", {}).setdefault(key, []).append(value)
                 if rate or exact:
                     for worker in sub_workers:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .cells import HEADER, Row, checked_text, percentiles_text, si, verdict, wide
-from .report_loads import LOAD_TWINS, load_rows
+from .report_loads import LOAD_TWINS, load_rows, owns
 
 PEERS = {
     "ingest-seed-1": "redis-ingest-1",
@@ -70,7 +70,7 @@ def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         if "error" in result:
             out.append((name, "error", result["error"].splitlines()[0][:60], "", "", "", "FAILED"))
             continue
-        if name in LOAD_TWINS:
+        if owns(name):
             out += load_rows(name, result, results)
             continue
         out += _case_rows(name, result, results)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .amplified import FIELD, PEAK_TARGET_MB
 from .cells import Row, checked_text, percentiles_text, si, verdict
 from .users import APPS_CASE, FLEET_RATES, LINE_SIZES, fleet_name, size_name, twin
 
@@ -13,13 +14,21 @@ FLEET_CASES = {fleet_name(rate) for rate in FLEET_RATES}
 SIZE_CASES = {size_name(size) for size in LINE_SIZES}
 LOAD_TWINS = {name: twin("nats", name) for name in (*FLEET_CASES, APPS_CASE, *SIZE_CASES)}
 """Each users case's nats-server twin."""
+FIELD_NOTE = f"{FIELD}-char app/proc/host"
 P99_BOUND_MS = 5.0
 """A fleet's p99 at most this, where the box allows it (nats-server's p99 does not
 exceed it)."""
 
 
+def owns(name: str) -> bool:
+    """Whether this module makes a case's rows."""
+    return name in LOAD_TWINS or name.startswith("amplified-")
+
+
 def load_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[Row]:
-    """A users case's rows: logio's figure, nats-server's beside it, the ratio."""
+    """A case's rows; for a users case, logio's figure and nats-server's beside it."""
+    if "amplified" in result:
+        return _amplified_rows(name, result["amplified"])
     peer = results.get(LOAD_TWINS[name], {})
     if "error" in peer:
         peer = {}
@@ -117,4 +126,35 @@ def _size_rows(name: str, result: dict[str, Any], peer: dict[str, Any]) -> list[
             f"{peer_mib:.1f}" if peer_mib else None,
             _ratio(mib, peer_mib),
         ),
+    ]
+
+
+def _amplified_rows(name: str, figures: dict[str, Any]) -> list[Row]:
+    """The amplified case: the server's peak memory against its target, and its CPU
+    seconds per MiB of input."""
+    peak = figures["peak_mb"]
+    per_mib = figures.get("cpu_s_per_input_mib")
+    rate = figures.get("input_mib_per_s")
+    dropped = figures.get("lines_dropped")
+    note = f"{FIELD_NOTE}, {si(dropped)} lines dropped" if dropped is not None else FIELD_NOTE
+    return [
+        (
+            name,
+            "peak RSS MB",
+            f"{peak:.0f}",
+            "",
+            "",
+            f"< {PEAK_TARGET_MB:g}",
+            verdict(peak < PEAK_TARGET_MB),
+        ),
+        (
+            name,
+            "CPU s per input MiB",
+            f"{per_mib:.2f}" if per_mib is not None else "?",
+            "",
+            "",
+            f"at {rate:.1f} MiB/s in" if rate else "",
+            "",
+        ),
+        (name, "topic, output dropped", "", "", "", note, ""),
     ]

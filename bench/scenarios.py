@@ -16,6 +16,9 @@ Scenarios (the names ``--scenario`` takes):
 - ``users``: the loads users have (L{bench.users}): 1,000 small publishers at 20 and at
   100 lines/s each; 1,000 subscribers to 1,000 apps; line sizes from 50 B to 16 KiB;
   each through logio and through nats-server.
+- ``amplified``: empty lines on a topic of 256-character fields to 20 subscribers that
+  never read, ``--buffer-bytes 1 MiB`` (L{bench.amplified}): the server's peak memory
+  and CPU per input MiB.
 - ``soak``: 20 publishers at half the measured capacity -> 19 subscribers that must see
   every line in order, and 1 throttled subscriber whose drop notices must add up.
 - ``store``: seed JSON and text ingest -> 1 subscriber with ``--store`` in a fresh
@@ -46,6 +49,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from .amplified import AmplifiedLoads
 from .cluster import CLUSTER_LOADS, ClusterLoads
 from .harness import Settings, Worker, split, subscriber, wait_metric
 from .procs import (
@@ -65,6 +69,7 @@ DEFAULT_SCENARIOS = (
     "idle",
     "peer",
     "users",
+    "amplified",
     "soak",
     "store",
 )
@@ -75,7 +80,7 @@ OUTPUT_LINE = 137
 """Approximate bytes of one logio output line, only to size the slow reader's throttle."""
 
 
-class Bench(ClusterLoads, UserLoads):
+class Bench(ClusterLoads, UserLoads, AmplifiedLoads):
     """Runs the selected scenarios and collects one result dict per case."""
 
     def run(self, scenario: str) -> None:
@@ -94,6 +99,7 @@ class Bench(ClusterLoads, UserLoads):
             "idle": 2,
             "peer": 10,
             "users": UserLoads.users_case_count(),
+            "amplified": 1,
             "soak": 2 if not settings.soak_rate else 1,
             "store": 5,
             "cluster": 3 * len(CLUSTER_LOADS) + 3 + 2,

@@ -22,7 +22,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from .harness import Harness, split, subscriber
+from .fleet import publish_fleet
+from .harness import Harness, Worker, split, subscriber
 from .nats import subject_for
 from .procs import Server
 from .workers import PubSpec, SubSpec
@@ -57,6 +58,11 @@ APPS_CASE = f"users-{APPS}-apps"
 def size_name(size: int) -> str:
     """The case of lines of ``size`` bytes."""
     return f"users-size-{size}"
+
+
+def fleet_worker(port: int, group: list[PubSpec], total: int) -> Worker:
+    """The worker of a group of a fleet of ``total`` publishers."""
+    return Worker(publish_fleet, port, group, total)
 
 
 class UserLoads(Harness):
@@ -128,7 +134,7 @@ class UserLoads(Harness):
             seconds=seconds,
             drain=15,
             cpu={"server": server.pid},
-            fleet=True,
+            publisher=partial(fleet_worker, total=len(pubs)),
         )
         out.update(
             {
