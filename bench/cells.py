@@ -8,6 +8,8 @@ Row = tuple[str, ...]
 """A table row: case, measure, logio, redis, ratio, target, verdict; or, for a case with
 nats-server beside it, case, measure, logio, redis, ratio, nats, ratio, target, verdict."""
 HEADER: Row = ("case", "measure", "logio", "redis", "x redis", "nats", "x nats", "target", "")
+P99_TARGETS_MS = {"latency-10": 2.0, "latency-100": 10.0}
+"""The latency loads' p99 targets, in every run."""
 
 
 def wide(row: Row) -> Row:

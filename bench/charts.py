@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .report import NATS_PEERS, PEERS, _has_logio_twin
+from .report_loads import LATER_RUN
 
 
 def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
@@ -24,7 +25,8 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
         for n, r in results.items()
         if "deliveries_per_s" in r and "amplified" not in r and not _has_logio_twin(n, results)
     ]
-    timed = [n for n, r in results.items() if "latency" in r]
+    # A latency load's later runs are drawn with its first.
+    timed = [n for n, r in results.items() if "latency" in r and not LATER_RUN.match(n)]
     memory = _memory_bars(results)
     replays = [n for n, r in results.items() if "replay" in r]
     panels: list[tuple[float, Callable[[Any], None]]] = []
@@ -76,7 +78,8 @@ def _throughput_panel(ax: Any, results: dict[str, dict[str, Any]], blast: list[s
 
 
 def _latency_panel(ax: Any, results: dict[str, dict[str, Any]], timed: list[str]) -> None:
-    """p50 / p99 / p99.9 per open-loop case."""
+    """p50 / p99 / p99.9 per open-loop case; a load run several times shows each run's
+    p99 too."""
     width = 0.25
     for i, (key, label) in enumerate((("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))):
         ax.bar(
@@ -85,6 +88,19 @@ def _latency_panel(ax: Any, results: dict[str, dict[str, Any]], timed: list[str]
             width=width,
             label=label,
         )
+    runs: list[tuple[int, float]] = []
+    for x, name in enumerate(timed):
+        p99s = [
+            run["latency"]["p99_ms"]
+            for other, run in results.items()
+            if "latency" in run
+            and (other == name or ((match := LATER_RUN.match(other)) and match.group(1) == name))
+        ]
+        if len(p99s) > 1:
+            runs += [(x, p99) for p99 in p99s]
+    if runs:
+        xs, each = zip(*runs, strict=True)
+        ax.scatter(xs, each, color="black", marker="_", s=200, zorder=3, label="p99, each run")
     ax.set_xticks(list(range(len(timed))), timed, rotation=20)
     ax.set_yscale("log")
     ax.set_ylabel("ms from intended send time to receipt")

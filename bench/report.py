@@ -8,8 +8,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .cells import HEADER, Row, checked_text, percentiles_text, si, verdict, wide
-from .report_loads import LOAD_TWINS, load_rows, owns
+from .cells import (
+    HEADER,
+    P99_TARGETS_MS,
+    Row,
+    checked_text,
+    percentiles_text,
+    si,
+    verdict,
+    wide,
+)
+from .report_loads import LOAD_TWINS, load_rows, owns, run_rows
 
 PEERS = {
     "ingest-seed-1": "redis-ingest-1",
@@ -38,7 +47,6 @@ RELATIVE_TARGETS = {
 }
 """A case's target as a share of another case of the same run: syslog ingest at least
 half the text protocol's lines/s; ingest with ``--store`` at least 80 % of memory only."""
-P99_TARGETS_MS = {"latency-10": 2.0, "latency-100": 10.0}
 IDLE_TARGET_KIB = 16.0
 STALL_EXTRA_TARGET_KB = 4096
 """A stalled subscriber may add at most its byte bound (--buffer-bytes, 4 MiB)."""
@@ -74,6 +82,7 @@ def rows(results: dict[str, dict[str, Any]]) -> list[Row]:
             out += load_rows(name, result, results)
             continue
         out += _case_rows(name, result, results)
+        out += run_rows(name, results)
     return out
 
 

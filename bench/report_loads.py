@@ -3,12 +3,15 @@ nats-server twin, with the performance issue's targets checked where it sets the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .amplified import FIELD, PEAK_TARGET_MB
-from .cells import Row, checked_text, percentiles_text, si, verdict
+from .cells import P99_TARGETS_MS, Row, checked_text, percentiles_text, si, verdict
 from .users import APPS_CASE, FLEET_RATES, LINE_SIZES, fleet_name, size_name, twin
 
+LATER_RUN = re.compile(r"^(latency-\d+)-run(\d+)$")
+"""A latency load's second run, or later: its first run's case and its number."""
 FLEET_CASES = {fleet_name(rate) for rate in FLEET_RATES}
 """Cases whose targets are the server's CPU % and p99 at or below nats-server's."""
 SIZE_CASES = {size_name(size) for size in LINE_SIZES}
@@ -22,11 +25,14 @@ exceed it)."""
 
 def owns(name: str) -> bool:
     """Whether this module makes a case's rows."""
-    return name in LOAD_TWINS or name.startswith("amplified-")
+    return name in LOAD_TWINS or name.startswith("amplified-") or bool(LATER_RUN.match(name))
 
 
 def load_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[Row]:
-    """A case's rows; for a users case, logio's figure and nats-server's beside it."""
+    """A case's rows; for a users case, logio's figure and nats-server's beside it; a
+    later run of a latency load has none of its own (L{run_rows} has them all)."""
+    if LATER_RUN.match(name):
+        return []
     if "amplified" in result:
         return _amplified_rows(name, result["amplified"])
     peer = results.get(LOAD_TWINS[name], {})
@@ -157,4 +163,42 @@ def _amplified_rows(name: str, figures: dict[str, Any]) -> list[Row]:
             "",
         ),
         (name, "topic, output dropped", "", "", "", note, ""),
+    ]
+
+
+def run_rows(name: str, results: dict[str, dict[str, Any]]) -> list[Row]:
+    """After a latency load's first run, every run's p99 (the first included) against
+    its target, and whether every run got every line."""
+    target = P99_TARGETS_MS.get(name)
+    later = sorted(
+        (int(match.group(2)), other)
+        for other in results
+        if (match := LATER_RUN.match(other)) and match.group(1) == name
+    )
+    if target is None or not later:
+        return []
+    runs = [results[name], *(results[other] for _, other in later)]
+    p99s = [run.get("latency", {}).get("p99_ms") for run in runs]
+    figures = " / ".join("error" if p99 is None else f"{p99:.2f}" for p99 in p99s)
+    held = all(p99 is not None and p99 <= target for p99 in p99s)
+    complete = sum("healthy" in run and checked_text(run)[1] for run in runs)
+    return [
+        (
+            name,
+            f"p99 ms, runs 1-{len(runs)}",
+            figures,
+            "",
+            "",
+            f"each <= {target:g}",
+            verdict(held),
+        ),
+        (
+            name,
+            "runs with every line",
+            f"{complete}/{len(runs)}",
+            "",
+            "",
+            "all",
+            verdict(complete == len(runs)),
+        ),
     ]

@@ -8,7 +8,8 @@ Scenarios (the names ``--scenario`` takes):
   publishers on 100 apps -> 100 subscribers with 100 different app filters; 10
   subscribers with a ``log=`` regex, to show what per-record regexes cost; and 10
   subscribers reading ``format=json`` and ``format=sse``.
-- ``latency``: open-loop 10k lines/s for 10 s to 10 and to 100 subscribers.
+- ``latency``: open-loop 10k lines/s for 10 s to 10 and to 100 subscribers, five runs in
+  a row (two with ``--quick``), every run's p99 reported.
 - ``stall``: the 10-subscriber latency run plus one subscriber that never reads.
 - ``idle``: server memory per idle subscriber with 10000 connected.
 - ``peer``: the ingest and fan-out loads through redis-server (PUBLISH / PSUBSCRIBE) and
@@ -80,6 +81,11 @@ OUTPUT_LINE = 137
 """Approximate bytes of one logio output line, only to size the slow reader's throttle."""
 
 
+def latency_run_name(count: int, run: int) -> str:
+    """The case of a latency load's ``run``-th run to ``count`` subscribers."""
+    return f"latency-{count}" if run == 1 else f"latency-{count}-run{run}"
+
+
 class Bench(ClusterLoads, UserLoads, AmplifiedLoads):
     """Runs the selected scenarios and collects one result dict per case."""
 
@@ -94,7 +100,7 @@ class Bench(ClusterLoads, UserLoads, AmplifiedLoads):
             "ingest": 6,
             "fanout": 6,
             "replay": 1,
-            "latency": 2,
+            "latency": 2 * settings.latency_runs,
             "stall": 1,
             "idle": 2,
             "peer": 10,
@@ -148,9 +154,13 @@ class Bench(ClusterLoads, UserLoads, AmplifiedLoads):
             self.fanout_cases(peer, peer, f"{peer}-fanout")
 
     def scenario_latency(self) -> None:
-        """10k lines/s open loop to 10 and to 100 subscribers."""
-        for count in (10, 100):
-            self.case(f"latency-{count}", "logio", partial(self.latency_load, count=count))
+        """10k lines/s open loop to 10 and to 100 subscribers, the pair run again and
+        again (``latency_runs`` times in a row): ``latency-N``, then ``latency-N-run2``..."""
+        for run in range(1, self.settings.latency_runs + 1):
+            for count in (10, 100):
+                name = latency_run_name(count, run)
+                self.case(name, "logio", partial(self.latency_load, count=count))
+                self.results[name]["run"] = run
 
     def scenario_stall(self) -> None:
         """The 10-subscriber latency run with one subscriber that stopped reading."""
