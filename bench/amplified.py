@@ -121,12 +121,12 @@ class AmplifiedLoads(Harness):
             "input_mib_per_s": lines_in / 2**20 if lines_in else None,
             "cpu_s_per_input_mib": (cpu / 100) / (lines_in / 2**20) if cpu and lines_in else None,
             "peak_mb": max(memory["peak_kb"], memory["hwm_kb"]) * 1024 / 1e6,
-            "lines_dropped": _dropped(server),
+            "lines_dropped": lines_dropped(server),
         }
         return out
 
 
-def _dropped(server: Server) -> float | None:
+def lines_dropped(server: Server) -> float | None:
     """The output lines the server dropped for its subscribers (its ``/metrics``)."""
     try:
         metrics = server.metrics()

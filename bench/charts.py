@@ -8,23 +8,29 @@ from typing import Any
 
 from .report import NATS_PEERS, PEERS, _has_logio_twin
 from .report_loads import LATER_RUN
+from .scaling import AXES, COUNTS, SERVERS, points
 
 
 def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
-    """A PNG: deliveries/s per throughput case (logio beside redis), latency percentiles
-    per latency case, memory figures and history replay times; a panel only if the run
-    measured something for it."""
+    """A PNG: deliveries/s per throughput case (logio beside redis and nats), latency
+    percentiles per latency case, memory figures and history replay times; below them
+    the scaling curves; a panel only if the run measured something for it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # The amplified case's subscribers never read: it has no throughput to draw.
+    # The amplified case's subscribers never read: it has no throughput to draw; the
+    # scaling points are curves of their own.
     blast = [
         n
         for n, r in results.items()
-        if "deliveries_per_s" in r and "amplified" not in r and not _has_logio_twin(n, results)
+        if "deliveries_per_s" in r
+        and "amplified" not in r
+        and not n.startswith("scaling-")
+        and not _has_logio_twin(n, results)
     ]
+    curves = [axis for axis in AXES if any(points(results, axis, kind) for kind in SERVERS)]
     # A latency load's later runs are drawn with its first.
     timed = [n for n, r in results.items() if "latency" in r and not LATER_RUN.match(n)]
     memory = _memory_bars(results)
@@ -38,22 +44,65 @@ def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
         panels.append((1.5, lambda ax: _memory_panel(ax, *memory)))
     if replays:
         panels.append((1.5 + 0.3 * len(replays), lambda ax: _replay_panel(ax, results, replays)))
-    if not panels:
+    if not panels and not curves:
         panels.append((1, lambda ax: ax.set_title("no figures measured")))
     ratios = [ratio for ratio, _ in panels]
-    fig, axes = plt.subplots(
-        1,
-        len(panels),
-        figsize=(max(8.0, 2.2 * sum(ratios) + 2), 6.5),
-        gridspec_kw={"width_ratios": ratios},
-        squeeze=False,
+    heights = [6.5] * bool(panels) + [5.0] * bool(curves)
+    fig = plt.figure(
+        figsize=(max(12.0 if curves else 8.0, 2.2 * sum(ratios) + 2), sum(heights)),
+        layout="constrained",
     )
-    for ax, (_, draw) in zip(axes[0], panels, strict=True):
-        draw(ax)
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
+    if panels:
+        row = grid[0].subgridspec(1, len(panels), width_ratios=ratios)
+        for column, (_, draw) in enumerate(panels):
+            draw(fig.add_subplot(row[0, column]))
+    if curves:
+        row = grid[-1].subgridspec(1, len(curves))
+        for column, axis in enumerate(curves):
+            _scaling_panel(fig.add_subplot(row[0, column]), results, axis)
     fig.suptitle("logio benchmark (loopback, 100-byte lines)")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _scaling_panel(ax: Any, results: dict[str, dict[str, Any]], axis: str) -> None:
+    """Deliveries/s against the number of subscribers (1 publisher) or of publishers (1
+    subscriber), a curve per server, each point labelled with its figure."""
+    styles = {"logio": "o-", "redis": "s--", "nats": "^-."}
+    # Each server's figures above or below its points, so that close ones stay apart.
+    offsets = {"logio": 7, "redis": -13, "nats": 16}
+    highest = max((rate for kind in SERVERS for _, rate in points(results, axis, kind)), default=0)
+    # Figures this low go above their points, clear of the axis.
+    low = 0.03 * highest / 1e6
+    names = {"logio": "logio", "redis": "redis-server", "nats": "nats-server"}
+    for kind in SERVERS:
+        measured = points(results, axis, kind)
+        if not measured:
+            continue
+        xs, rates = zip(*measured, strict=True)
+        millions = [rate / 1e6 for rate in rates]
+        (line,) = ax.plot(xs, millions, styles[kind], label=names[kind], linewidth=2)
+        for x, y in zip(xs, millions, strict=True):
+            ax.annotate(
+                f"{y:.2g}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, offsets[kind] if y > low else 5),
+                ha="center",
+                fontsize=7,
+                color=line.get_color(),
+            )
+    ax.set_xscale("log")
+    ax.set_xticks(list(COUNTS), [f"{count:,}" for count in COUNTS])
+    ax.minorticks_off()
+    ax.set_ylim(bottom=0, top=max(0.1, ax.get_ylim()[1] * 1.12))
+    other = "1 publisher" if axis == "subs" else "1 subscriber"
+    ax.set_xlabel(f"{AXES[axis]} ({other}, log scale)")
+    ax.set_ylabel("million deliveries per second")
+    ax.set_title(f"Scaling: deliveries/s against {AXES[axis]}")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
 
 
 def _throughput_panel(ax: Any, results: dict[str, dict[str, Any]], blast: list[str]) -> None:

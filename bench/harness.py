@@ -345,6 +345,7 @@ class Harness:
             "delivered": sum(s["lines"] for s in streams),
             "dropped": sum(s["dropped"] for s in streams),
             "notices": sum(s["notices"] for s in streams),
+            "closed_subscribers": sum(bool(s.get("closed")) for s in streams),
         }
         if not paced:
             out["deliveries_per_s"] = sum(

@@ -8,6 +8,7 @@ from typing import Any
 
 from .amplified import FIELD, PEAK_TARGET_MB
 from .cells import P99_TARGETS_MS, Row, checked_text, percentiles_text, si, verdict
+from .scaling import AXES, SERVERS, point_name
 from .users import APPS_CASE, FLEET_RATES, LINE_SIZES, fleet_name, size_name, twin
 
 LATER_RUN = re.compile(r"^(latency-\d+)-run(\d+)$")
@@ -25,7 +26,11 @@ exceed it)."""
 
 def owns(name: str) -> bool:
     """Whether this module makes a case's rows."""
-    return name in LOAD_TWINS or name.startswith("amplified-") or bool(LATER_RUN.match(name))
+    return (
+        name in LOAD_TWINS
+        or name.startswith(("amplified-", "scaling-"))
+        or bool(LATER_RUN.match(name))
+    )
 
 
 def load_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[Row]:
@@ -33,6 +38,8 @@ def load_rows(name: str, result: dict[str, Any], results: dict[str, dict[str, An
     later run of a latency load has none of its own (L{run_rows} has them all)."""
     if LATER_RUN.match(name):
         return []
+    if name.startswith("scaling-"):
+        return _scaling_rows(name, result, results)
     if "amplified" in result:
         return _amplified_rows(name, result["amplified"])
     peer = results.get(LOAD_TWINS[name], {})
@@ -201,4 +208,51 @@ def run_rows(name: str, results: dict[str, dict[str, Any]]) -> list[Row]:
             "all",
             verdict(complete == len(runs)),
         ),
+    ]
+
+
+def _scaling_rows(
+    name: str, result: dict[str, Any], results: dict[str, dict[str, Any]]
+) -> list[Row]:
+    """A scaling point: deliveries/s of logio, redis-server and nats-server side by side,
+    in one row (made with the first of them measured), with what each server dropped
+    for its subscribers or how many subscribers it cut off."""
+    axis, count, kind = result.get("axis"), result.get("count"), name.rsplit("-", 1)[1]
+    if axis is None or count is None:
+        return []
+    cases = {server: point_name(axis, count, server) for server in SERVERS}
+    measured = [
+        server for server in SERVERS if "error" not in results.get(cases[server], {"error": ""})
+    ]
+    if not measured or kind != measured[0]:
+        return []
+    rates: dict[str, float | None] = {}
+    notes = []
+    for server in SERVERS:
+        point = results.get(cases[server], {})
+        rates[server] = point.get("deliveries_per_s")
+        dropped = max(point.get("dropped") or 0, point.get("server_dropped") or 0)
+        if dropped:
+            notes.append(f"{server} dropped {si(dropped)}")
+        if point.get("closed_subscribers"):
+            notes.append(f"{server} cut {point['closed_subscribers']} off")
+        if "error" in point:
+            notes.append(f"{server}: error")
+    ours, redis, nats = rates["logio"], rates["redis"], rates["nats"]
+
+    def cell(rate: float | None) -> str:
+        return "" if rate is None else si(rate)
+
+    return [
+        (
+            name.rsplit("-", 1)[0],
+            f"deliveries/s, {count} {AXES[axis] if count > 1 else AXES[axis][:-1]}",
+            cell(ours),
+            cell(redis),
+            _ratio(ours, redis),
+            cell(nats),
+            _ratio(ours, nats),
+            "; ".join(notes),
+            "",
+        )
     ]

@@ -20,6 +20,9 @@ Scenarios (the names ``--scenario`` takes):
 - ``amplified``: empty lines on a topic of 256-character fields to 20 subscribers that
   never read, ``--buffer-bytes 1 MiB`` (L{bench.amplified}): the server's peak memory
   and CPU per input MiB.
+- ``scaling``: deliveries/s against 1, 10, 100 and 1,000 subscribers (1 publisher) and
+  against as many publishers (1 subscriber), for logio, redis-server and nats-server
+  (L{bench.scaling}): curves in the chart.
 - ``soak``: 20 publishers at half the measured capacity -> 19 subscribers that must see
   every line in order, and 1 throttled subscriber whose drop notices must add up.
 - ``store``: seed JSON and text ingest -> 1 subscriber with ``--store`` in a fresh
@@ -58,6 +61,7 @@ from .procs import (
     start_logio,
 )
 from .replays import fetch_replays, publish_records
+from .scaling import ScalingLoads
 from .users import UserLoads
 from .workers import PubSpec, SubSpec
 
@@ -71,6 +75,7 @@ DEFAULT_SCENARIOS = (
     "peer",
     "users",
     "amplified",
+    "scaling",
     "soak",
     "store",
 )
@@ -86,7 +91,7 @@ def latency_run_name(count: int, run: int) -> str:
     return f"latency-{count}" if run == 1 else f"latency-{count}-run{run}"
 
 
-class Bench(ClusterLoads, UserLoads, AmplifiedLoads):
+class Bench(ClusterLoads, UserLoads, AmplifiedLoads, ScalingLoads):
     """Runs the selected scenarios and collects one result dict per case."""
 
     def run(self, scenario: str) -> None:
@@ -106,6 +111,7 @@ class Bench(ClusterLoads, UserLoads, AmplifiedLoads):
             "peer": 10,
             "users": UserLoads.users_case_count(),
             "amplified": 1,
+            "scaling": ScalingLoads.scaling_case_count(),
             "soak": 2 if not settings.soak_rate else 1,
             "store": 5,
             "cluster": 3 * len(CLUSTER_LOADS) + 3 + 2,

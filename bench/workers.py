@@ -164,6 +164,15 @@ def _publish(
     conn: Connection, port: int, specs: list[PubSpec], records: int, http_port: int
 ) -> None:
     pubs = [_Publisher(spec, http_port if spec.proto == "http" else port) for spec in specs]
+    # Made before the start: for many publishers, making them takes seconds.
+    blocks = {
+        id(p): memoryview(
+            blast_buffer(
+                p.spec.proto, p.spec.pub, records, p.spec.channel, p.spec.topic, p.spec.width
+            )
+        )
+        for p in pubs
+    }
     conn.send(("ready", {"publishers": len(pubs)}))
     plan: Plan = conn.recv()
     for pub in pubs:
@@ -171,7 +180,7 @@ def _publish(
     if plan.rate:
         _paced(pubs, plan)
     else:
-        _blast(pubs, plan, records)
+        _blast(pubs, plan, records, blocks)
     _drain_replies(pubs, plan)
     for pub in pubs:
         pub.sock.close()
@@ -207,15 +216,9 @@ def _pong(pub: _Publisher) -> bool:
     return bool(pub.out)
 
 
-def _blast(pubs: list[_Publisher], plan: Plan, records: int) -> None:
-    views = {
-        id(p): memoryview(
-            blast_buffer(
-                p.spec.proto, p.spec.pub, records, p.spec.channel, p.spec.topic, p.spec.width
-            )
-        )
-        for p in pubs
-    }
+def _blast(pubs: list[_Publisher], plan: Plan, records: int, views: dict[int, memoryview]) -> None:
+    """Send each publisher's block (``views``, by the publisher's id) again and again,
+    whole blocks, until the plan's stop."""
     sink = bytearray(1 << 16)
     sel = selectors.DefaultSelector()
     answered = ("redis", "nats")
