@@ -1,9 +1,9 @@
 """Run the logio benchmark: ``python -m bench [--quick] [--scenario ingest,fanout]``.
 
-Starts ``twistd -n logio`` (and redis-server and nats-server for the peer scenario,
-redis-server for the cluster one) on free loopback ports, drives each from separate
-processes, prints a table, and writes ``results.json``, ``bench.png`` and the servers'
-logs into ``--out`` (default ``bench/results``).
+Starts ``twistd -n logio`` (and redis-server and nats-server for the peer, users and
+scaling scenarios, redis-server for the cluster one) on free loopback ports, drives each
+from separate processes, prints a table, and writes ``results.json``, ``bench.png`` and
+the servers' logs into ``--out`` (default ``bench/results``).
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "server_python": args.server_python or sys.executable,
         "cpus": os.cpu_count(),
-        "redis": redis_version() if {"peer", "cluster"} & set(ordered) else None,
-        "nats": nats_version() if "peer" in ordered else None,
+        "redis": redis_version() if {"peer", "cluster", "scaling"} & set(ordered) else None,
+        "nats": nats_version() if {"peer", "users", "scaling"} & set(ordered) else None,
     }
     text = table(bench.results)
     print(text)
