@@ -10,6 +10,10 @@ from .report import NATS_PEERS, PEERS, _has_logio_twin
 from .report_loads import LATER_RUN
 from .scaling import AXES, COUNTS, SERVERS, points
 
+SERVER_NAMES = {"logio": "logio", "redis": "redis-server", "nats": "nats-server"}
+SERVER_COLOURS = {"logio": "tab:blue", "redis": "tab:orange", "nats": "tab:green"}
+"""Each server's colour, the same in every panel."""
+
 
 def chart(path: Path, results: dict[str, dict[str, Any]]) -> None:
     """A PNG: deliveries/s per throughput case (logio beside redis and nats), latency
@@ -75,14 +79,14 @@ def _scaling_panel(ax: Any, results: dict[str, dict[str, Any]], axis: str) -> No
     highest = max((rate for kind in SERVERS for _, rate in points(results, axis, kind)), default=0)
     # Figures this low go above their points, clear of the axis.
     low = 0.03 * highest / 1e6
-    names = {"logio": "logio", "redis": "redis-server", "nats": "nats-server"}
     for kind in SERVERS:
         measured = points(results, axis, kind)
         if not measured:
             continue
         xs, rates = zip(*measured, strict=True)
         millions = [rate / 1e6 for rate in rates]
-        (line,) = ax.plot(xs, millions, styles[kind], label=names[kind], linewidth=2)
+        colour = SERVER_COLOURS[kind]
+        ax.plot(xs, millions, styles[kind], label=SERVER_NAMES[kind], color=colour, linewidth=2)
         for x, y in zip(xs, millions, strict=True):
             ax.annotate(
                 f"{y:.2g}",
@@ -91,7 +95,7 @@ def _scaling_panel(ax: Any, results: dict[str, dict[str, Any]], axis: str) -> No
                 xytext=(0, offsets[kind] if y > low else 5),
                 ha="center",
                 fontsize=7,
-                color=line.get_color(),
+                color=colour,
             )
     ax.set_xscale("log")
     ax.set_xticks(list(COUNTS), [f"{count:,}" for count in COUNTS])
@@ -106,19 +110,30 @@ def _scaling_panel(ax: Any, results: dict[str, dict[str, Any]], axis: str) -> No
 
 
 def _throughput_panel(ax: Any, results: dict[str, dict[str, Any]], blast: list[str]) -> None:
-    """Million deliveries/s per blast case, logio beside redis-server and nats-server."""
+    """Million deliveries/s per blast case, logio beside redis-server and nats-server (a
+    peer's case run without logio's twin is drawn as that peer's)."""
     ys = range(len(blast))
-    series = [("logio", [results[n]["deliveries_per_s"] / 1e6 for n in blast])]
-    for label, peers in (("redis-server", PEERS), ("nats-server", NATS_PEERS)):
+    own = {n: next((k for k in ("redis", "nats") if n.startswith(f"{k}-")), "logio") for n in blast}
+    series = []
+    for kind, peers in (("logio", {}), ("redis", PEERS), ("nats", NATS_PEERS)):
         figures = [
-            results.get(peers.get(n, ""), {}).get("deliveries_per_s", 0) / 1e6 for n in blast
+            results[n]["deliveries_per_s"] / 1e6
+            if own[n] == kind
+            else results.get(peers.get(n, ""), {}).get("deliveries_per_s", 0) / 1e6
+            for n in blast
         ]
         if any(figures):
-            series.append((label, figures))
-    height = 0.8 / len(series)
-    for i, (label, figures) in enumerate(series):
+            series.append((kind, figures))
+    height = 0.8 / max(1, len(series))
+    for i, (kind, figures) in enumerate(series):
         shift = (i - (len(series) - 1) / 2) * height
-        ax.barh([y + shift for y in ys], figures, height=height, label=label)
+        ax.barh(
+            [y + shift for y in ys],
+            figures,
+            height=height,
+            label=SERVER_NAMES[kind],
+            color=SERVER_COLOURS[kind],
+        )
     ax.set_yticks(list(ys), blast)
     ax.invert_yaxis()
     ax.set_xlabel("million lines delivered per second")
@@ -130,12 +145,19 @@ def _latency_panel(ax: Any, results: dict[str, dict[str, Any]], timed: list[str]
     """p50 / p99 / p99.9 per open-loop case; a load run several times shows each run's
     p99 too."""
     width = 0.25
-    for i, (key, label) in enumerate((("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))):
+    # Shades of one colour, apart from the servers' colours.
+    quantiles = (
+        ("p50_ms", "p50", "#cbc9e2"),
+        ("p99_ms", "p99", "#9e9ac8"),
+        ("p999_ms", "p99.9", "#6a51a3"),
+    )
+    for i, (key, label, colour) in enumerate(quantiles):
         ax.bar(
             [x + (i - 1) * width for x in range(len(timed))],
             [results[n]["latency"][key] for n in timed],
             width=width,
             label=label,
+            color=colour,
         )
     runs: list[tuple[int, float]] = []
     for x, name in enumerate(timed):
@@ -150,7 +172,7 @@ def _latency_panel(ax: Any, results: dict[str, dict[str, Any]], timed: list[str]
     if runs:
         xs, each = zip(*runs, strict=True)
         ax.scatter(xs, each, color="black", marker="_", s=200, zorder=3, label="p99, each run")
-    ax.set_xticks(list(range(len(timed))), timed, rotation=20)
+    ax.set_xticks(list(range(len(timed))), timed, rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("ms from intended send time to receipt")
     ax.set_title("Latency (open loop)")
