@@ -1,6 +1,6 @@
 """Packaging shim: all metadata lives in setup.cfg.
 
-The one compiled module, the seed protocol's decoder, is optional: where it
+The one compiled module, the publisher protocols' fast paths, is optional: where it
 cannot be built (no C compiler or Python headers) the install goes on and
 logio uses its Python equal, with the same results.
 """

@@ -1,8 +1,9 @@
 """
-The compiled seed decoder (C{_logio_speedups}, built by C{pip install .})
-publishes exactly what the Python loop it stands in for does, for records
-of the Go client's shape and everything near it, however the stream is
-split into reads.
+The compiled fast paths (C{_logio_speedups}, built by C{pip install .})
+publish exactly what the Python loops they stand in for do: the seed
+decoder for records of the Go client's shape and everything near it, the
+syslog reader for octet-counted frames of every header; however the stream
+is split into reads.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from logio.ingest import seed
+from logio.ingest import speedups
 from logio.ingest.seed import SeedProtocol
+from logio.ingest.syslog import SyslogReader
 from tests.test_fuzz_publish import Publisher, chunkSizes, outcome, records, setUp
 
 TOPIC = b'{"app":"fuzz","proc":"p","host":"h"}'
@@ -26,26 +28,28 @@ COMPARE = settings(max_examples=300, deadline=None)
 
 
 @contextmanager
-def decoder(compiled: Any) -> Iterator[None]:
+def decoder(compiled: bool) -> Iterator[None]:
     """
-    Seed publishers made inside use C{compiled} (L{None}: the Python loop).
+    Publishers made inside use the compiled fast paths, or (C{False}) the
+    Python loops alone.
     """
-    saved = SeedProtocol.compiled
-    SeedProtocol.compiled = compiled
+    saved = SeedProtocol.compiled, SyslogReader.compiled
+    SeedProtocol.compiled = speedups.goRecords if compiled else None
+    SyslogReader.compiled = speedups.octetFrames if compiled else None
     try:
         yield
     finally:
-        SeedProtocol.compiled = saved
+        SeedProtocol.compiled, SyslogReader.compiled = saved
 
 
 def both(stream: bytes, sizes: list[int]) -> tuple[Any, Any]:
     """
-    What C{stream} publishes and writes back through the Python loop, and
-    through the compiled decoder.
+    What C{stream} publishes and writes back through the Python loops, and
+    through the compiled fast paths.
     """
-    with decoder(None):
+    with decoder(False):
         python = outcome(stream, sizes)
-    with decoder(seed.goRecords):
+    with decoder(True):
         compiled = outcome(stream, sizes)
     return python, compiled
 
@@ -101,16 +105,66 @@ def goStreams(draw: Any) -> bytes:
     return stream
 
 
+stamps5424 = st.sampled_from(
+    [
+        "2016-12-06T17:14:21Z",
+        "2016-12-06T17:14:21.4Z",
+        "2016-12-06T17:14:21.448Z",
+        "2016-12-06T17:14:21.448123+05:30",
+        "2016-12-06T17:14:21.449123-00:00",
+        "2016-12-06T17:14:21.44912x-00:00",
+        "2016-13-06T17:14:21.448Z",
+        "2016-12-06T17:14:21.448123456Z",
+        "-",
+    ]
+)
+headers5424 = st.sampled_from(
+    [
+        "<14>1 {} host app proc - - ",
+        "<14>1 {} host app proc - - ",
+        "<11>1 {} host app 42 - - ",
+        "<14>1 {} other app proc - - ",
+        "<199>1 {} host app proc - - ",
+        '<14>1 {} host app proc id [x@1 a="b"] ',
+        "<14>1 {} host app proc - -",
+    ]
+)
+messages = st.lists(
+    st.sampled_from(["a", " ", "é", "\ufeff", "\r", "\n", "\x00", "xyz"]), max_size=8
+)
+
+
+@st.composite
+def octetStreams(draw: Any) -> bytes:
+    """
+    Octet-counted syslog frames, mostly of one header with timestamps that
+    change, and near misses: other headers, structured data, bad counts,
+    a byte order mark, line ends, frames over the longest line.
+    """
+    stream = b""
+    for _ in range(draw(st.integers(0, 14))):
+        header = draw(headers5424).format(draw(stamps5424))
+        body = "".join(draw(messages))
+        if draw(st.integers(0, 5)) == 0:
+            body = "\ufeff" + body
+        if draw(st.integers(0, 9)) == 0:
+            body += "y" * draw(st.integers(150, 260))
+        frame = (header + body).encode("utf-8")
+        count = draw(st.sampled_from([b"%d" % len(frame)] * 8 + [b"%d" % (len(frame) + 1), b"x"]))
+        stream += count + b" " + frame
+    return stream
+
+
 class CompiledTests(SynchronousTestCase):
     """
     The compiled decoder against the Python loop.
     """
 
     def setUp(self) -> None:
-        if seed.goRecords is None:
+        if speedups.goRecords is None or speedups.octetFrames is None:
             if os.environ.get("CI"):
-                self.fail("the compiled seed decoder was not built (pip install . builds it)")
-            raise SkipTest("the compiled seed decoder is not built here")
+                self.fail("the compiled fast paths were not built (pip install . builds them)")
+            raise SkipTest("the compiled fast paths are not built here")
 
     def test_goRecords(self) -> None:
         """
@@ -136,7 +190,7 @@ class CompiledTests(SynchronousTestCase):
         record = b'{"time":"2016-13-06T17:14:21.448Z","raw":"x"}'
         stream = TOPIC + record * 3 + b'{"time":"2016-12-06T17:14:21.448Z","raw":"y"}'
         seen = []
-        for compiled in (None, seed.goRecords):
+        for compiled in (False, True):
             with decoder(compiled):
                 broker, factory = setUp()
                 publisher = Publisher(factory)
@@ -162,6 +216,32 @@ class CompiledTests(SynchronousTestCase):
         python, compiled = both(stream, [len(stream)])
         self.assertEqual(compiled, python)
         self.assertEqual([text for _, text, _ in compiled[0]], ["é", "\u2028 wide", "😀 wider"])
+
+    @COMPARE
+    @given(octetStreams(), chunkSizes)
+    def test_syslogSameAsPython(self, stream: bytes, sizes: list[int]) -> None:
+        """
+        Any stream of octet-counted frames, split into any reads, publishes
+        the same records, to the same topics, and writes back the same.
+        """
+        for reads in (sizes, [len(stream)]):
+            python, compiled = both(stream, reads)
+            self.assertEqual(compiled, python)
+
+    def test_syslogRun(self) -> None:
+        """
+        Frames of one header with changing timestamps, as a busy sender
+        writes them, come out the same, stamped to the millisecond in UTC.
+        """
+        frames = [
+            b"<14>1 2016-12-06T17:14:21.%06dZ host app proc - - line %d\n" % (i * 997, i)
+            for i in range(600)
+        ]
+        stream = b"".join(b"%d %s" % (len(frame), frame) for frame in frames)
+        python, compiled = both(stream, [len(stream)])
+        self.assertEqual(compiled, python)
+        self.assertEqual(len(compiled[0]), 600)
+        self.assertEqual(compiled[0][1], ("2016-12-06T17:14:21.000", "line 1", "info"))
 
     @COMPARE
     @given(goStreams(), chunkSizes)

@@ -1,19 +1,28 @@
 /*
- * The seed protocol's records of the Go client's exact shape, decoded in C.
+ * Compiled fast paths of logio's publisher protocols, each standing in for
+ * a Python loop that gives the same results (tests compare them):
+ *
+ * goRecords: the seed protocol's records of the Go client's exact shape.
  *
  * goRecords() does what the record-at-a-time loop of
  * logio.ingest.seed.SeedProtocol._fastRecords does for the records it can
  * take whole, {"time":"<RFC 3339>","raw":"<text>"} back to back, and stops
  * at the first record it cannot (another shape, a longer one, an escape
  * other than a final \n): the Python loop takes that one and calls it
- * again.  Built as the optional module _logio_speedups; without it the
- * Python loop does everything, with the same result (tests compare them).
+ * again.
+ *
+ * octetFrames: octet-counted syslog frames that share the header of the
+ * last one the Python loop of logio.ingest.syslog.SyslogReader.takeOctets
+ * read (all but the timestamp), as that loop's shortcut reads them.
+ *
+ * Built as the optional module _logio_speedups; without it the Python
+ * loops do everything.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 /* Bumped whenever what goRecords does changes, so a stale build is not used. */
-#define SPEEDUPS_VERSION 2
+#define SPEEDUPS_VERSION 3
 
 typedef struct {
     int kind;
@@ -280,6 +289,152 @@ failed:
     return NULL;
 }
 
+/* The most digits of an octet count (MAX_COUNT_DIGITS). */
+#define MAX_COUNT_DIGITS 10
+
+static inline int
+startsWith(const char *data, Py_ssize_t length, Py_ssize_t at, PyObject *prefix)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(prefix);
+    return at >= 0 && at + n <= length && memcmp(data + at, PyBytes_AS_STRING(prefix), n) == 0;
+}
+
+static PyObject *
+octetFrames(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *buffer, *before, *after, *millis, *zone, *formatted, *stamps, *stamp, *level,
+        *batch;
+    Py_ssize_t position, maxLine, stampLength, cut, zoneLength;
+    if (!PyArg_ParseTuple(args, "SnnSSnnnSSUO!OOO!:octetFrames", &buffer, &position, &maxLine,
+                          &before, &after, &stampLength, &cut, &zoneLength, &millis, &zone,
+                          &formatted, &PyDict_Type, &stamps, &stamp, &level, &PyList_Type,
+                          &batch)) {
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(buffer);
+    Py_ssize_t length = PyBytes_GET_SIZE(buffer);
+    Py_INCREF(millis);
+    Py_INCREF(zone);
+    Py_INCREF(formatted);
+    while (position >= 0 && position < length) {
+        /* The count: digits, then a space within MAX_COUNT_DIGITS + 1. */
+        Py_ssize_t limit = position + MAX_COUNT_DIGITS + 1;
+        if (limit > length) {
+            limit = length;
+        }
+        const char *found = memchr(data + position, ' ', (size_t)(limit - position));
+        if (found == NULL) {
+            break;
+        }
+        Py_ssize_t space = found - data;
+        if (space == position) {
+            break;
+        }
+        long long size = 0;
+        int counted = 1;
+        for (Py_ssize_t i = position; i < space; i++) {
+            if (data[i] < '0' || data[i] > '9') {
+                counted = 0;
+                break;
+            }
+            size = size * 10 + (data[i] - '0');
+        }
+        if (!counted) {
+            break;
+        }
+        Py_ssize_t start = space + 1;
+        if (size > maxLine || start + size > length) {
+            break;
+        }
+        Py_ssize_t end = start + (Py_ssize_t)size;
+        Py_ssize_t stampStart = start + PyBytes_GET_SIZE(before);
+        Py_ssize_t stampEnd = stampStart + stampLength;
+        Py_ssize_t head = stampEnd + PyBytes_GET_SIZE(after);
+        if (!startsWith(data, length, start, before) || !startsWith(data, length, stampEnd, after)
+            || head > end) {
+            break;
+        }
+        /* The digits after the milliseconds, if any, are digits. */
+        Py_ssize_t lo = stampStart + cut, hi = stampEnd - zoneLength;
+        int digits = 1;
+        for (Py_ssize_t i = lo; i < hi && i < length; i++) {
+            if (data[i] < '0' || data[i] > '9') {
+                digits = 0;
+                break;
+            }
+        }
+        if (!digits) {
+            break;
+        }
+        if (!(startsWith(data, length, stampStart, millis)
+              && startsWith(data, length, stampEnd - zoneLength, zone))) {
+            PyObject *newMillis = PyBytes_FromStringAndSize(data + stampStart, cut);
+            PyObject *newZone = PyBytes_FromStringAndSize(data + hi, zoneLength);
+            if (newMillis == NULL || newZone == NULL) {
+                Py_XDECREF(newMillis);
+                Py_XDECREF(newZone);
+                goto failed;
+            }
+            Py_SETREF(millis, newMillis);
+            Py_SETREF(zone, newZone);
+            PyObject *key = PyBytes_FromStringAndSize(NULL, cut + zoneLength);
+            if (key == NULL) {
+                goto failed;
+            }
+            memcpy(PyBytes_AS_STRING(key), data + stampStart, cut);
+            memcpy(PyBytes_AS_STRING(key) + cut, data + hi, zoneLength);
+            PyObject *known = PyDict_GetItemWithError(stamps, key);
+            PyObject *value;
+            if (known != NULL && PyObject_IsTrue(known) == 1) {
+                value = Py_NewRef(known);
+            }
+            else if (PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto failed;
+            }
+            else {
+                value = PyObject_CallOneArg(stamp, key);
+            }
+            Py_DECREF(key);
+            if (value == NULL) {
+                goto failed;
+            }
+            Py_SETREF(formatted, value);
+        }
+        /* The message: less a byte order mark, and line ends at its end. */
+        Py_ssize_t from = head, to = end;
+        if (to - from >= 3 && memcmp(data + from, "\xef\xbb\xbf", 3) == 0) {
+            from += 3;
+        }
+        while (to > from && (data[to - 1] == '\r' || data[to - 1] == '\n')) {
+            to--;
+        }
+        PyObject *text = PyUnicode_DecodeUTF8(data + from, to - from, "replace");
+        if (text == NULL) {
+            goto failed;
+        }
+        PyObject *record = PyTuple_Pack(3, formatted, text, level);
+        Py_DECREF(text);
+        if (record == NULL) {
+            goto failed;
+        }
+        int appended = PyList_Append(batch, record);
+        Py_DECREF(record);
+        if (appended < 0) {
+            goto failed;
+        }
+        position = end;
+    }
+    PyObject *result = Py_BuildValue("(nNNN)", position, millis, zone, formatted);
+    return result;
+failed:
+    Py_DECREF(millis);
+    Py_DECREF(zone);
+    Py_DECREF(formatted);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"goRecords", goRecords, METH_VARARGS,
      "goRecords(buffer, position, limit, cache, stamp, records) -> position\n\n"
@@ -287,6 +442,15 @@ static PyMethodDef methods[] = {
      "as (stamp, text, None), and return where the first one it cannot take\n"
      "starts. cache maps time keys to output stamps; stamp(key) gives one\n"
      "the cache does not hold."},
+    {"octetFrames", octetFrames, METH_VARARGS,
+     "octetFrames(buffer, position, maxLine, before, after, stampLength, cut,\n"
+     "            zoneLength, millis, zone, formatted, stamps, stamp, level, batch)\n"
+     "    -> (position, millis, zone, formatted)\n\n"
+     "Append the records of the octet-counted frames from position on whose\n"
+     "header is before + a timestamp of stampLength bytes + after, as\n"
+     "(formatted, text, level), to batch; return where the first other or\n"
+     "incomplete frame starts, and the last timestamp's milliseconds, zone and\n"
+     "output timestamp (millis, zone, formatted: the last frame's, given)."},
     {NULL, NULL, 0, NULL},
 };
 

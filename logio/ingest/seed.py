@@ -23,7 +23,7 @@ import codecs
 import json
 import re
 from json.decoder import scanstring  # type: ignore[attr-defined]
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
@@ -37,22 +37,11 @@ from logio.ingest.base import (
     safeText,
 )
 from logio.ingest.lines import TRUNCATED
+from logio.ingest.speedups import goRecords
 from logio.interfaces import IBroker
 from logio.net import peerHost
 from logio.refusals import Refusals
 from logio.topic import Record, StampParser
-
-#: The compiled decoder of records of the Go client's shape, if it was
-#: built (C{pip install .} builds it where a C compiler is found); the
-#: Python loop of L{SeedProtocol._fastRecords} gives the same records.
-goRecords: Optional[Callable[..., int]]
-try:
-    import _logio_speedups
-except ImportError:
-    goRecords = None
-else:
-    # One built from another version of the source is not to be trusted.
-    goRecords = _logio_speedups.goRecords if _logio_speedups.VERSION == 2 else None
 
 #: Refusal causes.
 BAD_JSON = "invalid JSON"
@@ -186,8 +175,9 @@ class SeedProtocol(Publisher, Protocol):
     """
 
     protocolName = "seed"
-    #: The compiled decoder of the Go client's records (L{goRecords}), or
-    #: L{None} for the Python loop alone.
+    #: The compiled decoder of the Go client's records
+    #: (L{logio.ingest.speedups.goRecords}), or L{None} for the Python loop
+    #: alone.
     compiled = goRecords
 
     def __init__(

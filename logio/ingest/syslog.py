@@ -44,6 +44,7 @@ from twisted.internet.interfaces import IReactorTime
 from logio.auth import Tokens
 from logio.fields import RESERVED_APP, acceptable
 from logio.ingest.base import MAX_TOPICS, Publications, PublisherError, checkAccess
+from logio.ingest.speedups import octetFrames
 from logio.interfaces import IBroker
 from logio.levels import fromSyslog
 from logio.topic import Record, StampParser, Topic
@@ -230,10 +231,15 @@ class SyslogReader:
     Turn syslog messages from one source (a TCP connection, or the UDP
     port) into records of their topics, and publish them.
 
+    @cvar compiled: The compiled reader of frames that share a header
+        (L{logio.ingest.speedups.octetFrames}), or L{None} for the Python
+        loop of L{takeOctets} alone.
     @ivar malformed: Messages that were neither RFC 5424 nor RFC 3164.
     @ivar badTimes: Messages whose timestamp did not parse; they got the
         receive time.
     """
+
+    compiled = octetFrames
 
     def __init__(
         self,
@@ -338,7 +344,28 @@ class SyslogReader:
         millis = zone = b""
         formatted = ""
         level: Optional[str] = None
+        compiled = self.compiled
         while True:
+            if compiled is not None and topic is not None:
+                # It takes the frames that share the last one's header, and
+                # leaves the one it stopped at to this loop.
+                position, millis, zone, formatted = compiled(
+                    buffer,
+                    position,
+                    maxLine,
+                    before,
+                    after,
+                    stampLength,
+                    cut,
+                    zoneLength,
+                    millis,
+                    zone,
+                    formatted,
+                    stamps,
+                    self._stamp,
+                    level,
+                    batch,
+                )
             space = buffer.find(b" ", position, position + MAX_COUNT_DIGITS + 1)
             count = buffer[position:space]
             if space < 0 or not count.isdigit():
