@@ -7,7 +7,6 @@ topic.
 
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import Optional, Sequence
 
 from attrs import define, field
@@ -25,8 +24,6 @@ Group = tuple[Encoder, Optional[Pattern], Optional[int], IFormat, tuple[ISubscri
 #: the subscribers how much they can keep.
 WHOLE_BATCH = 64
 
-_stamp = itemgetter(0)
-
 
 def unkept(
     subscribers: Sequence[ISubscriber],
@@ -39,15 +36,14 @@ def unkept(
     the output of the newer ones alone is more than the most-available
     subscriber's L{room<ISubscriber.room>}, so each would drop these, and
     they need not be encoded.  Counted from the least a record's output can
-    be (its stamp at the batch's shortest, its text empty): no more records
-    are encoded than would fill that room at their least, and one more.
+    be (an empty stamp and text): no more records are encoded than would
+    fill that room at their least, and one more.
     """
     count = len(records)
     if count <= WHOLE_BATCH:
         return 0
     room = max(subscriber.room() for subscriber in subscribers)
-    shortest = min(map(len, map(_stamp, records)))
-    least = sum(len(segment.data) for segment in encoder([("0" * shortest, "", None)], seqs[:1]))
+    least = sum(len(segment.data) for segment in encoder([("", "", None)], seqs[:1]))
     return max(0, count - (room // max(least, 1) + 1))
 
 
