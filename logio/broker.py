@@ -136,6 +136,10 @@ class Broker(Service):
         self.costlyPatterns: dict[str, None] = {}
         self._clock = clock
         self._subscribers: dict[ISubscriber, None] = {}
+        # The subscribers by the one app they can match (see
+        # IFilters.exactApp), and those whose app pattern is another.
+        self._byApp: dict[str, dict[ISubscriber, None]] = {}
+        self._anyApp: dict[ISubscriber, None] = {}
         self._routes: dict[Topic, Route] = {}
         #: New subscribers still being matched against the routes that
         #: existed when they came, and those routes not matched yet.
@@ -211,13 +215,24 @@ class Broker(Service):
                 for topic, route in self._routes.items()
                 if subscriber.filters.matchesTopic(topic)
             ]
-            self._subscribers[subscriber] = None
+            self._enrol(subscriber)
             for route in matching:
                 route.add(subscriber)
             return
-        self._subscribers[subscriber] = None
+        self._enrol(subscriber)
         self._pending[subscriber] = dict.fromkeys(self._routes.values())
         self._clock.callLater(0, self._matchSome, subscriber)
+
+    def _enrol(self, subscriber: ISubscriber) -> None:
+        """
+        Count C{subscriber} in, and in the index new topics are matched by.
+        """
+        self._subscribers[subscriber] = None
+        app = subscriber.filters.exactApp()
+        if app is None:
+            self._anyApp[subscriber] = None
+        else:
+            self._byApp.setdefault(app, {})[subscriber] = None
 
     def _matchSome(self, subscriber: ISubscriber) -> None:
         remaining = self._pending.get(subscriber)
@@ -250,6 +265,14 @@ class Broker(Service):
         if subscriber not in self._subscribers:
             return
         del self._subscribers[subscriber]
+        app = subscriber.filters.exactApp()
+        if app is None:
+            del self._anyApp[subscriber]
+        else:
+            named = self._byApp[app]
+            del named[subscriber]
+            if not named:
+                del self._byApp[app]
         self._pending.pop(subscriber, None)
         for route in self._routes.values():
             route.remove(subscriber)
@@ -286,9 +309,10 @@ class Broker(Service):
         route = self._routes.get(topic)
         if route is None:
             route = self._routes[topic] = Route(topic)
-            for subscriber in self._subscribers:
-                if subscriber.filters.matchesTopic(topic):
-                    route.add(subscriber)
+            for subscribers in (self._byApp.get(topic.app, {}), self._anyApp):
+                for subscriber in subscribers:
+                    if subscriber.filters.matchesTopic(topic):
+                        route.add(subscriber)
         return route
 
     def publisher(self, topic: Topic, protocol: str) -> IPublication:

@@ -181,6 +181,13 @@ class Filters:
         level = query.get("level")
         return cls(**patterns, level=parseLevel(level) if level else None, access=access)
 
+    def exactApp(self) -> Optional[str]:
+        text = self.app.text if self.app is not None else ""
+        inner = text[1:-1]
+        if len(text) > 2 and text[0] == "^" and text[-1] == "$" and _SPECIAL.isdisjoint(inner):
+            return inner
+        return None
+
     def matchesTopic(self, topic: Topic) -> bool:
         """
         Whether records from C{topic} can reach this subscriber (the C{log}

@@ -115,6 +115,14 @@ class IFilters(Interface):
         "The L{IGrant} of the subscriber's token on a server with C{--auth}, or L{None}."
     )
 
+    def exactApp() -> Optional[str]:
+        """
+        The one app the C{app} pattern can match, when it is one anchored
+        literal (C{^myapp$}); L{None} otherwise.  So a new topic is matched
+        only against the subscribers that name its app, and those that
+        name none.
+        """
+
     def matchesTopic(topic: Topic) -> bool:
         """
         Whether records of C{topic} can reach the subscriber (the C{log}

@@ -9,10 +9,11 @@ from __future__ import annotations
 import ipaddress
 import select
 import socket
-from typing import Any
+from typing import Any, Sequence, TypeGuard
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.tcp import Connection
 
 #: How much a subscriber's socket may send in one reactor pass (Twisted's
 #: default is 128 KiB), and how much may wait in its transport before the
@@ -117,6 +118,41 @@ def bufferedBytes(socket: FileDescriptor | None) -> int:
     if socket is None:
         return 0
     return len(socket.dataBuffer) - socket.offset + socket._tempDataLen
+
+
+def plainSocket(transport: object) -> TypeGuard[Connection]:
+    """
+    Whether C{transport} is a plain TCP (or UNIX) connection of the
+    reactor's, whose socket L{sendNow} may write to: not TLS, not a test's
+    fake.
+    """
+    return isinstance(transport, Connection) and not transport.TLS
+
+
+def sendNow(transport: Connection, parts: Sequence[bytes]) -> None:
+    """
+    Write C{parts} to a plain socket transport (see L{plainSocket}) in one
+    system call, at once, when it holds nothing else: the kernel takes it,
+    and the reactor is not asked to watch the socket until it can, which
+    costs two more calls and a turn of the loop.  What the kernel does not
+    take, or everything while the transport holds earlier writes (so order
+    is kept) or is closing, goes to the transport as usual, which also
+    meets any error the socket has.
+    """
+    if bufferedBytes(transport) or transport.disconnecting or not transport.connected:
+        transport.writeSequence(parts)
+        return
+    try:
+        if len(parts) == 1:
+            sent = transport.socket.send(parts[0])
+        else:
+            sent = transport.socket.sendmsg(parts)
+    except OSError:
+        sent = 0
+    if not sent:
+        transport.writeSequence(parts)
+    elif sent < sum(map(len, parts)):
+        transport.write(b"".join(parts)[sent:])
 
 
 def peerHost(transport: object) -> str:

@@ -99,6 +99,56 @@ class BrokerTests(SynchronousTestCase):
         self.assertEqual(search.calls, 2)
         self.assertEqual(len(subscriber.received), 5)
 
+    def test_newTopicMatchedByItsApp(self) -> None:
+        """
+        A new topic is matched only against the subscribers whose C{app}
+        pattern is its app anchored (C{^myapp$}), and those with any other
+        app pattern or none; each gets what its filters say, before and
+        after others leave.
+        """
+        searches = {app: CountingSearch(f"^{app}$") for app in ("myapp", "other", "third")}
+        exact = {
+            app: FakeSubscriber(Filters(app=Pattern(f"^{app}$", search)))
+            for app, search in searches.items()
+        }
+        for subscriber in exact.values():
+            subscriber.subscription = self.broker.subscribe(subscriber)
+        loose = self.subscribe(app="myapp")
+        everything = self.subscribe()
+        proc = self.subscribe(app="^myapp$", proc="^db$")
+        publish(self.broker, WEB, [(TS, "x", None)])
+        publish(self.broker, Topic("myappx", "web", "foobar"), [(TS, "y", None)])
+        self.assertEqual(
+            {app: search.calls for app, search in searches.items()},
+            {"myapp": 1, "other": 0, "third": 0},
+        )
+        self.assertEqual(len(exact["myapp"].received), 1)
+        self.assertEqual((len(loose.received), len(everything.received)), (2, 2))
+        self.assertEqual(proc.received, [])
+        exact["myapp"].unsubscribe()
+        loose.unsubscribe()
+        publish(self.broker, Topic("myapp", "db", "h"), [(TS, "z", None)])
+        self.assertEqual(len(exact["myapp"].received), 1)
+        self.assertEqual(len(loose.received), 2)
+        self.assertEqual(len(proc.received), 1)
+        self.assertEqual(len(everything.received), 3)
+
+    def test_exactApp(self) -> None:
+        """
+        Only an anchored literal names one app.
+        """
+        cases = {
+            "^myapp$": "myapp",
+            "myapp": None,
+            "^my.app$": None,
+            "^myapp": None,
+            "": None,
+            "^$": None,
+            "^my-app_2$": "my-app_2",
+        }
+        for pattern, app in cases.items():
+            self.assertEqual(Filters.fromQuery({"app": pattern}).exactApp(), app, pattern)
+
     def test_subscribeAfterRouteCached(self) -> None:
         """
         A subscriber that arrives after a topic was routed still gets it.

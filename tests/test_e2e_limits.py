@@ -76,7 +76,10 @@ class MemoryTests(SynchronousTestCase):
         before = rss(server)
         self.amplify(server)
         dropped = metrics(server)[("logio_lines_dropped_total", (("format", "text"),))]
-        self.assertGreater(dropped, 20 * 60000)
+        # Each keeps about 5,300 lines of 800 bytes in its bound, and what
+        # the kernel's socket buffers take (not bounded here: up to a few
+        # MiB, by the machine's settings); the rest of the 65,536 is dropped.
+        self.assertGreater(dropped, 20 * 55000)
         # Before the bound, the twenty transports held over 1 GB.
         self.assertGrewLess(server, before, 300 * 1024 * 1024)
 
