@@ -7,14 +7,11 @@ The benchmark needs its extra (numpy); without it these tests are skipped.
 
 from __future__ import annotations
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-try:
-    from bench.fleet import record_format
-    from bench.wire import RecordEncoder
-    from bench.workers import PubSpec
-except ImportError as error:  # pragma: no cover - the bench extra is not installed
-    raise SkipTest(f"the benchmark's extra is not installed: {error}") from error
+from bench.fleet import record_format
+from bench.wire import RecordEncoder
+from bench.workers import PubSpec
 
 STAMP = b"2026-12-05T09:00:00.123456789+00:00"
 

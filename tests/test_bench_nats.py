@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import random
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-try:
-    from bench.nats import PONG, NatsMessages
-    from bench.wire import RecordEncoder
-except ImportError as error:  # pragma: no cover - the bench extra is not installed
-    raise SkipTest(f"the benchmark's extra is not installed: {error}") from error
+from bench.nats import PONG, NatsMessages
+from bench.wire import RecordEncoder
 
 SUBJECT = b"bench.p.h"
 

@@ -88,8 +88,9 @@ class Server:
         @param preexec: Called in the child before it runs twistd (to set
             a resource limit, say).
         """
+        arguments = logioArguments(*options)
         self.process = subprocess.Popen(
-            [twistd(), *logioArguments(*options)],
+            [twistd(), *arguments],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=environment(),
@@ -103,10 +104,22 @@ class Server:
             target=self._drain, args=(self.process.stdout,), daemon=True
         )
         self._drainer.start()
-        started = waitFor(
-            lambda: self.process.poll() is not None or listening(self.log()),
-            what="logio to start",
-        )
+        # Started once it has named every address it was given: one line
+        # each, logged as each listener opens.
+        expected = {
+            "publishers": arguments.count("--publish"),
+            "subscribers": arguments.count("--subscribe"),
+        }
+
+        def ready() -> dict[str, list[str]] | bool | None:
+            if self.process.poll() is not None:
+                return True
+            found = listening(self.log())
+            if found and all(len(found[kind]) >= count for kind, count in expected.items()):
+                return found
+            return None
+
+        started = waitFor(ready, what="logio to start")
         if not isinstance(started, dict):
             self.stop()
             raise AssertionError(f"logio did not start: {self.log()}")
