@@ -19,7 +19,8 @@ from logio.filters import Filters
 from logio.interfaces import Segment
 from logio.net import bufferedBytes
 from logio.stats import Stats
-from logio.web.stream import SEND_AT_ONCE, QueueBudget, Stream
+from logio.web.output import SEND_AT_ONCE
+from logio.web.stream import QueueBudget, Stream
 from tests.support.fakes import TEXT
 from tests.support.sockets import readAvailable
 

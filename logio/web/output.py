@@ -1,0 +1,152 @@
+# -*- test-case-name: tests.test_flush -*-
+"""
+How a subscriber's output reaches its socket: as the chunks of a chunked
+HTTP response, and, over a plain socket, what a turn of the reactor's loop
+wrote sent when the turn ends, in one system call for each subscriber.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+from weakref import WeakKeyDictionary
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITransport
+from twisted.internet.tcp import Connection
+from twisted.logger import Logger
+
+from logio.net import sendNow
+
+#: The most output a stream holds to send straight to its socket at the end
+#: of a turn of the loop (see L{Flusher}); more goes through its transport.
+SEND_AT_ONCE = 16 * 1024
+
+#: Pieces of output smaller than this are copied into one bytes object, in
+#: a chunk or in a slow subscriber's queue: each object a transport or a
+#: queue holds costs about 100 bytes besides its data.
+SMALL = 4096
+
+
+def writeChunk(transport: ITransport, data: bytes) -> None:
+    """
+    Write C{data} as one chunk of a chunked HTTP response: what
+    C{Request.write} does once the headers are out, minus its bookkeeping,
+    which a stream whose headers are out and whose producer is registered
+    does not need: the broker calls this once per subscriber per batch.
+    """
+    if len(data) < SMALL:
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+    else:
+        transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+
+
+class Flusher:
+    """
+    Sends what the streams of plain sockets wrote in one turn of the
+    reactor's loop when it ends: one system call for each subscriber, for
+    all the batches of that turn, straight to the kernel (see
+    L{logio.net.sendNow}), where a transport's write would first have the
+    reactor watch the socket, and stop watching it, for every one.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._outboxes: dict[Outbox, None] = {}
+        self._call: Optional[IDelayedCall] = None
+
+    def add(self, outbox: Outbox) -> None:
+        """
+        C{outbox} has output to send when this turn of the loop ends.
+        """
+        self._outboxes[outbox] = None
+        if self._call is None:
+            self._call = self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._call = None
+        outboxes, self._outboxes = self._outboxes, {}
+        for outbox in outboxes:
+            try:
+                outbox.flush()
+            except Exception:
+                self.log.failure("Sending a subscriber's output failed")
+
+
+class Outbox:
+    """
+    What a stream over a plain socket wrote in this turn of the loop, for
+    its L{Flusher} to send when the turn ends.  Apart from the stream, so
+    the stream refers to nothing that refers back to it: a stream that
+    ends is freed at once, and its transport's buffer with it.
+
+    @ivar size: The bytes waiting.
+    """
+
+    def __init__(self, transport: Connection, flusher: Flusher) -> None:
+        self._transport: Optional[Connection] = transport
+        self._flusher = flusher
+        self._parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        """
+        Send C{data} as one chunk of the response when this turn of the
+        loop ends; or, with what waits, through the transport now if
+        together they are more than L{SEND_AT_ONCE}: the transport sends
+        that when the socket can take it, in larger pieces to a subscriber
+        that reads more slowly than it is written to, and pauses the stream
+        at once if it holds too much.
+        """
+        transport = self._transport
+        if transport is None:
+            return
+        if len(data) < SMALL:
+            parts = [b"%x\r\n%b\r\n" % (len(data), data)]
+        else:
+            parts = [b"%x\r\n" % len(data), data, b"\r\n"]
+        size = sum(map(len, parts))
+        if self.size + size > SEND_AT_ONCE:
+            waiting, self._parts, self.size = self._parts, [], 0
+            transport.writeSequence(waiting + parts)
+            return
+        if not self._parts:
+            self._flusher.add(self)
+        self._parts += parts
+        self.size += size
+
+    def flush(self) -> None:
+        """
+        Send what was written in this turn of the loop.
+        """
+        parts, self._parts = self._parts, []
+        self.size = 0
+        if parts and self._transport is not None:
+            sendNow(self._transport, parts)
+
+    def clear(self) -> None:
+        """
+        Forget what waits: the stream is over, or its connection is.
+        """
+        self._parts = []
+        self.size = 0
+
+    def close(self) -> None:
+        """
+        Forget what waits, and the transport.
+        """
+        self.clear()
+        self._transport = None
+
+
+_flushers: WeakKeyDictionary[IReactorTime, Flusher] = WeakKeyDictionary()
+
+
+def flusherOf(clock: IReactorTime) -> Flusher:
+    """
+    The one L{Flusher} of C{clock}'s loop.
+    """
+    flusher = _flushers.get(clock)
+    if flusher is None:
+        flusher = _flushers[clock] = Flusher(clock)
+    return flusher
