@@ -202,8 +202,9 @@ def _memory_bars(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[fl
 
 def _memory_panel(ax: Any, labels: list[str], values: list[float]) -> None:
     """Server memory figures in MiB."""
-    ax.bar(range(len(values)), values)
-    ax.set_xticks(list(range(len(values))), labels, fontsize=7)
+    bars = ax.bar(range(len(values)), values)
+    ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(list(range(len(values))), labels, fontsize=7, rotation=35, ha="right")
     ax.set_ylabel("MiB")
     ax.set_title("Server memory")
 
