@@ -19,7 +19,8 @@ from logio.filters import Filters
 from logio.interfaces import Segment
 from logio.net import bufferedBytes
 from logio.stats import Stats
-from logio.web.output import SEND_AT_ONCE
+from logio.web import output
+from logio.web.output import PUMP_INTERVAL, SEND_AT_ONCE
 from logio.web.stream import QueueBudget, Stream
 from tests.support.fakes import TEXT
 from tests.support.sockets import readAvailable
@@ -123,3 +124,33 @@ class FlushTests(SynchronousTestCase):
         self.assertIsNone(ref())
         self.reactor.advance(0)
         self.assertEqual(self.received(), b"")
+
+    def test_pumpedInALongTurn(self) -> None:
+        """
+        What the transport holds is sent within a turn of the loop that has
+        gone on for L{PUMP_INTERVAL} (a long turn of many publishers'
+        reads), not only when the turn ends; not in a shorter one.
+        """
+        now = [100.0]
+        self.patch(output, "monotonic", lambda: now[0])
+        stream = self.makeStream(1 << 20)
+        big = b"z" * SEND_AT_ONCE + b"\n"
+        stream.deliver(Segment(big, 1, b"\n"))
+        # The next turn of the loop begins: it is timed from here.
+        self.reactor.advance(0)
+        self.assertEqual(self.received(), b"")
+        now[0] += PUMP_INTERVAL / 2
+        stream.deliver(Segment(big, 1, b"\n"))
+        self.assertEqual(self.received(), b"")
+        now[0] += PUMP_INTERVAL
+        stream.deliver(Segment(b"last\n", 1, b"\n"))
+        stream.deliver(Segment(big, 1, b"\n"))
+        received = self.received()
+        self.assertEqual(
+            received, (chunk(big) * 2 + chunk(b"last\n") + chunk(big))[: len(received)]
+        )
+        self.assertGreater(len(received), 0)
+        while bufferedBytes(self.transport):
+            self.transport.doWrite()
+            received += self.received()
+        self.assertEqual(received, chunk(big) * 2 + chunk(b"last\n") + chunk(big))

@@ -7,6 +7,7 @@ wrote sent when the turn ends, in one system call for each subscriber.
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import Optional
 from weakref import WeakKeyDictionary
 
@@ -14,11 +15,15 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITransport
 from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 
-from logio.net import sendNow
+from logio.net import bufferedBytes, sendNow
 
 #: The most output a stream holds to send straight to its socket at the end
 #: of a turn of the loop (see L{Flusher}); more goes through its transport.
 SEND_AT_ONCE = 16 * 1024
+
+#: The least time between two sends of what a subscriber's transport holds
+#: within one turn of the loop (see L{Outbox.pump}).
+PUMP_INTERVAL = 0.002
 
 #: Pieces of output smaller than this are copied into one bytes object, in
 #: a chunk or in a slow subscriber's queue: each object a transport or a
@@ -54,6 +59,21 @@ class Flusher:
         self._clock = clock
         self._outboxes: dict[Outbox, None] = {}
         self._call: Optional[IDelayedCall] = None
+        self._turnStarted = monotonic()
+        self._marker: Optional[IDelayedCall] = None
+
+    def turnStarted(self) -> float:
+        """
+        When this turn of the loop began (L{monotonic}), as far as is
+        known: the turn after the one that asked first is timed.
+        """
+        if self._marker is None:
+            self._marker = self._clock.callLater(0, self._mark)
+        return self._turnStarted
+
+    def _mark(self) -> None:
+        self._marker = None
+        self._turnStarted = monotonic()
 
     def add(self, outbox: Outbox) -> None:
         """
@@ -88,6 +108,7 @@ class Outbox:
         self._flusher = flusher
         self._parts: list[bytes] = []
         self.size = 0
+        self._pumped = monotonic()
 
     def write(self, data: bytes) -> None:
         """
@@ -109,11 +130,34 @@ class Outbox:
         if self.size + size > SEND_AT_ONCE:
             waiting, self._parts, self.size = self._parts, [], 0
             transport.writeSequence(waiting + parts)
+            self.pump()
             return
         if not self._parts:
             self._flusher.add(self)
         self._parts += parts
         self.size += size
+
+    def pump(self) -> None:
+        """
+        Send what the transport holds now, in a turn of the loop that has
+        gone on for L{PUMP_INTERVAL}, at most that often: in a long turn (a
+        hundred publishers' reads, each batch written here) the reactor
+        would send it only when the turn ends, and a subscriber that reads
+        faster than that would wait, idle, while its queue overflows.  In
+        short turns the reactor sends it, in larger pieces.
+        """
+        transport = self._transport
+        if transport is None or not bufferedBytes(transport):
+            return
+        now = monotonic()
+        started = self._flusher.turnStarted()
+        if now - started < PUMP_INTERVAL or now - self._pumped < PUMP_INTERVAL:
+            return
+        self._pumped = now
+        if transport.connected and not transport.disconnecting:
+            # As the reactor would when the socket can take more: what the
+            # kernel does not take stays, and an error is met again there.
+            transport.doWrite()
 
     def flush(self) -> None:
         """

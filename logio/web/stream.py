@@ -265,6 +265,8 @@ class Stream:
             self._trim(self._maxBytes - held)
         if budget.total > budget.maxBytes:
             budget.check()
+        if self._outbox is not None:
+            self._outbox.pump()
 
     def _queued(self, lines: int, size: int) -> None:
         """
