@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .wire import FIELDS_RE, FLUSH_LINES, FLUSH_NS, Fields, _digits
+from .wire import FIELDS_RE, FLUSH_LINES, FLUSH_NS, Fields, block_fields
 
 CONNECT = b'CONNECT {"verbose":false,"pedantic":false}\r\n'
 PING = b"PING\r\n"
@@ -172,14 +172,11 @@ class NatsMessages:
             return False
         if not (block[:, -3:] == np.frombuffer(END, np.uint8)).all():
             return False
-        offsets = (found.start(1), found.start(2), found.start(3))
-        for offset, label in zip(offsets, (b"pub=", b"seq=", b"ts="), strict=True):
-            start = offset - len(label)
-            if not (block[:, start:offset] == np.frombuffer(label, np.uint8)).all():
-                return False
-        pub, seq, ts = (_digits(block, o, w) for o, w in zip(offsets, (3, 10, 19), strict=True))
+        columns = block_fields(block, (found.start(1), found.start(2), found.start(3)))
+        if columns is None:
+            return False
         assert self.fields is not None
-        self.fields.add(pub, seq, ts, arrived)
+        self.fields.add(*columns, arrived)
         self.lines += len(arrived)
         return True
 

@@ -287,6 +287,20 @@ def _digits(block: np.ndarray, offset: int, width: int) -> np.ndarray:
     return (block[:, offset : offset + width].astype(np.int64) - 48) @ powers
 
 
+def block_fields(
+    block: np.ndarray, offsets: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The publisher, sequence and send-time columns of a matrix of benchmark lines of
+    one width, whose fields' digits start at ``offsets``; None if any row lacks the
+    ``pub=``, ``seq=`` or ``ts=`` label before them."""
+    for offset, label in zip(offsets, (b"pub=", b"seq=", b"ts="), strict=True):
+        start = offset - len(label)
+        if not (block[:, start:offset] == np.frombuffer(label, np.uint8)).all():
+            return None
+    pub, seq, ts = (_digits(block, o, w) for o, w in zip(offsets, (3, 10, 19), strict=True))
+    return pub, seq, ts
+
+
 class HttpLines:
     """One logio subscriber connection: HTTP response headers, then the chunked body in
     the format the query asks for, split into records that are counted (``parse=False``)
@@ -467,13 +481,11 @@ class HttpLines:
         for column in range(1, len(form.end) + 1):
             if not (block[:, -column] == 10).all():
                 return False
-        for offset, label in zip(offsets, (b"pub=", b"seq=", b"ts="), strict=True):
-            start = offset - len(label)
-            if not (block[:, start:offset] == np.frombuffer(label, np.uint8)).all():
-                return False
-        pub, seq, ts = (_digits(block, o, w) for o, w in zip(offsets, (3, 10, 19), strict=True))
+        columns = block_fields(block, offsets)
+        if columns is None:
+            return False
         assert self.fields is not None
-        self.fields.add(pub, seq, ts, arrived)
+        self.fields.add(*columns, arrived)
         self.lines += len(arrived)
         return True
 
