@@ -19,14 +19,13 @@ messages), and writability of a connection that has lines queued.
 from __future__ import annotations
 
 import select
-import socket
 import time
 from collections import deque
 from multiprocessing.connection import Connection
 
 from . import nats
-from .wire import MIN_TEXT, logio_topic, rfc3339
-from .workers import Plan, PubSpec, guarded, raise_nofile
+from .wire import MIN_TEXT, rfc3339
+from .workers import Plan, PubSpec, guarded, publisher_socket, raise_nofile
 
 PONG = -1
 """Stands in a connection's queue for a PONG, which is no line."""
@@ -53,12 +52,7 @@ class _Connection:
 
     def __init__(self, spec: PubSpec, port: int) -> None:
         self.spec = spec
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if spec.proto == "nats":
-            self.sock.sendall(nats.CONNECT)
-        else:
-            self.sock.sendall(logio_topic(spec.proto, spec.app, spec.proc, spec.host))
+        self.sock = publisher_socket(spec, port)
         self.sock.setblocking(False)
         self.format, self.stamped = record_format(spec)
         self.made = 0

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .wire import FIELDS_RE, FLUSH_LINES, FLUSH_NS, Fields, block_fields
+from .wire import FIELDS_RE, Arrivals, Fields, block_fields
 
 CONNECT = b'CONNECT {"verbose":false,"pedantic":false}\r\n'
 PING = b"PING\r\n"
@@ -70,7 +70,7 @@ class _Spanning:
         return counts
 
 
-class NatsMessages:
+class NatsMessages(Arrivals):
     """One NATS subscriber connection: ``SUB subject``, then the messages counted (or, with
     ``parse``, their payloads' fields checked and timed in L{Fields}).
 
@@ -78,6 +78,7 @@ class NatsMessages:
     the worker sends it and empties it."""
 
     def __init__(self, subject: str, parse: bool = False) -> None:
+        super().__init__()
         self.request = CONNECT + b"SUB %s 1\r\n" % subject.encode() + PING
         self.parse = parse
         self.fields = Fields() if parse else None
@@ -89,19 +90,12 @@ class NatsMessages:
         self.dropped = 0
         self.notices = 0
         self.unparsed = 0
-        self.pending = 0
         self.pings = 0
         self.errors: list[str] = []
         self._head = bytearray()
         # Parsing counts whole messages by their ends instead.
         counted = () if parse else ((MARK, b""),)
         self._markers = _Spanning((*counted, (PING_MARK, b"P"), (b"\n-ERR ", b"-")), b"")
-        self._tail = bytearray()
-        self._counted = 0
-        self._arrivals: list[tuple[int, int]] = []
-        self._flushed_ns = 0
-        self.flush_ns = FLUSH_NS
-        """Parse what arrived at least this often (each message keeps its arrival time)."""
 
     def feed(self, buf: bytearray, view: memoryview, n: int, now_ns: int) -> None:
         """Consume ``buf[:n]``, just received at ``now_ns``."""
@@ -132,14 +126,7 @@ class NatsMessages:
             self.lines += messages[0]
             return
         self._tail += view[start:n]
-        arrived = self._tail.count(END, max(0, self._counted - len(END) + 1))
-        self._counted = len(self._tail)
-        if arrived:
-            self._arrivals.append((arrived, now_ns))
-            self.pending += arrived
-            if self.pending >= FLUSH_LINES or now_ns - self._flushed_ns > self.flush_ns:
-                self.flush()
-                self._flushed_ns = now_ns
+        self._arrived(END, now_ns)
 
     def flush(self) -> None:
         """Parse the complete messages received so far (parse mode); each keeps the time

@@ -301,7 +301,38 @@ def block_fields(
     return pub, seq, ts
 
 
-class HttpLines:
+class Arrivals:
+    """What a parsing subscriber connection keeps of what it received: the bytes of
+    units not parsed yet, how many complete units arrived at each ``feed`` and when,
+    so each unit keeps its arrival time; parsed (``flush``) in groups."""
+
+    def __init__(self) -> None:
+        self._tail = bytearray()
+        self._counted = 0
+        self._arrivals: list[tuple[int, int]] = []
+        self._flushed_ns = 0
+        self.flush_ns = FLUSH_NS
+        """Parse what arrived at least this often (each unit keeps its arrival time)."""
+        self.pending = 0
+        """Units received and not parsed yet."""
+
+    def _arrived(self, end: bytes, now_ns: int) -> None:
+        """Count the units ``_tail`` completed since last time (each ends in ``end``) as
+        arrived at ``now_ns``, and parse when enough waited, or long enough."""
+        arrived = self._tail.count(end, max(0, self._counted - len(end) + 1))
+        self._counted = len(self._tail)
+        if arrived:
+            self._arrivals.append((arrived, now_ns))
+            self.pending += arrived
+            if self.pending >= FLUSH_LINES or now_ns - self._flushed_ns > self.flush_ns:
+                self.flush()
+                self._flushed_ns = now_ns
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+
+class HttpLines(Arrivals):
     """One logio subscriber connection: HTTP response headers, then the chunked body in
     the format the query asks for, split into records that are counted (``parse=False``)
     or parsed into L{Fields}.
@@ -313,6 +344,7 @@ class HttpLines:
     """
 
     def __init__(self, query: str, parse: bool) -> None:
+        super().__init__()
         self.request = b"GET /?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % query.encode()
         self.format = query_format(query)
         self._marker = b"\n" + self.format.record
@@ -327,14 +359,6 @@ class HttpLines:
         self._remaining = 0
         self._skip = 0
         self._size_line = bytearray()
-        self._tail = bytearray()
-        self._counted = 0
-        self._arrivals: list[tuple[int, int]] = []
-        self._flushed_ns = 0
-        self.flush_ns = FLUSH_NS
-        """Parse what arrived at least this often (each record keeps its arrival time)."""
-        self.pending = 0
-        """Units (records, notices, keep-alives) received and not parsed yet (parse mode)."""
         self.lines = 0
         self.dropped = 0
         self.notices = 0
@@ -369,15 +393,7 @@ class HttpLines:
         else:
             self._data(buf, view, pos, n)
         if self.parse:
-            unit_end = self.format.end
-            arrived = self._tail.count(unit_end, max(0, self._counted - len(unit_end) + 1))
-            self._counted = len(self._tail)
-            if arrived:
-                self._arrivals.append((arrived, now_ns))
-                self.pending += arrived
-                if self.pending >= FLUSH_LINES or now_ns - self._flushed_ns > self.flush_ns:
-                    self.flush()
-                    self._flushed_ns = now_ns
+            self._arrived(self.format.end, now_ns)
 
     def _dechunk(self, buf: bytearray, view: memoryview, pos: int, n: int) -> None:
         while pos < n and not self.ended:

@@ -133,15 +133,22 @@ def guarded(conn: Connection, body: Callable[..., None], *args: Any) -> None:
 # Publishers
 
 
+def publisher_socket(spec: PubSpec, port: int) -> socket.socket:
+    """A publisher's connection to ``port``, without Nagle, its opening sent: NATS's
+    CONNECT, logio's topic, nothing for Redis."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if spec.proto == "nats":
+        sock.sendall(nats.CONNECT)
+    elif spec.proto != "redis":
+        sock.sendall(logio_topic(spec.proto, spec.app, spec.proc, spec.host))
+    return sock
+
+
 class _Publisher:
     def __init__(self, spec: PubSpec, port: int) -> None:
         self.spec = spec
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if spec.proto == "nats":
-            self.sock.sendall(nats.CONNECT)
-        elif spec.proto != "redis":
-            self.sock.sendall(logio_topic(spec.proto, spec.app, spec.proc, spec.host))
+        self.sock = publisher_socket(spec, port)
         self.encoder = RecordEncoder(spec.proto, spec.channel, spec.topic, spec.width)
         self.sent = 0
         self.replies = 0
