@@ -227,9 +227,25 @@ class SeedProtocol(Publisher, Protocol):
             self._offset -= len(self._carry)
             text, self._carry = self._carry + text, ""
         records: list[Record] = []
+        start = 0
+        compiled = self.compiled
+        if (
+            compiled is not None
+            and self._pending is None
+            and not self._skipping
+            and self.topic is not None
+        ):
+            # The Go client's records, back to back: the compiled decoder
+            # takes them at once, and the rest of the loop what it leaves
+            # (the start of a record the next read ends, or anything else).
+            start = compiled(text, 0, self.maxLine, self.stamps.cache, self._stamp, records)
+            if start == len(text):
+                self._offset += start
+                self.publish(records, start)
+                return
         skipped = self.cutCharacters
         try:
-            consumed = self._feed(text, records)
+            consumed = self._feed(text, records, start)
         except PublisherError as e:
             self.publish(records, len(text))
             self._pending = None
@@ -238,16 +254,17 @@ class SeedProtocol(Publisher, Protocol):
         self._offset += len(text)
         self.publish(records, consumed - (self.cutCharacters - skipped))
 
-    def _feed(self, text: str, records: list[Record]) -> int:
+    def _feed(self, text: str, records: list[Record], start: int = 0) -> int:
         """
         Take one read: finish (or go on with) the pending value, then decode
         the values that follow.
 
+        @param start: Where in C{text} to begin, the values before it taken
+            already (none is pending then).
         @return: How many characters of the stream the values completed in
-            this read took.
+            this read took, those before C{start} included.
         """
-        position = 0
-        consumed = 0
+        position = consumed = start
         if self._pending is not None or self._skipping:
             end = self._scan(text, 0)
             if end < 0:

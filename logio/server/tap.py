@@ -7,6 +7,7 @@ make.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional
 
 from twisted.application.service import MultiService
@@ -110,15 +111,34 @@ def _tokens(settings: Settings, top: MultiService, reactor: Any) -> Optional[Tok
     return tokens
 
 
+def runningReactor() -> Any:
+    """
+    The reactor this process runs.  If none is installed yet (C{twistd}
+    without C{--reactor}) and epoll exists, that is
+    L{logio.server.loop.LeanEPollReactor}, installed now; otherwise the one
+    installed, or Twisted's default.
+    """
+    if "twisted.internet.reactor" not in sys.modules:
+        try:
+            from logio.server.loop import LeanEPollReactor
+        except ImportError:
+            pass
+        else:
+            from twisted.internet.main import installReactor
+
+            installReactor(LeanEPollReactor())
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService:
     """
     Build the service tree: the broker, then one listening service per
     publisher and subscriber endpoint.
     """
     if reactor is None:
-        from twisted.internet import reactor as installed
-
-        reactor = installed
+        reactor = runningReactor()
     raiseFileLimit()
     returnLargeBuffers()
     _log.info(

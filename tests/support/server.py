@@ -81,14 +81,18 @@ class Server:
         testCase: SynchronousTestCase,
         *options: str,
         preexec: Callable[[], None] | None = None,
+        twistdOptions: Sequence[str] = (),
     ) -> None:
         """
         Start C{twistd -n logio} with C{options}, on free ports.
 
         @param preexec: Called in the child before it runs twistd (to set
             a resource limit, say).
+        @param twistdOptions: Options of twistd itself (C{--reactor=poll}).
         """
         arguments = logioArguments(*options)
+        command = arguments.index("logio")
+        arguments[command:command] = twistdOptions
         self.process = subprocess.Popen(
             [twistd(), *arguments],
             stdout=subprocess.PIPE,
