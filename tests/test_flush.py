@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import weakref
 from types import SimpleNamespace
+from typing import Callable
 
 from twisted.internet.protocol import Protocol
 from twisted.internet.tcp import Connection
@@ -82,6 +83,27 @@ class FlushTests(SynchronousTestCase):
         self.reactor.advance(0)
         self.assertEqual(self.received(), chunk(b"one\n") + chunk(b"two\n"))
         self.assertEqual(self.reactor.getWriters(), [])
+
+    def test_loopsOwnTurnEnd(self) -> None:
+        """
+        On a loop that runs calls when a turn ends (C{callAtTurnEnd}, as
+        L{logio.server.loop.LeanEPollReactor} does), the turn's output goes
+        out then, asked for once a turn, with no timed call.
+        """
+        atTurnEnd: list[Callable[[], object]] = []
+        self.reactor = MemoryReactorClock()
+        self.reactor.callAtTurnEnd = atTurnEnd.append  # type: ignore[attr-defined]
+        self.transport.reactor = self.reactor
+        self.stream = self.makeStream(1 << 20)
+        self.stream.deliver(Segment(b"one\n", 1, b"\n"))
+        self.stream.deliver(Segment(b"two\n", 1, b"\n"))
+        self.assertEqual(len(atTurnEnd), 1)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertEqual(self.received(), b"")
+        atTurnEnd.pop()()
+        self.assertEqual(self.received(), chunk(b"one\n") + chunk(b"two\n"))
+        self.stream.deliver(Segment(b"three\n", 1, b"\n"))
+        self.assertEqual(len(atTurnEnd), 1)
 
     def test_largerThroughTheTransport(self) -> None:
         """

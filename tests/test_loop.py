@@ -127,6 +127,65 @@ class LeanEPollReactorTests(SynchronousTestCase):
         self.assertEqual(sorted([first.read, second.read])[0], b"")
 
 
+class TurnEndTests(SynchronousTestCase):
+    """
+    L{LeanEPollReactor.callAtTurnEnd} runs calls when a turn of the loop
+    ends.
+    """
+
+    def setUp(self) -> None:
+        if LeanEPollReactor is None:
+            raise SkipTest("no epoll here")
+        self.reactor = LeanEPollReactor()
+        self.addCleanup(self.reactor._poller.close)
+        self.events: list[str] = []
+        ours, self.theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(self.theirs.close)
+        self.reader = Reader(ours)
+        self.reader.doRead = self.read  # type: ignore[method-assign]
+        self.reactor.addReader(self.reader)
+        self.addCleanup(self.reactor.removeReader, self.reader)
+
+    def read(self) -> None:
+        self.events.append("read " + self.reader.sock.recv(100).decode())
+        self.reactor.callAtTurnEnd(lambda: self.events.append("end"))
+
+    def test_afterTheReadySockets(self) -> None:
+        """
+        Asked while the poll's ready sockets are served, a call runs once
+        they all are, within the same iteration.
+        """
+        self.theirs.sendall(b"a")
+        waitFor(lambda: self.reactor.doIteration(0.1) or self.events, what="a read")
+        self.assertEqual(self.events, ["read a", "end"])
+
+    def test_beforeTheWait(self) -> None:
+        """
+        Asked outside a poll (by a timed call), a call runs before the loop
+        waits: here it makes the socket ready, and the same iteration reads
+        it rather than waiting out its timeout.
+        """
+
+        def send() -> None:
+            self.events.append("send")
+            self.theirs.sendall(b"b")
+
+        self.reactor.callAtTurnEnd(send)
+        self.reactor.doIteration(60)
+        self.assertEqual(self.events, ["send", "read b", "end"])
+
+    def test_failureLogged(self) -> None:
+        """
+        A call that raises is logged, and the others still run.
+        """
+        self.reactor.callAtTurnEnd(lambda: 1 // 0)
+        self.reactor.callAtTurnEnd(lambda: self.events.append("second"))
+        self.reactor.doIteration(0)
+        self.assertEqual(self.events, ["second"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
 class InstalledTests(SynchronousTestCase):
     """
     C{twistd logio} runs on the lean reactor, unless told otherwise.

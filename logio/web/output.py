@@ -8,7 +8,7 @@ wrote sent when the turn ends, in one system call for each subscriber.
 from __future__ import annotations
 
 from time import monotonic
-from typing import Optional
+from typing import Callable, Optional
 from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITransport
@@ -58,7 +58,12 @@ class Flusher:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._outboxes: dict[Outbox, None] = {}
-        self._call: Optional[IDelayedCall] = None
+        # The loop's own way to run something when a turn ends (see
+        # logio.server.loop), if it has one; a timed call otherwise.
+        self._atTurnEnd: Optional[Callable[[Callable[[], None]], None]] = getattr(
+            clock, "callAtTurnEnd", None
+        )
+        self._waiting = False
         self._turnStarted = monotonic()
         self._marker: Optional[IDelayedCall] = None
 
@@ -80,11 +85,15 @@ class Flusher:
         C{outbox} has output to send when this turn of the loop ends.
         """
         self._outboxes[outbox] = None
-        if self._call is None:
-            self._call = self._clock.callLater(0, self._flush)
+        if not self._waiting:
+            self._waiting = True
+            if self._atTurnEnd is not None:
+                self._atTurnEnd(self._flush)
+            else:
+                self._clock.callLater(0, self._flush)
 
     def _flush(self) -> None:
-        self._call = None
+        self._waiting = False
         outboxes, self._outboxes = self._outboxes, {}
         for outbox in outboxes:
             try:
