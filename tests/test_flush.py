@@ -120,6 +120,34 @@ class FlushTests(SynchronousTestCase):
             self.transport.doWrite()
         self.assertEqual(self.received(), chunk(b"first\n") + chunk(big) + chunk(b"after\n"))
 
+    def test_sameSegmentToMany(self) -> None:
+        """
+        Subscribers given the same segments (one group's) each get them
+        whole and in order, small and large, though each segment's chunk
+        is made once: a later segment of the same size is its own chunk.
+        """
+        near, far = socket.socketpair()
+        self.addCleanup(near.close)
+        self.addCleanup(far.close)
+        far.setblocking(False)
+        second = Connection(near, Protocol(), reactor=self.reactor)
+        second.connected = 1
+        first, firstStream = self.transport, self.stream
+        self.transport = second
+        secondStream = self.makeStream(1 << 20)
+        big = b"b" * SEND_AT_ONCE + b"\n"
+        segments = [b"one\n", b"two\n", big, b"end\n"]
+        for data in segments:
+            for stream in (firstStream, secondStream):
+                stream.deliver(Segment(data, 1, b"\n"))
+        self.reactor.advance(0)
+        for transport in (first, second):
+            while bufferedBytes(transport):
+                transport.doWrite()
+        expected = b"".join(map(chunk, segments))
+        self.assertEqual(self.received(), expected)
+        self.assertEqual(readAvailable(far), expected)
+
     def test_waitingCountsInTheBound(self) -> None:
         """
         What waits for the end of the turn counts in what the subscriber

@@ -64,6 +64,9 @@ class Flusher:
             clock, "callAtTurnEnd", None
         )
         self._waiting = False
+        # The last data made a chunk, and its chunk (see chunk).
+        self._chunked: Optional[bytes] = None
+        self._chunk: tuple[tuple[bytes, ...], int] = ((), 0)
         self._turnStarted = monotonic()
         self._marker: Optional[IDelayedCall] = None
 
@@ -79,6 +82,21 @@ class Flusher:
     def _mark(self) -> None:
         self._marker = None
         self._turnStarted = monotonic()
+
+    def chunk(self, data: bytes) -> tuple[tuple[bytes, ...], int]:
+        """
+        C{data} as one chunk of a chunked HTTP response, in parts, and its
+        size: the broker gives every subscriber of a group the same
+        segment, whose chunk is made once for all of them.
+        """
+        if data is self._chunked:
+            return self._chunk
+        if len(data) < SMALL:
+            parts: tuple[bytes, ...] = (b"%x\r\n%b\r\n" % (len(data), data),)
+        else:
+            parts = (b"%x\r\n" % len(data), data, b"\r\n")
+        self._chunked, self._chunk = data, (parts, sum(map(len, parts)))
+        return self._chunk
 
     def add(self, outbox: Outbox) -> None:
         """
@@ -131,14 +149,10 @@ class Outbox:
         transport = self._transport
         if transport is None:
             return
-        if len(data) < SMALL:
-            parts = [b"%x\r\n%b\r\n" % (len(data), data)]
-        else:
-            parts = [b"%x\r\n" % len(data), data, b"\r\n"]
-        size = sum(map(len, parts))
+        parts, size = self._flusher.chunk(data)
         if self.size + size > SEND_AT_ONCE:
             waiting, self._parts, self.size = self._parts, [], 0
-            transport.writeSequence(waiting + parts)
+            transport.writeSequence([*waiting, *parts])
             self.pump()
             return
         if not self._parts:
