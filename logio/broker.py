@@ -34,7 +34,7 @@ from logio.interfaces import (
     Segment,
 )
 from logio.levels import ranks
-from logio.route import Group, Route, unkept
+from logio.route import WHOLE_BATCH, Group, Route, unkept
 from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
 from logio.timerange import TimeRange
@@ -537,11 +537,12 @@ class Broker(Service):
         each subscriber is told the older ones were dropped, as its queue
         would have dropped them.
         """
-        older = unkept(subscribers, encoder, records, seqs)
         skipped = 0
-        if older:
-            skipped = format.lines(records[:older])
-            records, seqs = records[older:], seqs[older:]
+        if len(records) > WHOLE_BATCH:
+            older = unkept(subscribers, encoder, records, seqs)
+            if older:
+                skipped = format.lines(records[:older])
+                records, seqs = records[older:], seqs[older:]
         segments = encoder(records, seqs)
         for subscriber in subscribers:
             try:
@@ -558,7 +559,9 @@ class Broker(Service):
                     subscriber.abort()
                 except Exception:
                     self.log.failure("Disconnecting {subscriber} failed", subscriber=subscriber)
-        lines = skipped + sum(segment.lines for segment in segments)
+        lines = skipped
+        for segment in segments:
+            lines += segment.lines
         self.stats.linesOut[format.name] += len(subscribers) * lines
 
     def stopService(self) -> Deferred[Any]:

@@ -806,6 +806,27 @@ class SeedTests(PublisherTestCase):
             ],
         )
 
+    def test_invalidUTF8AcrossReads(self) -> None:
+        """
+        A read that ends with the start of a character the next read does
+        not finish still gets its U+FFFD, however the next read begins;
+        a character split between two reads is whole.
+        """
+        connection = seed().feed(
+            values(WEB_TOPIC) + b'{"time":"2016-12-06T22:14:21Z","raw":"a\xe2',
+            b'b"}',
+            b'{"time":"2016-12-06T22:14:21Z","raw":"\xc3',
+            b'\xa9"}',
+        )
+        self.assertPublished(
+            connection,
+            WEB,
+            [
+                ("2016-12-06T22:14:21.000", "a\ufffdb", None),
+                ("2016-12-06T22:14:21.000", "\u00e9", None),
+            ],
+        )
+
     def test_missingProcAndHost(self) -> None:
         """
         A missing, null or empty proc becomes C{-}; a missing, null or empty

@@ -222,7 +222,13 @@ class SeedProtocol(Publisher, Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.failed or self.stopped:
             return
-        text = self._decoder.decode(data)
+        decoder = self._decoder
+        try:
+            # Most reads end between characters: decoded at once, unless
+            # the last read left part of one, or this one does.
+            text = decoder.decode(data) if decoder.buffer else data.decode()
+        except UnicodeDecodeError:
+            text = decoder.decode(data)
         if self._carry:
             self._offset -= len(self._carry)
             text, self._carry = self._carry + text, ""
