@@ -49,6 +49,9 @@ SUSPECT = bytes(range(0x00, 0x09)) + bytes(range(0x0B, 0x20)) + b"\x7f\xc2\xd8\x
 #: Every byte that is not L{SUSPECT}: what C{data.translate(None, CLEAN)}
 #: deletes, leaving the suspects.
 CLEAN = bytes(sorted(set(range(256)) - set(SUSPECT)))
+#: L{CLEAN} less the newline: C{data.translate(None, CLEAN_BUT_NEWLINE)}
+#: leaves the suspects and the newlines, which one pass then counts.
+CLEAN_BUT_NEWLINE = CLEAN.replace(b"\n", b"")
 
 
 def _visible(match: re.Match[str]) -> str:

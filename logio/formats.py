@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from zope.interface import implementer
 
-from logio.fields import CLEAN, RESERVED_APP, UNSAFE, escape, escapeKeepingSGR
+from logio.fields import CLEAN_BUT_NEWLINE, RESERVED_APP, UNSAFE, escape, escapeKeepingSGR
 from logio.http import PLAIN_TEXT
 from logio.interfaces import Encoder, IFormat, Segment
 from logio.levels import LEVELS, levelsOf
@@ -88,12 +88,14 @@ def pack(lines: Sequence[str], prefix: str, shown: Callable[[str], str] = escape
     """
     text = "".join(lines)
     data = text.encode("utf-8", "replace")
-    # One pass over the bytes finds the batches that may need it.
-    if data.translate(None, CLEAN) and UNSAFE.search(text) is not None:
+    # One pass over the bytes finds the newlines, and the batches that may
+    # need escaping: any other suspect byte left.
+    suspects = data.translate(None, CLEAN_BUT_NEWLINE)
+    count = suspects.count(b"\n")
+    if len(suspects) > count and UNSAFE.search(text) is not None:
         lines = [shown(line) for line in lines]
         text = "".join(lines)
         data = text.encode("utf-8", "replace")
-    count = text.count("\n")
     if count == len(lines):
         return [Segment(data, count, b"\n")]
     segments: list[Segment] = []

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from logio.fields import (
     CLEAN,
+    CLEAN_BUT_NEWLINE,
     MAX_TOPIC_FIELD,
     SUSPECT,
     UNSAFE,
@@ -60,6 +61,8 @@ class EscapeTests(SynchronousTestCase):
         self.assertEqual(set(CLEAN) | set(SUSPECT), set(range(256)))
         self.assertFalse(set(CLEAN) & set(SUSPECT))
         self.assertFalse(b"plain ASCII\tline\n".translate(None, CLEAN))
+        self.assertEqual(set(CLEAN_BUT_NEWLINE), set(CLEAN) - {10})
+        self.assertEqual(b"a\nb\x1b\n".translate(None, CLEAN_BUT_NEWLINE), b"\n\x1b\n")
 
     def test_exhaustive(self) -> None:
         """

@@ -17,6 +17,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from logio.ingest import lines as linesModule
+from logio.ingest.lines import LineSplitter
 from logio.ingest.sniff import PublisherFactory
 from logio.topic import Record, Topic
 from tests.support.fakes import FakeBroker, publisherFactory
@@ -210,3 +212,43 @@ class FuzzTests(SynchronousTestCase):
         self.assertEqual(outcome(stream, sizes), whole)
         self.assertEqual(len(whole[0]), len(ends))
         self.assertEqual(whole[1:], (b"", True))
+
+
+class SplitterTests(SynchronousTestCase):
+    """
+    L{LineSplitter} splits long lines (searched for one at a time) and
+    short ones (split at once) alike.
+    """
+
+    @FUZZ
+    @given(
+        st.lists(st.binary(max_size=700).map(lambda line: line.replace(b"\n", b"")), max_size=12),
+        st.sampled_from([b"\n", b"\r\n"]),
+        st.lists(st.integers(1, 900), min_size=1, max_size=8),
+        st.integers(1, 800),
+    )
+    def test_longAndShortAlike(
+        self, lines: list[bytes], newline: bytes, sizes: list[int], maxLine: int
+    ) -> None:
+        """
+        However a stream is read, each way of splitting hands over the same
+        lines and counts the same bytes cut off; without cuts or CRs of
+        their own, the lines sent.
+        """
+        stream = b"".join(line + newline for line in lines)
+        results = []
+        for longLine in (0, len(stream) + 1):
+            self.patch(linesModule, "LONG_LINE", longLine)
+            got: list[bytes] = []
+            splitter = LineSplitter(maxLine, got.extend)
+            position = index = 0
+            while position < len(stream):
+                size = sizes[index % len(sizes)]
+                splitter.feed(stream[position : position + size])
+                position += size
+                index += 1
+            splitter.end()
+            results.append((got, splitter.discarded))
+        self.assertEqual(results[0], results[1])
+        if all(len(line) <= maxLine and b"\r" not in line for line in lines):
+            self.assertEqual(results[0], (lines, 0))

@@ -79,8 +79,10 @@ class TextProtocol(Publisher, LineOnlyReceiver):
             if not lines:
                 return
         stamp = self.now()
-        text = b"\n".join(lines).decode("utf-8", "replace")
-        self.publish([(stamp, line, None) for line in text.split("\n")], len(text))
+        self.publish(
+            [(stamp, line.decode("utf-8", "replace"), None) for line in lines],
+            sum(map(len, lines)) + len(lines) - 1,
+        )
 
     def endOfStream(self) -> PublisherError | None:
         """
