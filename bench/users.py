@@ -107,7 +107,8 @@ class UserLoads(Harness):
         apps = [f"app{i:03d}" for i in range(APPS)]
         pubs = [PubSpec(proto, app, pub=i) for i, app in enumerate(apps)]
         # Each gets 20 lines a second: parsing them once a second is plenty (arrival
-        # times are kept per read either way).
+        # times are kept per read either way, and each connection parses in a phase of
+        # its own).
         if kind == "logio":
             subs = [
                 SubSpec("http", f"app=^{app}$", parse=True, pubs=(i,), flush=1.0)

@@ -22,6 +22,7 @@ always of delivered records, never bytes divided by an assumed line size.
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from dataclasses import dataclass
@@ -322,6 +323,11 @@ class Arrivals:
         arrived = self._tail.count(end, max(0, self._counted - len(end) + 1))
         self._counted = len(self._tail)
         if arrived:
+            if not self._flushed_ns:
+                # Each connection parses in a phase of its own: many connections
+                # started together would otherwise all parse at the same moments,
+                # each time holding up the reads of every one for as long.
+                self._flushed_ns = now_ns - random.randrange(self.flush_ns)
             self._arrivals.append((arrived, now_ns))
             self.pending += arrived
             if self.pending >= FLUSH_LINES or now_ns - self._flushed_ns > self.flush_ns:

@@ -53,6 +53,14 @@ def feedInPieces(reader: NatsMessages, stream: bytes, sizes: list[int]) -> None:
         turn += 1
 
 
+def feedAt(reader: NatsMessages, data: bytes, now_ns: int) -> None:
+    """
+    Feed C{data} to C{reader} as one read received at C{now_ns}.
+    """
+    buf = bytearray(data)
+    reader.feed(buf, memoryview(buf), len(data), now_ns)
+
+
 class NatsMessagesTests(SynchronousTestCase):
     """
     L{NatsMessages} counts and parses what nats-server delivers.
@@ -101,6 +109,33 @@ class NatsMessagesTests(SynchronousTestCase):
                 sizes,
             )
             self.assertEqual(reader.reply, PONG * 3)
+
+    def test_parsingPhasesSpread(self) -> None:
+        """
+        Connections whose messages arrive at the same moments parse them at
+        moments of their own, each within its interval of the first: a
+        worker of many connections started together does not parse all of
+        theirs at once, holding up its reads for the whole time.
+        """
+        stream = serverStream(40, pings=0)
+        head = stream.index(b"MSG")
+        interval = 10
+        firstParse = []
+        for _ in range(50):
+            reader = NatsMessages("bench.>", parse=True)
+            reader.flush_ns = interval
+            feedAt(reader, stream[:head], 1)
+            messages = [m for m in stream[head:].split(b"MSG ") if m]
+            for tick, message in enumerate(messages, start=1):
+                feedAt(reader, b"MSG " + message, tick)
+                if not reader.pending:
+                    firstParse.append(tick)
+                    break
+            self.assertEqual(reader.pending, 0)
+        # The first message came at tick 1; each parses once more than the
+        # interval has passed since its phase began.
+        self.assertTrue(all(1 <= tick <= interval + 2 for tick in firstParse), firstParse)
+        self.assertGreater(len(set(firstParse)), 1, firstParse)
 
     def test_missingCounted(self) -> None:
         """
