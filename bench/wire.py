@@ -311,7 +311,7 @@ class Arrivals:
         self._tail = bytearray()
         self._counted = 0
         self._arrivals: list[tuple[int, int]] = []
-        self._flushed_ns = 0
+        self._flushed_ns: int | None = None
         self.flush_ns = FLUSH_NS
         """Parse what arrived at least this often (each unit keeps its arrival time)."""
         self.pending = 0
@@ -323,7 +323,7 @@ class Arrivals:
         arrived = self._tail.count(end, max(0, self._counted - len(end) + 1))
         self._counted = len(self._tail)
         if arrived:
-            if not self._flushed_ns:
+            if self._flushed_ns is None:
                 # Each connection parses in a phase of its own: many connections
                 # started together would otherwise all parse at the same moments,
                 # each time holding up the reads of every one for as long.
