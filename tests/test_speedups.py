@@ -3,7 +3,8 @@ The compiled fast paths (C{_logio_speedups}, built by C{pip install .})
 publish exactly what the Python loops they stand in for do: the seed
 decoder for records of the Go client's shape and everything near it, the
 syslog reader for octet-counted frames of every header; however the stream
-is split into reads.
+is split into reads.  The store's flat packing gives the same values as
+Python's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from logio.ingest import speedups
 from logio.ingest.seed import SeedProtocol
 from logio.ingest.syslog import SyslogReader
+from logio.packing import STAMP, pack, packRecords, unpack
+from logio.topic import Record
 from tests.test_fuzz_publish import Publisher, chunkSizes, outcome, records, setUp
 
 TOPIC = b'{"app":"fuzz","proc":"p","host":"h"}'
@@ -253,3 +256,85 @@ class CompiledTests(SynchronousTestCase):
         python, compiled = both(stream, sizes)
         self.assertEqual(compiled, python)
         self.assertEqual(both(stream, [len(stream)])[1], compiled)
+
+
+stampTexts = st.sampled_from(
+    ["2016-12-06T22:14:21.448", "2016-12-06T22:14:21.447", "2017-01-01T00:00:00.000", "é" * 23]
+    + ["2016-12-06T22:14:21", "2016-12-06T22:14:21.4480"]
+)
+packTexts = st.lists(st.sampled_from(["a", " ", "\x00", "\n", "é", "😀", "\ud800", "-", "x" * 40]))
+usualStamps = ["2016-12-06T22:14:21.448", "2016-12-06T22:14:21.447", "2017-01-01T00:00:00.000"]
+batches = st.lists(
+    st.tuples(
+        stampTexts,
+        packTexts.map("".join),
+        st.sampled_from([None] * 6 + ["error", "info"]),
+    ),
+    min_size=1,
+    max_size=8,
+) | st.lists(
+    # The usual batch: ASCII, no NUL, no level.
+    st.tuples(
+        st.sampled_from(usualStamps),
+        st.text(st.characters(min_codepoint=1, max_codepoint=127), max_size=50),
+        st.none(),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+class FlatPackTests(SynchronousTestCase):
+    """
+    The store's compiled flat packing against L{packRecords}.
+    """
+
+    def setUp(self) -> None:
+        if speedups.flatPack is None:
+            if os.environ.get("CI"):
+                self.fail("the compiled fast paths were not built (pip install . builds them)")
+            raise SkipTest("the compiled fast paths are not built here")
+
+    @COMPARE
+    @given(batches)
+    def test_sameAsPython(self, batch: list[tuple[str, str, str | None]]) -> None:
+        """
+        A batch the compiled packing takes packs to the same value, oldest
+        and newest as in Python, and reads back; it takes every batch of
+        ASCII timestamps of the right length and ASCII texts without a NUL
+        or a level.
+        """
+        assert speedups.flatPack is not None
+        records: list[Record] = list(batch)
+        packed = speedups.flatPack(records, STAMP)
+        usual = all(
+            stamp.isascii() and len(stamp) == STAMP and text.isascii() and "\x00" not in text
+            for stamp, text, level in records
+        ) and not any(level for _, _, level in records)
+        self.assertEqual(packed is not None, usual, records)
+        if packed is not None:
+            self.assertEqual(packed, packRecords(records))
+            self.assertEqual(unpack(packed[0], len(records)), records)
+        self.assertEqual(pack(records), packRecords(records))
+
+    def test_oldestAndNewest(self) -> None:
+        """
+        Records of several times give the oldest and the newest, wherever
+        they are in the batch.
+        """
+        assert speedups.flatPack is not None
+        late, early, latest = usualStamps[0], usualStamps[1], usualStamps[2]
+        records: list[Record] = [(late, "a", None), (latest, "b", None), (early, "c", None)]
+        packed = speedups.flatPack(records, STAMP)
+        self.assertEqual(packed[1:], (early, latest))
+        self.assertEqual(packed[0], ("F" + late + latest + early + "---a\x00b\x00c").encode())
+
+    def test_notTaken(self) -> None:
+        """
+        An empty batch, or one whose records are not plain tuples of
+        strings, is left to Python.
+        """
+        assert speedups.flatPack is not None
+        self.assertIsNone(speedups.flatPack([], STAMP))
+        self.assertIsNone(speedups.flatPack([["2016-12-06T22:14:21.448", "a", None]], STAMP))
+        self.assertIsNone(speedups.flatPack([("2016-12-06T22:14:21.448", b"a", None)], STAMP))

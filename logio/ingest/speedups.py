@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 #: The version of the source this checkout's Python expects.
-VERSION = 3
+VERSION = 4
 
 goRecords: Optional[Callable[..., int]] = None
 octetFrames: Optional[Callable[..., Any]] = None
+flatPack: Optional[Callable[..., Any]] = None
 try:
     import _logio_speedups
 except ImportError:
@@ -23,3 +24,4 @@ else:
     if _logio_speedups.VERSION == VERSION:
         goRecords = _logio_speedups.goRecords
         octetFrames = _logio_speedups.octetFrames
+        flatPack = _logio_speedups.flatPack
