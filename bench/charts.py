@@ -8,7 +8,7 @@ from typing import Any
 
 from .report import NATS_PEERS, PEERS, _has_logio_twin
 from .report_loads import LATER_RUN
-from .scaling import AXES, COUNTS, SERVERS, points
+from .scaling import AXES, COUNTS, SERVERS, point_name, points
 
 SERVER_NAMES = {"logio": "logio", "redis": "redis-server", "nats": "nats-server"}
 SERVER_COLOURS = {"logio": "tab:blue", "redis": "tab:orange", "nats": "tab:green"}
@@ -88,8 +88,10 @@ def _scaling_panel(ax: Any, results: dict[str, dict[str, Any]], axis: str) -> No
         colour = SERVER_COLOURS[kind]
         ax.plot(xs, millions, styles[kind], label=SERVER_NAMES[kind], color=colour, linewidth=2)
         for x, y in zip(xs, millions, strict=True):
+            # A server that cut its subscriber off delivered nothing: say so.
+            cut = results[point_name(axis, x, kind)].get("closed_subscribers")
             ax.annotate(
-                f"{y:.2g}",
+                "cut off" if cut and not y else f"{y:.2g}",
                 (x, y),
                 textcoords="offset points",
                 xytext=(0, offsets[kind] if y > low else 5),
