@@ -527,6 +527,19 @@ class TCPTests(SynchronousTestCase):
             [(NOW_TS, "m", "notice"), (NOW_TS, "m", "notice")],
         )
 
+    def test_timestampOfNoForm(self) -> None:
+        """
+        An RFC 5424 timestamp of neither form (its header takes any word
+        there) gives the receive time too, and is counted, the next message
+        read as ever.
+        """
+        connection = connect().feed(b"<13>1 Xmas h a - - - m\n<13>1 - h a - - - n\n")
+        self.assertEqual(
+            [record for _, record in published(connection)],
+            [(NOW_TS, "m", "notice"), (NOW_TS, "n", "notice")],
+        )
+        self.assertEqual(connection.protocol.parser.reader.badTimes, 1)
+
 
 TOKEN = "syslog-token-0123456789"
 

@@ -474,10 +474,12 @@ class SyslogReader:
         """
         Read an RFC 3164 timestamp, C{Mmm dd hh:mm:ss}, as UTC in the
         current year, or the year before for a month more than one ahead of
-        now.
+        now; L{None} for anything else (an RFC 5424 header takes any word
+        as its timestamp).
         """
         match = _BSD_STAMP.match(stamp)
-        assert match is not None
+        if match is None:
+            return None
         month, day, hour, minute, second = match.groups()
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         number = _MONTHS.get(month)
