@@ -133,15 +133,7 @@ class NatsMessages(Arrivals):
         of the ``feed`` that completed it."""
         if not self.pending:
             return
-        tail = self._tail
-        size = tail.rfind(END) + len(END)
-        counts, stamps = zip(*self._arrivals, strict=True)
-        arrived = np.repeat(np.array(stamps, dtype=np.int64), counts)
-        self._arrivals.clear()
-        self.pending = 0
-        self._counted -= size
-        data = bytes(tail[:size])
-        del tail[:size]
+        data, arrived = self._take(END)
         width = data.find(END) + len(END)
         if len(data) == width * len(arrived) and self._matrix(data, width, arrived):
             return

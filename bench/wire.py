@@ -337,6 +337,20 @@ class Arrivals:
     def flush(self) -> None:
         raise NotImplementedError
 
+    def _take(self, end: bytes) -> tuple[bytes, np.ndarray]:
+        """The complete units received so far (each ends in ``end``), and each one's
+        arrival time; both forgotten here."""
+        tail = self._tail
+        size = tail.rfind(end) + len(end)
+        counts, stamps = zip(*self._arrivals, strict=True)
+        arrived = np.repeat(np.array(stamps, dtype=np.int64), counts)
+        self._arrivals.clear()
+        self.pending = 0
+        self._counted -= size
+        data = bytes(tail[:size])
+        del tail[:size]
+        return data, arrived
+
 
 class HttpLines(Arrivals):
     """One logio subscriber connection: HTTP response headers, then the chunked body in
@@ -476,18 +490,9 @@ class HttpLines(Arrivals):
         if not self.pending:
             return
         end = self.format.end
-        tail = self._tail
-        size = tail.rfind(end) + len(end)
-        units = self.pending
-        counts, stamps = zip(*self._arrivals, strict=True)
-        arrived = np.repeat(np.array(stamps, dtype=np.int64), counts)
-        self._arrivals.clear()
-        self.pending = 0
-        self._counted -= size
-        data = bytes(tail[:size])
-        del tail[:size]
+        data, arrived = self._take(end)
         width = data.find(end) + len(end)
-        if size == units * width and self._matrix(data, width, arrived):
+        if len(data) == len(arrived) * width and self._matrix(data, width, arrived):
             return
         self._runs(data, arrived)
 
