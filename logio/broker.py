@@ -34,7 +34,7 @@ from logio.interfaces import (
     Segment,
 )
 from logio.levels import ranks
-from logio.route import WHOLE_BATCH, Group, Route, unkept
+from logio.route import Group, Route, unkept
 from logio.settings import Settings
 from logio.stats import Stats, TopicInfo
 from logio.timerange import TimeRange
@@ -537,12 +537,11 @@ class Broker(Service):
         each subscriber is told the older ones were dropped, as its queue
         would have dropped them.
         """
+        older = unkept(subscribers, encoder, records, seqs)
         skipped = 0
-        if len(records) > WHOLE_BATCH:
-            older = unkept(subscribers, encoder, records, seqs)
-            if older:
-                skipped = format.lines(records[:older])
-                records, seqs = records[older:], seqs[older:]
+        if older:
+            skipped = format.lines(records[:older])
+            records, seqs = records[older:], seqs[older:]
         segments = encoder(records, seqs)
         for subscriber in subscribers:
             try:
