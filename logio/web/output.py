@@ -31,6 +31,16 @@ PUMP_INTERVAL = 0.002
 SMALL = 4096
 
 
+def chunked(data: bytes) -> tuple[bytes, ...]:
+    """
+    C{data} as one chunk of a chunked HTTP response, in parts: one piece if
+    it is small, else the size line, C{data} itself (not copied), the CRLF.
+    """
+    if len(data) < SMALL:
+        return (b"%x\r\n%b\r\n" % (len(data), data),)
+    return (b"%x\r\n" % len(data), data, b"\r\n")
+
+
 def writeChunk(transport: ITransport, data: bytes) -> None:
     """
     Write C{data} as one chunk of a chunked HTTP response: what
@@ -38,10 +48,11 @@ def writeChunk(transport: ITransport, data: bytes) -> None:
     which a stream whose headers are out and whose producer is registered
     does not need: the broker calls this once per subscriber per batch.
     """
-    if len(data) < SMALL:
-        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+    parts = chunked(data)
+    if len(parts) == 1:
+        transport.write(parts[0])
     else:
-        transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+        transport.writeSequence(parts)
 
 
 class Flusher:
@@ -89,13 +100,9 @@ class Flusher:
         size: the broker gives every subscriber of a group the same
         segment, whose chunk is made once for all of them.
         """
-        if data is self._chunked:
-            return self._chunk
-        if len(data) < SMALL:
-            parts: tuple[bytes, ...] = (b"%x\r\n%b\r\n" % (len(data), data),)
-        else:
-            parts = (b"%x\r\n" % len(data), data, b"\r\n")
-        self._chunked, self._chunk = data, (parts, sum(map(len, parts)))
+        if data is not self._chunked:
+            parts = chunked(data)
+            self._chunked, self._chunk = data, (parts, sum(map(len, parts)))
         return self._chunk
 
     def add(self, outbox: Outbox) -> None:
