@@ -13,16 +13,13 @@ from __future__ import annotations
 import re
 import socket
 import time
-import traceback
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from tqdm import tqdm
-
 from tests.support.ports import freePort
 
-from .harness import Harness, Worker, subscriber
+from .harness import Harness, Worker, run_body, subscriber
 from .procs import (
     Server,
     cpu_seconds,
@@ -87,11 +84,7 @@ class ClusterLoads(Harness):
         except Exception as error:  # noqa: BLE001 - reported per case, the run goes on
             result["error"] = str(error)
         else:
-            try:
-                result.update(body(redis, members))
-            except Exception as error:  # noqa: BLE001
-                result["error"] = f"{type(error).__name__}: {error}"
-                result["traceback"] = traceback.format_exc()
+            run_body(result, body, redis, members)
         alone = {
             label: ALONE.findall(server.log())
             for label, server in servers.items()
@@ -106,12 +99,7 @@ class ClusterLoads(Harness):
             if not alive[label]:
                 result.setdefault("server_log_tails", {})[label] = server.log()[-1500:]
                 result.setdefault("server_exits", {})[label] = code
-        result["seconds"] = round(time.monotonic() - started, 1)
-        self.results[name] = result
-        if self.bar is not None:
-            self.bar.update(1)
-            if "error" in result:
-                tqdm.write(f"{name}: {result['error'].splitlines()[0]}")
+        self.keep(name, result, started)
 
     def plain_case(self, name: str, body: Callable[[Server | None, list[Server]], Any]) -> None:
         """A cluster scenario's case on a plain server (no ``--cluster``, no Redis)."""

@@ -140,6 +140,16 @@ def latency_summary(histogram: np.ndarray, max_ns: int) -> dict[str, float]:
     return {"p50_ms": p50, "p99_ms": p99, "p999_ms": p999, "max_ms": max_ns / 1e6}
 
 
+def run_body(result: dict[str, Any], body: Callable[..., dict[str, Any]], *args: Any) -> None:
+    """Run a case's ``body`` on ``args`` into ``result``; what it raises is reported there
+    (the run goes on)."""
+    try:
+        result.update(body(*args))
+    except Exception as error:  # noqa: BLE001 - reported per case
+        result["error"] = f"{type(error).__name__}: {error}"
+        result["traceback"] = traceback.format_exc()
+
+
 class Harness:
     """Runs cases and collects one result dict per case."""
 
@@ -176,15 +186,16 @@ class Harness:
         except Exception as error:  # noqa: BLE001 - reported per case, the run goes on
             result["error"] = str(error)
         else:
-            try:
-                result.update(body(server))
-            except Exception as error:  # noqa: BLE001
-                result["error"] = f"{type(error).__name__}: {error}"
-                result["traceback"] = traceback.format_exc()
+            run_body(result, body, server)
             result["server_alive"] = server.alive()
             result["server_exit"] = server.stop()
             if not result["server_alive"]:
                 result["server_log_tail"] = server.log()[-1500:]
+        self.keep(name, result, started)
+
+    def keep(self, name: str, result: dict[str, Any], started: float) -> None:
+        """Keep a case's result, with the seconds since it ``started``; show its progress,
+        and its error if it had one."""
         result["seconds"] = round(time.monotonic() - started, 1)
         self.results[name] = result
         if self.bar is not None:
