@@ -5,8 +5,9 @@ C{{"time": RFC 3339, "raw": text}} object per log call, back to back with
 nothing (or any JSON whitespace) between them.
 
 The stream cannot be split into lines, so this is an incremental JSON
-decoder.  A fast path reads the exact shape the Go client writes with one
-regular expression match per record; anything else goes through
+decoder.  A fast path reads the exact shape the Go client writes: the
+compiled decoder (L{logio.ingest.speedups.goRecords}) where it is built, a
+regular expression match per record otherwise; anything else goes through
 C{JSONDecoder.raw_decode}, once a scanner that reads each character once
 (and jumps between the ones that matter with a regular expression) has
 found where the value ends: so the cost of a stream is linear in its
